@@ -1,0 +1,27 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (each creates .venv first).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the CPU torch wheel first, so nothing else can pull a CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[torch,tf,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/spa prune models/samples/simple_cnn.onnx -o /tmp/spa-demo-pruned.onnx --ratio 0.5 --oracle
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,332 @@
+"""Slots → coupled channel groups.
+
+Every rule links atoms (single indices along a tensor axis). The connected components of the link graph are
+*channels*: each one lives at some positions of some slots. Channels that live in exactly the same set of
+slots are interchangeable units of one *group*: removing any subset of them is a consistent edit of all the
+group's members. A group is prunable unless one of its slots is frozen (graph input/output, an op without a
+rule, an axis a rule cannot follow, an unknown size); the reasons are kept for `spa analyze`.
+
+Plain data leaves this module: `Analysis` (groups with their members and per-position channel ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import rules  # noqa: F401  (registers every rule)
+from .graph import ModelView
+from .rules.base import OTHER, NodeCtx, rule_for
+
+Slot = tuple[str, int]
+
+
+class Couplings:
+    """Collects links between atoms, frozen slots, freed slots and initializer roles."""
+
+    def __init__(self, view: ModelView) -> None:
+        self.view = view
+        self.offset: dict[Slot, int] = {}
+        self.size: dict[Slot, int] = {}
+        self.n_atoms = 0
+        self._ea: list[np.ndarray] = []
+        self._eb: list[np.ndarray] = []
+        self.frozen: dict[Slot, str] = {}
+        self.frozen_tensors: dict[str, str] = {}
+        self.roles: dict[Slot, tuple[str, float]] = {}
+        self.mentioned: set[Slot] = set()
+        self.freed_tensors: set[str] = set()
+        self.chan: set[Slot] = set()  # slots known to carry parameterised channels (seen in graph order)
+
+    # -- atoms
+    def _dim(self, name: str, axis: int) -> int | None:
+        s = self.view.shape(name)
+        if s is None or axis >= len(s):
+            return None
+        return s[axis]
+
+    def atoms(self, slot: Slot) -> int:
+        off = self.offset.get(slot)
+        if off is None:
+            n = self.size[slot]
+            off = self.n_atoms
+            self.offset[slot] = off
+            self.n_atoms += n
+        return off
+
+    def link(self, a: str, ax: int, b: str, bx: int, ia, ib, where: str) -> bool:
+        sa, sb = (a, ax), (b, bx)
+        self.mentioned.add(sa)
+        self.mentioned.add(sb)
+        da, db = self._dim(a, ax), self._dim(b, bx)
+        if da is None or db is None:
+            reason = f"{where}: size of {a if da is None else b} axis {ax if da is None else bx} is unknown"
+            self.frozen.setdefault(sa, reason)
+            self.frozen.setdefault(sb, reason)
+            return False
+        if ia is None and ib is None and da != db:
+            reason = f"{where}: {a}[{ax}] ({da}) and {b}[{bx}] ({db}) differ"
+            self.frozen.setdefault(sa, reason)
+            self.frozen.setdefault(sb, reason)
+            return False
+        ia = np.arange(da) if ia is None else np.asarray(ia, dtype=np.int64)
+        ib = np.arange(db) if ib is None else np.asarray(ib, dtype=np.int64)
+        assert ia.shape == ib.shape, (where, ia.shape, ib.shape)
+        self.size[sa] = da
+        self.size[sb] = db
+        oa, ob = self.atoms(sa), self.atoms(sb)
+        self._ea.append(ia + oa)
+        self._eb.append(ib + ob)
+        if sa in self.chan or sb in self.chan or a in self.view.inits or b in self.view.inits:
+            self.chan.add(sa)
+            self.chan.add(sb)
+        return True
+
+    def is_channel(self, slot: Slot) -> bool:
+        """Heuristic used only to pick which axis of a merging reshape to follow (the others freeze)."""
+        return slot in self.chan
+
+    def freeze(self, name: str, axis: int, reason: str) -> None:
+        self.mentioned.add((name, axis))
+        self.frozen.setdefault((name, axis), reason)
+
+    def freeze_tensor(self, name: str, reason: str) -> None:
+        self.frozen_tensors.setdefault(name, reason)
+
+    def free(self, name: str, axis: int | None) -> None:
+        if axis is None:
+            self.freed_tensors.add(name)
+        else:
+            self.mentioned.add((name, axis))
+
+    def role(self, name: str, axis: int, role: str, neutral: float) -> None:
+        self.roles.setdefault((name, axis), (role, neutral))
+
+    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self._ea:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(self._ea), np.concatenate(self._eb)
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of an undirected graph on `n` nodes given as edge arrays; returns the smallest
+    node id of each node's component. Vectorised hook-and-compress (no Python loop over edges)."""
+    parent = np.arange(n, dtype=np.int64)
+    while True:
+        ra, rb = parent[a], parent[b]
+        diff = ra != rb
+        if not diff.any():
+            return parent
+        ra, rb = ra[diff], rb[diff]
+        np.minimum.at(parent, np.maximum(ra, rb), np.minimum(ra, rb))
+        while True:
+            pp = parent[parent]
+            if np.array_equal(pp, parent):
+                break
+            parent = pp
+    # unreachable
+
+
+@dataclass
+class Member:
+    """One slot of a group: where the group's channels live along one tensor axis."""
+
+    tensor: str
+    axis: int
+    is_param: bool
+    role: str
+    neutral: float
+    ids: np.ndarray  # per index along the axis: the group-local channel id, or -1 (another group's channel)
+
+    @property
+    def label(self) -> str:
+        return f"{self.tensor}[{self.axis}]"
+
+
+@dataclass
+class Group:
+    id: int
+    size: int  # number of channels (units that are kept or removed together)
+    members: list[Member]
+    frozen: list[str]  # why not prunable; empty → prunable
+    comps: np.ndarray = field(repr=False)  # global channel ids, in local order
+    width: int = 0  # indices per channel in the anchor slot (1 normally; >1 for grouped-conv blocks)
+
+    @property
+    def prunable(self) -> bool:
+        return not self.frozen and self.size >= 2
+
+    @property
+    def params(self) -> list[Member]:
+        return [m for m in self.members if m.is_param]
+
+    @property
+    def anchor(self) -> Member:
+        ps = self.params
+        return ps[0] if ps else self.members[0]
+
+    @property
+    def key(self) -> str:
+        """Stable identity across models with the same graph: a digest of its member slots."""
+        names = "|".join(sorted(m.label for m in self.members))
+        return hashlib.sha1(names.encode()).hexdigest()[:12]
+
+    @property
+    def why(self) -> str:
+        if self.frozen:
+            return self.frozen[0]
+        if self.size < 2:
+            return "single channel"
+        return ""
+
+
+@dataclass
+class Analysis:
+    view: ModelView
+    groups: list[Group]
+    slot_comps: dict[Slot, np.ndarray]  # per slot: global channel id at each index
+    comp_group: np.ndarray  # global channel id → group id (-1: not in a reported group)
+    comp_local: np.ndarray  # global channel id → index within its group
+    unknown_ops: dict[str, list[str]]  # op type → node names without a rule
+
+    @property
+    def prunable(self) -> list[Group]:
+        return [g for g in self.groups if g.prunable]
+
+    def group_by_key(self) -> dict[str, Group]:
+        return {g.key: g for g in self.groups}
+
+
+_ROLE_ORDER = {"out": 0, "scale": 1, "bias": 2, "stat": 3, "in": 4, "other": 5}
+
+
+def analyze(view: ModelView) -> Analysis:
+    c = Couplings(view)
+    unknown: dict[str, list[str]] = {}
+    for name in view.graph_inputs:
+        c.freeze_tensor(name, f"graph input '{name}'")
+    for name in view.graph_outputs:
+        c.freeze_tensor(name, f"graph output '{name}'")
+
+    for node in view.model.graph.node:
+        n = NodeCtx(node, view, c)
+        rule = rule_for(node)
+        c.mentioned = set()
+        c.freed_tensors = set()
+        if rule is None:
+            dom = f" (domain {node.domain})" if node.domain not in ("", "ai.onnx") else ""
+            unknown.setdefault(node.op_type + dom, []).append(n.name)
+            for t in set(_all_tensors(node)):
+                c.freeze_tensor(t, f"{n.where()}: op {node.op_type}{dom} has no channel rule")
+            continue
+        try:
+            rule.couple(n)
+        except Exception as e:  # a rule that trips on an odd node fails closed for that node
+            for t in set(_all_tensors(node)):
+                c.freeze_tensor(t, f"{n.where()}: rule error ({type(e).__name__}: {e})")
+            continue
+        # fail closed: every axis the rule did not mention is frozen
+        for t in n.inputs + n.outputs:
+            if t in c.freed_tensors:
+                continue
+            s = view.shape(t)
+            if s is None:
+                c.freeze_tensor(t, f"{n.where()}: shape of '{t}' is unknown")
+                continue
+            for ax, d in enumerate(s):
+                if d != 1 and (t, ax) not in c.mentioned:
+                    c.frozen.setdefault((t, ax), f"{n.where()}: axis {ax} of '{t}' is not channel-mapped")
+
+    return _groups(view, c, unknown)
+
+
+def _all_tensors(node) -> list[str]:
+    from .graph import node_inputs
+
+    return node_inputs(node) + [o for o in node.output if o]
+
+
+def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Analysis:
+    a, b = c.edges()
+    roots = components(c.n_atoms, a, b)
+    uniq, comp_of_atom = np.unique(roots, return_inverse=True)
+    n_comp = len(uniq)
+
+    slots = list(c.offset)
+    slot_comps = {s: comp_of_atom[c.offset[s] : c.offset[s] + c.size[s]] for s in slots}
+
+    # which slots each channel lives in → a signature; channels with equal signatures form one group
+    rng = np.random.default_rng(12345)
+    keys = rng.integers(1, 2**63 - 1, size=len(slots), dtype=np.int64).astype(np.uint64)
+    pair_c, pair_s = [], []
+    for si, s in enumerate(slots):
+        u = np.unique(slot_comps[s])
+        pair_c.append(u)
+        pair_s.append(np.full(len(u), si, dtype=np.int64))
+    pc = np.concatenate(pair_c) if pair_c else np.zeros(0, np.int64)
+    ps = np.concatenate(pair_s) if pair_s else np.zeros(0, np.int64)
+    sig = np.zeros(n_comp, dtype=np.uint64)
+    np.add.at(sig, pc, keys[ps])
+    cnt = np.bincount(pc, minlength=n_comp)
+    has_param = np.zeros(n_comp, dtype=bool)
+    is_param_slot = np.array([s[0] in view.inits for s in slots], dtype=bool)
+    has_param[pc[is_param_slot[ps]]] = True
+
+    sig2 = np.stack([sig.view(np.int64), cnt.astype(np.int64)], axis=1)
+    _, grp_of_comp = np.unique(sig2, axis=0, return_inverse=True)
+    grp_of_comp = grp_of_comp.reshape(-1)
+
+    order = np.argsort(pc, kind="stable")
+    pc_sorted, ps_sorted = pc[order], ps[order]
+    starts = np.searchsorted(pc_sorted, np.arange(n_comp))
+    ends = np.searchsorted(pc_sorted, np.arange(n_comp), side="right")
+
+    comp_group = np.full(n_comp, -1, dtype=np.int64)
+    comp_local = np.full(n_comp, -1, dtype=np.int64)
+    groups: list[Group] = []
+    # deterministic group order: by first appearance in the graph's slots
+    first_comp_of_grp: dict[int, int] = {}
+    for comp in range(n_comp):
+        if has_param[comp]:
+            first_comp_of_grp.setdefault(int(grp_of_comp[comp]), comp)
+    members_by_grp: dict[int, np.ndarray] = {}
+    comps_by_grp: dict[int, list[int]] = {}
+    for comp in np.nonzero(has_param)[0]:
+        comps_by_grp.setdefault(int(grp_of_comp[comp]), []).append(int(comp))
+
+    for gid_raw, rep in sorted(first_comp_of_grp.items(), key=lambda kv: _first_slot(kv[1], ps_sorted, starts)):
+        member_slot_ids = ps_sorted[starts[rep] : ends[rep]]
+        members_by_grp[gid_raw] = member_slot_ids
+        comps = np.array(comps_by_grp[gid_raw], dtype=np.int64)
+        mslots = [slots[i] for i in member_slot_ids]
+        mslots.sort(key=lambda s: (s[0] not in view.inits, _ROLE_ORDER.get(c.roles.get(s, ("other",))[0], 9)))
+        anchor = mslots[0]
+        lab = slot_comps[anchor]
+        in_grp = grp_of_comp[lab] == gid_raw
+        pos = np.nonzero(in_grp)[0]
+        ucomp, first_idx = np.unique(lab[pos], return_index=True)
+        local_order = ucomp[np.argsort(first_idx, kind="stable")]
+        gid = len(groups)
+        comp_group[local_order] = gid
+        comp_local[local_order] = np.arange(len(local_order))
+        members = []
+        frozen: list[str] = []
+        for s in mslots:
+            lab_s = slot_comps[s]
+            ids = np.where(comp_group[lab_s] == gid, comp_local[lab_s], -1)
+            role, neutral = c.roles.get(s, (OTHER, 0.0))
+            members.append(Member(s[0], s[1], s[0] in view.inits, role, neutral, ids))
+            r = c.frozen.get(s) or c.frozen_tensors.get(s[0])
+            if r and r not in frozen:
+                frozen.append(r)
+        width = int(np.count_nonzero(members[0].ids >= 0) // max(1, len(local_order)))
+        assert len(local_order) == len(comps)
+        groups.append(Group(gid, len(local_order), members, frozen, local_order, width))
+
+    return Analysis(view, groups, slot_comps, comp_group, comp_local, unknown)
+
+
+def _first_slot(comp: int, ps_sorted: np.ndarray, starts: np.ndarray) -> int:
+    return int(ps_sorted[starts[comp]])

@@ -1,0 +1,220 @@
+"""The `spa` command: parse arguments, call the API, print tables or JSON, map errors to exit codes.
+
+Exit codes: 0 ok; 2 bad argument; 3 unreadable/unsupported model; 4 verification failed; 5 cannot write;
+1 anything unexpected (reported in one line too). `spa check` exits 4 when the oracle fails.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import BadArgument, SpaError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Structurally Prune Anything: analyse and structurally prune ONNX models.",
+)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _fail(msg: str, code: int) -> None:
+    print(f"spa: error: {msg}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _guard(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except SpaError as e:
+            _fail(str(e), e.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", 130)
+        except typer.Exit:
+            raise
+        except MemoryError:
+            _fail("out of memory", 1)
+        except Exception as e:  # noqa: BLE001 - one line, never a traceback
+            _fail(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
+
+    return wrapper
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{(b - a) / a * 100:+.1f}%" if a else "-"
+
+
+@app.command()
+@_guard
+def analyze(
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
+) -> None:
+    """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
+    from . import api
+    from .report import human
+
+    rep = api.analyze(model)
+    d = rep.as_dict()
+    if as_json:
+        print(json.dumps(d, indent=1))
+        return
+    from rich.table import Table
+
+    con = _console()
+    s = rep.stats
+    con.print(
+        f"[bold]{model}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
+        f"({human(s.flops)} FLOPs), {human(s.size_bytes, 'B')}"
+    )
+    a = rep.analysis
+    t = Table(title=f"{len(a.groups)} channel groups: {len(a.prunable)} prunable, {len(a.groups) - len(a.prunable)} frozen")
+    t.add_column("id", justify="right")
+    t.add_column("channels", justify="right")
+    t.add_column("status")
+    t.add_column("members (initializers)")
+    t.add_column("reason")
+    shown = a.groups if all_groups or len(a.groups) <= 60 else [g for g in a.groups if not g.prunable][:40]
+    for g in shown:
+        ps = [m.label for m in g.params]
+        more = f" +{len(ps) - 3}" if len(ps) > 3 else ""
+        t.add_row(
+            str(g.id),
+            str(g.size) + (f"×{g.width}" if g.width > 1 else ""),
+            "[green]prunable[/]" if g.prunable else "[red]frozen[/]",
+            ", ".join(ps[:3]) + more,
+            g.why,
+        )
+    con.print(t)
+    if shown is not a.groups:
+        con.print(f"(showing frozen groups only; --all lists all {len(a.groups)})")
+    if a.unknown_ops:
+        con.print("ops without a channel rule (their channels are frozen): " + ", ".join(
+            f"{op} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
+
+
+@app.command()
+@_guard
+def prune(
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the pruned model")],
+    ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
+    criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn")] = "l1",
+    global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
+    max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
+    round_to: Annotated[int, typer.Option("--round-to", help="keep group widths multiples of N")] = 1,
+    ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="freeze groups touching this node/initializer (name or regex); repeatable")] = None,
+    plan_in: Annotated[Optional[Path], typer.Option("--plan", help="apply this saved plan (JSON) instead of computing one")] = None,
+    plan_out: Annotated[Optional[Path], typer.Option("--save-plan", help="write the plan as JSON")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed for the random criterion")] = 0,
+    oracle: Annotated[bool, typer.Option("--oracle", help="also run the zero-group oracle")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Prune a model and write the smaller one (atomically, never over the input)."""
+    from . import api, graph
+    from .plan import Plan, check_ratio
+    from .report import human
+
+    check_ratio(ratio)
+    check_ratio(max_group_ratio, "max-group-ratio")
+    if round_to < 1:
+        raise BadArgument(f"--round-to must be ≥ 1, got {round_to}")
+    if graph._same_file(output, model):
+        raise BadArgument(f"output path {output} is the input file; refusing to overwrite the input")
+    if output.exists() and output.is_dir():
+        raise BadArgument(f"output path {output} is a directory")
+    plan = Plan.load(plan_in) if plan_in else None
+    pruned, rep = api.prune(
+        model,
+        ratio=ratio,
+        criterion=criterion,
+        global_=global_,
+        max_group_ratio=max_group_ratio,
+        round_to=round_to,
+        ignore=ignore or [],
+        plan=plan,
+        seed=seed,
+        oracle=oracle,
+    )
+    written = graph.save_atomic(pruned, output, input_path=str(model))
+    rep.after.size_bytes = written
+    if plan_out:
+        rep.plan.save(plan_out)
+    if as_json:
+        d = rep.as_dict()
+        d["output"] = str(output)
+        print(json.dumps(d, indent=1))
+        return
+    from rich.table import Table
+
+    b, a = rep.before, rep.after
+    t = Table(title=f"{model.name} → {output.name}  ({rep.plan.mode}, {rep.plan.criterion or 'plan'}, ratio {rep.plan.ratio})")
+    t.add_column("")
+    t.add_column("before", justify="right")
+    t.add_column("after", justify="right")
+    t.add_column("change", justify="right")
+    t.add_row("params", human(b.params), human(a.params), _pct(b.params, a.params))
+    t.add_row("MACs / sample", human(b.macs), human(a.macs), _pct(b.macs, a.macs))
+    t.add_row("FLOPs / sample", human(b.flops), human(a.flops), _pct(b.flops, a.flops))
+    t.add_row("file size", human(b.size_bytes, "B"), human(a.size_bytes, "B"), _pct(b.size_bytes, a.size_bytes))
+    t.add_row("nodes", str(b.nodes), str(a.nodes), "")
+    t.add_row("groups pruned / prunable / frozen", "", f"{rep.groups_pruned} / {rep.groups_prunable} / {rep.groups_total - rep.groups_prunable}", "")
+    t.add_row("channels removed", "", str(rep.channels_removed), "")
+    if rep.oracle is not None:
+        t.add_row("zero-group oracle (rel. error)", "", f"{rep.oracle:.1e}", "")
+    con = _console()
+    con.print(t)
+    con.print(f"verified (onnx.checker, onnxruntime) and written in {rep.seconds.get('total', 0):.2f}s")
+
+
+@app.command()
+@_guard
+def check(
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    trials: Annotated[int, typer.Option(help="random plans to try")] = 3,
+    ratio: Annotated[float, typer.Option("--ratio", "-r")] = 0.5,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Self-test: prune random channels, zero the same ones in the original; outputs must agree (1e-5)."""
+    from . import api
+
+    from .plan import check_ratio
+
+    check_ratio(ratio)
+    res = api.check(model, trials=trials, ratio=ratio, seed=seed)
+    if as_json:
+        print(json.dumps({"ok": res.ok, "trials": res.trials, "worst_rel_error": res.worst,
+                          "prunable_groups": res.groups_tested, "failures": res.failures}, indent=1))
+    else:
+        status = "OK" if res.ok else "FAILED"
+        print(f"{status}: {res.trials} random plans over {res.groups_tested} prunable groups, "
+              f"worst relative error {res.worst:.1e}")
+        for f in res.failures:
+            print("  " + f)
+    if not res.ok:
+        raise typer.Exit(4)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

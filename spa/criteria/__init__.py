@@ -1,0 +1,31 @@
+"""Criteria: plug-ins that score the channels of a group (higher = more important).
+
+A criterion is a function `(group, weights, rng) -> np.ndarray` of shape `(group.size,)`; `weights(name)`
+returns an initializer's values. Scores are normalised by the group mean, so groups can be ranked together
+(global pruning). To add one, write the function and put it in `CRITERIA`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..analysis import Group
+from .magnitude import bn_scale, l1, l2, random_scores
+
+Criterion = Callable[[Group, Callable[[str], np.ndarray], np.random.Generator], np.ndarray]
+
+CRITERIA: dict[str, Criterion] = {
+    "l1": l1,
+    "l2": l2,
+    "random": random_scores,
+    "bn": bn_scale,
+}
+
+
+def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    s = np.asarray(CRITERIA[name](group, weights, rng), dtype=np.float64)
+    assert s.shape == (group.size,), (name, s.shape, group.size)
+    m = s.mean()
+    return s / m if m > 0 else np.ones_like(s)

@@ -1,0 +1,287 @@
+"""Load an ONNX model, normalise it for analysis, infer shapes, and save atomically.
+
+`ModelView` is the read-only view every later stage works on: the model proto, static shapes of every
+tensor (ints, `None` for unknown/symbolic dims), initializer values, producers and consumers.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import BadArgument, BadModel, WriteFailed
+
+MIN_OPSET = 7
+MAX_OPSET = 23  # newest default-domain opset onnx 1.23 knows; newer ones are refused, not guessed
+_TWO_GB = 2**31 - 1
+
+Dim = int | None
+Shape = tuple[Dim, ...]
+
+
+# ---------------------------------------------------------------------------------------------- load
+def load(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Read and validate a model file; raise `BadModel` with a one-line reason for anything unusable."""
+    p = Path(path)
+    if not p.exists():
+        raise BadModel(f"{p}: no such file")
+    if p.is_dir():
+        raise BadModel(f"{p}: is a directory, not an ONNX file")
+    if p.stat().st_size == 0:
+        raise BadModel(f"{p}: empty file")
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise BadModel(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+    if not model.graph.node and not model.graph.output:
+        raise BadModel(f"{p}: not an ONNX model (no graph)")
+    try:
+        onnx.load_external_data_for_model(model, str(p.parent))
+    except (FileNotFoundError, OSError) as e:
+        raise BadModel(f"{p}: external data missing ({e.filename or e})") from None
+    check_opset(model, str(p))
+    return model
+
+
+def check_opset(model: onnx.ModelProto, where: str = "model") -> int:
+    ops = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not ops:
+        raise BadModel(f"{where}: no default-domain opset import")
+    v = ops[0]
+    if v < MIN_OPSET or v > MAX_OPSET:
+        raise BadModel(f"{where}: opset {v} is not supported (supported: {MIN_OPSET}..{MAX_OPSET})")
+    return v
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+# ------------------------------------------------------------------------------------- normalise
+def lift_constants(model: onnx.ModelProto) -> None:
+    """Turn `Constant` nodes holding a tensor into initializers (same name), so that rules and the rewriter
+    see one kind of constant. Constants that are graph outputs stay nodes."""
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    keep = []
+    for node in g.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output[0] not in outputs:
+            arr = _constant_value(node)
+            if arr is not None:
+                t = numpy_helper.from_array(arr, node.output[0])
+                g.initializer.append(t)
+                continue
+        keep.append(node)
+    if len(keep) != len(g.node):
+        del g.node[:]
+        g.node.extend(keep)
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, dtype=np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), dtype=np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, dtype=np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), dtype=np.int64)
+    return None  # sparse or string constants: leave as a node (its output is then frozen)
+
+
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference with data propagation (so Shape→Gather→Concat reshape targets resolve)."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:
+        try:
+            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+        except Exception:
+            return model
+
+
+def _shape_of(t: onnx.TypeProto) -> Shape | None:
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
+
+
+def _sym_of(t: onnx.TypeProto) -> tuple[str | None, ...] | None:
+    if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_param if d.HasField("dim_param") else None for d in t.tensor_type.shape.dim)
+
+
+# ------------------------------------------------------------------------------------------ view
+@dataclass
+class ModelView:
+    """Everything the analysis needs to know about a model, computed once."""
+
+    model: onnx.ModelProto
+    shapes: dict[str, Shape]
+    symbols: dict[str, tuple[str | None, ...]]
+    inits: dict[str, onnx.TensorProto]
+    producer: dict[str, int]
+    consumers: dict[str, list[int]]
+    graph_inputs: list[str]
+    graph_outputs: list[str]
+    opset: int
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: onnx.ModelProto) -> "ModelView":
+        inferred = infer_shapes(model)
+        g = inferred.graph
+        shapes: dict[str, Shape] = {}
+        symbols: dict[str, tuple[str | None, ...]] = {}
+        for vi in list(g.value_info) + list(g.input) + list(g.output):
+            s = _shape_of(vi.type)
+            if s is not None:
+                shapes[vi.name] = s
+                symbols[vi.name] = _sym_of(vi.type) or ()
+        inits = {t.name: t for t in model.graph.initializer}
+        for name, t in inits.items():
+            shapes[name] = tuple(int(d) for d in t.dims)
+            symbols[name] = (None,) * len(t.dims)
+        producer: dict[str, int] = {}
+        consumers: dict[str, list[int]] = {}
+        for i, node in enumerate(model.graph.node):
+            for o in node.output:
+                if o:
+                    producer[o] = i
+            for name in node_inputs(node):
+                consumers.setdefault(name, []).append(i)
+        init_names = set(inits)
+        return cls(
+            model=model,
+            shapes=shapes,
+            symbols=symbols,
+            inits=inits,
+            producer=producer,
+            consumers=consumers,
+            graph_inputs=[i.name for i in model.graph.input if i.name not in init_names],
+            graph_outputs=[o.name for o in model.graph.output],
+            opset=opset_of(model),
+        )
+
+    def array(self, name: str) -> np.ndarray | None:
+        """Value of an initializer (cached), or None if `name` is not a constant."""
+        if name not in self.inits:
+            return None
+        a = self._arrays.get(name)
+        if a is None:
+            a = numpy_helper.to_array(self.inits[name])
+            self._arrays[name] = a
+        return a
+
+    def shape(self, name: str) -> Shape | None:
+        return self.shapes.get(name)
+
+
+def node_inputs(node: onnx.NodeProto) -> list[str]:
+    """Explicit inputs plus outer-scope names a subgraph (If/Loop/Scan) reads implicitly."""
+    names = [i for i in node.input if i]
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for sub in graphs:
+            names.extend(_outer_refs(sub))
+    return names
+
+
+def _outer_refs(g: onnx.GraphProto) -> list[str]:
+    defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+    refs: list[str] = []
+    for n in g.node:
+        for name in node_inputs(n):
+            if name not in defined:
+                refs.append(name)
+        defined.update(o for o in n.output if o)
+    return refs
+
+
+# ------------------------------------------------------------------------------------------ save
+def model_bytes_size(model: onnx.ModelProto) -> int:
+    return model.ByteSize()
+
+
+def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_path: str | None = None) -> int:
+    """Write `model` to `out` via a temporary file in the same directory and an atomic rename.
+
+    Models over 2 GB are written with external data beside the output (`<name>.data`). Returns bytes written
+    (model file plus external data)."""
+    out_p = Path(out)
+    if input_path is not None and _same_file(out_p, Path(input_path)):
+        raise BadArgument(f"output path {out_p} is the input file; refusing to overwrite the input")
+    d = out_p.parent if str(out_p.parent) else Path(".")
+    if not d.exists():
+        raise WriteFailed(f"output directory {d} does not exist")
+    if not os.access(d, os.W_OK):
+        raise WriteFailed(f"output directory {d} is not writable")
+    external = model.ByteSize() > _TWO_GB if _safe_size(model) else True
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_p.name}.", suffix=".tmp", dir=d)
+    os.close(fd)
+    data_name = out_p.name + ".data"
+    tmp_data = d / f".{data_name}.tmp"
+    try:
+        if external:
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            onnx.external_data_helper.convert_model_to_external_data(
+                m, all_tensors_to_one_file=True, location=tmp_data.name, size_threshold=1024
+            )
+            onnx.save_model(m, tmp)
+            _retarget_external(tmp, tmp_data.name, data_name)
+            os.replace(tmp_data, d / data_name)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(model.SerializeToString())
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, out_p)
+    except OSError as e:
+        for t in (Path(tmp), tmp_data):
+            if t.exists():
+                t.unlink()
+        raise WriteFailed(f"cannot write {out_p}: {e.strerror or e}") from None
+    except BaseException:
+        for t in (Path(tmp), tmp_data):
+            if t.exists():
+                t.unlink()
+        raise
+    size = out_p.stat().st_size
+    if external:
+        size += (d / data_name).stat().st_size
+    return size
+
+
+def _retarget_external(model_path: str, old: str, new: str) -> None:
+    m = onnx.load(model_path, load_external_data=False)
+    for t in m.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location" and e.value == old:
+                e.value = new
+    onnx.save_model(m, model_path)
+
+
+def _safe_size(model: onnx.ModelProto) -> bool:
+    try:
+        model.ByteSize()
+        return True
+    except Exception:
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False

@@ -1,0 +1,136 @@
+"""Scores + ratio → which channels of each group to keep. A `Plan` is plain, JSON-serialisable data that can
+be applied again later to the same model or to another model with the same graph (e.g. a trained copy)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analysis import Analysis
+from .errors import BadArgument
+
+
+@dataclass
+class GroupPlan:
+    key: str
+    size: int
+    keep: list[int]
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    groups: list[GroupPlan]
+    criterion: str = ""
+    ratio: float = 0.0
+    mode: str = "local"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        d = json.loads(text)
+        return cls([GroupPlan(**g) for g in d["groups"]], d.get("criterion", ""), d.get("ratio", 0.0), d.get("mode", ""))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Plan":
+        try:
+            return cls.from_json(Path(path).read_text())
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BadArgument(f"{path}: not a spa plan ({type(e).__name__})") from None
+
+    @property
+    def removed(self) -> int:
+        return sum(g.size - len(g.keep) for g in self.groups)
+
+
+def check_ratio(ratio: float, name: str = "ratio") -> None:
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and 0.0 <= ratio < 1.0):
+        raise BadArgument(f"{name} must be in [0, 1), got {ratio}")
+
+
+def _round_keep(n: int, keep: int, round_to: int) -> int:
+    keep = max(1, min(n, keep))
+    if round_to > 1 and n > round_to:
+        keep = max(round_to, int(math.ceil(keep / round_to)) * round_to)
+        keep = min(keep, n)
+    return keep
+
+
+def make_plan(
+    analysis: Analysis,
+    scores: dict[int, np.ndarray],
+    ratio: float,
+    *,
+    global_: bool = False,
+    max_group_ratio: float = 0.9,
+    round_to: int = 1,
+    criterion: str = "",
+) -> Plan:
+    """Local: remove floor(ratio·n) lowest-scoring channels of every prunable group. Global: rank every
+    channel of every prunable group by its (group-normalised) score and remove the lowest ratio·total,
+    never more than max_group_ratio of one group. `round_to` rounds kept widths up to a multiple."""
+    check_ratio(ratio)
+    check_ratio(max_group_ratio, "max-group-ratio")
+    if round_to < 1:
+        raise BadArgument(f"round-to must be ≥ 1, got {round_to}")
+    groups = [g for g in analysis.prunable if g.id in scores]
+    n_keep: dict[int, int] = {}
+    if not global_:
+        for g in groups:
+            n_keep[g.id] = g.size - int(math.floor(ratio * g.size + 1e-9))
+    else:
+        total = sum(g.size for g in groups)
+        budget = int(math.floor(ratio * total + 1e-9))
+        gid = np.concatenate([np.full(g.size, g.id) for g in groups]) if groups else np.zeros(0, int)
+        allsc = np.concatenate([scores[g.id] for g in groups]) if groups else np.zeros(0)
+        order = np.lexsort((gid, allsc))
+        cap = {g.id: min(g.size - 1, int(math.floor(max_group_ratio * g.size + 1e-9))) for g in groups}
+        removed = {g.id: 0 for g in groups}
+        left = budget
+        for i in order:
+            if left == 0:
+                break
+            k = int(gid[i])
+            if removed[k] < cap[k]:
+                removed[k] += 1
+                left -= 1
+        for g in groups:
+            n_keep[g.id] = g.size - removed[g.id]
+    out = []
+    for g in groups:
+        keep = _round_keep(g.size, n_keep[g.id], round_to)
+        if keep >= g.size:
+            continue
+        s = scores[g.id]
+        best = np.sort(np.argsort(-s, kind="stable")[:keep])
+        out.append(GroupPlan(g.key, g.size, [int(i) for i in best], sorted(m.label for m in g.members)))
+    return Plan(out, criterion, ratio, "global" if global_ else "local")
+
+
+def keep_mask(analysis: Analysis, plan: Plan) -> np.ndarray:
+    """Per global channel id: True if kept. Raises if the plan does not fit this model's groups."""
+    keep = np.ones(len(analysis.comp_group), dtype=bool)
+    by_key = analysis.group_by_key()
+    for gp in plan.groups:
+        g = by_key.get(gp.key)
+        if g is None:
+            raise BadArgument(f"plan group {gp.key} ({', '.join(gp.members[:2])}...) is not in this model")
+        if g.size != gp.size:
+            raise BadArgument(f"plan group {gp.key} has {gp.size} channels, the model's has {g.size}")
+        if not g.prunable:
+            raise BadArgument(f"plan prunes group {gp.key}, which is frozen here: {g.why}")
+        if not gp.keep or min(gp.keep) < 0 or max(gp.keep) >= g.size or len(set(gp.keep)) != len(gp.keep):
+            raise BadArgument(f"plan group {gp.key}: kept indices out of range or repeated")
+        m = np.zeros(g.size, dtype=bool)
+        m[gp.keep] = True
+        keep[g.comps[~m]] = False
+    return keep

@@ -1,0 +1,144 @@
+"""Plan → a physically smaller model.
+
+Generic part: every initializer slot of a pruned channel is sliced (np.take along the axis). Op-specific part:
+each node's rule rewrites the attributes and shape constants that count channels (`Rule.rewrite`), so that
+analysis and rewriting are driven by the same rules. Then stale shape annotations are dropped, nodes and
+initializers the rewrite made dead are removed, and initializer-backed graph inputs get their new shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .analysis import Analysis
+from .graph import node_inputs
+from .rules.base import RewriteCtx, rule_for
+
+
+class Rewriter:
+    def __init__(self, analysis: Analysis, keep: np.ndarray) -> None:
+        self.a = analysis
+        self.view = analysis.view
+        self.keep = keep
+        self.model = onnx.ModelProto()
+        self.model.CopyFrom(self.view.model)
+        self._new_inits: dict[str, onnx.TensorProto] = {}
+        self._uses: dict[str, int] = {k: len(v) for k, v in self.view.consumers.items()}
+        self._counter = 0
+
+    def kept(self, name: str, axis: int) -> np.ndarray | None:
+        comps = self.a.slot_comps.get((name, axis))
+        if comps is None:
+            return None
+        m = self.keep[comps]
+        if m.all():
+            return None
+        return np.nonzero(m)[0]
+
+    def changed_tensor(self, name: str) -> bool:
+        s = self.view.shape(name)
+        return s is not None and any(self.kept(name, ax) is not None for ax in range(len(s)))
+
+    def set_input_const(self, node: onnx.NodeProto, i: int, value: np.ndarray) -> None:
+        old = node.input[i] if i < len(node.input) else ""
+        shared = (
+            not old
+            or old not in self.view.inits
+            or self._uses.get(old, 0) > 1
+            or old in self.view.graph_outputs
+        )
+        if shared:
+            self._counter += 1
+            base = old or f"{node.name or node.op_type}_in{i}"
+            name = f"{base}__spa{self._counter}"
+            while name in self.view.shapes or name in self._new_inits:
+                self._counter += 1
+                name = f"{base}__spa{self._counter}"
+        else:
+            name = old
+        self._new_inits[name] = numpy_helper.from_array(np.asarray(value), name)
+        while len(node.input) <= i:
+            node.input.append("")
+        node.input[i] = name
+
+    def apply(self) -> onnx.ModelProto:
+        g = self.model.graph
+        # 1. slice initializers along every pruned slot
+        cuts: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for (name, axis) in self.a.slot_comps:
+            if name in self.view.inits:
+                k = self.kept(name, axis)
+                if k is not None:
+                    cuts.setdefault(name, []).append((axis, k))
+        for i, t in enumerate(g.initializer):
+            if t.name in cuts:
+                arr = numpy_helper.to_array(t)
+                for axis, k in cuts[t.name]:
+                    arr = np.take(arr, k, axis=axis)
+                g.initializer[i].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), t.name))
+        # 2. per-node attribute / shape-constant rewrites
+        for node in g.node:
+            rule = rule_for(node)
+            if rule is not None:
+                rule.rewrite(RewriteCtx(node, self.view, self))
+        existing = {t.name: i for i, t in enumerate(g.initializer)}
+        for name, t in self._new_inits.items():
+            if name in existing:
+                g.initializer[existing[name]].CopyFrom(t)
+            else:
+                g.initializer.append(t)
+        # 3. shapes: drop stale annotations, fix initializer-backed inputs
+        del g.value_info[:]
+        dims = {t.name: list(t.dims) for t in g.initializer}
+        for inp in g.input:
+            if inp.name in dims and inp.type.HasField("tensor_type"):
+                shp = inp.type.tensor_type.shape
+                del shp.dim[:]
+                for d in dims[inp.name]:
+                    shp.dim.add().dim_value = d
+        _remove_new_dead(self.view.model, self.model)
+        return self.model
+
+
+def _live(model: onnx.ModelProto) -> tuple[set[int], set[str]]:
+    g = model.graph
+    producer = {o: i for i, n in enumerate(g.node) for o in n.output if o}
+    need = [o.name for o in g.output]
+    live_nodes: set[int] = set()
+    used: set[str] = set()
+    while need:
+        t = need.pop()
+        if t in used:
+            continue
+        used.add(t)
+        i = producer.get(t)
+        if i is not None and i not in live_nodes:
+            live_nodes.add(i)
+            need.extend(node_inputs(g.node[i]))
+    return live_nodes, used
+
+
+def _remove_new_dead(before: onnx.ModelProto, after: onnx.ModelProto) -> None:
+    """Remove nodes and initializers that were live before the rewrite and are dead after it (e.g. the
+    Shape→Gather→Concat chain of a Reshape target folded to a constant)."""
+    live_b, used_b = _live(before)
+    live_a, used_a = _live(after)
+    g = after.graph
+    drop_nodes = {i for i in live_b if i not in live_a}
+    if drop_nodes:
+        keep = [n for i, n in enumerate(g.node) if i not in drop_nodes]
+        del g.node[:]
+        g.node.extend(keep)
+    init_names_before = {t.name for t in before.graph.initializer}
+    keep_inits = [
+        t for t in g.initializer if t.name in used_a or (t.name in init_names_before and t.name not in used_b)
+    ]
+    if len(keep_inits) != len(g.initializer):
+        dropped = {t.name for t in g.initializer} - {t.name for t in keep_inits}
+        del g.initializer[:]
+        g.initializer.extend(keep_inits)
+        inputs = [i for i in g.input if i.name not in dropped]
+        del g.input[:]
+        g.input.extend(inputs)

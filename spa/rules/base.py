@@ -1,0 +1,213 @@
+"""What a channel rule is, and the two contexts a rule is handed.
+
+A *slot* is one axis of one tensor: `(tensor_name, axis)`. Every index along a slot is an *atom*. A rule
+describes, for one node, which atoms of its inputs and outputs are the same channel (`link`), which slots it
+cannot follow (`freeze`, with a reason) and which it reads without caring about their values (`free`, e.g.
+`Shape`). Any axis of size > 1 of the node's inputs and outputs that the rule leaves unmentioned is frozen
+by the analyser: a rule that forgets an axis fails closed, never wrong.
+
+The same rule object also rewrites its node after a plan is chosen (`rewrite`): attributes and shape
+constants that count channels (Conv `group`, Split sizes, Slice starts/ends, Reshape targets, Resize sizes).
+Slicing initializers along pruned slots is generic and done by the rewriter itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+if TYPE_CHECKING:
+    from ..analysis import Couplings
+    from ..graph import ModelView, Shape
+
+# Roles of initializer slots, used by criteria and by the zero-group oracle:
+OUT = "out"  # producer rows: Conv/Gemm/MatMul output channels
+IN = "in"  # consumer columns: Conv/Gemm/MatMul input channels
+SCALE = "scale"  # per-channel scale: norm gamma, per-channel Mul constant
+BIAS = "bias"  # per-channel additive term: biases, norm beta, per-channel Add constant
+STAT = "stat"  # normalisation statistics (BatchNorm mean / var)
+OTHER = "other"
+
+
+class NodeCtx:
+    """What a rule sees of one node during analysis."""
+
+    def __init__(self, node: onnx.NodeProto, view: "ModelView", couplings: "Couplings") -> None:
+        self.node = node
+        self.view = view
+        self.c = couplings
+        self.op = node.op_type
+        self.name = node.name or (node.output[0] if node.output else "?")
+        self.opset = view.opset
+
+    # --- reading the node
+    def inp(self, i: int) -> str | None:
+        return self.node.input[i] if i < len(self.node.input) and self.node.input[i] else None
+
+    def out(self, i: int = 0) -> str | None:
+        return self.node.output[i] if i < len(self.node.output) and self.node.output[i] else None
+
+    @property
+    def inputs(self) -> list[str]:
+        return [i for i in self.node.input if i]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [o for o in self.node.output if o]
+
+    def shape(self, name: str | None) -> "Shape | None":
+        return None if name is None else self.view.shape(name)
+
+    def rank(self, name: str | None) -> int | None:
+        s = self.shape(name)
+        return None if s is None else len(s)
+
+    def const(self, name: str | None) -> np.ndarray | None:
+        return None if name is None else self.view.array(name)
+
+    def is_param(self, name: str | None) -> bool:
+        return name is not None and name in self.view.inits
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        for a in self.node.attribute:
+            if a.name == name:
+                return helper.get_attribute_value(a)
+        return default
+
+    def where(self) -> str:
+        return f"{self.op} '{self.name}'"
+
+    # --- describing channel flow
+    def link(
+        self,
+        a: str,
+        a_axis: int,
+        b: str,
+        b_axis: int,
+        ia: np.ndarray | None = None,
+        ib: np.ndarray | None = None,
+    ) -> bool:
+        """Atom `ia[k]` of slot (a, a_axis) is the same channel as atom `ib[k]` of (b, b_axis).
+
+        Omitted index arrays mean "all indices, in order" (identity). Returns False (and freezes both
+        slots) when a size is unknown or the identity sizes disagree."""
+        return self.c.link(a, a_axis, b, b_axis, ia, ib, self.where())
+
+    def same(self, a: str, b: str, axes: list[tuple[int, int]] | None = None) -> None:
+        """Identity-link axis pairs `(axis_in_a, axis_in_b)` (default: every axis, same index)."""
+        if axes is None:
+            r = self.rank(a)
+            if r is None or r != self.rank(b):
+                return
+            axes = [(k, k) for k in range(r)]
+        for x, y in axes:
+            sa, sb = self.shape(a), self.shape(b)
+            if sa is None or sb is None:
+                continue
+            if sa[x] == 1 and sb[y] == 1:
+                continue
+            self.link(a, x, b, y)
+
+    def freeze(self, name: str, axis: int, reason: str) -> None:
+        self.c.freeze(name, axis, f"{self.where()}: {reason}")
+
+    def freeze_tensor(self, name: str, reason: str) -> None:
+        self.c.freeze_tensor(name, f"{self.where()}: {reason}")
+
+    def free(self, name: str, axis: int | None = None) -> None:
+        """The node reads this axis (all axes if None) without mixing channels, e.g. `Shape`."""
+        self.c.free(name, axis)
+
+    def role(self, name: str, axis: int, role: str, neutral: float = 0.0) -> None:
+        """Tag an initializer slot for criteria ("out", "in", "scale", ...) and the value that makes a
+        channel inert in the zero-group oracle (0, or 1 for divisors and variances)."""
+        self.c.role(name, axis, role, neutral)
+
+
+class RewriteCtx:
+    """What a rule sees of one node while the plan is applied."""
+
+    def __init__(self, node: onnx.NodeProto, view: "ModelView", rewriter: Any) -> None:
+        self.node = node
+        self.view = view
+        self.rw = rewriter
+        self.op = node.op_type
+        self.name = node.name or (node.output[0] if node.output else "?")
+        self.opset = view.opset
+
+    inp = NodeCtx.inp
+    out = NodeCtx.out
+    shape = NodeCtx.shape
+    const = NodeCtx.const
+    attr = NodeCtx.attr
+
+    def kept(self, name: str | None, axis: int) -> np.ndarray | None:
+        """Indices kept along (name, axis); None if that slot is not pruned."""
+        return None if name is None else self.rw.kept(name, axis)
+
+    def new_dim(self, name: str, axis: int) -> int | None:
+        k = self.kept(name, axis)
+        if k is not None:
+            return int(len(k))
+        s = self.shape(name)
+        return None if s is None else s[axis]
+
+    def set_attr(self, name: str, value: Any) -> None:
+        for i, a in enumerate(self.node.attribute):
+            if a.name == name:
+                del self.node.attribute[i]
+                break
+        self.node.attribute.append(helper.make_attribute(name, value))
+
+    def del_attr(self, name: str) -> None:
+        for i, a in enumerate(self.node.attribute):
+            if a.name == name:
+                del self.node.attribute[i]
+                return
+
+    def set_input_const(self, i: int, value: np.ndarray) -> None:
+        """Replace constant input `i` with `value` (a new initializer if the old one is shared)."""
+        self.rw.set_input_const(self.node, i, value)
+
+
+class Rule:
+    """One op family. Subclasses set `ops` and implement `couple` (and `rewrite` when attributes or shape
+    constants count channels). The docstring of each subclass names the ONNX semantics it relies on."""
+
+    ops: ClassVar[tuple[str, ...]] = ()
+    domain: ClassVar[str] = ""
+
+    def couple(self, n: NodeCtx) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        return None
+
+
+REGISTRY: dict[tuple[str, str], Rule] = {}
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    inst = cls()
+    for op in cls.ops:
+        key = (cls.domain, op)
+        if key in REGISTRY:
+            raise RuntimeError(f"two rules for {key}")
+        REGISTRY[key] = inst
+    return cls
+
+
+def rule_for(node: onnx.NodeProto) -> Rule | None:
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    return REGISTRY.get((domain, node.op_type))
+
+
+def to_tensor(value: np.ndarray, name: str) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis

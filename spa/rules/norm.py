@@ -1,0 +1,67 @@
+"""Normalisation layers.
+
+BatchNormalization / InstanceNormalization normalise each channel on its own (statistics over the batch or
+spatial axes), so the channel axis passes straight through and the per-channel parameters are sliced with it.
+LayerNormalization mixes the axes it normalises (from `axis` to the end): those are frozen here; the axes
+before `axis` pass through.
+"""
+
+from __future__ import annotations
+
+from .base import BIAS, SCALE, STAT, NodeCtx, Rule, register
+
+
+@register
+class BatchNorm(Rule):
+    """y = scale * (x - mean) / sqrt(var + eps) + B, per channel (axis 1). Training-mode outputs (running
+    mean/var) are per channel too."""
+
+    ops = ("BatchNormalization",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        n.same(x, y)
+        roles = [(1, SCALE, 0.0), (2, BIAS, 0.0), (3, STAT, 0.0), (4, STAT, 1.0)]
+        for i, role, neutral in roles:
+            p = n.inp(i)
+            if p is not None:
+                n.link(x, 1, p, 0)
+                if n.is_param(p):
+                    n.role(p, 0, role, neutral)
+        for extra in n.outputs[1:]:
+            n.link(x, 1, extra, 0)
+
+
+@register
+class InstanceNorm(Rule):
+    """y = scale * (x - mean_hw) / sqrt(var_hw + eps) + B with statistics per (sample, channel)."""
+
+    ops = ("InstanceNormalization",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        n.same(x, y)
+        for i, role in ((1, SCALE), (2, BIAS)):
+            p = n.inp(i)
+            if p is not None:
+                n.link(x, 1, p, 0)
+                if n.is_param(p):
+                    n.role(p, 0, role)
+
+
+@register
+class LayerNorm(Rule):
+    """Normalises over axes [axis, rank): those axes mix (frozen); the leading axes pass through; the
+    Mean/InvStdDev outputs keep the leading axes."""
+
+    ops = ("LayerNormalization",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        r = n.rank(x)
+        if r is None:
+            return
+        axis = int(n.attr("axis", -1))
+        axis = axis + r if axis < 0 else axis
+        for out in n.outputs:
+            n.same(x, out, [(k, k) for k in range(axis)])

@@ -1,0 +1,535 @@
+"""Ops that move data between positions without arithmetic: Concat, Split, Slice, Pad, Resize/Upsample,
+Transpose, Flatten/Reshape, Squeeze/Unsqueeze, Expand, Shape/Size.
+
+Their channel maps are offsets (Concat), ranges (Split, Slice), permutations (Transpose) and factorisations
+(Flatten/Reshape merging a channel axis with others: feature f ↔ channel (f // inner) % C). A Reshape that
+splits a channel axis into several (channel shuffle, attention heads) is not followed: those slots freeze.
+Rewrites keep the counts in attributes and shape constants in step with the pruned channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Shape
+from .base import NodeCtx, Rule, RewriteCtx, norm_axis, register
+
+
+@register
+class Concat(Rule):
+    """Inputs are laid end to end along `axis`: input i's channel j is output channel offset_i + j."""
+
+    ops = ("Concat",)
+
+    def couple(self, n: NodeCtx) -> None:
+        y = n.out()
+        sy = n.shape(y)
+        if sy is None:
+            return
+        axis = norm_axis(int(n.attr("axis", 0)), len(sy))
+        off = 0
+        for x in n.node.input:
+            sx = n.shape(x)
+            if not x or sx is None or sx[axis] is None:
+                return  # offsets after this input are unknown: the rest stays frozen
+            d = sx[axis]
+            if d > 0:
+                n.link(x, axis, y, axis, np.arange(d), off + np.arange(d))
+            n.same(x, y, [(k, k) for k in range(len(sy)) if k != axis and sx[k] == sy[k]])
+            off += d
+
+
+def _split_sizes(n: NodeCtx) -> list[int] | None:
+    sizes = []
+    axis = int(n.attr("axis", 0))
+    for o in n.node.output:
+        s = n.shape(o)
+        if s is None or s[axis] is None:
+            return None
+        sizes.append(s[axis])
+    return sizes
+
+
+@register
+class Split(Rule):
+    """Output k is the input range [offset_k, offset_k + size_k) along `axis` (sizes from the `split`
+    attribute, the second input, or equal parts)."""
+
+    ops = ("Split",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x = n.inp(0)
+        sx = n.shape(x)
+        if sx is None:
+            return
+        axis = norm_axis(int(n.attr("axis", 0)), len(sx))
+        sizes = _split_sizes(n)
+        if sizes is None or sum(sizes) != sx[axis]:
+            return
+        if n.inp(1) is not None:
+            if n.const(n.inp(1)) is None:
+                return
+            n.free(n.inp(1))
+        off = 0
+        for y, d in zip(n.node.output, sizes):
+            if d > 0:
+                n.link(x, axis, y, axis, off + np.arange(d), np.arange(d))
+            n.same(x, y, [(k, k) for k in range(len(sx)) if k != axis])
+            off += d
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        x = n.inp(0)
+        axis = norm_axis(int(n.attr("axis", 0)), len(n.shape(x)))
+        kept = n.kept(x, axis)
+        if kept is None:
+            return
+        sizes = _split_sizes(n)  # type: ignore[arg-type]
+        bounds = np.cumsum([0] + sizes)
+        new = [int(np.count_nonzero((kept >= lo) & (kept < hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        if n.opset < 13:
+            n.set_attr("split", new)
+        else:
+            n.del_attr("num_outputs")
+            n.set_input_const(1, np.array(new, dtype=np.int64))
+
+
+def _slice_params(n: NodeCtx | RewriteCtx) -> tuple[list[int], list[int], list[int], list[int]] | None:
+    r = len(n.shape(n.inp(0)) or ())
+    if n.opset < 10:
+        starts, ends = n.attr("starts"), n.attr("ends")
+        axes = n.attr("axes", list(range(len(starts or []))))
+        steps = [1] * len(starts or [])
+    else:
+        vals = [n.const(n.inp(i)) if n.inp(i) is not None else None for i in (1, 2, 3, 4)]
+        if vals[0] is None or vals[1] is None:
+            return None
+        if n.inp(3) is not None and vals[2] is None or n.inp(4) is not None and vals[3] is None:
+            return None
+        starts, ends = vals[0].reshape(-1).tolist(), vals[1].reshape(-1).tolist()
+        axes = vals[2].reshape(-1).tolist() if vals[2] is not None else list(range(len(starts)))
+        steps = vals[3].reshape(-1).tolist() if vals[3] is not None else [1] * len(starts)
+    if starts is None or ends is None:
+        return None
+    return list(starts), list(ends), [norm_axis(int(a), r) for a in axes], list(steps)
+
+
+def _clamp(v: int, d: int) -> int:
+    v = v + d if v < 0 else v
+    return max(0, min(d, v))
+
+
+@register
+class Slice(Rule):
+    """Output axis k is input range [start, end) of axis k (step 1); strided slices are not followed."""
+
+    ops = ("Slice",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        sx = n.shape(x)
+        p = _slice_params(n)
+        if sx is None or p is None:
+            return
+        starts, ends, axes, steps = p
+        for i in (1, 2, 3, 4):
+            if n.inp(i) is not None:
+                n.free(n.inp(i))
+        for k, d in enumerate(sx):
+            if k not in axes:
+                n.same(x, y, [(k, k)])
+                continue
+            j = axes.index(k)
+            if steps[j] != 1 or d is None:
+                continue
+            st, en = _clamp(int(starts[j]), d), _clamp(int(ends[j]), d)
+            if en > st:
+                n.link(x, k, y, k, np.arange(st, en), np.arange(en - st))
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        x = n.inp(0)
+        sx = n.shape(x)
+        starts, ends, axes, steps = _slice_params(n)  # type: ignore[misc]
+        changed = False
+        new_st, new_en = list(starts), list(ends)
+        for j, k in enumerate(axes):
+            kept = n.kept(x, k)
+            if kept is None:
+                continue
+            d = sx[k]
+            st, en = _clamp(int(starts[j]), d), _clamp(int(ends[j]), d)
+            new_st[j] = int(np.searchsorted(kept, st))
+            new_en[j] = int(np.searchsorted(kept, en))
+            changed = True
+        if not changed:
+            return
+        if n.opset < 10:
+            n.set_attr("starts", new_st)
+            n.set_attr("ends", new_en)
+        else:
+            dt = n.const(n.inp(1)).dtype
+            n.set_input_const(1, np.array(new_st, dtype=dt))
+            n.set_input_const(2, np.array(new_en, dtype=dt))
+
+
+@register
+class Pad(Rule):
+    """Axes with zero padding at both ends pass through; padded axes are not followed."""
+
+    ops = ("Pad",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        r = n.rank(x)
+        if r is None:
+            return
+        if n.opset < 11:
+            pads = n.attr("pads", n.attr("paddings"))
+        else:
+            c = n.const(n.inp(1))
+            pads = None if c is None else c.reshape(-1).tolist()
+        if pads is None:
+            return
+        axes = list(range(r))
+        if n.inp(3) is not None:
+            c = n.const(n.inp(3))
+            if c is None:
+                return
+            axes = [norm_axis(int(a), r) for a in c.reshape(-1)]
+        for i in (1, 2, 3):
+            if n.inp(i) is not None:
+                n.free(n.inp(i))
+        m = len(axes)
+        padded = {axes[j] for j in range(m) if pads[j] != 0 or pads[j + m] != 0}
+        n.same(x, y, [(k, k) for k in range(r) if k not in padded])
+
+
+@register
+class Resize(Rule):
+    """Resize/Upsample interpolate along axes whose scale ≠ 1; axes of equal input and output size pass
+    through. A constant `sizes` input is rewritten; a computed one freezes those axes."""
+
+    ops = ("Resize", "Upsample")
+
+    def _sizes_input(self, n: NodeCtx | RewriteCtx) -> str | None:
+        return n.inp(3) if n.op == "Resize" and n.opset >= 11 else None
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        sx, sy = n.shape(x), n.shape(y)
+        if sx is None or sy is None or n.attr("coordinate_transformation_mode", b"") == b"tf_crop_and_resize":
+            return
+        sizes = self._sizes_input(n)
+        if sizes is not None:
+            c = n.const(sizes)
+            if c is None:
+                return
+            if c.size == 0:
+                sizes = None
+        for i in range(1, len(n.node.input)):
+            if n.inp(i) is not None:
+                n.free(n.inp(i))
+        n.same(x, y, [(k, k) for k in range(len(sx)) if sx[k] is not None and sx[k] == sy[k]])
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        sizes = self._sizes_input(n)
+        c = n.const(sizes) if sizes is not None else None
+        if c is None or c.size == 0:
+            return
+        x = n.inp(0)
+        r = len(n.shape(x))
+        axes = [norm_axis(int(a), r) for a in n.attr("axes", list(range(r)))]
+        new = c.copy()
+        changed = False
+        for j, k in enumerate(axes):
+            kept = n.kept(x, k)
+            if kept is not None:
+                new[j] = len(kept)
+                changed = True
+        if changed:
+            n.set_input_const(3, new)
+
+
+@register
+class Transpose(Rule):
+    """Output axis i is input axis perm[i] (default: reversed)."""
+
+    ops = ("Transpose",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        r = n.rank(x)
+        if r is None:
+            return
+        perm = n.attr("perm", list(range(r))[::-1])
+        n.same(x, y, [(int(p), i) for i, p in enumerate(perm)])
+
+
+def align(sx: Shape, sy: Shape) -> list[tuple[list[int], list[int]]] | None:
+    """Split two shapes of one reshape into consecutive axis blocks of equal element count.
+
+    Size-1 axes form blocks of their own; an unknown axis must face an unknown axis (e.g. the batch).
+    Returns None when the shapes cannot be aligned."""
+    blocks: list[tuple[list[int], list[int]]] = []
+    i = j = 0
+    while i < len(sx) or j < len(sy):
+        if i < len(sx) and sx[i] == 1:
+            blocks.append(([i], []))
+            i += 1
+            continue
+        if j < len(sy) and sy[j] == 1:
+            blocks.append(([], [j]))
+            j += 1
+            continue
+        if i == len(sx) or j == len(sy):
+            return None
+        if sx[i] is None or sy[j] is None:
+            if sx[i] is None and sy[j] is None:
+                blocks.append(([i], [j]))
+                i, j = i + 1, j + 1
+                continue
+            return None
+        px, py, xs, ys = sx[i], sy[j], [i], [j]
+        i, j = i + 1, j + 1
+        while px != py:
+            if px < py:
+                if i == len(sx) or sx[i] is None:
+                    return None
+                px *= sx[i]
+                xs.append(i)
+                i += 1
+            else:
+                if j == len(sy) or sy[j] is None:
+                    return None
+                py *= sy[j]
+                ys.append(j)
+                j += 1
+        blocks.append((xs, ys))
+    return blocks
+
+
+def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
+    """Link the axes a reshape keeps, and a merged channel axis (feature f ↔ channel (f // inner) % C)."""
+    sx, sy = n.shape(x), n.shape(y)
+    if sx is None or sy is None:
+        return False
+    blocks = align(sx, sy)
+    if blocks is None:
+        return False
+    for xs, ys in blocks:
+        xs1 = [k for k in xs if sx[k] != 1]
+        ys1 = [m for m in ys if sy[m] != 1]
+        if len(xs1) == 1 and len(ys1) == 1:
+            n.link(x, xs1[0], y, ys1[0])
+        elif len(ys1) == 1 and len(xs1) > 1:
+            chan = [k for k in xs1 if n.c.is_channel((x, k))]
+            if not chan:
+                continue
+            k, m = chan[0], ys1[0]
+            inner = int(np.prod([sx[j] for j in xs1 if j > k], dtype=np.int64))
+            f = np.arange(sy[m])
+            n.link(x, k, y, m, (f // inner) % sx[k], f)
+        # a split of one axis into several (heads, channel shuffle) is not followed: frozen
+    return True
+
+
+@register
+class Flatten(Rule):
+    """Flatten to 2-D at `axis`: a factorised reshape with no shape constant to rewrite."""
+
+    ops = ("Flatten",)
+
+    def couple(self, n: NodeCtx) -> None:
+        reshape_links(n, n.inp(0), n.out())
+
+
+@register
+class SqueezeLike(Rule):
+    """Squeeze/Unsqueeze add or drop size-1 axes: the other axes keep their order."""
+
+    ops = ("Squeeze", "Unsqueeze")
+
+    def couple(self, n: NodeCtx) -> None:
+        if n.inp(1) is not None:
+            n.free(n.inp(1))
+        reshape_links(n, n.inp(0), n.out())
+
+
+def folded_target(view, node, dims: list[int | None]) -> list[int] | None:
+    """A constant reshape target for `dims` (None = symbolic): 0 copies the input's axis of the same name
+    (allowzero = 0), at most one -1. None if the target cannot be written as a constant."""
+    x, y = node.input[0], node.output[0]
+    sym_x = view.symbols.get(x, ())
+    sym_y = view.symbols.get(y, ())
+    allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)
+    out, minus = [], 0
+    for m, d in enumerate(dims):
+        if d is not None:
+            out.append(int(d))
+        elif not allowzero and m < len(sym_x) and m < len(sym_y) and sym_y[m] and sym_x[m] == sym_y[m]:
+            out.append(0)
+        else:
+            out.append(-1)
+            minus += 1
+    return out if minus <= 1 else None
+
+
+def foldable(view, node) -> bool:
+    s = view.shape(node.output[0])
+    return s is not None and folded_target(view, node, list(s)) is not None
+
+
+def _shape_sources(view, name: str) -> list[str]:
+    """Tensors whose Shape/Size feeds the computation of `name`."""
+    nodes = view.model.graph.node
+    out, stack, seen = [], [name], set()
+    while stack:
+        t = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        i = view.producer.get(t)
+        if i is None:
+            continue
+        node = nodes[i]
+        if node.op_type in ("Shape", "Size"):
+            out.append(node.input[0])
+        else:
+            stack.extend(x for x in node.input if x)
+    return out
+
+
+@register
+class Reshape(Rule):
+    """Reshape to the target shape (second input). Kept axes pass through; a channel axis merged with
+    others is factorised; the target is rewritten (a computed target is folded to a constant then)."""
+
+    ops = ("Reshape",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, t, y = n.inp(0), n.inp(1), n.out()
+        if n.const(t) is None and not foldable(n.view, n.node):
+            return  # computed target we could not fold: everything frozen
+        n.free(t)
+        reshape_links(n, x, y)
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        y = n.out()
+        sy = n.shape(y)
+        changed = [m for m in range(len(sy)) if n.kept(y, m) is not None]
+        t = n.const(n.inp(1))
+        if t is None and not changed:
+            # a computed target whose Shape sources were pruned must be folded too
+            changed_src = any(n.rw.changed_tensor(s) for s in _shape_sources(n.view, n.inp(1)))
+            if not changed_src:
+                return
+        elif not changed:
+            return
+        new_dims = [n.new_dim(y, m) for m in range(len(sy))]
+        if t is None:
+            target = folded_target(n.view, n.node, new_dims)
+            assert target is not None
+            n.set_input_const(1, np.array(target, dtype=np.int64))
+            return
+        target = t.copy().reshape(-1)
+        allowzero = int(n.attr("allowzero", 0))
+        for m in changed:
+            if target[m] == -1 or (target[m] == 0 and not allowzero):
+                continue
+            target[m] = new_dims[m]
+        n.set_input_const(1, target.astype(t.dtype))
+
+
+@register
+class Expand(Rule):
+    """Broadcast the input to `shape` (bidirectional): input axes of the output's size pass through; a
+    constant shape entry equal to the channel count is rewritten."""
+
+    ops = ("Expand",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, s, y = n.inp(0), n.inp(1), n.out()
+        sx, sy = n.shape(x), n.shape(y)
+        if sx is None or sy is None or n.const(s) is None:
+            return
+        n.free(s)
+        off = len(sy) - len(sx)
+        n.same(x, y, [(j, j + off) for j, d in enumerate(sx) if d is not None and d == sy[j + off]])
+
+    def rewrite(self, n: RewriteCtx) -> None:
+        x, s = n.inp(0), n.inp(1)
+        sx = n.shape(x)
+        shp = n.const(s).copy()
+        off = len(shp) - len(sx)
+        changed = False
+        for j in range(len(sx)):
+            kept = n.kept(x, j)
+            if kept is not None and j + off >= 0 and shp[j + off] not in (1,):
+                shp[j + off] = len(kept)
+                changed = True
+        if changed:
+            n.set_input_const(1, shp)
+
+
+_SHAPE_MATH = set("Gather Unsqueeze Squeeze Concat Cast Slice Mul Add Sub Div Identity ReduceProd Neg Abs".split())
+
+
+def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
+    """Follow a Shape output through shape arithmetic. Returns the indices of the Shape vector whose values
+    reach something other than a Reshape target (a constant `Gather` narrows them) and the names of the
+    nodes where they do."""
+    view = n.view
+    nodes = view.model.graph.node
+    r = len(n.shape(n.inp(0)) or ())
+    lo = int(n.attr("start", 0)) % (r + 1) if n.attr("start") is not None else 0
+    hi = int(n.attr("end", r)) if n.attr("end") is not None else r
+    hi = hi + r if hi < 0 else min(hi, r)
+    reads: set[int] = set()
+    sinks: list[str] = []
+    stack: list[tuple[str, frozenset[int]]] = [(start, frozenset(range(lo, hi)))]
+    seen: set[str] = set()
+    while stack:
+        t, axes = stack.pop()
+        if t in seen:
+            continue
+        seen.add(t)
+        if t in view.graph_outputs:
+            reads |= axes
+            sinks.append(f"graph output '{t}'")
+        for i in view.consumers.get(t, []):
+            node = nodes[i]
+            if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] == t and foldable(view, node):
+                continue  # the rewriter folds computed Reshape targets
+            narrowed = axes
+            if node.op_type == "Gather" and node.input[0] == t and t == start:
+                idx = view.array(node.input[1]) if len(node.input) > 1 else None
+                if idx is not None:
+                    narrowed = frozenset(lo + (int(v) % max(1, hi - lo)) for v in idx.reshape(-1))
+            if node.op_type in _SHAPE_MATH:
+                for o in node.output:
+                    if o:
+                        stack.append((o, narrowed))
+            else:
+                reads |= narrowed
+                sinks.append(f"{node.op_type} '{node.name}'")
+    return reads, sinks
+
+
+@register
+class ShapeOf(Rule):
+    """Shape/Size read only the input's dimensions, never its values. A dimension whose value flows into
+    anything but a Reshape target (which the rewriter folds to the pruned constant) is frozen."""
+
+    ops = ("Shape", "Size")
+
+    def couple(self, n: NodeCtx) -> None:
+        x = n.inp(0)
+        n.free(x)
+        r = n.rank(x)
+        if r is None:
+            return
+        if n.op == "Size":
+            reads, sinks = set(range(r)), [f"Size '{n.name}'"]
+        else:
+            reads, sinks = shape_dependents(n, n.out())
+        for k in sorted(reads):
+            n.freeze(x, k, f"its size is used as a value by {sinks[0]}")

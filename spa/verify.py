@@ -1,0 +1,126 @@
+"""Checks on emitted models: onnx.checker, shape inference, an onnxruntime session that runs, and the
+zero-group oracle (prune = zero the same channels in the original, outputs must agree)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .analysis import Analysis
+from .errors import VerificationFailed
+
+_NP = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
+    """Deterministic inputs for every graph input: symbolic dims become `batch` (first axis) or 1."""
+    rng = np.random.default_rng(seed)
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        tt = inp.type.tensor_type
+        shape = []
+        for k, d in enumerate(tt.shape.dim):
+            shape.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else 1))
+        dt = _NP.get(tt.elem_type, np.float32)
+        if np.issubdtype(dt, np.floating):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dt)
+        elif dt == np.bool_:
+            feeds[inp.name] = rng.random(shape) > 0.5
+        else:
+            feeds[inp.name] = rng.integers(0, 4, size=shape).astype(dt)
+    return feeds
+
+
+def session(model: onnx.ModelProto, optimize: bool = False):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return session(model).run(None, feeds)
+
+
+def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None) -> None:
+    """onnx.checker (full), strict shape inference, and one onnxruntime run whose outputs keep the original's
+    shapes. Raises VerificationFailed with a one-line reason."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:
+        raise VerificationFailed(f"pruned model fails onnx.checker: {_first_line(e)}") from None
+    feeds = random_inputs(model)
+    try:
+        outs = run(model, feeds)
+    except Exception as e:
+        raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+    if original is not None:
+        for o, info in zip(outs, original.graph.output):
+            dims = info.type.tensor_type.shape.dim
+            want = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+            if len(want) != o.ndim or any(w is not None and w != g for w, g in zip(want, o.shape)):
+                raise VerificationFailed(f"output '{info.name}' changed shape: declared {want}, got {list(o.shape)}")
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:300]
+
+
+def zeroed_model(analysis: Analysis, keep: np.ndarray) -> onnx.ModelProto:
+    """The original model with every removed channel made inert in every initializer member of its group:
+    producer rows, biases, norm scales/shifts, consumer columns (0; 1 for divisors and variances)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(analysis.view.model)
+    edits: dict[str, list[tuple[int, np.ndarray, float]]] = {}
+    for g in analysis.groups:
+        for mem in g.params:
+            comps = analysis.slot_comps[(mem.tensor, mem.axis)]
+            drop = np.nonzero(~keep[comps])[0]
+            if len(drop):
+                edits.setdefault(mem.tensor, []).append((mem.axis, drop, mem.neutral))
+    for i, t in enumerate(m.graph.initializer):
+        if t.name in edits:
+            arr = numpy_helper.to_array(t).copy()
+            for axis, drop, neutral in edits[t.name]:
+                idx = [slice(None)] * arr.ndim
+                idx[axis] = drop
+                arr[tuple(idx)] = neutral
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
+    return m
+
+
+def oracle_error(analysis: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, seed: int = 0, batch: int = 2) -> float:
+    """Largest |zeroed − pruned| over all outputs, relative to the largest |zeroed| output value."""
+    z = zeroed_model(analysis, keep)
+    feeds = random_inputs(z, seed=seed, batch=batch)
+    a = run(z, feeds)
+    b = run(pruned, feeds)
+    worst = 0.0
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return float("inf")
+        x = x.astype(np.float64)
+        y = y.astype(np.float64)
+        scale = max(float(np.abs(x).max(initial=0.0)), 1e-6)
+        worst = max(worst, float(np.abs(x - y).max(initial=0.0)) / scale)
+    return worst

@@ -199,6 +199,7 @@ class Analysis:
         return {g.key: g for g in self.groups}
 
 
+_FLOAT_DTYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ROLE_ORDER = {"out": 0, "scale": 1, "bias": 2, "stat": 3, "in": 4, "other": 5}
 
 
@@ -271,7 +272,10 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
     np.add.at(sig, pc, keys[ps])
     cnt = np.bincount(pc, minlength=n_comp)
     has_param = np.zeros(n_comp, dtype=bool)
-    is_param_slot = np.array([s[0] in view.inits for s in slots], dtype=bool)
+    # groups are reported only where they touch a floating-point initializer (weights, not shape constants)
+    is_param_slot = np.array(
+        [s[0] in view.inits and view.inits[s[0]].data_type in _FLOAT_DTYPES for s in slots], dtype=bool
+    )
     has_param[pc[is_param_slot[ps]]] = True
 
     sig2 = np.stack([sig.view(np.int64), cnt.astype(np.int64)], axis=1)

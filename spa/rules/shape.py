@@ -148,7 +148,10 @@ class Slice(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         x = n.inp(0)
         sx = n.shape(x)
-        starts, ends, axes, steps = _slice_params(n)  # type: ignore[misc]
+        p = _slice_params(n)
+        if p is None:
+            return
+        starts, ends, axes, steps = p
         changed = False
         new_st, new_en = list(starts), list(ends)
         for j, k in enumerate(axes):
@@ -437,6 +440,22 @@ class Reshape(Rule):
                 continue
             target[m] = new_dims[m]
         n.set_input_const(1, target.astype(t.dtype))
+
+
+@register
+class Tile(Rule):
+    """Tile repeats the input `repeats[k]` times along axis k: axes repeated once pass through."""
+
+    ops = ("Tile",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y = n.inp(0), n.out()
+        reps = n.const(n.inp(1))
+        r = n.rank(x)
+        if reps is None or r is None:
+            return
+        n.free(n.inp(1))
+        n.same(x, y, [(k, k) for k in range(r) if int(reps.reshape(-1)[k]) == 1])
 
 
 @register

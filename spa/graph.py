@@ -99,14 +99,48 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
 
 
 def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX shape inference with data propagation (so Shape→Gather→Concat reshape targets resolve)."""
+    """ONNX shape inference with data propagation (so Shape→Gather→Concat reshape targets resolve).
+
+    Runs on a skeleton of the model: large initializers are replaced by typed graph inputs, so weights are
+    not serialised twice (inference needs only their shapes; small ones keep values for data propagation)."""
+    sk = _skeleton(model)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        return onnx.shape_inference.infer_shapes(sk, check_type=False, strict_mode=False, data_prop=True)
     except Exception:
         try:
-            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+            return onnx.shape_inference.infer_shapes(sk, check_type=False, strict_mode=False)
         except Exception:
-            return model
+            return sk
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    g = model.graph
+    sk = onnx.ModelProto()
+    sk.ir_version = max(model.ir_version, 4)
+    sk.opset_import.extend(model.opset_import)
+    if model.functions:
+        sk.functions.extend(model.functions)
+    sg = sk.graph
+    sg.name = g.name
+    sg.node.extend(g.node)
+    sg.output.extend(g.output)
+    sg.value_info.extend(g.value_info)
+    init_names = set()
+    for t in g.initializer:
+        init_names.add(t.name)
+        if t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) or _numel(t) <= 16:
+            sg.initializer.append(t)
+        else:
+            sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    sg.input.extend(i for i in g.input if i.name not in init_names)
+    return sk
+
+
+def _numel(t: onnx.TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
 
 
 def _shape_of(t: onnx.TypeProto) -> Shape | None:

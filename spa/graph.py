@@ -45,6 +45,8 @@ def load(path: str | os.PathLike[str]) -> onnx.ModelProto:
         onnx.load_external_data_for_model(model, str(p.parent))
     except (FileNotFoundError, OSError) as e:
         raise BadModel(f"{p}: external data missing ({e.filename or e})") from None
+    except Exception as e:  # onnx raises ValidationError for a missing or unsafe location
+        raise BadModel(f"{p}: external data missing or unreadable ({str(e).splitlines()[0][:200]})") from None
     check_opset(model, str(p))
     return model
 

@@ -1,0 +1,176 @@
+"""The `spa` command as a user runs it: exit codes, one-line errors, nothing lost, atomic outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import helper
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
+
+
+def spa(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spa", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+
+
+def digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int, needle: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("spa: error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_prune_sample_prints_table_and_writes(tmp_path):
+    out = tmp_path / "small.onnx"
+    r = spa("prune", SAMPLE, "-o", out, "--ratio", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert "params" in r.stdout and "MACs" in r.stdout
+    m = onnx.load(out)
+    onnx.checker.check_model(m, full_check=True)
+    assert out.stat().st_size < SAMPLE.stat().st_size
+    assert not list(tmp_path.glob(".*tmp")), "temporary file left behind"
+
+
+def test_prune_json_and_plan_roundtrip(tmp_path):
+    out1, out2, plan = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "plan.json"
+    r = spa("prune", SAMPLE, "-o", out1, "--ratio", "0.3", "--criterion", "l2", "--save-plan", plan, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["after"]["params"] < d["before"]["params"] and d["groups"]["pruned"] > 0
+    r = spa("prune", SAMPLE, "-o", out2, "--plan", plan, "--json")
+    assert r.returncode == 0, r.stderr
+    a, b = onnx.load(out1), onnx.load(out2)
+    assert [list(t.dims) for t in a.graph.initializer] == [list(t.dims) for t in b.graph.initializer]
+
+
+def test_analyze_and_check():
+    r = spa("analyze", SAMPLE, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["prunable_groups"] >= 2
+    assert all(g["reason"] for g in d["groups"] if not g["prunable"])
+    r = spa("analyze", SAMPLE)
+    assert r.returncode == 0 and "prunable" in r.stdout
+    r = spa("check", SAMPLE, "--trials", "2")
+    assert r.returncode == 0 and r.stdout.startswith("OK"), r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("ratio", ["1.0", "-0.1", "1.5", "nan"])
+def test_ratio_out_of_range(tmp_path, ratio):
+    out = tmp_path / "o.onnx"
+    assert_one_line_error(spa("prune", SAMPLE, "-o", out, "--ratio", ratio), 2, "ratio")
+    assert not out.exists()
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    p = tmp_path / "m.onnx"
+    p.write_bytes(SAMPLE.read_bytes())
+    before = digest(p)
+    assert_one_line_error(spa("prune", p, "-o", p), 2, "input")
+    assert_one_line_error(spa("prune", p, "-o", tmp_path / "." / "m.onnx"), 2, "input")
+    assert digest(p) == before
+
+
+def test_unknown_criterion(tmp_path):
+    assert_one_line_error(spa("prune", SAMPLE, "-o", tmp_path / "o.onnx", "-c", "magic"), 2, "criterion")
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    files = {}
+    files["empty"] = tmp_path / "empty.onnx"
+    files["empty"].write_bytes(b"")
+    files["truncated"] = tmp_path / "trunc.onnx"
+    files["truncated"].write_bytes(SAMPLE.read_bytes()[:5000])
+    files["text"] = tmp_path / "text.onnx"
+    files["text"].write_text("this is not a model\n" * 10)
+    files["missing"] = tmp_path / "nope.onnx"
+    m = onnx.load(SAMPLE)
+    m.opset_import[0].version = 99
+    files["opset_new"] = tmp_path / "opset99.onnx"
+    onnx.save(m, files["opset_new"])
+    m = onnx.load(SAMPLE)
+    m.opset_import[0].version = 5
+    files["opset_old"] = tmp_path / "opset5.onnx"
+    onnx.save(m, files["opset_old"])
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    m = onnx.load(SAMPLE)
+    onnx.save(m, ext / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    (ext / "m.data").unlink()
+    files["external_missing"] = ext / "m.onnx"
+    return files
+
+
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("empty", "empty"),
+        ("truncated", "ONNX"),
+        ("text", "ONNX"),
+        ("missing", "no such file"),
+        ("opset_new", "opset 99"),
+        ("opset_old", "opset 5"),
+        ("external_missing", "external data"),
+    ],
+)
+@pytest.mark.parametrize("cmd", ["prune", "analyze"])
+def test_bad_model_files(tmp_path, kind, needle, cmd):
+    f = _bad_files(tmp_path)[kind]
+    before = digest(f) if f.exists() else None
+    out = tmp_path / "out.onnx"
+    args = ["prune", f, "-o", out] if cmd == "prune" else ["analyze", f]
+    assert_one_line_error(spa(*args), 3, needle)
+    assert not out.exists()
+    if before is not None:
+        assert digest(f) == before
+
+
+def test_unwritable_output(tmp_path):
+    assert_one_line_error(spa("prune", SAMPLE, "-o", tmp_path / "no" / "dir" / "o.onnx"), 5, "does not exist")
+
+
+def test_existing_output_replaced_atomically(tmp_path):
+    out = tmp_path / "o.onnx"
+    out.write_bytes(b"old")
+    r = spa("prune", SAMPLE, "-o", out, "--ratio", "0.25")
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(out))
+
+
+def test_external_data_model_roundtrip(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    m = onnx.load(SAMPLE)
+    onnx.save(m, src / "m.onnx", save_as_external_data=True, location="m.data", size_threshold=0)
+    out = tmp_path / "o.onnx"
+    r = spa("prune", src / "m.onnx", "-o", out, "--ratio", "0.5")
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(out), full_check=True)
+
+
+def test_unknown_op_is_frozen_not_wrong(tmp_path):
+    m = onnx.load(SAMPLE)
+    # route the first activation through an op spa has no rule for
+    node = next(n for n in m.graph.node if n.op_type == "Relu")
+    node.op_type = "ThisOpDoesNotExist"
+    node.domain = "custom.domain"
+    m.opset_import.append(helper.make_opsetid("custom.domain", 1))
+    p = tmp_path / "custom.onnx"
+    onnx.save(m, p)
+    r = spa("analyze", p, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert "ThisOpDoesNotExist (domain custom.domain)" in d["ops_without_rule"]
+    assert any("has no channel rule" in g["reason"] for g in d["groups"])

@@ -85,7 +85,7 @@ def analyze(model: ModelLike) -> AnalyzeReport:
 
 
 def _apply_ignore(a: Analysis, patterns: list[str]) -> None:
-    """Freeze groups that touch a node or initializer matching any pattern (exact name or regex)."""
+    """Freeze groups that touch a node or initializer matching any pattern (exact name, or a regex found in it)."""
     if not patterns:
         return
     regs = []
@@ -97,7 +97,7 @@ def _apply_ignore(a: Analysis, patterns: list[str]) -> None:
     nodes = a.view.model.graph.node
 
     def hit(name: str) -> bool:
-        return any(name == p or r.fullmatch(name) for p, r in zip(patterns, regs))
+        return any(name == p or r.search(name) for p, r in zip(patterns, regs))
 
     for g in a.groups:
         if g.frozen:

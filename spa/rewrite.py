@@ -37,6 +37,10 @@ class Rewriter:
             return None
         return np.nonzero(m)[0]
 
+    @property
+    def changed_any(self) -> bool:
+        return not self.keep.all()
+
     def changed_tensor(self, name: str) -> bool:
         s = self.view.shape(name)
         return s is not None and any(self.kept(name, ax) is not None for ax in range(len(s)))
@@ -59,6 +63,10 @@ class Rewriter:
         else:
             name = old
         self._new_inits[name] = numpy_helper.from_array(np.asarray(value), name)
+        if self.model.ir_version < 4 and name != old:  # IR < 4: every initializer is also a graph input
+            self.model.graph.input.append(
+                onnx.helper.make_tensor_value_info(name, self._new_inits[name].data_type, list(value.shape))
+            )
         while len(node.input) <= i:
             node.input.append("")
         node.input[i] = name
@@ -81,7 +89,10 @@ class Rewriter:
         # 2. per-node attribute / shape-constant rewrites
         for node in g.node:
             rule = rule_for(node)
-            if rule is not None:
+            if rule is None:
+                continue
+            touched = any(self.changed_tensor(t) for t in list(node.input) + list(node.output) if t)
+            if touched or (rule.always_rewrite and self.changed_any):
                 rule.rewrite(RewriteCtx(node, self.view, self))
         existing = {t.name: i for i, t in enumerate(g.initializer)}
         for name, t in self._new_inits.items():

@@ -179,6 +179,9 @@ class Rule:
 
     ops: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[str] = ""
+    # rewrite() is called for nodes with a pruned input/output; True: whenever anything was pruned
+    # (Reshape: a computed target may depend on the Shape of a pruned tensor elsewhere)
+    always_rewrite: ClassVar[bool] = False
 
     def couple(self, n: NodeCtx) -> None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -79,11 +79,13 @@ class Split(Rule):
 
     def rewrite(self, n: RewriteCtx) -> None:
         x = n.inp(0)
+        if n.shape(x) is None:
+            return
         axis = norm_axis(int(n.attr("axis", 0)), len(n.shape(x)))
         kept = n.kept(x, axis)
-        if kept is None:
-            return
         sizes = _split_sizes(n)  # type: ignore[arg-type]
+        if kept is None or sizes is None:
+            return
         bounds = np.cumsum([0] + sizes)
         new = [int(np.count_nonzero((kept >= lo) & (kept < hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
         if n.opset < 13:
@@ -239,6 +241,8 @@ class Resize(Rule):
         if c is None or c.size == 0:
             return
         x = n.inp(0)
+        if n.shape(x) is None:
+            return
         r = len(n.shape(x))
         axes = [norm_axis(int(a), r) for a in n.attr("axes", list(range(r)))]
         new = c.copy()
@@ -407,6 +411,7 @@ class Reshape(Rule):
     others is factorised; the target is rewritten (a computed target is folded to a constant then)."""
 
     ops = ("Reshape",)
+    always_rewrite = True
 
     def couple(self, n: NodeCtx) -> None:
         x, t, y = n.inp(0), n.inp(1), n.out()
@@ -418,6 +423,8 @@ class Reshape(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         y = n.out()
         sy = n.shape(y)
+        if sy is None:
+            return
         changed = [m for m in range(len(sy)) if n.kept(y, m) is not None]
         t = n.const(n.inp(1))
         if t is None and not changed:
@@ -435,10 +442,17 @@ class Reshape(Rule):
             return
         target = t.copy().reshape(-1)
         allowzero = int(n.attr("allowzero", 0))
-        for m in changed:
-            if target[m] == -1 or (target[m] == 0 and not allowzero):
-                continue
-            target[m] = new_dims[m]
+        x = n.inp(0)
+        rx = len(n.shape(x) or ())
+        for m in range(len(target)):
+            if target[m] == 0 and not allowzero:
+                # 0 copies input axis m: keep it only if that still gives the new output size
+                if m < rx and n.new_dim(x, m) == new_dims[m]:
+                    continue
+                assert new_dims[m] is not None
+                target[m] = new_dims[m]
+            elif m in changed and target[m] != -1:
+                target[m] = new_dims[m]
         n.set_input_const(1, target.astype(t.dtype))
 
 
@@ -477,6 +491,8 @@ class Expand(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         x, s = n.inp(0), n.inp(1)
         sx = n.shape(x)
+        if sx is None or n.const(s) is None:
+            return
         shp = n.const(s).copy()
         off = len(shp) - len(sx)
         changed = False
@@ -499,9 +515,10 @@ def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
     view = n.view
     nodes = view.model.graph.node
     r = len(n.shape(n.inp(0)) or ())
-    lo = int(n.attr("start", 0)) % (r + 1) if n.attr("start") is not None else 0
-    hi = int(n.attr("end", r)) if n.attr("end") is not None else r
-    hi = hi + r if hi < 0 else min(hi, r)
+    lo = int(n.attr("start", 0))
+    hi = int(n.attr("end", r))
+    lo = max(0, min(r, lo + r if lo < 0 else lo))
+    hi = max(0, min(r, hi + r if hi < 0 else hi))
     reads: set[int] = set()
     sinks: list[str] = []
     stack: list[tuple[str, frozenset[int]]] = [(start, frozenset(range(lo, hi)))]

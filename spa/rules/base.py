@@ -109,7 +109,7 @@ class NodeCtx:
                 continue
             if sa[x] == 1 and sb[y] == 1:
                 continue
-            self.link(a, x, b, y)
+            self.link(a, x, b, y)  # unknown or different sizes: link() freezes both slots
 
     def freeze(self, name: str, axis: int, reason: str) -> None:
         self.c.freeze(name, axis, f"{self.where()}: {reason}")

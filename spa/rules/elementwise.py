@@ -70,10 +70,11 @@ class Broadcast(Rule):
             for j, d in enumerate(sx):
                 oj = ry - rx + j
                 if d == 1:
+                    continue  # broadcast: no channels here
+                # an unknown or mismatched size freezes both sides (inside link): the output axis must not
+                # stay prunable through the other inputs while this one cannot follow
+                if not n.link(x, j, y, oj):
                     continue
-                if d is None or sy[oj] is None or d != sy[oj]:
-                    continue  # left unmentioned: frozen by the analyser
-                n.link(x, j, y, oj)
                 if n.is_param(x):
                     role = _ROLES.get(n.op, OTHER)
                     # divisors and exponents are made inert with 1, not 0

@@ -159,5 +159,5 @@ class MatMul(Rule):
             for t, s in ((a, sa), (b, sb)):
                 for j in range(len(s) - 2):
                     oj = (ry - 2) - (len(s) - 2) + j
-                    if s[j] != 1 and s[j] is not None and s[j] == sy[oj]:
-                        n.link(t, j, y, oj)
+                    if s[j] != 1:
+                        n.link(t, j, y, oj)  # unknown/mismatched sizes freeze both sides

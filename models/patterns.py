@@ -659,10 +659,10 @@ def reshape_shape_chain_mul() -> onnx.ModelProto:
     return b.model(["y"])
 
 
-@_pattern("frozen", "t_r")
+@_pattern("prunable", "t_r")
 def reshape_shape_chain_no_value_info() -> onnx.ModelProto:
     """The same chain without a shape annotation on the Reshape output: onnx shape inference (even with data
-    propagation) leaves it unknown, so the group must freeze and pruning must still work."""
+    propagation) leaves it unknown; spa's onnxruntime shape probe recovers it, so the group stays prunable."""
     return reshape_shape_chain(value_info=False)
 
 

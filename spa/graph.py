@@ -185,6 +185,7 @@ class ModelView:
                 shapes[vi.name] = s
                 symbols[vi.name] = _sym_of(vi.type) or ()
         inits = {t.name: t for t in model.graph.initializer}
+        _probe_unknown(model, shapes, symbols, set(inits))
         for name, t in inits.items():
             shapes[name] = tuple(int(d) for d in t.dims)
             symbols[name] = (None,) * len(t.dims)
@@ -221,6 +222,76 @@ class ModelView:
 
     def shape(self, name: str) -> Shape | None:
         return self.shapes.get(name)
+
+
+def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: set[str]) -> None:
+    """Fill in what ONNX shape inference left unknown (e.g. a Reshape whose target is computed from Shape with a
+    symbolic batch) by running onnxruntime twice with different sizes for the symbolic input dims: dims equal
+    in both runs are static. Best effort: a model onnxruntime cannot run keeps its unknowns (and they freeze)."""
+    g = model.graph
+    input_syms = {d.dim_param for i in g.input for d in i.type.tensor_type.shape.dim if d.dim_param}
+    need = []
+    for node in g.node:
+        for o in node.output:
+            if not o or o in inits:
+                continue
+            s = shapes.get(o)
+            sym = symbols.get(o, ())
+            if s is None or any(d is None and (k >= len(sym) or sym[k] not in input_syms) for k, d in enumerate(s)):
+                need.append(o)
+    if not need or len(g.node) > 20000:
+        return
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover
+        return
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    outs = {o.name for o in m.graph.output}
+    for name in need:
+        if name not in outs:
+            vi = onnx.ValueInfoProto()
+            vi.name = name
+            m.graph.output.append(vi)
+    try:
+        so = ort.SessionOptions()
+        so.log_severity_level = 4
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        runs = []
+        for batch, other in ((1, 8), (2, 9)):
+            feeds = {}
+            for i in sess.get_inputs():
+                dims = [d if isinstance(d, int) and d > 0 else (batch if k == 0 else other) for k, d in enumerate(i.shape)]
+                dt = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+                      "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}.get(i.type)
+                if dt is None:
+                    return
+                feeds[i.name] = np.zeros(dims, dtype=dt) if dt != np.float32 else np.full(dims, 0.5, dtype=dt)
+            runs.append(sess.run(need, feeds))
+    except Exception:
+        return
+    batch_sym = next(
+        (i.type.tensor_type.shape.dim[0].dim_param for i in g.input
+         if i.name not in inits and i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param),
+        None,
+    )
+    for name, a, b in zip(need, runs[0], runs[1]):
+        if np.ndim(a) != np.ndim(b):
+            continue
+        dims, syms = [], []
+        for da, db in zip(np.shape(a), np.shape(b)):
+            if da == db:
+                dims.append(int(da))
+                syms.append(None)
+            else:
+                dims.append(None)
+                syms.append(batch_sym if (da, db) == (1, 2) else None)
+        old = shapes.get(name)
+        if old is not None and len(old) == len(dims):
+            dims = [o if o is not None else d for o, d in zip(old, dims)]
+        shapes[name] = tuple(dims)
+        symbols[name] = tuple(syms)
 
 
 def node_inputs(node: onnx.NodeProto) -> list[str]:

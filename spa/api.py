@@ -183,10 +183,11 @@ def prune(
     plan: Plan | None = None,
     seed: int = 0,
     verify: bool = True,
-    oracle: bool = False,
+    oracle: bool | str = False,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
-    report. With `plan`, that plan is applied instead of computing one."""
+    report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
+    also measures the zero-group oracle error."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     t = {}
@@ -217,7 +218,8 @@ def prune(
         t1 = time.perf_counter()
         check_model(pruned, view.model)
         t["verify"] = time.perf_counter() - t1
-    err = oracle_error(a, keep, pruned) if oracle else None
+    # oracle: True / "float32" runs it in onnxruntime; "float64" in the reference evaluator (small models)
+    err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32") if oracle else None
     before = stats(view, Path(path).stat().st_size if path else None)
     after = stats(graph.ModelView.build(pruned))
     t["total"] = time.perf_counter() - t0

@@ -1,7 +1,9 @@
 """The zero-group oracle on randomly generated architectures (hypothesis): every random network exported
 from torch prunes to a valid graph, and pruned outputs equal the original's with the same channels zeroed.
 
-CI runs a small, derandomized budget; `make test-all` (marker `slow`) runs a large one."""
+CI runs a small, derandomized budget; `make test-all` (marker `slow`) runs a large one. The oracle runs in
+float64 (reference evaluator): random nets can be ill-conditioned (e.g. InstanceNorm of near-constant maps
+then a mean), where float32 rounding alone exceeds 1e-5 relative."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ TOL = 1e-5
 def _check_spec(spec, tmp_path) -> None:
     path = export_onnx(spec, tmp_path / "m.onnx")
     for ratio, crit, glob in ((0.5, "l1", False), (0.3, "random", True)):
-        pruned, rep = spa.prune(str(path), ratio=ratio, criterion=crit, global_=glob, oracle=True, seed=spec.seed)
+        pruned, rep = spa.prune(str(path), ratio=ratio, criterion=crit, global_=glob, oracle="float64", seed=spec.seed)
         assert rep.oracle is not None and rep.oracle <= TOL, f"{spec.to_json()}: oracle {rep.oracle}"
         if rep.groups_pruned:
             assert rep.after.params < rep.before.params, spec.to_json()

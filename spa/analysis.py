@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import rules  # noqa: F401  (registers every rule)
-from .graph import ModelView
+from .graph import ModelView, node_inputs, topo_order
 from .rules.base import OTHER, NodeCtx, rule_for
 
 Slot = tuple[str, int]
@@ -211,7 +211,9 @@ def analyze(view: ModelView) -> Analysis:
     for name in view.graph_outputs:
         c.freeze_tensor(name, f"graph output '{name}'")
 
-    for node in view.model.graph.node:
+    nodes = view.model.graph.node
+    for idx in topo_order(view.model):
+        node = nodes[idx]
         n = NodeCtx(node, view, c)
         rule = rule_for(node)
         c.mentioned = set()
@@ -244,8 +246,6 @@ def analyze(view: ModelView) -> Analysis:
 
 
 def _all_tensors(node) -> list[str]:
-    from .graph import node_inputs
-
     return node_inputs(node) + [o for o in node.output if o]
 
 

@@ -48,7 +48,66 @@ def load(path: str | os.PathLike[str]) -> onnx.ModelProto:
     except Exception as e:  # onnx raises ValidationError for a missing or unsafe location
         raise BadModel(f"{p}: external data missing or unreadable ({str(e).splitlines()[0][:200]})") from None
     check_opset(model, str(p))
+    check_structure(model, str(p))
     return model
+
+
+def op_graph(model: onnx.ModelProto):
+    """The networkx view of the graph: node indices, an edge producer → consumer per tensor (subgraph
+    outer-scope reads included), the tensor name on the edge."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    producer: dict[str, int] = {}
+    for i, node in enumerate(model.graph.node):
+        g.add_node(i)
+        for o in node.output:
+            if o:
+                producer[o] = i
+    for i, node in enumerate(model.graph.node):
+        for name in node_inputs(node):
+            j = producer.get(name)
+            if j is not None:
+                g.add_edge(j, i, tensor=name)
+    return g
+
+
+def check_structure(model: onnx.ModelProto, where: str = "model") -> None:
+    """Refuse graphs onnxruntime could never run: a tensor read but defined nowhere, a cycle."""
+    g = model.graph
+    defined = {i.name for i in g.input} | {t.name for t in g.initializer}
+    defined |= {o for n in g.node for o in n.output if o}
+    for node in g.node:
+        for name in node_inputs(node):
+            if name not in defined:
+                raise BadModel(f"{where}: node '{node.name or node.op_type}' reads '{name}', which nothing defines")
+    for o in g.output:
+        if o.name not in defined:
+            raise BadModel(f"{where}: graph output '{o.name}' is not produced by any node")
+    import networkx as nx
+
+    og = op_graph(model)
+    if not nx.is_directed_acyclic_graph(og):
+        cyc = nx.find_cycle(og)
+        names = [g.node[i].name or g.node[i].op_type for i, _ in cyc][:4]
+        raise BadModel(f"{where}: graph has a cycle through {' -> '.join(names)}")
+
+
+def topo_order(model: onnx.ModelProto) -> list[int]:
+    """Node indices in a topological order (ONNX requires one; some tools write nodes out of order)."""
+    g = model.graph
+    seen: set[str] = {i.name for i in g.input} | {t.name for t in g.initializer}
+    ok = True
+    for node in g.node:
+        if any(x not in seen for x in node_inputs(node)):
+            ok = False
+            break
+        seen.update(o for o in node.output if o)
+    if ok:
+        return list(range(len(g.node)))
+    import networkx as nx
+
+    return list(nx.lexicographical_topological_sort(op_graph(model)))
 
 
 def check_opset(model: onnx.ModelProto, where: str = "model") -> int:

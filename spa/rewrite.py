@@ -13,7 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from .analysis import Analysis
-from .graph import node_inputs
+from .graph import node_inputs, topo_order
 from .rules.base import RewriteCtx, rule_for
 
 
@@ -110,6 +110,11 @@ class Rewriter:
                 for d in dims[inp.name]:
                     shp.dim.add().dim_value = d
         _remove_new_dead(self.view.model, self.model)
+        order = topo_order(self.model)
+        if order != list(range(len(g.node))):  # emit a valid (sorted) graph even from an unsorted input
+            nodes = [g.node[i] for i in order]
+            del g.node[:]
+            g.node.extend(nodes)
         return self.model
 
 

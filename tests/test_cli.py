@@ -174,3 +174,36 @@ def test_unknown_op_is_frozen_not_wrong(tmp_path):
     d = json.loads(r.stdout)
     assert "ThisOpDoesNotExist (domain custom.domain)" in d["ops_without_rule"]
     assert any("has no channel rule" in g["reason"] for g in d["groups"])
+
+
+def _graph_model(nodes, tmp_path: Path, name: str) -> Path:
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 2])
+    m = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    p = tmp_path / name
+    p.write_bytes(m.SerializeToString())
+    return p
+
+
+def test_dangling_input_and_cycle_are_refused(tmp_path):
+    dangling = _graph_model([helper.make_node("Add", ["x", "ghost"], ["y"])], tmp_path, "dangling.onnx")
+    assert_one_line_error(spa("analyze", dangling), 3, "nothing defines")
+    cyc = _graph_model(
+        [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+         helper.make_node("Identity", ["a"], ["y"])], tmp_path, "cycle.onnx")
+    assert_one_line_error(spa("prune", cyc, "-o", tmp_path / "o.onnx"), 3, "cycle")
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_unsorted_nodes_are_analysed_in_topological_order(tmp_path):
+    m = onnx.load(SAMPLE)
+    nodes = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(reversed(nodes))
+    p = tmp_path / "unsorted.onnx"
+    onnx.save(m, p)
+    r = spa("prune", p, "-o", tmp_path / "o.onnx", "--oracle", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    sorted_run = json.loads(spa("prune", SAMPLE, "-o", tmp_path / "o2.onnx", "--json").stdout)
+    assert d["after"]["params"] == sorted_run["after"]["params"]

@@ -38,7 +38,8 @@ class Couplings:
         self.roles: dict[Slot, tuple[str, float]] = {}
         self.mentioned: set[Slot] = set()
         self.freed_tensors: set[str] = set()
-        self.chan: set[Slot] = set()  # slots known to carry parameterised channels (seen in graph order)
+        self.chan: set[Slot] = set()
+        self.node_reason: str | None = None  # slots known to carry parameterised channels (seen in graph order)
 
     # -- atoms
     def _dim(self, name: str, axis: int) -> int | None:
@@ -218,6 +219,7 @@ def analyze(view: ModelView) -> Analysis:
         rule = rule_for(node)
         c.mentioned = set()
         c.freed_tensors = set()
+        c.node_reason = None
         if rule is None:
             dom = f" (domain {node.domain})" if node.domain not in ("", "ai.onnx") else ""
             unknown.setdefault(node.op_type + dom, []).append(n.name)
@@ -240,7 +242,8 @@ def analyze(view: ModelView) -> Analysis:
                 continue
             for ax, d in enumerate(s):
                 if d != 1 and (t, ax) not in c.mentioned:
-                    c.frozen.setdefault((t, ax), f"{n.where()}: axis {ax} of '{t}' is not channel-mapped")
+                    why = c.node_reason or f"axis {ax} of '{t}' is not channel-mapped"
+                    c.frozen.setdefault((t, ax), f"{n.where()}: {why}")
 
     return _groups(view, c, unknown)
 

@@ -117,6 +117,10 @@ class NodeCtx:
     def freeze_tensor(self, name: str, reason: str) -> None:
         self.c.freeze_tensor(name, f"{self.where()}: {reason}")
 
+    def bail(self, reason: str) -> None:
+        """Why the axes this rule leaves unmentioned are frozen (default: "not channel-mapped")."""
+        self.c.node_reason = reason
+
     def free(self, name: str, axis: int | None = None) -> None:
         """The node reads this axis (all axes if None) without mixing channels, e.g. `Shape`."""
         self.c.free(name, axis)

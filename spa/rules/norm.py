@@ -63,5 +63,6 @@ class LayerNorm(Rule):
             return
         axis = int(n.attr("axis", -1))
         axis = axis + r if axis < 0 else axis
+        n.bail(f"LayerNormalization normalises over axes {list(range(axis, r))} (statistics would change)")
         for out in n.outputs:
             n.same(x, out, [(k, k) for k in range(axis)])

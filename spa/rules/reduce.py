@@ -57,7 +57,9 @@ class Reduce(Rule):
             return
         axes = _reduce_axes(n, r)
         if axes is None:
+            n.bail("reduction axes are computed at run time")
             return
+        n.bail(f"{n.op} combines values along axes {axes}")
         if n.inp(1) is not None:
             n.free(n.inp(1))
         keep = int(n.attr("keepdims", 1))
@@ -89,4 +91,5 @@ class Softmax(Rule):
         else:
             axis = norm_axis(int(n.attr("axis", 1)), r)
             mixed = set(range(axis, r))
+        n.bail(f"{n.op} normalises along axes {sorted(mixed)}")
         n.same(x, y, [(k, k) for k in range(r) if k not in mixed])

@@ -65,9 +65,11 @@ class Split(Rule):
         axis = norm_axis(int(n.attr("axis", 0)), len(sx))
         sizes = _split_sizes(n)
         if sizes is None or sum(sizes) != sx[axis]:
+            n.bail("split sizes unknown")
             return
         if n.inp(1) is not None:
             if n.const(n.inp(1)) is None:
+                n.bail("split sizes are computed at run time")
                 return
             n.free(n.inp(1))
         off = 0
@@ -131,6 +133,7 @@ class Slice(Rule):
         sx = n.shape(x)
         p = _slice_params(n)
         if sx is None or p is None:
+            n.bail("starts/ends/axes/steps are computed at run time" if p is None else "input shape unknown")
             return
         starts, ends, axes, steps = p
         for i in (1, 2, 3, 4):
@@ -142,6 +145,7 @@ class Slice(Rule):
                 continue
             j = axes.index(k)
             if steps[j] != 1 or d is None:
+                n.bail(f"strided slice (step {steps[j]}) along axis {k}" if steps[j] != 1 else "size unknown")
                 continue
             st, en = _clamp(int(starts[j]), d), _clamp(int(ends[j]), d)
             if en > st:
@@ -193,6 +197,7 @@ class Pad(Rule):
             c = n.const(n.inp(1))
             pads = None if c is None else c.reshape(-1).tolist()
         if pads is None:
+            n.bail("pads are computed at run time")
             return
         axes = list(range(r))
         if n.inp(3) is not None:
@@ -205,6 +210,8 @@ class Pad(Rule):
                 n.free(n.inp(i))
         m = len(axes)
         padded = {axes[j] for j in range(m) if pads[j] != 0 or pads[j + m] != 0}
+        if padded:
+            n.bail(f"padded along axes {sorted(padded)}")
         n.same(x, y, [(k, k) for k in range(r) if k not in padded])
 
 
@@ -227,6 +234,7 @@ class Resize(Rule):
         if sizes is not None:
             c = n.const(sizes)
             if c is None:
+                n.bail("output sizes are computed at run time")
                 return
             if c.size == 0:
                 sizes = None
@@ -327,6 +335,9 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
         ys1 = [m for m in ys if sy[m] != 1]
         if len(xs1) == 1 and len(ys1) == 1:
             n.link(x, xs1[0], y, ys1[0])
+        elif len(xs1) == 1 and len(ys1) > 1:
+            n.freeze(x, xs1[0], f"splits axis {xs1[0]} ({sx[xs1[0]]}) into {[sy[m] for m in ys1]} "
+                     "(channel shuffle / attention heads): not followed")
         elif len(ys1) == 1 and len(xs1) > 1:
             chan = [k for k in xs1 if n.c.is_channel((x, k))]
             if not chan:
@@ -416,7 +427,8 @@ class Reshape(Rule):
     def couple(self, n: NodeCtx) -> None:
         x, t, y = n.inp(0), n.inp(1), n.out()
         if n.const(t) is None and not foldable(n.view, n.node):
-            return  # computed target we could not fold: everything frozen
+            n.bail("target shape is computed and cannot be folded to a constant")
+            return
         n.free(t)
         reshape_links(n, x, y)
 
@@ -483,6 +495,7 @@ class Expand(Rule):
         x, s, y = n.inp(0), n.inp(1), n.out()
         sx, sy = n.shape(x), n.shape(y)
         if sx is None or sy is None or n.const(s) is None:
+            n.bail("target shape is computed at run time")
             return
         n.free(s)
         off = len(sy) - len(sx)

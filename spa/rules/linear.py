@@ -25,6 +25,15 @@ def _grouped_links(n: NodeCtx, x: str, xa: int, y: str, ya: int, c_in: int, c_ou
         n.link(y, ya, y, ya, np.arange(c_out), (np.arange(c_out) // bo) * bo)
 
 
+def _rewrite_group(n: RewriteCtx) -> None:
+    """W axis 0 is pruned in whole group blocks (Conv: output blocks, ConvTranspose: input blocks), so the
+    new group count is the number of blocks kept."""
+    g = int(n.attr("group", 1))
+    kept = n.kept(n.inp(1), 0)
+    if g > 1 and kept is not None:
+        n.set_attr("group", g * len(kept) // n.shape(n.inp(1))[0])
+
+
 @register
 class Conv(Rule):
     """Y[n, m] = sum_c W[m, c] * X[n, g(m)*C/G + c] (+ B[m]); W is (M, C/G, k...), B is (M,).
@@ -55,11 +64,7 @@ class Conv(Rule):
             n.role(b, 0, BIAS)
 
     def rewrite(self, n: RewriteCtx) -> None:
-        g = int(n.attr("group", 1))
-        kept = n.kept(n.inp(1), 0)
-        if g > 1 and kept is not None:
-            m = n.shape(n.inp(1))[0]
-            n.set_attr("group", g * len(kept) // m)
+        _rewrite_group(n)
 
 
 @register
@@ -94,11 +99,7 @@ class ConvTranspose(Rule):
             n.role(b, 0, BIAS)
 
     def rewrite(self, n: RewriteCtx) -> None:
-        g = int(n.attr("group", 1))
-        kept = n.kept(n.inp(1), 0)
-        if g > 1 and kept is not None:
-            c = n.shape(n.inp(1))[0]
-            n.set_attr("group", g * len(kept) // c)
+        _rewrite_group(n)
 
 
 @register

@@ -1023,8 +1023,10 @@ def tile_spatial() -> onnx.ModelProto:
 
 
 # ============================================================================== frozen by design
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def channel_shuffle() -> onnx.ModelProto:
+    """Reshape (N,C,H,W)->(N,g,C/g,H,W), Transpose, Reshape back: spa follows the inner axis, so the same
+    positions are removed from every shuffle group (exact)."""
     def mid(b: _B, t: str):
         b.op("Reshape", [t, b.i64("sh1", [0, 2, 4, H, W])], "g5")
         b.op("Transpose", ["g5"], "g5t", perm=[0, 2, 1, 3, 4])

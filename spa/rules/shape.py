@@ -2,8 +2,9 @@
 Transpose, Flatten/Reshape, Squeeze/Unsqueeze, Expand, Shape/Size.
 
 Their channel maps are offsets (Concat), ranges (Split, Slice), permutations (Transpose) and factorisations
-(Flatten/Reshape merging a channel axis with others: feature f ↔ channel (f // inner) % C). A Reshape that
-splits a channel axis into several (channel shuffle, attention heads) is not followed: those slots freeze.
+(Flatten/Reshape merging a channel axis with others: feature f ↔ channel (f // inner) % C; splitting one axis
+into several, e.g. a channel shuffle's (C) → (g, C/g): channel c ↔ inner index c % (C/g), so a unit is
+"position j of every block" and every block keeps the same positions).
 Rewrites keep the counts in attributes and shape constants in step with the pruned channels.
 """
 
@@ -336,8 +337,12 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
         if len(xs1) == 1 and len(ys1) == 1:
             n.link(x, xs1[0], y, ys1[0])
         elif len(xs1) == 1 and len(ys1) > 1:
-            n.freeze(x, xs1[0], f"splits axis {xs1[0]} ({sx[xs1[0]]}) into {[sy[m] for m in ys1]} "
-                     "(channel shuffle / attention heads): not followed")
+            # one axis split into several, e.g. (C) -> (g, C/g) for a channel shuffle or (D) -> (heads, d):
+            # follow the innermost part; input index c ↔ c % size. A channel of the group is then "index j
+            # in every block", removed from all blocks at once; the outer axes stay frozen.
+            k, m = xs1[0], ys1[-1]
+            c = np.arange(sx[k])
+            n.link(x, k, y, m, c, c % sy[m])
         elif len(ys1) == 1 and len(xs1) > 1:
             chan = [k for k in xs1 if n.c.is_channel((x, k))]
             if not chan:

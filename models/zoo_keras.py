@@ -7,13 +7,22 @@ cannot be folded, e.g. pre-activation BN in DenseNet), ``Flatten`` in H,W,C orde
 (a ``Transpose`` back to NHWC followed by ``Reshape``), SE blocks with ``Reshape``
 and ``Mul``, ``Concat`` along the channel axis, ``ConvTranspose``, ``Resize`` and
 the ``Unsqueeze``/``Tile``/``Reshape`` pattern of nearest ``UpSampling2D``.
+The second batch mirrors more of the PyTorch zoo (``models/zoo_torch.py``):
+bottleneck ResNet-50, ResNeXt and RegNetY with grouped ``Conv2D(groups=...)``
+(-> ``Conv`` with ``group``), MobileNetV3-Small (hard-swish / hard-sigmoid ->
+``Add``/``Clip``/``Mul``), EfficientNet-B0 (swish -> ``Sigmoid``/``Mul``, SE with
+sigmoid gates), SqueezeNet 1.1 (bias convs without BN, conv classifier) and
+ShuffleNetV2 (``keras.ops.split`` -> ``Split``; channel shuffle as
+Reshape -> Permute -> Reshape, i.e. a 5-D ``Reshape``/``Transpose``/``Reshape``).
 
 Every model exists in two sizes:
 
 * ``"tiny"``  -- 32x32 / 64x64 inputs, small widths, < 300k parameters, fast to
   build/export/run (used by the unit tests);
-* ``"full"``  -- realistic widths (ResNet-18, MobileNetV2-1.0, DenseNet-121,
-  GoogLeNet, Xception at 224x224; a 4-level UNet at 256x256; a CIFAR-style CNN).
+* ``"full"``  -- realistic widths (ResNet-18, ResNet-50, ResNeXt-50 32x4d,
+  MobileNetV2-1.0, MobileNetV3-Small-1.0, EfficientNet-B0, DenseNet-121,
+  GoogLeNet, Xception, SqueezeNet 1.1, RegNetY-400MF, ShuffleNetV2 x1.0 at
+  224x224; a 4-level UNet at 256x256; a CIFAR-style CNN).
 
 Determinism: :func:`build` calls ``keras.utils.set_random_seed(0)`` before the
 model is constructed, so the Keras initializers (unseeded -> seeded from Python's
@@ -32,6 +41,9 @@ falls back to wrapping the model in a ``tf.function`` with the same
 input signature and calling ``tf2onnx.convert.from_function``.  Either way the
 single graph output is renamed to ``"output"`` and the batch dimension of input
 and output gets the symbolic name ``"batch"``.
+Grouped convolutions are traced as plain TF ``Conv2D`` ops during conversion
+(see :func:`_plain_grouped_conv`): Keras would otherwise wrap them in an
+XLA-compiled function that tf2onnx leaves unconverted.
 
 TensorFlow, Keras and tf2onnx are imported lazily (importing this module does
 not import TensorFlow); ``TF_CPP_MIN_LOG_LEVEL=3`` is set before the import.
@@ -39,6 +51,7 @@ not import TensorFlow); ``TF_CPP_MIN_LOG_LEVEL=3`` is set before the import.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 from typing import TYPE_CHECKING, Callable
@@ -68,6 +81,13 @@ _INPUT_SHAPES: dict[str, dict[str, tuple[int, int, int, int]]] = {
     "k_inception": {"tiny": (1, 32, 32, 3), "full": (1, 224, 224, 3)},
     "k_unet": {"tiny": (1, 64, 64, 3), "full": (1, 256, 256, 3)},
     "k_separable": {"tiny": (1, 32, 32, 3), "full": (1, 224, 224, 3)},
+    "k_resnet50": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_resnext": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_mobilenet_v3": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_efficientnet": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_squeezenet": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_regnet": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
+    "k_shufflenet_v2": {"tiny": (1, 64, 64, 3), "full": (1, 224, 224, 3)},
 }
 
 
@@ -462,6 +482,356 @@ def _build_separable(size: str):
 
 
 # --------------------------------------------------------------------------- #
+# shared helpers for the second batch (ResNet-50 ... ShuffleNetV2)
+# --------------------------------------------------------------------------- #
+def _act(x, act, name):
+    """Apply ``act`` (None, "relu", "relu6" or any Keras activation name)."""
+    L = _keras().layers
+    if act is None:
+        return x
+    if act == "relu":
+        return L.ReLU(name=name)(x)
+    if act == "relu6":
+        return L.ReLU(6.0, name=name)(x)
+    return L.Activation(act, name=name)(x)  # "hard_swish", "swish", "sigmoid", ...
+
+
+def _conv_bn_act(x, filters, kernel=1, strides=1, *, groups=1, act="relu", name):
+    """Conv2D (no bias, "same", optionally grouped) -> BN -> activation."""
+    L = _keras().layers
+    x = L.Conv2D(filters, kernel, strides=strides, padding="same", groups=groups,
+                 use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
+    x = L.BatchNormalization(name=f"{name}_bn")(x)
+    return _act(x, act, f"{name}_act")
+
+
+def _dw_bn_act(x, kernel=3, strides=1, *, act="relu", name):
+    """DepthwiseConv2D (no bias, "same") -> BN -> activation."""
+    L = _keras().layers
+    x = L.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False,
+                          depthwise_initializer="he_normal", name=f"{name}_dw")(x)
+    x = L.BatchNormalization(name=f"{name}_dw_bn")(x)
+    return _act(x, act, f"{name}_dw_act")
+
+
+def _squeeze_excite(x, squeeze, *, act, gate, name, keepdims=True):
+    """torchvision-style SE: avgpool -> 1x1 conv -> act -> 1x1 conv -> gate -> mul.
+
+    ``keepdims=True`` uses ``GlobalAveragePooling2D(keepdims=True)`` (a plain
+    ``ReduceMean`` in ONNX); ``keepdims=False`` the GAP + ``Reshape`` form of
+    keras.applications (and of :func:`_se_block`).
+    """
+    L = _keras().layers
+    c = x.shape[-1]
+    if keepdims:
+        s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_gap")(x)
+    else:
+        s = L.GlobalAveragePooling2D(name=f"{name}_se_gap")(x)
+        s = L.Reshape((1, 1, c), name=f"{name}_se_reshape")(s)
+    s = L.Conv2D(squeeze, 1, name=f"{name}_se_reduce")(s)
+    s = _act(s, act, f"{name}_se_act")
+    s = L.Conv2D(c, 1, name=f"{name}_se_expand")(s)
+    s = L.Activation(gate, name=f"{name}_se_gate")(s)
+    return L.Multiply(name=f"{name}_se_mul")([x, s])
+
+
+def _torchvision_stem(x, filters, name="stem"):
+    """7x7/2 conv-BN-ReLU + 3x3/2 max-pool (ResNet / ResNeXt stem)."""
+    L = _keras().layers
+    x = _conv_bn_act(x, filters, 7, 2, name=name)
+    return L.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
+
+
+# --------------------------------------------------------------------------- #
+# k_resnet50 / k_resnext
+# --------------------------------------------------------------------------- #
+def _bottleneck_block(x, planes, strides, name, *, groups=1, base_width=64):
+    """torchvision Bottleneck (v1.5: stride on the 3x3), expansion 4."""
+    L = _keras().layers
+    in_c = x.shape[-1]
+    width = int(planes * (base_width / 64.0)) * groups
+    out_c = planes * 4
+    h = _conv_bn_act(x, width, 1, name=f"{name}_1")
+    h = _conv_bn_act(h, width, 3, strides, groups=groups, name=f"{name}_2")
+    h = _conv_bn_act(h, out_c, 1, act=None, name=f"{name}_3")
+    if strides != 1 or in_c != out_c:
+        sc = _conv_bn_act(x, out_c, 1, strides, act=None, name=f"{name}_proj")
+    else:
+        sc = x
+    h = L.Add(name=f"{name}_add")([h, sc])
+    return L.ReLU(name=f"{name}_out")(h)
+
+
+def _bottleneck_resnet(name, size, *, groups, width_per_group):
+    keras = _keras()
+    L = keras.layers
+    inp = _inp(name, size)
+    if size == "tiny":  # every block type, 1-2 blocks per stage
+        base, depths, classes = 8, (1, 2, 1, 1), 10
+    else:
+        base, depths, classes = 64, (3, 4, 6, 3), 1000
+    x = _torchvision_stem(inp, base)
+    for si, n in enumerate(depths):
+        for bi in range(n):
+            stride = 2 if (bi == 0 and si > 0) else 1
+            x = _bottleneck_block(x, base * 2 ** si, stride, name=f"s{si + 1}b{bi + 1}",
+                                  groups=groups, base_width=width_per_group)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(classes, name="output")(x)
+    return keras.Model(inp, out, name=f"{name}_{size}")
+
+
+def _build_resnet50(size: str):
+    return _bottleneck_resnet("k_resnet50", size, groups=1, width_per_group=64)
+
+
+def _build_resnext(size: str):
+    if size == "tiny":  # 4 groups, group conv widths 8/16/32/64
+        return _bottleneck_resnet("k_resnext", size, groups=4, width_per_group=16)
+    return _bottleneck_resnet("k_resnext", size, groups=32, width_per_group=4)  # 32x4d
+
+
+# --------------------------------------------------------------------------- #
+# k_mobilenet_v3 (Small layout)
+# --------------------------------------------------------------------------- #
+# (input_c, kernel, expanded_c, out_c, use_se, activation, stride) -- torchvision
+_V3_SMALL = (
+    (16, 3, 16, 16, True, "relu", 2),
+    (16, 3, 72, 24, False, "relu", 2),
+    (24, 3, 88, 24, False, "relu", 1),
+    (24, 5, 96, 40, True, "hard_swish", 2),
+    (40, 5, 240, 40, True, "hard_swish", 1),
+    (40, 5, 240, 40, True, "hard_swish", 1),
+    (40, 5, 120, 48, True, "hard_swish", 1),
+    (48, 5, 144, 48, True, "hard_swish", 1),
+    (48, 5, 288, 96, True, "hard_swish", 2),
+    (96, 5, 576, 96, True, "hard_swish", 1),
+    (96, 5, 576, 96, True, "hard_swish", 1),
+)
+
+
+def _v3_block(x, kernel, expanded, out_c, use_se, act, strides, name):
+    L = _keras().layers
+    in_c = x.shape[-1]
+    h = x
+    if expanded != in_c:
+        h = _conv_bn_act(h, expanded, 1, act=act, name=f"{name}_expand")
+    h = _dw_bn_act(h, kernel, strides, act=act, name=name)
+    if use_se:
+        h = _squeeze_excite(h, _make_divisible(expanded // 4, 8), act="relu",
+                            gate="hard_sigmoid", name=name)
+    h = _conv_bn_act(h, out_c, 1, act=None, name=f"{name}_project")
+    if strides == 1 and in_c == out_c:
+        h = L.Add(name=f"{name}_add")([x, h])
+    return h
+
+
+def _build_mobilenet_v3(size: str):
+    keras = _keras()
+    L = keras.layers
+    inp = _inp("k_mobilenet_v3", size)
+    # tiny: torchvision's Small layout at width 0.5 (as the PyTorch zoo) with a
+    # 96-wide classifier hidden layer (128 would put it just over 300k weights).
+    wm, last, classes = (0.5, 96, 10) if size == "tiny" else (1.0, 1024, 1000)
+    f = lambda c: _make_divisible(c * wm, 8)  # noqa: E731
+    x = _conv_bn_act(inp, f(_V3_SMALL[0][0]), 3, 2, act="hard_swish", name="stem")
+    for i, (_, k, e, o, se, act, s) in enumerate(_V3_SMALL):
+        x = _v3_block(x, k, f(e), f(o), se, act, s, name=f"b{i + 1}")
+    x = _conv_bn_act(x, 6 * x.shape[-1], 1, act="hard_swish", name="head")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(last, name="fc1")(x)
+    x = L.Activation("hard_swish", name="fc1_act")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    out = L.Dense(classes, name="output")(x)
+    return keras.Model(inp, out, name=f"k_mobilenet_v3_{size}")
+
+
+# --------------------------------------------------------------------------- #
+# k_efficientnet (B0)
+# --------------------------------------------------------------------------- #
+# expand, kernel, stride, in, out, repeats -- torchvision EfficientNet-B0
+_B0_SETTING = (
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+)
+
+
+def _mbconv(x, expand, kernel, strides, out_c, name, se_ratio=0.25):
+    L = _keras().layers
+    in_c = x.shape[-1]
+    expanded = _make_divisible(in_c * expand, 8)
+    h = x
+    if expanded != in_c:
+        h = _conv_bn_act(h, expanded, 1, act="swish", name=f"{name}_expand")
+    h = _dw_bn_act(h, kernel, strides, act="swish", name=name)
+    h = _squeeze_excite(h, max(1, int(in_c * se_ratio)), act="swish", gate="sigmoid",
+                        name=name, keepdims=False)
+    h = _conv_bn_act(h, out_c, 1, act=None, name=f"{name}_project")
+    if strides == 1 and in_c == out_c:  # stochastic depth is the identity at inference
+        h = L.Add(name=f"{name}_add")([x, h])
+    return h
+
+
+def _build_efficientnet(size: str):
+    keras = _keras()
+    L = keras.layers
+    inp = _inp("k_efficientnet", size)
+    if size == "tiny":
+        wm, cap, last, classes = 0.25, 2, 256, 10
+    else:
+        wm, cap, last, classes = 1.0, None, 1280, 1000
+    adj = lambda c: _make_divisible(c * wm, 8)  # noqa: E731
+    x = _conv_bn_act(inp, adj(_B0_SETTING[0][3]), 3, 2, act="swish", name="stem")
+    for si, (e, k, s, _, o, n) in enumerate(_B0_SETTING):
+        for ri in range(n if cap is None else min(n, cap)):
+            x = _mbconv(x, e, k, s if ri == 0 else 1, adj(o), name=f"b{si + 1}_{ri + 1}")
+    x = _conv_bn_act(x, last, 1, act="swish", name="head")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
+    out = L.Dense(classes, name="output")(x)
+    return keras.Model(inp, out, name=f"k_efficientnet_{size}")
+
+
+# --------------------------------------------------------------------------- #
+# k_squeezenet (1.1)
+# --------------------------------------------------------------------------- #
+def _fire(x, squeeze, e1, e3, name):
+    L = _keras().layers
+    s = L.Conv2D(squeeze, 1, kernel_initializer="he_normal", name=f"{name}_squeeze")(x)
+    s = L.ReLU(name=f"{name}_squeeze_relu")(s)
+    a = L.Conv2D(e1, 1, kernel_initializer="he_normal", name=f"{name}_expand1x1")(s)
+    a = L.ReLU(name=f"{name}_expand1x1_relu")(a)
+    b = L.Conv2D(e3, 3, padding="same", kernel_initializer="he_normal",
+                 name=f"{name}_expand3x3")(s)
+    b = L.ReLU(name=f"{name}_expand3x3_relu")(b)
+    return L.Concatenate(axis=-1, name=f"{name}_concat")([a, b])
+
+
+def _build_squeezenet(size: str):
+    """SqueezeNet 1.1: no BN, conv biases, conv classifier + global average pool.
+
+    torchvision's ``ceil_mode`` max-pools are ``"valid"`` pools here; every
+    pooled map has an odd size (31/15/7 tiny, 111/55/27 full) so floor == ceil.
+    """
+    keras = _keras()
+    L = keras.layers
+    inp = _inp("k_squeezenet", size)
+    div, classes = (4, 10) if size == "tiny" else (1, 1000)
+    d = lambda c: max(2, c // div)  # noqa: E731
+    x = L.Conv2D(d(64), 3, strides=2, kernel_initializer="he_normal", name="stem_conv")(inp)
+    x = L.ReLU(name="stem_relu")(x)
+    x = L.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = _fire(x, d(16), d(64), d(64), "fire2")
+    x = _fire(x, d(16), d(64), d(64), "fire3")
+    x = L.MaxPooling2D(3, strides=2, name="pool3")(x)
+    x = _fire(x, d(32), d(128), d(128), "fire4")
+    x = _fire(x, d(32), d(128), d(128), "fire5")
+    x = L.MaxPooling2D(3, strides=2, name="pool5")(x)
+    x = _fire(x, d(48), d(192), d(192), "fire6")
+    x = _fire(x, d(48), d(192), d(192), "fire7")
+    x = _fire(x, d(64), d(256), d(256), "fire8")
+    x = _fire(x, d(64), d(256), d(256), "fire9")
+    x = L.Dropout(0.5, name="dropout")(x)
+    x = L.Conv2D(classes, 1, kernel_initializer="he_normal", name="classifier_conv")(x)
+    x = L.ReLU(name="classifier_relu")(x)
+    out = L.GlobalAveragePooling2D(name="output")(x)
+    return keras.Model(inp, out, name=f"k_squeezenet_{size}")
+
+
+# --------------------------------------------------------------------------- #
+# k_regnet (RegNetY-400MF style)
+# --------------------------------------------------------------------------- #
+def _regnet_block(x, w_out, strides, group_width, se_ratio, name):
+    """X-block (1x1 -> grouped 3x3 -> [SE] -> 1x1, projection shortcut) + ReLU."""
+    L = _keras().layers
+    w_in = x.shape[-1]
+    groups = w_out // group_width  # bottleneck multiplier 1
+    h = _conv_bn_act(x, w_out, 1, name=f"{name}_a")
+    h = _conv_bn_act(h, w_out, 3, strides, groups=groups, name=f"{name}_b")
+    if se_ratio:
+        h = _squeeze_excite(h, int(round(se_ratio * w_in)), act="relu", gate="sigmoid",
+                            name=name)
+    h = _conv_bn_act(h, w_out, 1, act=None, name=f"{name}_c")
+    if w_in != w_out or strides != 1:
+        sc = _conv_bn_act(x, w_out, 1, strides, act=None, name=f"{name}_proj")
+    else:
+        sc = x
+    h = L.Add(name=f"{name}_add")([sc, h])
+    return L.ReLU(name=f"{name}_out")(h)
+
+
+def _build_regnet(size: str):
+    keras = _keras()
+    L = keras.layers
+    inp = _inp("k_regnet", size)
+    if size == "tiny":  # groups 2/4/8/16 per stage
+        stem, widths, depths, classes = 16, (16, 32, 64, 128), (1, 2, 1, 1), 10
+    else:  # torchvision regnet_y_400mf
+        stem, widths, depths, classes = 32, (48, 104, 208, 440), (1, 3, 6, 6), 1000
+    x = _conv_bn_act(inp, stem, 3, 2, name="stem")
+    for si, (w, n) in enumerate(zip(widths, depths)):
+        for bi in range(n):
+            x = _regnet_block(x, w, 2 if bi == 0 else 1, 8, 0.25, name=f"s{si + 1}b{bi + 1}")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(classes, name="output")(x)
+    return keras.Model(inp, out, name=f"k_regnet_{size}")
+
+
+# --------------------------------------------------------------------------- #
+# k_shufflenet_v2
+# --------------------------------------------------------------------------- #
+def _channel_shuffle(x, groups, name):
+    """NHWC channel shuffle: Reshape(h, w, g, c/g) -> swap last two -> Reshape."""
+    L = _keras().layers
+    _, h, w, c = x.shape
+    x = L.Reshape((h, w, groups, c // groups), name=f"{name}_shuffle_split")(x)
+    x = L.Permute((1, 2, 4, 3), name=f"{name}_shuffle_perm")(x)
+    return L.Reshape((h, w, c), name=f"{name}_shuffle_merge")(x)
+
+
+def _shuffle_unit(x, out_c, strides, name):
+    keras = _keras()
+    L = keras.layers
+    bf = out_c // 2
+    if strides == 1:
+        # torch.chunk(2, dim=1) -> keras.ops.split (tf.split -> ONNX Split)
+        x1, x2 = keras.ops.split(x, 2, axis=-1)
+    else:
+        x1 = _dw_bn_act(x, 3, strides, act=None, name=f"{name}_br1")
+        x1 = _conv_bn_act(x1, bf, 1, name=f"{name}_br1_pw")
+        x2 = x
+    h = _conv_bn_act(x2, bf, 1, name=f"{name}_br2_pw1")
+    h = _dw_bn_act(h, 3, strides, act=None, name=f"{name}_br2")
+    h = _conv_bn_act(h, bf, 1, name=f"{name}_br2_pw2")
+    out = L.Concatenate(axis=-1, name=f"{name}_concat")([x1, h])
+    return _channel_shuffle(out, 2, name)
+
+
+def _build_shufflenet_v2(size: str):
+    keras = _keras()
+    L = keras.layers
+    inp = _inp("k_shufflenet_v2", size)
+    if size == "tiny":
+        repeats, chans, classes = (2, 2, 2), (8, 16, 32, 64, 256), 10
+    else:  # ShuffleNetV2 x1.0
+        repeats, chans, classes = (4, 8, 4), (24, 116, 232, 464, 1024), 1000
+    x = _conv_bn_act(inp, chans[0], 3, 2, name="stem")
+    x = L.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for si, (n, c) in enumerate(zip(repeats, chans[1:4])):
+        for bi in range(n):
+            x = _shuffle_unit(x, c, 2 if bi == 0 else 1, name=f"s{si + 2}u{bi + 1}")
+    x = _conv_bn_act(x, chans[-1], 1, name="conv5")
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    out = L.Dense(classes, name="output")(x)
+    return keras.Model(inp, out, name=f"k_shufflenet_v2_{size}")
+
+
+# --------------------------------------------------------------------------- #
 # registry / public API
 # --------------------------------------------------------------------------- #
 _BUILDERS: dict[str, Callable[[str], "keras.Model"]] = {
@@ -472,6 +842,13 @@ _BUILDERS: dict[str, Callable[[str], "keras.Model"]] = {
     "k_inception": _build_inception,
     "k_unet": _build_unet,
     "k_separable": _build_separable,
+    "k_resnet50": _build_resnet50,
+    "k_resnext": _build_resnext,
+    "k_mobilenet_v3": _build_mobilenet_v3,
+    "k_efficientnet": _build_efficientnet,
+    "k_squeezenet": _build_squeezenet,
+    "k_regnet": _build_regnet,
+    "k_shufflenet_v2": _build_shufflenet_v2,
 }
 
 
@@ -560,8 +937,58 @@ def _tidy_io(model_proto) -> None:
             dims[0].dim_param = "batch"
 
 
+@contextlib.contextmanager
+def _plain_grouped_conv():
+    """Trace grouped ``Conv2D`` (``groups > 1``) as a plain TF ``Conv2D`` op.
+
+    Keras 3's TensorFlow backend runs grouped convolutions through a nested
+    ``tf.function(jit_compile=True)`` because TF's CPU kernel cannot execute
+    them.  tf2onnx does not inline that XLA-only function and leaves a
+    ``StatefulPartitionedCall`` node in the ONNX graph.  Conversion only
+    *traces* the model, so while it runs, ``keras.src.backend.nn.conv`` is
+    swapped for a version that emits ``tf.nn.convolution`` directly for
+    grouped NHWC convolutions (a ``Conv2D`` whose filter has ``C_in / groups``
+    input channels, which tf2onnx maps to ``Conv`` with ``group``).  Everything
+    else goes through the original function; it is restored afterwards, so
+    running the Keras model eagerly still uses the XLA path.  A no-op if the
+    internals are not where they are expected.
+    """
+    try:
+        keras = _keras()
+        from keras.src import backend as kbackend  # noqa: WPS433
+
+        if keras.backend.backend() != "tensorflow":
+            raise ImportError
+        nn_mod = kbackend.nn
+        original = nn_mod.conv
+    except Exception:  # pragma: no cover - other keras versions / backends
+        yield
+        return
+    tf = _tf()
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        fmt = kbackend.standardize_data_format(data_format)
+        if (fmt == "channels_last" and len(inputs.shape) == 4
+                and inputs.shape[-1] is not None and inputs.shape[-1] != kernel.shape[-2]):
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
+                                     data_format="NHWC", dilations=dilation_rate)
+        return original(inputs, kernel, strides=strides, padding=padding,
+                        data_format=data_format, dilation_rate=dilation_rate)
+
+    nn_mod.conv = conv
+    try:
+        yield
+    finally:
+        nn_mod.conv = original
+
+
 def _convert(model, spec, opset: int):
     """Return an ONNX ModelProto; from_keras first, tf.function fallback."""
+    with _plain_grouped_conv():
+        return _convert_traced(model, spec, opset)
+
+
+def _convert_traced(model, spec, opset: int):
     tf = _tf()
     import tf2onnx
 

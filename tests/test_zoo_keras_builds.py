@@ -35,7 +35,9 @@ def test_import_is_lazy():
 
 def test_registry_and_shapes():
     assert set(NAMES) == {"k_simple_cnn", "k_resnet", "k_mobilenet_v2", "k_densenet",
-                          "k_inception", "k_unet", "k_separable"}
+                          "k_inception", "k_unet", "k_separable",
+                          "k_resnet50", "k_resnext", "k_mobilenet_v3", "k_efficientnet",
+                          "k_squeezenet", "k_regnet", "k_shufflenet_v2"}
     for name in NAMES:
         for size in ("tiny", "full"):
             shp = zoo_keras.input_shape(name, size)
@@ -45,6 +47,51 @@ def test_registry_and_shapes():
         zoo_keras.input_shape("k_resnet", "huge")
     with pytest.raises(KeyError):
         zoo_keras.input_shape("nope")
+
+
+def _conv_groups(proto):
+    """[(group, C_in)] of every Conv (C_in from the weight: C_in/group * group)."""
+    from onnx import helper
+
+    inits = {t.name: tuple(t.dims) for t in proto.graph.initializer}
+    out = []
+    for n in proto.graph.node:
+        if n.op_type != "Conv":
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        g = int(attrs.get("group", 1))
+        w = inits.get(n.input[1])
+        out.append((g, None if w is None else w[1] * g))
+    return out
+
+
+def _check_signature_ops(name, proto):
+    """The ONNX pattern each of the second-batch architectures exists for."""
+    from onnx import helper
+
+    nodes = list(proto.graph.node)
+    ops = [n.op_type for n in nodes]
+    if name in ("k_resnext", "k_regnet"):
+        grouped = [(g, c) for g, c in _conv_groups(proto) if 1 < g and c is not None and g < c]
+        assert grouped, "expected grouped (non-depthwise) Conv nodes"
+    if name == "k_resnext":
+        assert {g for g, _ in _conv_groups(proto) if g > 1} == {4}
+    if name == "k_resnet50":
+        assert all(g == 1 for g, _ in _conv_groups(proto))
+        assert ops.count("Add") >= 5  # one residual add per bottleneck block
+    if name in ("k_mobilenet_v3", "k_efficientnet", "k_shufflenet_v2"):
+        assert any(g > 1 and g == c for g, c in _conv_groups(proto)), "expected depthwise Conv"
+    if name == "k_mobilenet_v3":
+        assert "Clip" in ops and "Mul" in ops  # hard_swish / hard_sigmoid
+    if name in ("k_efficientnet", "k_regnet"):
+        assert "Sigmoid" in ops and "Mul" in ops  # swish and/or sigmoid SE gates
+    if name == "k_squeezenet":
+        assert "Concat" in ops and "MatMul" not in ops and "Gemm" not in ops
+    if name == "k_shufflenet_v2":
+        assert "Split" in ops and "Concat" in ops
+        perms = [helper.get_attribute_value(a) for n in nodes if n.op_type == "Transpose"
+                 for a in n.attribute if a.name == "perm"]
+        assert any(len(p) == 5 for p in perms), "expected the 5-D channel-shuffle Transpose"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -65,6 +112,8 @@ def test_tiny_build_export_matches_ort(name, tmp_path, _tf_stack):
     assert not batch_dim.HasField("dim_value")  # dynamic batch
     ops = {n.op_type for n in proto.graph.node}
     assert "Conv" in ops and "Transpose" in ops
+    assert "StatefulPartitionedCall" not in ops  # every TF function was converted
+    _check_signature_ops(name, proto)
 
     # batch 2 exercises the dynamic batch dimension
     x = np.random.default_rng(123).standard_normal((2, *shp[1:])).astype(np.float32)
@@ -103,3 +152,34 @@ def test_export_to_explicit_file(tmp_path, _tf_stack):
     assert p == target and p.exists()
     proto = onnx.load(str(p))
     assert any(o.domain in ("", "ai.onnx") and o.version == 13 for o in proto.opset_import)
+
+
+def test_grouped_conv_patch_is_scoped(_tf_stack):
+    from keras.src import backend as kbackend
+
+    before = kbackend.nn.conv
+    with zoo_keras._plain_grouped_conv():
+        assert kbackend.nn.conv is not before
+    assert kbackend.nn.conv is before
+
+
+def test_full_sizes_are_realistic(_tf_stack):
+    """Full variants of the second batch build at 224x224 with torchvision's widths.
+
+    Build only, no export.  Trainable weights are compared (``count_params`` also
+    counts the BN moving statistics); the numbers are torchvision's parameter counts.
+    """
+    expected = {
+        "k_resnet50": 25_557_032,        # resnet50
+        "k_resnext": 25_028_904,         # resnext50_32x4d
+        "k_mobilenet_v3": 2_542_856,     # mobilenet_v3_small
+        "k_efficientnet": 5_288_548,     # efficientnet_b0
+        "k_squeezenet": 1_235_496,       # squeezenet1_1
+        "k_regnet": 4_344_144,           # regnet_y_400mf
+        "k_shufflenet_v2": 2_278_604,    # shufflenet_v2_x1_0
+    }
+    for name, trainable in expected.items():
+        model = zoo_keras.build(name, "full")
+        assert tuple(model.inputs[0].shape[1:]) == (224, 224, 3)
+        n = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert n == trainable, (name, n)

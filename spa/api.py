@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,21 +185,26 @@ def prune(
     seed: int = 0,
     verify: bool = True,
     oracle: bool | str = False,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
     also measures the zero-group oracle error."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
+    say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
+    say("loading and inferring shapes")
     view, path = prepare(model)
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
+    say(f"analysing {len(view.model.graph.node)} nodes")
     a = _analyze(view)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     t1 = time.perf_counter()
+    say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
     if plan is None:
         plan = compute_plan(
             a,
@@ -212,13 +218,17 @@ def prune(
     keep = keep_mask(a, plan)
     t["plan"] = time.perf_counter() - t1
     t1 = time.perf_counter()
+    say("rewriting")
     pruned = Rewriter(a, keep).apply()
     t["rewrite"] = time.perf_counter() - t1
     if verify:
+        say("verifying (onnx.checker, onnxruntime)")
         t1 = time.perf_counter()
         check_model(pruned, view.model)
         t["verify"] = time.perf_counter() - t1
     # oracle: True / "float32" runs it in onnxruntime; "float64" in the reference evaluator (small models)
+    if oracle:
+        say("zero-group oracle")
     err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32") if oracle else None
     before = stats(view, Path(path).stat().st_size if path else None)
     after = stats(graph.ModelView.build(pruned))

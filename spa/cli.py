@@ -55,6 +55,27 @@ def _guard(fn):
     return wrapper
 
 
+class _progress:
+    """A transient spinner on stderr naming the current stage (only on a terminal, never with --quiet/--json)."""
+
+    def __init__(self, off: bool) -> None:
+        self.status = None
+        if not off and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("starting")
+
+    def __enter__(self):
+        if self.status is None:
+            return lambda _msg: None
+        self.status.__enter__()
+        return lambda msg: self.status.update(msg)
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+
 def _pct(a: float, b: float) -> str:
     return f"{(b - a) / a * 100:+.1f}%" if a else "-"
 
@@ -125,6 +146,7 @@ def prune(
     seed: Annotated[int, typer.Option("--seed", help="seed for the random criterion")] = 0,
     oracle: Annotated[bool, typer.Option("--oracle", help="also run the zero-group oracle")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success (errors still go to stderr)")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -140,22 +162,27 @@ def prune(
     if output.exists() and output.is_dir():
         raise BadArgument(f"output path {output} is a directory")
     plan = Plan.load(plan_in) if plan_in else None
-    pruned, rep = api.prune(
-        model,
-        ratio=ratio,
-        criterion=criterion,
-        global_=global_,
-        max_group_ratio=max_group_ratio,
-        round_to=round_to,
-        ignore=ignore or [],
-        plan=plan,
-        seed=seed,
-        oracle=oracle,
-    )
-    written = graph.save_atomic(pruned, output, input_path=str(model))
+    with _progress(quiet or as_json) as say:
+        pruned, rep = api.prune(
+            model,
+            ratio=ratio,
+            criterion=criterion,
+            global_=global_,
+            max_group_ratio=max_group_ratio,
+            round_to=round_to,
+            ignore=ignore or [],
+            plan=plan,
+            seed=seed,
+            oracle=oracle,
+            progress=say,
+        )
+        say("writing")
+        written = graph.save_atomic(pruned, output, input_path=str(model))
     rep.after.size_bytes = written
     if plan_out:
         rep.plan.save(plan_out)
+    if quiet:
+        return
     if as_json:
         d = rep.as_dict()
         d["output"] = str(output)

@@ -207,3 +207,9 @@ def test_unsorted_nodes_are_analysed_in_topological_order(tmp_path):
     d = json.loads(r.stdout)
     sorted_run = json.loads(spa("prune", SAMPLE, "-o", tmp_path / "o2.onnx", "--json").stdout)
     assert d["after"]["params"] == sorted_run["after"]["params"]
+
+
+def test_quiet_prints_nothing(tmp_path):
+    r = spa("prune", SAMPLE, "-o", tmp_path / "o.onnx", "--quiet")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
+    assert (tmp_path / "o.onnx").exists()

@@ -1126,9 +1126,9 @@ def shape_used_range() -> onnx.ModelProto:
     return _sandwich(13, mid)
 
 
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def shape_scalar_divide() -> onnx.ModelProto:
-    """t / C with C = Shape(t)[1] read as a value (mean over channels written by hand)."""
+    """t / C with C = Shape(t)[1] read as a value (mean over channels written by hand). Since spa folds shape arithmetic: C folds to a constant from the static shape; the pruned model keeps dividing by the original C (exact)."""
 
     def mid(b: _B, t: str):
         b.op("Shape", [t], "shp")
@@ -1139,9 +1139,9 @@ def shape_scalar_divide() -> onnx.ModelProto:
     return _sandwich(13, mid)
 
 
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def shape_start_negative() -> onnx.ModelProto:
-    """Shape(t, start=-3) = [C, H, W] (opset 15); its element 0 (the channel count) is used as a value."""
+    """Shape(t, start=-3) = [C, H, W] (opset 15); its element 0 (the channel count) is used as a value. Since spa folds shape arithmetic: the channel count folds to a constant, written as the original value (exact)."""
 
     def mid(b: _B, t: str):
         b.op("Shape", [t], "shp", start=-3)
@@ -1179,9 +1179,9 @@ def multi_output() -> onnx.ModelProto:
     return b.model(["y0", "y1"])
 
 
-@_pattern("frozen", "t_r")
+@_pattern("prunable", "t_r")
 def slice_dynamic_ends() -> onnx.ModelProto:
-    """A crop whose end comes from another tensor's Shape (x[:, :, :other.size(2) - 1]): not constant."""
+    """A crop whose end comes from another tensor's Shape (x[:, :, :other.size(2) - 1]): not constant. Since spa folds shape arithmetic: the end folds to a constant from static shapes and is rewritten with the kept channels."""
 
     def mid(b: _B, t: str):
         b.op("Relu", [t], "t_r")

@@ -55,6 +55,31 @@ def _guard(fn):
     return wrapper
 
 
+def _write_html(rep, path: Path, model: Path, plan=None) -> None:
+    """Render the HTML report atomically (temporary file + rename)."""
+    import os
+    import tempfile
+
+    from . import graph
+    from .errors import WriteFailed
+    from .html import to_html
+
+    if graph._same_file(path, model):
+        raise BadArgument(f"--html path {path} is the input model")
+    d = path.parent if str(path.parent) else Path(".")
+    if not d.is_dir():
+        raise WriteFailed(f"directory {d} does not exist")
+    text = to_html(rep, plan=plan, title=model.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, graph.default_mode())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise WriteFailed(f"cannot write {path}: {e.strerror or e}") from None
+
+
 class _progress:
     """A transient spinner on stderr naming the current stage (only on a terminal, never with --quiet/--json)."""
 
@@ -86,12 +111,15 @@ def analyze(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report")] = None,
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
     from . import api
     from .report import human
 
     rep = api.analyze(model)
+    if html:
+        _write_html(rep, html, model)
     d = rep.as_dict()
     if as_json:
         print(json.dumps(d, indent=1))
@@ -147,6 +175,7 @@ def prune(
     oracle: Annotated[bool, typer.Option("--oracle", help="also run the zero-group oracle")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success (errors still go to stderr)")] = False,
+    html: Annotated[Optional[Path], typer.Option("--html", help="write an HTML report of the groups and widths before → after")] = None,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -179,6 +208,8 @@ def prune(
         say("writing")
         written = graph.save_atomic(pruned, output, input_path=str(model))
     rep.after.size_bytes = written
+    if html:
+        _write_html(api.analyze(model), html, model, plan=rep.plan)
     if plan_out:
         rep.plan.save(plan_out)
     if quiet:

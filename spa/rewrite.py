@@ -13,7 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from .analysis import Analysis
-from .graph import node_inputs, topo_order
+from .graph import node_inputs, shape_sources, topo_order
 from .rules.base import RewriteCtx, rule_for
 
 
@@ -94,6 +94,13 @@ class Rewriter:
             touched = any(self.changed_tensor(t) for t in list(node.input) + list(node.output) if t)
             if touched or (rule.always_rewrite and self.changed_any):
                 rule.rewrite(RewriteCtx(node, self.view, self))
+        # shape arithmetic folded at analysis: wherever a rule did not rewrite it and the shapes it was computed
+        # from changed, write its original value as a constant (it must not follow the pruned shapes)
+        if self.changed_any:
+            for node in g.node:
+                for i, t in enumerate(node.input):
+                    if t in self.view.folded and any(self.changed_tensor(s) for s in shape_sources(self.view, t)):
+                        self.set_input_const(node, i, self.view.folded[t])
         existing = {t.name: i for i, t in enumerate(g.initializer)}
         for name, t in self._new_inits.items():
             if name in existing:

@@ -213,3 +213,17 @@ def test_quiet_prints_nothing(tmp_path):
     r = spa("prune", SAMPLE, "-o", tmp_path / "o.onnx", "--quiet")
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
     assert (tmp_path / "o.onnx").exists()
+
+
+def test_html_reports_and_file_modes(tmp_path):
+    out, page = tmp_path / "o.onnx", tmp_path / "r.html"
+    r = spa("prune", SAMPLE, "-o", out, "--html", page, "-q")
+    assert r.returncode == 0, r.stderr
+    text = page.read_text()
+    assert "→" in text and "<svg" in text
+    from spa.graph import default_mode
+
+    assert (out.stat().st_mode & 0o777) == (page.stat().st_mode & 0o777) == default_mode()  # not mkstemp's 0600
+    r = spa("analyze", SAMPLE, "--html", tmp_path / "a.html")
+    assert r.returncode == 0 and (tmp_path / "a.html").exists()
+    assert_one_line_error(spa("analyze", SAMPLE, "--html", tmp_path / "nodir" / "a.html"), 5, "does not exist")

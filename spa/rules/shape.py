@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Shape
+from ..graph import Shape, shape_sources
 from .base import NodeCtx, Rule, RewriteCtx, norm_axis, register
 
 
@@ -401,26 +401,6 @@ def foldable(view, node) -> bool:
     return s is not None and folded_target(view, node, list(s)) is not None
 
 
-def _shape_sources(view, name: str) -> list[str]:
-    """Tensors whose Shape/Size feeds the computation of `name`."""
-    nodes = view.model.graph.node
-    out, stack, seen = [], [name], set()
-    while stack:
-        t = stack.pop()
-        if t in seen:
-            continue
-        seen.add(t)
-        i = view.producer.get(t)
-        if i is None:
-            continue
-        node = nodes[i]
-        if node.op_type in ("Shape", "Size"):
-            out.append(node.input[0])
-        else:
-            stack.extend(x for x in node.input if x)
-    return out
-
-
 @register
 class Reshape(Rule):
     """Reshape to the target shape (second input). Kept axes pass through; a channel axis merged with
@@ -446,7 +426,7 @@ class Reshape(Rule):
         t = n.const(n.inp(1))
         if t is None and not changed:
             # a computed target whose Shape sources were pruned must be folded too
-            changed_src = any(n.rw.changed_tensor(s) for s in _shape_sources(n.view, n.inp(1)))
+            changed_src = any(n.rw.changed_tensor(s) for s in shape_sources(n.view, n.inp(1)))
             if not changed_src:
                 return
         elif not changed:
@@ -546,6 +526,8 @@ def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
         if t in seen:
             continue
         seen.add(t)
+        if t in view.folded:
+            continue  # a value known from static dims: the rewriter writes it as a constant
         if t in view.graph_outputs:
             reads |= axes
             sinks.append(f"graph output '{t}'")

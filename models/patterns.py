@@ -164,7 +164,8 @@ def validate(m: onnx.ModelProto, batch: int = 2) -> list[np.ndarray]:
         if inp.name in inits:
             continue
         dims = [d.dim_value if d.HasField("dim_value") else batch for d in inp.type.tensor_type.shape.dim]
-        feeds[inp.name] = rng.standard_normal(dims).astype(np.float32)
+        dt = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+        feeds[inp.name] = rng.standard_normal(dims).astype(dt)
     return _run(m, feeds)
 
 
@@ -1441,3 +1442,50 @@ def gemm_transA() -> onnx.ModelProto:
     b.op("Relu", ["g"], "g_r")
     b.op("Gemm", ["g_r", b.rand("y.w", (5, 10)), b.rand("y.b", (5,), scale=0.1)], "y", transB=1)
     return b.model(["y"])
+
+
+# ============================================================================== dtypes and quantization
+@_pattern("prunable", "t")
+def qdq_conv() -> onnx.ModelProto:
+    """QDQ (as quantization tools emit): an int8 weight with per-channel scales and zero points along axis 0,
+    DequantizeLinear → Conv, activations through a per-tensor QuantizeLinear → DequantizeLinear pair."""
+    b = _B(13)
+    t = _head(b)
+    b.op("Relu", [t], "t_r")
+    b.op("QuantizeLinear", ["t_r", b.f32("a.s", 0.05), b.const("a.z", np.uint8(128))], "t_q")
+    b.op("DequantizeLinear", ["t_q", "a.s", "a.z"], "t_dq")
+    w = (b.rng.standard_normal((4, 8, 3, 3)) * 40).clip(-127, 127).astype(np.int8)
+    b.const("qw", w)
+    b.op("DequantizeLinear", ["qw", b.f32("qw.s", np.abs(b.rng.standard_normal(4)) * 0.01 + 0.005),
+                              b.const("qw.z", np.zeros(4, np.int8))], "w_dq", axis=0)
+    b.op("Conv", ["t_dq", "w_dq", b.rand("y.b", (4,), scale=0.1)], "y", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    return b.model(["y"])
+
+
+@_pattern("frozen", "t")
+def qlinear_conv() -> onnx.ModelProto:
+    """A fused integer QLinearConv consumes the channels: no rule, so they freeze (never wrong)."""
+    b = _B(13)
+    t = _head(b)
+    b.op("QuantizeLinear", [t, b.f32("a.s", 0.05), b.const("a.z", np.uint8(128))], "t_q")
+    w = (b.rng.standard_normal((4, 8, 3, 3)) * 40).clip(-127, 127).astype(np.int8)
+    b.const("qw", w)
+    b.op("QLinearConv", ["t_q", "a.s", "a.z", "qw", b.f32("qw.s", 0.01), b.const("qw.z", np.int8(0)),
+                         b.f32("o.s", 0.05), b.const("o.z", np.uint8(128))], "o_q", kernel_shape=[3, 3],
+         pads=[1, 1, 1, 1])
+    b.op("DequantizeLinear", ["o_q", "o.s", "o.z"], "y")
+    return b.model(["y"])
+
+
+@_pattern("prunable", "bn")
+def fp16_conv_bn() -> onnx.ModelProto:
+    """Everything in float16: weights, BatchNorm parameters, graph input and output."""
+    m = conv_bn_relu()
+    g = m.graph
+    for i, t in enumerate(g.initializer):
+        if t.data_type == TensorProto.FLOAT:
+            g.initializer[i].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16), t.name))
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = TensorProto.FLOAT16
+    return m

@@ -339,8 +339,8 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
         None,
     )
     for name, a, b in zip(need, runs[0], runs[1]):
-        if np.ndim(a) != np.ndim(b):
-            continue
+        if not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.ndim != b.ndim:
+            continue  # sequences/maps (SplitToSequence, ...) carry no tensor shape
         dims, syms = [], []
         for da, db in zip(np.shape(a), np.shape(b)):
             if da == db:

@@ -9,7 +9,7 @@ import onnx
 
 from .graph import ModelView
 
-_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+_NOT_WEIGHTS = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
 
 
 @dataclass
@@ -43,7 +43,8 @@ def _dims(view: ModelView, name: str) -> list[int] | None:
 
 def stats(view: ModelView, size_bytes: int | None = None) -> Stats:
     g = view.model.graph
-    params = sum(_prod(t.dims) for t in g.initializer if t.data_type in _FLOAT_TYPES)
+    # weights of any numeric type (float, quantized int8/uint8, int32 biases); int64/bool are shapes and masks
+    params = sum(_prod(t.dims) for t in g.initializer if t.data_type not in _NOT_WEIGHTS)
     by_op: dict[str, int] = {}
     for node in g.node:
         m = node_macs(view, node)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import helper
@@ -227,3 +228,37 @@ def test_html_reports_and_file_modes(tmp_path):
     r = spa("analyze", SAMPLE, "--html", tmp_path / "a.html")
     assert r.returncode == 0 and (tmp_path / "a.html").exists()
     assert_one_line_error(spa("analyze", SAMPLE, "--html", tmp_path / "nodir" / "a.html"), 5, "does not exist")
+
+
+def test_model_onnxruntime_cannot_run_is_refused(tmp_path):
+    """bfloat16 weights: onnxruntime's CPU provider has no bf16 Conv, so nothing can be verified: refuse."""
+    from onnx import numpy_helper
+
+    m = onnx.load(SAMPLE)
+    g = m.graph
+    for i, t in enumerate(g.initializer):
+        if t.data_type == onnx.TensorProto.FLOAT:
+            a = numpy_helper.to_array(t)
+            bf = helper.make_tensor(t.name, onnx.TensorProto.BFLOAT16, a.shape,
+                                    vals=(a.view(np.uint32) >> 16).astype(np.uint16).tobytes(), raw=True)
+            g.initializer[i].CopyFrom(bf)
+    for v in list(g.input) + list(g.output):
+        v.type.tensor_type.elem_type = onnx.TensorProto.BFLOAT16
+    p = tmp_path / "bf16.onnx"
+    onnx.save(m, p)
+    before = digest(p)
+    out = tmp_path / "o.onnx"
+    assert_one_line_error(spa("prune", p, "-o", out), 4, "original model either")
+    assert not out.exists() and digest(p) == before
+
+
+def test_already_pruned_to_width_one(tmp_path):
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert spa("prune", SAMPLE, "-o", a, "--ratio", "0.99", "-q").returncode == 0
+    r = spa("prune", a, "-o", b, "--ratio", "0.5", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["groups"]["pruned"] == 0 and d["after"]["params"] == d["before"]["params"]
+    groups = json.loads(spa("analyze", a, "--json").stdout)["groups"]
+    assert not any(g["prunable"] for g in groups)
+    assert sum(g["reason"] == "single channel" for g in groups) >= 4

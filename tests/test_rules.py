@@ -102,7 +102,7 @@ def feeds(m: onnx.ModelProto, batch: int, seed: int = 0) -> dict[str, np.ndarray
         if i.name in names:
             continue
         dims = [d.dim_value if d.HasField("dim_value") else batch for d in i.type.tensor_type.shape.dim]
-        out[i.name] = rng.standard_normal(dims).astype(np.float32)
+        out[i.name] = rng.standard_normal(dims).astype(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
     return out
 
 

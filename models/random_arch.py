@@ -1101,7 +1101,9 @@ def export_onnx(
     Input is named ``"input"``, outputs ``"output"``, ``"output_1"``, ...; the
     batch axis is dynamic.  ``dynamo=False`` (default) uses the legacy
     TorchScript exporter (which folds eval-mode BatchNorm into a preceding
-    Conv); ``dynamo=True`` uses torch.export.
+    Conv); ``dynamo=True`` uses torch.export.  The dynamo exporter works in
+    opset 18 and down-converts for ``opset=17``, which breaks some graphs (e.g.
+    chunk -> Split with ``num_outputs``); use ``opset=18`` with ``dynamo=True``.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

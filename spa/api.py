@@ -155,9 +155,17 @@ def compute_plan(
     round_to: int = 1,
     seed: int = 0,
 ) -> Plan:
+    check_ratio(ratio)
+    scores = compute_scores(a, criterion, seed)
+    return make_plan(
+        a, scores, ratio, global_=global_, max_group_ratio=max_group_ratio, round_to=round_to, criterion=criterion
+    )
+
+
+def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0) -> dict[int, np.ndarray]:
+    """Per prunable group: the criterion's (group-normalised) channel scores."""
     if criterion not in CRITERIA:
         raise BadArgument(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
-    check_ratio(ratio)
     rng = np.random.default_rng(seed)
     view = a.view
 
@@ -166,10 +174,64 @@ def compute_plan(
         assert arr is not None
         return arr
 
-    scores = {g.id: score(criterion, g, weights, rng) for g in a.prunable}
-    return make_plan(
-        a, scores, ratio, global_=global_, max_group_ratio=max_group_ratio, round_to=round_to, criterion=criterion
-    )
+    return {g.id: score(criterion, g, weights, rng) for g in a.prunable}
+
+
+TARGETS = ("macs", "params")
+
+
+def plan_for_target(
+    a: Analysis,
+    scores: dict[int, np.ndarray],
+    metric: str,
+    fraction: float,
+    *,
+    max_group_ratio: float = 0.9,
+    round_to: int = 8,
+    criterion: str = "",
+    steps: int = 14,
+) -> tuple[Plan, int, int]:
+    """The smallest global ratio whose pruned model has at most `fraction` of the original MACs or params,
+    found by bisection (global ranking removes channels in a fixed order, so the metric only falls as the
+    ratio grows). Returns the plan, the original and the reached value of the metric."""
+    if metric not in TARGETS:
+        raise BadArgument(f"unknown target {metric!r}")
+    if not (0.0 < fraction <= 1.0):
+        raise BadArgument(f"--target-{metric} must be in (0, 1], got {fraction}")
+
+    def measure(plan: Plan) -> int:
+        pruned = Rewriter(a, keep_mask(a, plan)).apply()
+        st = stats(graph.ModelView.build(pruned))
+        return st.macs if metric == "macs" else st.params
+
+    base_st = stats(a.view)
+    base = base_st.macs if metric == "macs" else base_st.params
+    goal = fraction * base
+
+    def plan_at(r: float) -> Plan:
+        return make_plan(a, scores, r, global_=True, max_group_ratio=max_group_ratio, round_to=round_to,
+                         criterion=criterion)
+
+    lo, hi = 0.0, 0.999
+    best = plan_at(hi)
+    best_v = measure(best)
+    if best_v > goal:
+        raise BadArgument(
+            f"--target-{metric} {fraction} is unreachable: at most {1 - best_v / base:.1%} of the {metric} can be "
+            f"removed here (max-group-ratio {max_group_ratio}, round-to {round_to})"
+        )
+    if measure(plan_at(0.0)) <= goal:
+        return plan_at(0.0), base, base
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        p = plan_at(mid)
+        v = measure(p)
+        if v <= goal:
+            hi, best, best_v = mid, p, v
+        else:
+            lo = mid
+    best.ratio = round(hi, 4)
+    return best, base, best_v
 
 
 def prune(
@@ -186,6 +248,8 @@ def prune(
     verify: bool = True,
     oracle: bool | str = False,
     progress: Callable[[str], None] | None = None,
+    target_macs: float | None = None,
+    target_params: float | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
@@ -205,6 +269,15 @@ def prune(
     t["analyze"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
+    if plan is None and (target_macs is not None or target_params is not None):
+        if target_macs is not None and target_params is not None:
+            raise BadArgument("give one of --target-macs / --target-params")
+        metric, frac = ("macs", target_macs) if target_macs is not None else ("params", target_params)
+        say(f"searching the global ratio for {frac:g} of the {metric}")
+        plan, _, _ = plan_for_target(
+            a, compute_scores(a, criterion, seed), metric, float(frac), max_group_ratio=max_group_ratio,
+            round_to=round_to, criterion=criterion,
+        )
     if plan is None:
         plan = compute_plan(
             a,

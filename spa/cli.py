@@ -167,7 +167,7 @@ def prune(
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn")] = "l1",
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
-    round_to: Annotated[int, typer.Option("--round-to", help="keep group widths multiples of N")] = 1,
+    round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="freeze groups touching this node/initializer (name or regex); repeatable")] = None,
     plan_in: Annotated[Optional[Path], typer.Option("--plan", help="apply this saved plan (JSON) instead of computing one")] = None,
     plan_out: Annotated[Optional[Path], typer.Option("--save-plan", help="write the plan as JSON")] = None,
@@ -176,6 +176,8 @@ def prune(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success (errors still go to stderr)")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="write an HTML report of the groups and widths before → after")] = None,
+    target_macs: Annotated[Optional[float], typer.Option("--target-macs", help="keep at most this fraction of the MACs (global ranking, ratio found by bisection)")] = None,
+    target_params: Annotated[Optional[float], typer.Option("--target-params", help="keep at most this fraction of the parameters")] = None,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -184,6 +186,8 @@ def prune(
 
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
+    if round_to is None:
+        round_to = 8 if (target_macs is not None or target_params is not None) else 1
     if round_to < 1:
         raise BadArgument(f"--round-to must be ≥ 1, got {round_to}")
     if graph._same_file(output, model):
@@ -204,6 +208,8 @@ def prune(
             seed=seed,
             oracle=oracle,
             progress=say,
+            target_macs=target_macs,
+            target_params=target_params,
         )
         say("writing")
         written = graph.save_atomic(pruned, output, input_path=str(model))

@@ -7,6 +7,8 @@ then a mean), where float32 rounding alone exceeds 1e-5 relative."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 
@@ -32,7 +34,7 @@ def test_catalog(i, tmp_path):
 
 _FAST = settings(max_examples=30, deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
-_SLOW = settings(max_examples=400, deadline=None, derandomize=True, database=None,
+_SLOW = settings(max_examples=int(os.environ.get("SPA_FUZZ_EXAMPLES", "400")), deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
 
 

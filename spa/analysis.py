@@ -298,14 +298,12 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
     for comp in range(n_comp):
         if has_param[comp]:
             first_comp_of_grp.setdefault(int(grp_of_comp[comp]), comp)
-    members_by_grp: dict[int, np.ndarray] = {}
     comps_by_grp: dict[int, list[int]] = {}
     for comp in np.nonzero(has_param)[0]:
         comps_by_grp.setdefault(int(grp_of_comp[comp]), []).append(int(comp))
 
     for gid_raw, rep in sorted(first_comp_of_grp.items(), key=lambda kv: _first_slot(kv[1], ps_sorted, starts)):
         member_slot_ids = ps_sorted[starts[rep] : ends[rep]]
-        members_by_grp[gid_raw] = member_slot_ids
         comps = np.array(comps_by_grp[gid_raw], dtype=np.int64)
         mslots = [slots[i] for i in member_slot_ids]
         mslots.sort(key=lambda s: (s[0] not in view.inits, _ROLE_ORDER.get(c.roles.get(s, ("other",))[0], 9)))

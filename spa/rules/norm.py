@@ -57,7 +57,7 @@ class LayerNorm(Rule):
     ops = ("LayerNormalization",)
 
     def couple(self, n: NodeCtx) -> None:
-        x, y = n.inp(0), n.out()
+        x = n.inp(0)
         r = n.rank(x)
         if r is None:
             return

@@ -84,13 +84,48 @@ def check_structure(model: onnx.ModelProto, where: str = "model") -> None:
     for o in g.output:
         if o.name not in defined:
             raise BadModel(f"{where}: graph output '{o.name}' is not produced by any node")
-    import networkx as nx
+    if _kahn_order(model) is not None:
+        return
+    import networkx as nx  # only to name the cycle
 
     og = op_graph(model)
     if not nx.is_directed_acyclic_graph(og):
         cyc = nx.find_cycle(og)
         names = [g.node[i].name or g.node[i].op_type for i, _ in cyc][:4]
         raise BadModel(f"{where}: graph has a cycle through {' -> '.join(names)}")
+
+
+def _kahn_order(model: onnx.ModelProto) -> list[int] | None:
+    """A topological order of the nodes (Kahn's algorithm, stable), or None if the graph has a cycle."""
+    g = model.graph
+    producer: dict[str, int] = {}
+    for i, node in enumerate(g.node):
+        for o in node.output:
+            if o:
+                producer[o] = i
+    succ: list[list[int]] = [[] for _ in g.node]
+    indeg = [0] * len(g.node)
+    for i, node in enumerate(g.node):
+        for name in set(node_inputs(node)):
+            j = producer.get(name)
+            if j is not None and j != i:
+                succ[j].append(i)
+                indeg[i] += 1
+            elif j == i:
+                return None
+    import heapq
+
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for k in succ[i]:
+            indeg[k] -= 1
+            if indeg[k] == 0:
+                heapq.heappush(ready, k)
+    return order if len(order) == len(g.node) else None
 
 
 def topo_order(model: onnx.ModelProto) -> list[int]:
@@ -105,9 +140,9 @@ def topo_order(model: onnx.ModelProto) -> list[int]:
         seen.update(o for o in node.output if o)
     if ok:
         return list(range(len(g.node)))
-    import networkx as nx
-
-    return list(nx.lexicographical_topological_sort(op_graph(model)))
+    order = _kahn_order(model)
+    assert order is not None, "cycle (load() refuses those)"
+    return order
 
 
 def check_opset(model: onnx.ModelProto, where: str = "model") -> int:

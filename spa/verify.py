@@ -44,7 +44,8 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict
     return feeds
 
 
-def session(model: onnx.ModelProto, optimize: bool = False):
+def session(model: onnx.ModelProto, optimize: bool = False, threads: int = 0):
+    """An onnxruntime CPU session (no graph optimisation by default: the model runs as written)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -52,7 +53,7 @@ def session(model: onnx.ModelProto, optimize: bool = False):
     so.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
-    so.intra_op_num_threads = 1
+    so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 

@@ -17,8 +17,11 @@ VOTING = ("out", "in", "scale")
 
 
 def _per_channel(m: Member, w: np.ndarray, size: int, p: int) -> np.ndarray:
-    a = np.abs(np.moveaxis(w.astype(np.float64, copy=False), m.axis, 0).reshape(w.shape[m.axis], -1))
-    per_index = a.sum(axis=1) if p == 1 else (a * a).sum(axis=1)
+    w = w if w.dtype in (np.float32, np.float64) else w.astype(np.float32)
+    a = np.abs(w) if p == 1 else np.square(w)
+    # sum over the other axes in the array's own precision (pairwise summation), via a 2-D view
+    a2 = np.moveaxis(a, m.axis, 0).reshape(w.shape[m.axis], -1)
+    per_index = a2.sum(axis=1).astype(np.float64)
     sel = m.ids >= 0
     return np.bincount(m.ids[sel], weights=per_index[sel], minlength=size)
 

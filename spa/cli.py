@@ -276,6 +276,31 @@ def check(
         raise typer.Exit(4)
 
 
+@app.command()
+@_guard
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="ONNX models: the first is the baseline for the ratios")],
+    provider: Annotated[str, typer.Option(help="cpu | cuda (onnxruntime-gpu)")] = "cpu",
+    batch: Annotated[int, typer.Option(help="batch size of the timed runs")] = 1,
+    threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads")] = 1,
+    runs: Annotated[int, typer.Option(help="timed runs per model (interleaved across models)")] = 30,
+    warmup: Annotated[int, typer.Option(help="untimed runs per model first")] = 5,
+    memory: Annotated[bool, typer.Option("--memory/--no-memory", help="measure peak RSS in a fresh process")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Params, MACs, file size, onnxruntime latency (median, p10-p90) and peak memory, side by side."""
+    from . import bench as b
+
+    res = b.compare([str(m) for m in models], provider=provider, batch=batch, threads=threads, warmup=warmup,
+                    runs=runs, memory=memory)
+    rows = b.table_rows(res)
+    if as_json:
+        print(json.dumps({"benches": [r.as_dict() for r in res], "rows": rows}, indent=1))
+    else:
+        print(f"onnxruntime {res[0].provider}, batch {batch}, threads {threads}, {runs} interleaved runs")
+        print(b.format_table(rows))
+
+
 def main() -> None:
     app()
 

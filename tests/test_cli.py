@@ -262,3 +262,14 @@ def test_already_pruned_to_width_one(tmp_path):
     groups = json.loads(spa("analyze", a, "--json").stdout)["groups"]
     assert not any(g["prunable"] for g in groups)
     assert sum(g["reason"] == "single channel" for g in groups) >= 4
+
+
+def test_bench_side_by_side(tmp_path):
+    out = tmp_path / "o.onnx"
+    assert spa("prune", SAMPLE, "-o", out, "-q").returncode == 0
+    r = spa("bench", SAMPLE, out, "--runs", "5", "--warmup", "1", "--no-memory", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert [row["params_ratio"] for row in d["rows"]][0] == 1.0
+    assert d["rows"][1]["params_ratio"] < 1.0
+    assert_one_line_error(spa("bench", SAMPLE, "--provider", "cuda", "--runs", "2"), 2, "cuda")

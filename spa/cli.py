@@ -291,8 +291,10 @@ def bench(
     """Params, MACs, file size, onnxruntime latency (median, p10-p90) and peak memory, side by side."""
     from . import bench as b
 
-    res = b.compare([str(m) for m in models], provider=provider, batch=batch, threads=threads, warmup=warmup,
-                    runs=runs, memory=memory)
+    with _progress(as_json) as say:
+        say(f"timing {len(models)} model(s), {runs} interleaved runs each")
+        res = b.compare([str(m) for m in models], provider=provider, batch=batch, threads=threads, warmup=warmup,
+                        runs=runs, memory=memory)
     rows = b.table_rows(res)
     if as_json:
         print(json.dumps({"benches": [r.as_dict() for r in res], "rows": rows}, indent=1))

@@ -55,3 +55,12 @@ def test_save_writes_valid_model(tmp_path):
     assert n == out.stat().st_size
     onnx.checker.check_model(onnx.load(out), full_check=True)
     assert _debris(tmp_path) == []
+
+
+def test_unwritable_directory(tmp_path, monkeypatch):
+    """As root, permissions can't make a directory unwritable, so os.access is made to say so."""
+    real = graph.os.access
+    monkeypatch.setattr(graph.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    with pytest.raises(WriteFailed, match="not writable"):
+        graph.save_atomic(onnx.load(SAMPLE), tmp_path / "o.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -119,3 +119,12 @@ def test_ratio_validation():
             spa.prune(str(SAMPLE), ratio=bad)
     with pytest.raises(BadArgument):
         spa.prune(str(SAMPLE), ratio=0.5, round_to=0)
+
+
+def test_large_generated_graph_prunes_exactly():
+    """2,500 nodes: analysis, rewrite and the oracle at scale (timing lives in benchmarks/scaling.txt)."""
+    from models.synthetic import residual_chain
+
+    m = residual_chain(500)
+    _, rep = spa.prune(m, ratio=0.5, oracle=True)
+    assert rep.groups_pruned == 501 and rep.oracle <= 1e-5

@@ -177,7 +177,7 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0) -> dict[in
     return {g.id: score(criterion, g, weights, rng) for g in a.prunable}
 
 
-TARGETS = ("macs", "params")
+TARGETS = ("macs", "params", "latency")
 
 
 def plan_for_target(
@@ -190,48 +190,64 @@ def plan_for_target(
     round_to: int = 8,
     criterion: str = "",
     steps: int = 14,
-) -> tuple[Plan, int, int]:
-    """The smallest global ratio whose pruned model has at most `fraction` of the original MACs or params,
-    found by bisection (global ranking removes channels in a fixed order, so the metric only falls as the
-    ratio grows). Returns the plan, the original and the reached value of the metric."""
+    threads: int = 1,
+) -> tuple[Plan, float]:
+    """The smallest global ratio whose pruned model keeps at most `fraction` of the original MACs, params or
+    onnxruntime CPU latency, found by bisection (global ranking removes channels in a fixed order, so MACs
+    and params only fall as the ratio grows; latency roughly does, and is measured, interleaved with the
+    original, at every step). Returns the plan and the fraction reached."""
     if metric not in TARGETS:
         raise BadArgument(f"unknown target {metric!r}")
     if not (0.0 < fraction <= 1.0):
         raise BadArgument(f"--target-{metric} must be in (0, 1], got {fraction}")
-
-    def measure(plan: Plan) -> int:
-        pruned = Rewriter(a, keep_mask(a, plan)).apply()
-        st = stats(graph.ModelView.build(pruned))
-        return st.macs if metric == "macs" else st.params
-
     base_st = stats(a.view)
-    base = base_st.macs if metric == "macs" else base_st.params
-    goal = fraction * base
+    tmp = None
+    if metric == "latency":
+        import tempfile
+
+        tmp = tempfile.TemporaryDirectory(prefix="spa-latency-")
+        orig_path = Path(tmp.name) / "original.onnx"
+        graph.save_atomic(a.view.model, orig_path)
+        steps = min(steps, 10)
+
+    def measure(plan: Plan) -> float:
+        pruned = Rewriter(a, keep_mask(a, plan)).apply()
+        if metric == "latency":
+            from .bench import compare
+
+            cand = Path(tmp.name) / "candidate.onnx"
+            graph.save_atomic(pruned, cand)
+            base, new = compare([orig_path, cand], threads=threads, warmup=3, runs=15, memory=False)
+            return new.median_ms / base.median_ms
+        st = stats(graph.ModelView.build(pruned))
+        return st.macs / max(1, base_st.macs) if metric == "macs" else st.params / max(1, base_st.params)
 
     def plan_at(r: float) -> Plan:
         return make_plan(a, scores, r, global_=True, max_group_ratio=max_group_ratio, round_to=round_to,
                          criterion=criterion)
 
-    lo, hi = 0.0, 0.999
-    best = plan_at(hi)
-    best_v = measure(best)
-    if best_v > goal:
-        raise BadArgument(
-            f"--target-{metric} {fraction} is unreachable: at most {1 - best_v / base:.1%} of the {metric} can be "
-            f"removed here (max-group-ratio {max_group_ratio}, round-to {round_to})"
-        )
-    if measure(plan_at(0.0)) <= goal:
-        return plan_at(0.0), base, base
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        p = plan_at(mid)
-        v = measure(p)
-        if v <= goal:
-            hi, best, best_v = mid, p, v
-        else:
-            lo = mid
+    try:
+        lo, hi = 0.0, 0.999
+        best = plan_at(hi)
+        best_v = measure(best)
+        if best_v > fraction:
+            raise BadArgument(
+                f"--target-{metric} {fraction} is unreachable: the most pruning allowed here keeps {best_v:.1%} "
+                f"of the {metric} (max-group-ratio {max_group_ratio}, round-to {round_to})"
+            )
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            p = plan_at(mid)
+            v = measure(p)
+            if v <= fraction:
+                hi, best, best_v = mid, p, v
+            else:
+                lo = mid
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     best.ratio = round(hi, 4)
-    return best, base, best_v
+    return best, best_v
 
 
 def prune(
@@ -250,6 +266,7 @@ def prune(
     progress: Callable[[str], None] | None = None,
     target_macs: float | None = None,
     target_params: float | None = None,
+    target_latency: float | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
@@ -269,15 +286,18 @@ def prune(
     t["analyze"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
-    if plan is None and (target_macs is not None or target_params is not None):
-        if target_macs is not None and target_params is not None:
-            raise BadArgument("give one of --target-macs / --target-params")
-        metric, frac = ("macs", target_macs) if target_macs is not None else ("params", target_params)
+    targets = {k: v for k, v in (("macs", target_macs), ("params", target_params), ("latency", target_latency))
+               if v is not None}
+    if plan is None and targets:
+        if len(targets) > 1:
+            raise BadArgument("give one of --target-macs / --target-params / --target-latency")
+        (metric, frac), = targets.items()
         say(f"searching the global ratio for {frac:g} of the {metric}")
-        plan, _, _ = plan_for_target(
+        plan, reached = plan_for_target(
             a, compute_scores(a, criterion, seed), metric, float(frac), max_group_ratio=max_group_ratio,
             round_to=round_to, criterion=criterion,
         )
+        t["target_reached"] = reached
     if plan is None:
         plan = compute_plan(
             a,

@@ -178,6 +178,7 @@ def prune(
     html: Annotated[Optional[Path], typer.Option("--html", help="write an HTML report of the groups and widths before → after")] = None,
     target_macs: Annotated[Optional[float], typer.Option("--target-macs", help="keep at most this fraction of the MACs (global ranking, ratio found by bisection)")] = None,
     target_params: Annotated[Optional[float], typer.Option("--target-params", help="keep at most this fraction of the parameters")] = None,
+    target_latency: Annotated[Optional[float], typer.Option("--target-latency", help="keep at most this fraction of the onnxruntime CPU latency (measured here)")] = None,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -187,7 +188,7 @@ def prune(
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     if round_to is None:
-        round_to = 8 if (target_macs is not None or target_params is not None) else 1
+        round_to = 8 if any(v is not None for v in (target_macs, target_params, target_latency)) else 1
     if round_to < 1:
         raise BadArgument(f"--round-to must be ≥ 1, got {round_to}")
     if graph._same_file(output, model):
@@ -210,6 +211,7 @@ def prune(
             progress=say,
             target_macs=target_macs,
             target_params=target_params,
+            target_latency=target_latency,
         )
         say("writing")
         written = graph.save_atomic(pruned, output, input_path=str(model))

@@ -34,3 +34,16 @@ def test_unreachable_and_invalid_targets():
         spa.prune(SAMPLE, target_macs=1.5)
     with pytest.raises(BadArgument):
         spa.prune(SAMPLE, target_macs=0.5, target_params=0.5)
+
+
+@pytest.mark.slow
+def test_target_latency_meets_measured_target():
+    """Timing-dependent (bisection over measured latency), so only in the slow suite."""
+    _, rep = spa.prune(SAMPLE, target_latency=0.9, round_to=1)
+    assert rep.seconds["target_reached"] <= 0.9
+    assert rep.after.macs < rep.before.macs
+
+
+def test_one_target_at_a_time():
+    with pytest.raises(BadArgument, match="one of"):
+        spa.prune(SAMPLE, target_latency=0.5, target_params=0.5)

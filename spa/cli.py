@@ -305,6 +305,49 @@ def bench(
         print(b.format_table(rows))
 
 
+@app.command()
+@_guard
+def sweep(
+    model: Annotated[Path, typer.Argument(help="ONNX model file")],
+    ratios: Annotated[str, typer.Option(help="comma-separated ratios, e.g. 0.1,0.3,0.5,0.7")] = "0.1,0.3,0.5,0.7",
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="where the pruned models go")] = Path("spa-sweep"),
+    criterion: Annotated[str, typer.Option("--criterion", "-c")] = "l1",
+    global_: Annotated[bool, typer.Option("--global")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="prune in this many processes")] = 1,
+    threads: Annotated[int, typer.Option(help="onnxruntime threads for timing")] = 1,
+    runs: Annotated[int, typer.Option(help="timed runs per model")] = 20,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="write MACs/params/latency vs ratio as PNG")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Prune at several ratios (in parallel), then measure params, MACs and latency of all side by side."""
+    from dataclasses import asdict
+
+    from . import graph
+    from . import sweep as sw
+    from .report import human
+
+    rs = sw.parse_ratios(ratios)
+    graph.load(model)  # a bad file fails here with one line, before any worker starts
+    if plot is not None and graph._same_file(plot, model):
+        raise BadArgument("--plot path is the input model")
+    with _progress(as_json) as say:
+        say(f"pruning at {len(rs)} ratios with {jobs} job(s), then timing")
+        points = sw.sweep(str(model), rs, str(out_dir), criterion=criterion, global_=global_, jobs=jobs,
+                          threads=threads, runs=runs)
+        if plot is not None:
+            sw.plot(points, str(plot), title=model.name)
+    if as_json:
+        print(json.dumps([asdict(p) for p in points], indent=1))
+        return
+    base = points[0]
+    print(f"{'ratio':>6s} {'params':>9s} {'MACs':>9s} {'MACs x':>7s} {'median ms':>10s} {'speed-up':>9s}  file")
+    for p in points:
+        print(f"{p.ratio:6.2f} {human(p.params):>9s} {human(p.macs):>9s} {p.macs / base.macs:7.3f} "
+              f"{p.median_ms:10.3f} {base.median_ms / p.median_ms:8.2f}x  {p.path}")
+    if plot is not None:
+        print(f"plot: {plot}")
+
+
 def main() -> None:
     app()
 

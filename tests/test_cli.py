@@ -273,3 +273,17 @@ def test_bench_side_by_side(tmp_path):
     assert [row["params_ratio"] for row in d["rows"]][0] == 1.0
     assert d["rows"][1]["params_ratio"] < 1.0
     assert_one_line_error(spa("bench", SAMPLE, "--provider", "cuda", "--runs", "2"), 2, "cuda")
+
+
+def test_sweep_parallel_with_plot(tmp_path):
+    out_dir, png = tmp_path / "sw", tmp_path / "sweep.png"
+    r = spa("sweep", SAMPLE, "--ratios", "0.5,0.25", "--jobs", "2", "--out-dir", out_dir, "--runs", "3",
+            "--plot", png, "--json")
+    assert r.returncode == 0, r.stderr
+    pts = json.loads(r.stdout)
+    assert [p["ratio"] for p in pts] == [0.0, 0.25, 0.5]
+    assert pts[2]["macs"] < pts[1]["macs"] < pts[0]["macs"]
+    assert len(list(out_dir.glob("*.onnx"))) == 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(spa("sweep", SAMPLE, "--ratios", "0.5,1.2"), 2, "ratio")
+    assert_one_line_error(spa("sweep", SAMPLE, "--ratios", "a,b"), 2, "ratios")

@@ -97,9 +97,14 @@ class Rewriter:
         # shape arithmetic folded at analysis: wherever a rule did not rewrite it and the shapes it was computed
         # from changed, write its original value as a constant (it must not follow the pruned shapes)
         if self.changed_any:
+            stale: dict[str, bool] = {}
             for node in g.node:
                 for i, t in enumerate(node.input):
-                    if t in self.view.folded and any(self.changed_tensor(s) for s in shape_sources(self.view, t)):
+                    if t not in self.view.folded:
+                        continue
+                    if t not in stale:
+                        stale[t] = any(self.changed_tensor(s) for s in shape_sources(self.view, t))
+                    if stale[t]:
                         self.set_input_const(node, i, self.view.folded[t])
         existing = {t.name: i for i, t in enumerate(g.initializer)}
         for name, t in self._new_inits.items():

@@ -49,3 +49,17 @@ def test_random_architectures(spec, tmp_path_factory):
 @given(spec=arch_strategy(max_blocks=8))
 def test_random_architectures_large_budget(spec, tmp_path_factory):
     _check_spec(spec, tmp_path_factory.mktemp("arch"))
+
+
+@pytest.mark.slow
+@settings(max_examples=int(os.environ.get("SPA_FUZZ_DYNAMO_EXAMPLES", "30")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=list(HealthCheck))
+@given(spec=arch_strategy(max_blocks=5))
+def test_random_architectures_dynamo_export(spec, tmp_path_factory):
+    """The same property through torch's dynamo exporter (opset 18), which emits different graphs."""
+    try:
+        path = export_onnx(spec, tmp_path_factory.mktemp("dyn") / "m.onnx", dynamo=True, opset=18)
+    except Exception:  # noqa: BLE001 - the exporter's own failures are not spa's
+        return
+    _, rep = spa.prune(str(path), ratio=0.5, oracle="float64")
+    assert rep.oracle <= TOL, spec.to_json()

@@ -82,7 +82,7 @@ class Rewriter:
                     cuts.setdefault(name, []).append((axis, k))
         for i, t in enumerate(g.initializer):
             if t.name in cuts:
-                arr = numpy_helper.to_array(t)
+                arr = self.view.array(t.name)  # cached: the criteria usually decoded it already
                 for axis, k in cuts[t.name]:
                     arr = np.take(arr, k, axis=axis)
                 g.initializer[i].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), t.name))

@@ -348,6 +348,116 @@ def sweep(
         print(f"plot: {plot}")
 
 
+@app.command()
+@_guard
+def convert(
+    source: Annotated[str, typer.Argument(help="TorchScript file, module.py:factory, .keras file or SavedModel dir")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the ONNX file to write")],
+    framework: Annotated[str, typer.Option("--framework", "-f", help="auto | torch | keras")] = "auto",
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="example input shape, e.g. 1,3,224,224 (';' between several inputs); required for torch")] = None,
+    exporter: Annotated[str, typer.Option("--exporter", help="torch exporter: auto | legacy | dynamo")] = "auto",
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
+) -> None:
+    """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically)."""
+    import logging
+    import zipfile
+
+    from . import graph
+    from .errors import WriteFailed
+
+    frameworks, exporters = ("auto", "torch", "keras"), ("auto", "legacy", "dynamo")
+    if framework not in frameworks:
+        raise BadArgument(f"unknown framework {framework!r}; use one of {', '.join(frameworks)}")
+    if exporter not in exporters:
+        raise BadArgument(f"unknown exporter {exporter!r}; use one of {', '.join(exporters)}")
+    if not 7 <= opset <= 23:
+        raise BadArgument(f"--opset must be between 7 and 23, got {opset}")
+    shapes = None
+    if input_shape is not None:
+        try:
+            shapes = [[int(d) for d in s.replace("x", ",").split(",")] for s in input_shape.split(";")]
+        except ValueError:
+            shapes = None
+        if not shapes or any(not s or any(d < 1 for d in s) for s in shapes):
+            raise BadArgument(f"bad --input-shape {input_shape!r}: expected positive integers like 1,3,224,224")
+
+    py, sep, factory = source.rpartition(":")
+    is_factory = bool(sep and py.endswith(".py") and factory)
+    src = Path(py if is_factory else source)
+    if not src.exists():
+        raise BadArgument(f"{src} does not exist")
+    if graph._same_file(output, src):
+        raise BadArgument(f"output path {output} is the input; refusing to overwrite the input")
+    if output.is_dir():
+        raise BadArgument(f"output path {output} is a directory")
+    d = output.parent if str(output.parent) else Path(".")
+    if not d.is_dir():
+        raise WriteFailed(f"output directory {d} does not exist")
+
+    if framework == "auto":
+        suffix = src.suffix.lower()
+        if is_factory or suffix in (".pt", ".pth", ".ts", ".torchscript", ".jit"):
+            framework = "torch"
+        elif suffix in (".keras", ".h5", ".hdf5") or (src / "saved_model.pb").is_file():
+            framework = "keras"
+        elif suffix == ".onnx":
+            raise BadArgument(f"{src} is already an ONNX model")
+        elif zipfile.is_zipfile(src):
+            with zipfile.ZipFile(src) as z:
+                names = z.namelist()
+            if any(n.endswith("config.json") for n in names) and any(n.endswith(".weights.h5") for n in names):
+                framework = "keras"
+            elif any(n.endswith(("/code/", "data.pkl", "constants.pkl")) for n in names):
+                framework = "torch"
+        if framework == "auto":
+            raise BadArgument(f"cannot tell the framework of {src}; pass --framework torch or keras")
+
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notes.append(record.getMessage())
+
+    logger = logging.getLogger("spa.converters")
+    handler, propagate = _Collect(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        if framework == "torch":
+            if is_factory and src.suffix != ".py":
+                raise BadArgument(f"{src} is not a .py file")
+            if shapes is None:
+                raise BadArgument("--input-shape is required for torch models, e.g. --input-shape 1,3,224,224")
+            import torch
+
+            from converters.torch_export import export_torch, load_torch_source
+
+            module = load_torch_source(source)
+            g = torch.Generator().manual_seed(0)
+            xs = tuple(torch.randn(s, generator=g) for s in shapes)
+            info = export_torch(module, xs, output, exporter=exporter, opset=opset)
+            how = f"torch, {info.exporter} exporter"
+        else:
+            if is_factory:
+                raise BadArgument("module.py:factory sources are torch models; drop --framework keras")
+            if exporter != "auto":
+                raise BadArgument("--exporter applies to torch models only")
+            from converters.keras_export import export_keras
+
+            info = export_keras(src, output, opset=opset, input_shape=shapes)
+            how = f"keras, tf2onnx {info.route}"
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    notes += getattr(info, "warnings", [])
+    if quiet:
+        return
+    for n in dict.fromkeys(notes):
+        print(f"spa: warning: {n}", file=sys.stderr)
+    print(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
+
+
 def main() -> None:
     app()
 

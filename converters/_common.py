@@ -1,0 +1,127 @@
+"""Shared helpers of the framework -> ONNX converters: errors, atomic writes, onnxruntime checks."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from spa.errors import BadArgument, BadModel, SpaError, VerificationFailed, WriteFailed
+
+__all__ = ["ATOL", "ConversionFailed", "OutputMismatch", "compare", "ort_run", "publish", "tmp_path_for"]
+
+ATOL = 1e-4
+
+
+class ConversionFailed(BadModel):
+    """The exporter could not turn the model into ONNX (exit code 3)."""
+
+
+class OutputMismatch(VerificationFailed):
+    """onnxruntime's outputs differ from the framework's (exit code 4)."""
+
+
+def first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    line = s.splitlines()[0] if s else ""
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def tmp_path_for(path: str | os.PathLike) -> pathlib.Path:
+    """A fresh temporary file name beside ``path`` (same directory, so ``os.replace`` is atomic)."""
+    out = pathlib.Path(path)
+    d = out.parent if str(out.parent) else pathlib.Path(".")
+    if out.is_dir():
+        raise BadArgument(f"output path {out} is a directory")
+    if not d.is_dir():
+        raise WriteFailed(f"output directory {d} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=d)
+    except OSError as e:
+        raise WriteFailed(f"cannot write in {d}: {e.strerror or e}") from None
+    os.close(fd)
+    return pathlib.Path(tmp)
+
+
+def publish(tmp: pathlib.Path, path: str | os.PathLike) -> pathlib.Path:
+    """Atomically move the finished temporary file onto ``path``."""
+    out = pathlib.Path(path)
+    try:
+        from spa.graph import default_mode
+
+        os.chmod(tmp, default_mode())
+    except Exception:  # noqa: BLE001, S110 - permissions are cosmetic  # pragma: no cover
+        pass
+    try:
+        os.replace(tmp, out)
+    except OSError as e:
+        raise WriteFailed(f"cannot write {out}: {e.strerror or e}") from None
+    return out
+
+
+def discard(tmp: pathlib.Path) -> None:
+    try:
+        tmp.unlink()
+    except OSError:
+        pass
+
+
+def ort_session(path: str | os.PathLike):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001
+        raise ConversionFailed(f"onnxruntime cannot load the exported model: {first_line(e)}") from None
+
+
+def ort_run(sess, feeds_by_position: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+    """Run ``sess`` feeding arrays by input name (inputs the exporter dropped as unused are skipped)."""
+    wanted = {i.name for i in sess.get_inputs()}
+    feeds = {n: a for n, a in zip(names, feeds_by_position) if n in wanted}
+    missing = wanted - feeds.keys()
+    if missing:
+        raise ConversionFailed(f"exported model has unexpected inputs {sorted(missing)}")
+    try:
+        return [np.asarray(o) for o in sess.run(None, feeds)]
+    except Exception as e:  # noqa: BLE001
+        raise ConversionFailed(f"onnxruntime cannot run the exported model: {first_line(e)}") from None
+
+
+def compare(got: Iterable[np.ndarray], want: Iterable[np.ndarray], what: str, atol: float = ATOL) -> float:
+    """Max error of onnxruntime vs the framework; raise :class:`OutputMismatch` above ``atol``.
+
+    The error of each output is ``max|got - want| / max(1, max|want|)``: absolute for outputs of
+    magnitude <= 1, relative for larger ones.
+    """
+    got, want = list(got), list(want)
+    if len(got) != len(want):
+        raise OutputMismatch(f"{what}: onnxruntime gives {len(got)} outputs, the framework {len(want)}")
+    worst = 0.0
+    for i, (g, w) in enumerate(zip(got, want)):
+        w = np.asarray(w)
+        if g.shape != w.shape:
+            raise OutputMismatch(f"{what}: output {i} has shape {list(g.shape)} in onnxruntime, "
+                                 f"{list(w.shape)} in the framework")
+        if w.size == 0:
+            continue
+        if np.issubdtype(w.dtype, np.floating):
+            g64, w64 = g.astype(np.float64), w.astype(np.float64)
+            if not np.array_equal(np.isnan(g64), np.isnan(w64)):
+                raise OutputMismatch(f"{what}: output {i} has NaNs in different places")
+            g64, w64 = np.nan_to_num(g64), np.nan_to_num(w64)
+            err = float(np.max(np.abs(g64 - w64)) / max(1.0, float(np.max(np.abs(w64)))))
+        else:
+            err = 0.0 if np.array_equal(g, w) else float("inf")
+        worst = max(worst, err)
+        if not err <= atol:
+            raise OutputMismatch(f"{what}: output {i} differs from the framework by {err:.1e} (> {atol:g})")
+    return worst
+
+
+__all__ += ["SpaError", "discard", "first_line", "ort_session"]

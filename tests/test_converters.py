@@ -1,0 +1,182 @@
+"""`spa convert` (PyTorch / Keras -> ONNX) and the `converters` package."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FACTORY = """
+from models import zoo_torch
+
+
+def make():
+    return zoo_torch.build("simple_cnn")
+"""
+
+
+def spa(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spa", *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, needle: str = "") -> None:
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("spa: error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+def convert_and_prune(tmp_path: Path, *args) -> onnx.ModelProto:
+    out = tmp_path / "converted.onnx"
+    r = spa("convert", *args, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and not r.stderr.strip(), (r.stdout, r.stderr)
+    assert not list(tmp_path.glob(".*tmp")), "temporary file left behind"
+    m = onnx.load(out)
+    onnx.checker.check_model(m, full_check=True)
+    r = spa("prune", out, "-o", tmp_path / "pruned.onnx", "--ratio", "0.5", "-q")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pruned.onnx").stat().st_size < out.stat().st_size
+    return m
+
+
+@pytest.fixture
+def factory(tmp_path) -> Path:
+    p = tmp_path / "mymodel.py"
+    p.write_text(FACTORY)
+    return p
+
+
+@pytest.fixture(scope="module")
+def _torchscript_file(tmp_path_factory) -> Path:
+    import warnings
+
+    import torch
+
+    from models import zoo_torch
+
+    p = tmp_path_factory.mktemp("ts") / "simple_cnn.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(zoo_torch.build("simple_cnn")).save(str(p))
+    return p
+
+
+@pytest.fixture
+def torchscript(tmp_path, _torchscript_file) -> Path:
+    p = tmp_path / "simple_cnn.pt"
+    p.write_bytes(_torchscript_file.read_bytes())
+    return p
+
+
+def test_torch_factory_convert_and_prune(tmp_path, factory):
+    m = convert_and_prune(tmp_path, f"{factory}:make", "--input-shape", "1,3,32,32")
+    assert [i.name for i in m.graph.input] == ["input"] and [o.name for o in m.graph.output] == ["output"]
+    assert m.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+
+
+def test_torchscript_convert_and_prune(tmp_path, torchscript):
+    convert_and_prune(tmp_path, torchscript, "--input-shape", "1,3,32,32", "--exporter", "legacy")
+
+
+def test_torch_dynamo_exporter_opset17(tmp_path, factory):
+    m = convert_and_prune(tmp_path, f"{factory}:make", "--input-shape", "1,3,32,32", "--exporter", "dynamo")
+    assert {o.version for o in m.opset_import if o.domain in ("", "ai.onnx")} == {17}
+
+
+@pytest.mark.keras
+def test_keras_file_convert_and_prune(tmp_path):
+    pytest.importorskip("tf2onnx")
+    script = f"""
+import os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+keras.utils.set_random_seed(0)
+i = keras.Input((32, 32, 3))
+x = keras.layers.Conv2D(8, 3, padding="same")(i)
+x = keras.layers.BatchNormalization()(x)
+x = keras.layers.ReLU()(x)
+x = keras.layers.Conv2D(16, 3, strides=2, padding="same")(x)
+x = keras.layers.ReLU()(x)
+x = keras.layers.GlobalAveragePooling2D()(x)
+keras.Model(i, keras.layers.Dense(4)(x)).save({str(tmp_path / "tiny.keras")!r})
+"""
+    r = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    m = convert_and_prune(tmp_path, tmp_path / "tiny.keras")
+    assert m.graph.input[0].name == "input" and m.graph.output[0].name == "output"
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["missing.pt", "--input-shape", "1,3,32,32"], "does not exist"),
+        (["{pt}", "--input-shape", "1,x,32"], "bad --input-shape"),
+        (["{pt}"], "--input-shape is required"),
+        (["{pt}", "--input-shape", "1,3,32,32", "--framework", "mxnet"], "unknown framework"),
+        (["{pt}", "--input-shape", "1,3,32,32", "--exporter", "magic"], "unknown exporter"),
+        (["{py}:nope", "--input-shape", "1,3,32,32"], "no callable"),
+        (["{pt}", "--input-shape", "1,3,31"], "fails on inputs"),
+        (["{pt}", "--input-shape", "1,3,32,32", "--exporter", "dynamo"], "TorchScript"),
+        (["{junk}"], "cannot tell the framework"),
+    ],
+)
+def test_convert_errors_are_one_line(tmp_path, torchscript, factory, args, needle):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\0" * 16)
+    args = [a.format(pt=torchscript, py=factory, junk=junk) for a in args]
+    out = tmp_path / "out.onnx"
+    r = spa("convert", *args, "-o", out)
+    assert_one_line_error(r, needle)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_convert_never_overwrites_input(tmp_path, torchscript):
+    before = torchscript.read_bytes()
+    r = spa("convert", torchscript, "-o", torchscript, "--input-shape", "1,3,32,32")
+    assert_one_line_error(r, "is the input")
+    assert r.returncode == 2 and torchscript.read_bytes() == before
+
+
+def test_import_converters_is_light():
+    code = "import sys, converters; assert 'torch' not in sys.modules and 'tensorflow' not in sys.modules"
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
+def test_auto_falls_back_to_dynamo(tmp_path, monkeypatch, caplog):
+    import torch
+
+    from converters import torch_export, torch_to_onnx
+    from models import zoo_torch
+
+    def broken(*a, **k):
+        raise RuntimeError("legacy is broken")
+
+    monkeypatch.setattr(torch_export, "_legacy", broken)
+    out = tmp_path / "m.onnx"
+    with caplog.at_level(logging.WARNING, logger="spa.converters"):
+        p = torch_to_onnx(zoo_torch.build("simple_cnn"), torch.randn(1, 3, 32, 32), out)
+    assert p == out and out.exists()
+    assert any("falling back to the dynamo exporter" in r.getMessage() for r in caplog.records)
+
+
+def test_output_mismatch_raises(tmp_path, monkeypatch):
+    import torch
+
+    from converters import _common, torch_to_onnx
+    from models import zoo_torch
+    from spa.errors import SpaError
+
+    monkeypatch.setattr(_common, "ATOL", -1.0)
+    monkeypatch.setattr(_common.compare, "__defaults__", (-1.0,))
+    with pytest.raises(SpaError, match="differs"):
+        torch_to_onnx(zoo_torch.build("simple_cnn"), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", exporter="legacy")
+    assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.glob(".*tmp"))

@@ -356,6 +356,7 @@ def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
     view, _ = prepare(model)
     a = _analyze(view)
+    small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):
         plan = compute_plan(a, ratio=ratio, criterion="random", global_=bool(k % 2), seed=seed + k)
@@ -364,6 +365,9 @@ def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 
         try:
             check_model(pruned, view.model)
             err = oracle_error(a, keep, pruned, seed=seed + k)
+            if not err <= tol and small:
+                # float32 rounding can exceed 1e-5 on ill-conditioned graphs: decide in float64
+                err = oracle_error(a, keep, pruned, seed=seed + k, precision="float64")
         except Exception as e:  # noqa: BLE001 - reported, not raised
             failures.append(f"trial {k}: {e}")
             continue

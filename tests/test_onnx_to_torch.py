@@ -274,3 +274,15 @@ VARIANTS = {
 def test_op_variants(name):
     model = VARIANTS[name]()
     assert check_roundtrip(model, tol=None) <= TOL
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("name", sorted(__import__("models.zoo_keras", fromlist=["KERAS_ZOO"]).KERAS_ZOO))
+def test_keras_zoo_roundtrip(name, tmp_path):
+    """tf2onnx exports (NHWC, folded BN, Shape chains) round-trip too, before and after pruning."""
+    from models import zoo_keras
+
+    p = zoo_keras.export(name, tmp_path / f"{name}.onnx", size="tiny")
+    assert check_roundtrip(onnx.load(str(p)), tol=None) <= 1e-5
+    pruned, _ = spa.prune(str(p), ratio=0.5)
+    assert check_roundtrip(pruned, tol=None) <= 1e-5

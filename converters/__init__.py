@@ -7,7 +7,7 @@ neither torch nor tensorflow.
 
 from __future__ import annotations
 
-__all__ = ["keras_to_onnx", "torch_to_onnx"]
+__all__ = ["keras_to_onnx", "sklearn_to_onnx", "torch_to_onnx"]
 
 
 def __getattr__(name: str):
@@ -15,6 +15,10 @@ def __getattr__(name: str):
         from .torch_export import torch_to_onnx
 
         return torch_to_onnx
+    if name == "sklearn_to_onnx":
+        from .sklearn_export import sklearn_to_onnx
+
+        return sklearn_to_onnx
     if name == "keras_to_onnx":
         from .keras_export import keras_to_onnx
 

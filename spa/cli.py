@@ -351,9 +351,9 @@ def sweep(
 @app.command()
 @_guard
 def convert(
-    source: Annotated[str, typer.Argument(help="TorchScript file, module.py:factory, .keras file or SavedModel dir")],
+    source: Annotated[str, typer.Argument(help="TorchScript file, module.py:factory, .keras file, SavedModel dir or pickled scikit-learn estimator")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the ONNX file to write")],
-    framework: Annotated[str, typer.Option("--framework", "-f", help="auto | torch | keras")] = "auto",
+    framework: Annotated[str, typer.Option("--framework", "-f", help="auto | torch | keras | sklearn")] = "auto",
     input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="example input shape, e.g. 1,3,224,224 (';' between several inputs); required for torch")] = None,
     exporter: Annotated[str, typer.Option("--exporter", help="torch exporter: auto | legacy | dynamo")] = "auto",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17,
@@ -366,7 +366,7 @@ def convert(
     from . import graph
     from .errors import WriteFailed
 
-    frameworks, exporters = ("auto", "torch", "keras"), ("auto", "legacy", "dynamo")
+    frameworks, exporters = ("auto", "torch", "keras", "sklearn"), ("auto", "legacy", "dynamo")
     if framework not in frameworks:
         raise BadArgument(f"unknown framework {framework!r}; use one of {', '.join(frameworks)}")
     if exporter not in exporters:
@@ -401,6 +401,8 @@ def convert(
             framework = "torch"
         elif suffix in (".keras", ".h5", ".hdf5") or (src / "saved_model.pb").is_file():
             framework = "keras"
+        elif suffix in (".pkl", ".pickle", ".joblib"):
+            framework = "sklearn"
         elif suffix == ".onnx":
             raise BadArgument(f"{src} is already an ONNX model")
         elif zipfile.is_zipfile(src):
@@ -438,6 +440,12 @@ def convert(
             xs = tuple(torch.randn(s, generator=g) for s in shapes)
             info = export_torch(module, xs, output, exporter=exporter, opset=opset)
             how = f"torch, {info.exporter} exporter"
+        elif framework == "sklearn":
+            from converters.sklearn_export import export_sklearn, load_estimator
+
+            n_feat = shapes[0][-1] if shapes else None
+            info = export_sklearn(load_estimator(src), output, n_feat, opset=opset)
+            how = "scikit-learn, skl2onnx"
         else:
             if is_factory:
                 raise BadArgument("module.py:factory sources are torch models; drop --framework keras")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -180,3 +181,28 @@ def test_output_mismatch_raises(tmp_path, monkeypatch):
     with pytest.raises(SpaError, match="differs"):
         torch_to_onnx(zoo_torch.build("simple_cnn"), torch.randn(1, 3, 32, 32), tmp_path / "m.onnx", exporter="legacy")
     assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_sklearn_mlp_convert_and_prune(tmp_path):
+    """A scikit-learn MLP trained on the digits: skl2onnx export via `spa convert`, then prune (hidden units)."""
+    import pickle
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    d = load_digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MLPClassifier((32, 16), max_iter=60, random_state=0).fit(d.data / 16, d.target)
+    pkl = tmp_path / "mlp.pkl"
+    pkl.write_bytes(pickle.dumps(est))
+    out = tmp_path / "mlp.onnx"
+    r = subprocess.run([sys.executable, "-m", "spa", "convert", str(pkl), "-o", str(out)], capture_output=True,
+                       text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(out), "-o", str(tmp_path / "p.onnx"),
+                        "--oracle", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["groups"]["pruned"] == 2 and rep["oracle_rel_error"] <= 1e-5

@@ -321,6 +321,15 @@ class ModelView:
         return self.shapes.get(name)
 
 
+def random_array(rng: np.random.Generator, shape, dtype, int_high: int = 4) -> np.ndarray:
+    """Random data of any input dtype: normal floats, fair booleans, integers in [0, int_high)."""
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    return rng.integers(0, int_high, size=shape).astype(dtype)
+
+
 def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: set[str]) -> None:
     """Fill in what ONNX shape inference left unknown (e.g. a Reshape whose target is computed from Shape with a
     symbolic batch) by running onnxruntime twice with different sizes for the symbolic input dims: dims equal
@@ -367,12 +376,7 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
                       "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}.get(i.type)
                 if dt is None:
                     return
-                if np.issubdtype(dt, np.floating):
-                    feeds[i.name] = rng.standard_normal(dims).astype(dt)
-                elif dt == np.bool_:
-                    feeds[i.name] = rng.random(dims) > 0.5
-                else:
-                    feeds[i.name] = rng.integers(0, 2, size=dims).astype(dt)
+                feeds[i.name] = random_array(rng, dims, dt, int_high=2)
             runs.append(sess.run(need, feeds))
     except Exception:
         return

@@ -9,6 +9,7 @@ from onnx import numpy_helper
 
 from .analysis import Analysis
 from .errors import VerificationFailed
+from .graph import random_array
 
 _NP = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -34,13 +35,7 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict
         shape = []
         for k, d in enumerate(tt.shape.dim):
             shape.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else 1))
-        dt = _NP.get(tt.elem_type, np.float32)
-        if np.issubdtype(dt, np.floating):
-            feeds[inp.name] = rng.standard_normal(shape).astype(dt)
-        elif dt == np.bool_:
-            feeds[inp.name] = rng.random(shape) > 0.5
-        else:
-            feeds[inp.name] = rng.integers(0, 4, size=shape).astype(dt)
+        feeds[inp.name] = random_array(rng, shape, _NP.get(tt.elem_type, np.float32))
     return feeds
 
 

@@ -1489,3 +1489,20 @@ def fp16_conv_bn() -> onnx.ModelProto:
         if v.type.tensor_type.elem_type == TensorProto.FLOAT:
             v.type.tensor_type.elem_type = TensorProto.FLOAT16
     return m
+
+
+@_pattern("frozen", "t")
+def if_outer_scope() -> onnx.ModelProto:
+    """An If whose branches read the conv output "t" from the outer scope (no explicit input), as Silero VAD's
+    LSTM decoder does: spa does not follow body graphs, so "t" and the If output freeze with that reason."""
+    b = _B(15)
+    t = _head(b)
+    then_g = helper.make_graph([helper.make_node("Relu", [t], ["then_y"])], "then", [],
+                               [helper.make_tensor_value_info("then_y", TensorProto.FLOAT, None)])
+    else_g = helper.make_graph([helper.make_node("Neg", [t], ["else_y"])], "else", [],
+                               [helper.make_tensor_value_info("else_y", TensorProto.FLOAT, None)])
+    b.op("ReduceMin", ["x"], "xmin", keepdims=0)
+    b.op("Greater", ["xmin", b.f32("if.thr", -100.0)], "cond")
+    b.op("If", ["cond"], "t_if", then_branch=then_g, else_branch=else_g)
+    _tail(b, "t_if", 8)
+    return b.model(["y"])

@@ -30,6 +30,7 @@ batch axis is dynamic ("N"), and for bert/llama the sequence axis too ("S").
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from collections.abc import Callable
@@ -397,14 +398,21 @@ class BertWrapper(nn.Module):
 
 
 class CausalLMWrapper(nn.Module):
-    """``LlamaForCausalLM`` without KV cache: input_ids -> logits."""
+    """``LlamaForCausalLM`` without KV cache: input_ids -> logits.
 
-    def __init__(self, model: nn.Module):
+    With ``ones_mask`` an all-ones attention mask is passed: without a mask,
+    transformers runs a packed-sequence check on the position ids
+    (``torch.diff``) that the legacy exporter cannot export (aten::diff).
+    """
+
+    def __init__(self, model: nn.Module, ones_mask: bool = False):
         super().__init__()
         self.model = model
+        self.ones_mask = ones_mask
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, use_cache=False, return_dict=True).logits
+        mask = torch.ones_like(input_ids) if self.ones_mask else None
+        return self.model(input_ids=input_ids, attention_mask=mask, use_cache=False, return_dict=True).logits
 
 
 _BERT = {
@@ -449,6 +457,7 @@ _LLAMA = {
     },
 }
 _SEQ = {"bert": {"tiny": 16, "full": 128}, "llama": {"tiny": 16, "full": 128}}
+_SEQ["llama_onesmask"] = _SEQ["llama"]
 
 
 def _bert(size: str) -> nn.Module:
@@ -458,7 +467,7 @@ def _bert(size: str) -> nn.Module:
     return BertWrapper(BertModel(cfg))
 
 
-def _llama(size: str) -> nn.Module:
+def _llama(size: str, ones_mask: bool = False) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(**_LLAMA[size], use_cache=False, initializer_range=0.1)
@@ -468,7 +477,7 @@ def _llama(size: str) -> nn.Module:
         for m in model.modules():
             if type(m).__name__ == "LlamaRMSNorm":
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-    return CausalLMWrapper(model)
+    return CausalLMWrapper(model, ones_mask)
 
 
 # ---------------------------------------------------------------------------
@@ -529,6 +538,13 @@ _ENTRIES: list[tuple[str, Callable[[str], nn.Module], Callable[[str], tuple[int,
         _tokens("llama"),
         (("input_ids",), ("logits",), {0: "N", 1: "S"}),
         "transformers LlamaForCausalLM (GQA 4/2, RMSNorm, SwiGLU, RoPE); full: SmolLM-135M shape",
+    ),
+    (
+        "llama_onesmask",
+        functools.partial(_llama, ones_mask=True),
+        _tokens("llama"),
+        (("input_ids",), ("logits",), {0: "N", 1: "S"}),
+        "llama with an internal all-ones attention mask (exportable by the legacy exporter)",
     ),
 ]
 
@@ -613,7 +629,9 @@ def export(
         opset = 17 if opset is None else opset
         args = tuple(example_inputs(name, size, batch=1).values())
         dynamic_axes = {n: dict(spec.dynamic) for n in names} if dynamic else None
-        with _quiet(), torch.no_grad():
+        # Not under torch.no_grad(): there nn.MultiheadAttention takes its inference fast path
+        # (aten::_native_multi_head_attention), which the legacy exporter cannot export.
+        with _quiet():
             torch.onnx.export(
                 model,
                 args,

@@ -2,7 +2,9 @@
 
 A criterion is a function `(group, weights, rng) -> np.ndarray` of shape `(group.size,)`; `weights(name)`
 returns an initializer's values. Scores are normalised by the group mean, so groups can be ranked together
-(global pruning). To add one, write the function and put it in `CRITERIA`.
+(global pruning). To add one, write the function and put it in `CRITERIA`. Criteria in `NEEDS_DATA` also get
+`stats` (per consumer layer: input statistics, see spa.calib) as a fourth argument; "obspa" additionally
+returns weight updates once the plan is known (`obspa.compensate`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 
 from ..analysis import Group
 from .magnitude import bn_scale, l1, l2, random_scores
+from .obspa import act, obspa, wanda
 
 Criterion = Callable[[Group, Callable[[str], np.ndarray], np.random.Generator], np.ndarray]
 
@@ -21,11 +24,17 @@ CRITERIA: dict[str, Criterion] = {
     "l2": l2,
     "random": random_scores,
     "bn": bn_scale,
+    "obspa": obspa,
+    "act": act,
+    "wanda": wanda,
 }
+NEEDS_DATA = ("obspa", "act", "wanda")
 
 
-def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    s = np.asarray(CRITERIA[name](group, weights, rng), dtype=np.float64)
+def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator,
+          stats=None) -> np.ndarray:
+    fn = CRITERIA[name]
+    s = np.asarray(fn(group, weights, rng, stats) if name in NEEDS_DATA else fn(group, weights, rng), dtype=np.float64)
     assert s.shape == (group.size,), (name, s.shape, group.size)
     m = s.mean()
     return s / m if m > 0 else np.ones_like(s)

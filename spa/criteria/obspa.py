@@ -1,0 +1,121 @@
+"""Calibration-aware criteria: OBSPA (Optimal Brain Surgeon on groups), activation norm, structured Wanda.
+
+They read the consumers of a group's channels (`spa.calib.Consumer`: Conv/Gemm/MatMul weight columns, role
+"in") and each consumer's input statistics H = Σ x xᵀ (damped by `DAMP`·mean(diag H)).
+
+OBSPA scores channel c by the least-squares cost of removing its columns P (all kernel positions, all indices
+the channel owns) from every consumer while the remaining columns are optimally re-fitted:
+ΔL = ½ Σ_rows w_P ([H⁻¹]_PP)⁻¹ w_Pᵀ, summed over consumers. After the plan is known, `compensate` applies the
+joint update δw = −w_P([H⁻¹]_PP)⁻¹[H⁻¹]_P,: (computed as the equivalent re-fit on the kept columns) to every
+consumer, bias included where the layer has one (a constant-1 input column). The result is a dict of
+full-size initializer overrides that the rewriter slices and the zero-group oracle zeroes.
+
+Groups without any supported consumer fall back to L1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..analysis import Analysis, Group, Member
+from ..calib import Consumer
+from .magnitude import l1
+
+DAMP = 0.01
+Stats = dict[tuple[str, int], Consumer]
+
+
+def _consumer_members(group: Group, stats: Stats) -> list[tuple[Member, Consumer]]:
+    return [(m, stats[(m.tensor, m.axis)]) for m in group.params if m.role == "in" and (m.tensor, m.axis) in stats]
+
+
+def _channel_columns(m: Member, c: Consumer, size: int) -> list[np.ndarray]:
+    return [c.columns(np.nonzero(m.ids == ch)[0]) for ch in range(size)]
+
+
+def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, stats: Stats) -> np.ndarray:
+    pairs = _consumer_members(group, stats)
+    if not pairs:
+        return l1(group, weights, rng)
+    total = np.zeros(group.size)
+    for m, c in pairs:
+        W = c.matrix(weights(c.weight)).astype(np.float64)
+        Hi = c.hinv(DAMP)
+        cols = _channel_columns(m, c, group.size)
+        lens = {len(p) for p in cols}
+        if len(lens) == 1 and 0 not in lens:  # the usual case: one batched solve
+            P = np.stack(cols)  # (channels, p)
+            blocks = Hi[P[:, :, None], P[:, None, :]]  # (channels, p, p)
+            wp = W[:, P].transpose(1, 2, 0)  # (channels, p, rows)
+            total += 0.5 * np.einsum("cpr,cpr->c", wp, np.linalg.solve(blocks, wp))
+        else:
+            for ch, P in enumerate(cols):
+                if len(P):
+                    wp = W[:, P].T
+                    total[ch] += 0.5 * float(np.sum(wp * np.linalg.solve(Hi[np.ix_(P, P)], wp)))
+    return np.maximum(total, 0.0) + 1e-12
+
+
+def _col_norms(c: Consumer) -> np.ndarray:
+    """‖x_j‖ per weight column (root mean square over the input rows)."""
+    assert c.H is not None
+    d = np.diag(c.H)[: c.H.shape[0] - (c.bias is not None)] / max(1, c.rows)
+    return np.sqrt(np.maximum(d, 0.0))
+
+
+def act(group: Group, weights, rng, stats: Stats) -> np.ndarray:
+    """RMS activation of the channel at the input of its consumers (averaged over consumers)."""
+    pairs = _consumer_members(group, stats)
+    if not pairs:
+        return l1(group, weights, rng)
+    total = np.zeros(group.size)
+    for m, c in pairs:
+        n = _col_norms(c)
+        total += np.array([np.sqrt(np.mean(n[P] ** 2)) if len(P) else 0.0
+                           for P in _channel_columns(m, c, group.size)])
+    return total / len(pairs) + 1e-12
+
+
+def wanda(group: Group, weights, rng, stats: Stats) -> np.ndarray:
+    """Structured Wanda: Σ over the channel's consumer columns of |W_ij|·‖x_j‖."""
+    pairs = _consumer_members(group, stats)
+    if not pairs:
+        return l1(group, weights, rng)
+    total = np.zeros(group.size)
+    for m, c in pairs:
+        s = np.abs(c.matrix(weights(c.weight))).sum(axis=0) * _col_norms(c)
+        total += np.array([s[P].sum() for P in _channel_columns(m, c, group.size)])
+    return total + 1e-12
+
+
+def compensate(a: Analysis, keep: np.ndarray, stats: Stats, damp: float = DAMP) -> dict[str, np.ndarray]:
+    """OBS updates for every consumer that loses input columns: initializer name → new full-size array
+    (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H)."""
+    view = a.view
+    out: dict[str, np.ndarray] = {}
+    for (w_name, axis), c in stats.items():
+        comps = a.slot_comps.get((w_name, axis))
+        if comps is None:
+            continue
+        gone = np.nonzero(~keep[comps])[0]
+        if not len(gone):
+            continue
+        w = view.array(w_name)
+        W = c.matrix(w).astype(np.float64)
+        if c.bias is not None:
+            b = view.array(c.bias).astype(np.float64).reshape(-1)
+            W = np.concatenate([W, b[:, None]], axis=1)
+        Hd = c.damped(damp)
+        dead = np.zeros(W.shape[1], dtype=bool)
+        dead[c.columns(gone)] = True
+        K = np.nonzero(~dead)[0]
+        # minimise (w' − w) H (w' − w)ᵀ with w'_dead = 0: H_KK w'_Kᵀ = H_K,: wᵀ
+        new = np.zeros_like(W)
+        new[:, K] = np.linalg.solve(Hd[np.ix_(K, K)], Hd[K, :] @ W.T).T
+        if c.bias is not None:
+            out[c.bias] = new[:, -1].reshape(view.array(c.bias).shape).astype(view.array(c.bias).dtype)
+            new = new[:, :-1]
+        out[w_name] = c.from_matrix(new, w).astype(w.dtype)
+    return out

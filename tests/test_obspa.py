@@ -1,0 +1,188 @@
+"""OBSPA and the calibration-aware criteria: the OBS weight update is the least-squares re-fit, the zero-group
+oracle holds for the compensated model, calibration files fail with one line, and obspa with real inputs
+reconstructs a trained layer better than L1 at the same ratio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import spa
+from models import zoo_torch
+from models.patterns import build
+from spa import calib
+from spa.analysis import analyze
+from spa.api import prepare
+from spa.criteria.obspa import DAMP, compensate
+from spa.plan import keep_mask
+from spa.verify import oracle_error, run, session
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
+TOL = 1e-5
+
+
+def _stats_and_plan(name: str, ratio: float = 0.5):
+    view, _ = prepare(build(name))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    stats = calib.collect(a, "calib", feeds, batch=3)
+    plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", stats=stats)
+    return a, feeds, stats, keep_mask(a, plan)
+
+
+def _rows(c: calib.Consumer, x: np.ndarray) -> np.ndarray:
+    """Consumer input rows computed independently of spa.calib (torch's unfold for Conv)."""
+    if c.op == "Conv":
+        import torch
+
+        t = torch.nn.functional.unfold(
+            torch.from_numpy(x.astype(np.float64)), c.kernel, dilation=c.dilations,
+            padding=c.pads[: len(c.kernel)], stride=c.strides,
+        )  # (N, C·k, L)
+        r = t.permute(0, 2, 1).reshape(-1, t.shape[1]).numpy()
+    else:
+        r = x.reshape(-1, x.shape[-1]).astype(np.float64)
+    return np.concatenate([r, np.ones((len(r), 1))], axis=1) if c.bias is not None else r
+
+
+@pytest.mark.parametrize("name", ["flatten_to_gemm", "grouped_conv", "matmul_init_right", "gemm_no_trans"])
+def test_compensation_is_the_least_squares_refit(name):
+    a, feeds, stats, keep = _stats_and_plan(name)
+    view = a.view
+    over = compensate(a, keep, stats)
+    assert over, "nothing was compensated"
+    xs = {c.x for c in stats.values()}
+    m = onnx.ModelProto()
+    m.CopyFrom(view.model)
+    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in sorted(xs)])
+    vals = dict(zip(sorted(xs), session(m).run(sorted(xs), feeds)))
+    checked = 0
+    for (w_name, axis), c in stats.items():
+        gone = np.nonzero(~keep[a.slot_comps[(w_name, axis)]])[0]
+        if not len(gone):
+            continue
+        X = _rows(c, vals[c.x])
+        W = c.matrix(view.array(w_name)).astype(np.float64)
+        if c.bias is not None:
+            W = np.concatenate([W, view.array(c.bias).reshape(-1, 1)], axis=1)
+        kept = np.ones(W.shape[1], bool)
+        kept[c.columns(gone)] = False
+        # ridge-augmented least squares: min ‖X_K w_K − X w‖²/n + λ‖w_K − w_K⁰‖², λ = DAMP·mean diag(XᵀX/n)
+        n = len(X)
+        lam = DAMP * float(np.mean(np.sum(X * X, axis=0) / n))
+        A = np.concatenate([X[:, kept] / np.sqrt(n), np.sqrt(lam) * np.eye(int(kept.sum()))])
+        B = np.concatenate([X @ W.T / np.sqrt(n), np.sqrt(lam) * W[:, kept].T])
+        ref = np.linalg.lstsq(A, B, rcond=None)[0].T
+        got = c.matrix(over[w_name]).astype(np.float64)
+        if c.bias is not None:
+            got = np.concatenate([got, over[c.bias].reshape(-1, 1)], axis=1)
+        assert np.all(got[:, ~kept] == 0)
+        # H is accumulated in float32 (speed): agreement to float32 rounding of the sums
+        np.testing.assert_allclose(got[:, kept], ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
+        assert not np.allclose(got[:, kept], W[:, kept], atol=1e-3 * np.abs(W).max()), "the update changed nothing"
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("name", ["flatten_to_gemm", "grouped_conv", "concat_offsets", "nhwc_flatten", "two_gemms"])
+def test_oracle_holds_with_overrides(name):
+    a, _, stats, keep = _stats_and_plan(name)
+    over = compensate(a, keep, stats)
+    pruned = spa.rewrite.Rewriter(a, keep, overrides=over).apply()
+    assert oracle_error(a, keep, pruned, overrides=over, precision="float64") <= TOL
+    # the oracle sees the compensation: without the overrides the zeroed original differs
+    assert oracle_error(a, keep, pruned, precision="float64") > 1e-3
+
+
+@pytest.mark.parametrize("criterion", ["obspa", "act", "wanda"])
+def test_prune_sample_with_data_criteria(criterion):
+    _, rep = spa.prune(str(SAMPLE), ratio=0.5, criterion=criterion, oracle=True)
+    assert rep.groups_pruned > 0 and rep.after.params < rep.before.params
+    assert rep.oracle is not None and rep.oracle <= TOL
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("source", ["noise", "bn"])
+def test_zoo_tiny_obspa(name, source, tmp_path):
+    p = zoo_torch.export(name, tmp_path / f"{name}.onnx", size="tiny", keep_batchnorm=source == "bn")
+    _, rep = spa.prune(str(p), ratio=0.3, criterion="obspa", calib_source=source, oracle=True)
+    assert rep.groups_pruned > 0 and "compensate" in rep.seconds
+    assert rep.oracle is not None and rep.oracle <= TOL
+
+
+def test_bn_analytic_source_changes_h(tmp_path):
+    p = zoo_torch.export("simple_cnn", tmp_path / "m.onnx", size="tiny", keep_batchnorm=True)
+    view, _ = prepare(str(p))
+    a = analyze(view)
+    cons = calib.collect(a, "noise", samples=4)
+    assert calib.bn_analytic(view, cons) > 0
+
+
+def _digits_mlp():
+    """A 64-32-10 ReLU MLP trained on scikit-learn digits (real data), as ONNX; plus held-out inputs."""
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    clf = MLPClassifier((32,), max_iter=300, random_state=0).fit(x[:1000], d.target[:1000])
+    w1, w2 = (w.astype(np.float32) for w in clf.coefs_)
+    b1, b2 = (b.astype(np.float32) for b in clf.intercepts_)
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(v, k) for k, v in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return m, x[1000:1400], x[1400:]
+
+
+def test_obspa_reconstructs_a_trained_layer_better_than_l1():
+    m, xcal, xte = _digits_mlp()
+    y = run(m, {"x": xte})[0]
+    err = {}
+    for crit in ("l1", "obspa"):
+        pruned, _ = spa.prune(m, ratio=0.5, criterion=crit, calib={"x": xcal})
+        err[crit] = float(np.linalg.norm(run(pruned, {"x": xte})[0] - y) / np.linalg.norm(y))
+    assert err["obspa"] < 0.7 * err["l1"], err
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spa", *args], check=False, capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("content", ["garbage", "wrong_name", "wrong_shape", "missing"])
+def test_calib_errors_are_one_line(content, tmp_path):
+    f = tmp_path / "c.npz"
+    if content == "garbage":
+        f.write_bytes(b"not a zip")
+    elif content == "wrong_name":
+        np.savez(f, nope=np.zeros((2, 3, 32, 32), np.float32))
+    elif content == "wrong_shape":
+        name = onnx.load(str(SAMPLE)).graph.input[0].name
+        np.savez(f, **{name: np.zeros((2, 3, 5, 5), np.float32)})
+    r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib", str(f))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spa: error: --calib"), r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_cli_obspa_with_calib(tmp_path):
+    name = onnx.load(str(SAMPLE)).graph.input[0].name
+    shape = [d.dim_value for d in onnx.load(str(SAMPLE)).graph.input[0].type.tensor_type.shape.dim[1:]]
+    f = tmp_path / "c.npz"
+    np.savez(f, **{name: np.random.default_rng(0).standard_normal([8, *shape]).astype(np.float32)})
+    r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib", str(f), "--oracle",
+             "--json")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "o.onnx").exists()

@@ -20,28 +20,35 @@ import onnx
 from . import graph
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, score
-from .errors import BadArgument
+from .errors import BadArgument, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
-from .verify import check_model, oracle_error
+from .stream import Staging, stream_threshold
+from .verify import check_model, check_model_file, oracle_error
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto
 
 
-def _load(model: ModelLike) -> tuple[onnx.ModelProto, str | None]:
+def _load(model: ModelLike, stream_bytes: int | None = None) -> tuple[onnx.ModelProto, str | None]:
     if isinstance(model, onnx.ModelProto):
         m = onnx.ModelProto()
         m.CopyFrom(model)
         graph.check_opset(m)
         return m, None
-    return graph.load(model), str(model)
+    return graph.load(model, stream_bytes=stream_bytes), str(model)
 
 
-def prepare(model: ModelLike) -> tuple[graph.ModelView, str | None]:
-    m, path = _load(model)
+def prepare(model: ModelLike, stream_bytes: int | None = None) -> tuple[graph.ModelView, str | None]:
+    """The model's view. With `stream_bytes`, a file whose external data exceeds it is not loaded: its large
+    weights are read from disk when needed (see `spa.stream`)."""
+    m, path = _load(model, stream_bytes)
     graph.lift_constants(m)
-    return graph.ModelView.build(m), path
+    return graph.ModelView.build(m, base_dir=str(Path(path).resolve().parent) if path else None), path
+
+
+def is_streamed(view: graph.ModelView) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in view.model.graph.initializer)
 
 
 @dataclass
@@ -79,7 +86,7 @@ class AnalyzeReport:
 
 def analyze(model: ModelLike) -> AnalyzeReport:
     t0 = time.perf_counter()
-    view, path = prepare(model)
+    view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
     a = _analyze(view)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size), time.perf_counter() - t0)
@@ -267,17 +274,27 @@ def prune(
     target_macs: float | None = None,
     target_params: float | None = None,
     target_latency: float | None = None,
+    output: str | os.PathLike[str] | None = None,
+    stream_bytes: int | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
-    also measures the zero-group oracle error."""
+    also measures the zero-group oracle error.
+
+    With `output`, the verified model is also written there (atomically). A model file whose external data
+    exceeds `stream_bytes` (default `spa.stream.stream_threshold()`, 2 GiB) is then streamed: weights are read
+    from disk one at a time and the sliced ones written straight to the output's data file, verified from
+    disk; the returned proto refers to that file. (Options that need every weight in memory, --oracle and
+    targets, load the model whole as before.)"""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
     say("loading and inferring shapes")
-    view, path = prepare(model)
+    in_memory = bool(oracle) or any(v is not None for v in (target_macs, target_params, target_latency))
+    view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
+    staging = _staging_for(view, path, output)
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
@@ -312,19 +329,36 @@ def prune(
     t["plan"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say("rewriting")
-    pruned = Rewriter(a, keep).apply()
-    t["rewrite"] = time.perf_counter() - t1
-    if verify:
-        say("verifying (onnx.checker, onnxruntime)")
-        t1 = time.perf_counter()
-        check_model(pruned, view.model)
-        t["verify"] = time.perf_counter() - t1
+    try:
+        pruned = Rewriter(a, keep, sink=staging.put if staging else None).apply()
+        if staging is not None:
+            staging.finish(pruned, view.base_dir)
+        t["rewrite"] = time.perf_counter() - t1
+        if verify:
+            say("verifying (onnx.checker, onnxruntime)")
+            t1 = time.perf_counter()
+            if staging is not None:
+                check_model_file(str(staging.model_path), pruned, view.model, path)
+            else:
+                check_model(pruned, view.model)
+            t["verify"] = time.perf_counter() - t1
+        written = None
+        if output is not None:
+            say("writing")
+            t1 = time.perf_counter()
+            written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path)
+            t["write"] = time.perf_counter() - t1
+    except BaseException:
+        if staging is not None:
+            staging.abort()
+        raise
     # oracle: True / "float32" runs it in onnxruntime; "float64" in the reference evaluator (small models)
     if oracle:
         say("zero-group oracle")
     err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32") if oracle else None
     before = stats(view, Path(path).stat().st_size if path else None)
-    after = stats(graph.ModelView.build(pruned))
+    after = stats(graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if staging else None),
+                  written)
     t["total"] = time.perf_counter() - t0
     rep = PruneReport(
         before,
@@ -338,6 +372,20 @@ def prune(
         err,
     )
     return pruned, rep
+
+
+def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):
+    """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None."""
+    if output is None or path is None or not is_streamed(view):
+        return None
+    out = Path(output)
+    if graph._same_file(out, Path(path)):
+        raise BadArgument(f"output path {out} is the input file; refusing to overwrite the input")
+    d = out.parent if str(out.parent) else Path(".")
+    if not d.is_dir():
+        raise WriteFailed(f"output directory {d} does not exist")
+    graph.check_data_target(out, view.model, view.base_dir or ".")
+    return Staging(out)
 
 
 @dataclass

@@ -161,8 +161,8 @@ def analyze(
 @app.command()
 @_guard
 def prune(
-    model: Annotated[Path, typer.Argument(help="ONNX model file")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the pruned model")],
+    models: Annotated[list[Path], typer.Argument(help="ONNX model file (several: with --out-dir)")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the pruned model")] = None,
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn")] = "l1",
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
@@ -179,6 +179,8 @@ def prune(
     target_macs: Annotated[Optional[float], typer.Option("--target-macs", help="keep at most this fraction of the MACs (global ranking, ratio found by bisection)")] = None,
     target_params: Annotated[Optional[float], typer.Option("--target-params", help="keep at most this fraction of the parameters")] = None,
     target_latency: Annotated[Optional[float], typer.Option("--target-latency", help="keep at most this fraction of the onnxruntime CPU latency (measured here)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="prune every model given into DIR/<file name> (one line each)")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -191,6 +193,20 @@ def prune(
         round_to = 8 if any(v is not None for v in (target_macs, target_params, target_latency)) else 1
     if round_to < 1:
         raise BadArgument(f"--round-to must be ≥ 1, got {round_to}")
+    if out_dir is not None or len(models) > 1:
+        if out_dir is None or output is not None:
+            raise BadArgument("several models: give --out-dir DIR (not -o)")
+        if html or plan_out:
+            raise BadArgument("--html and --save-plan take one model; run them per model")
+        options = dict(ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
+                       round_to=round_to, ignore=ignore or [], plan=Plan.load(plan_in) if plan_in else None,
+                       seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
+                       target_latency=target_latency)
+        _prune_many(models, out_dir, options, jobs, as_json, quiet)
+        return
+    model = models[0]
+    if output is None:
+        raise BadArgument("give -o/--output (or --out-dir DIR)")
     if graph._same_file(output, model):
         raise BadArgument(f"output path {output} is the input file; refusing to overwrite the input")
     if output.exists() and output.is_dir():
@@ -212,10 +228,8 @@ def prune(
             target_macs=target_macs,
             target_params=target_params,
             target_latency=target_latency,
+            output=output,
         )
-        say("writing")
-        written = graph.save_atomic(pruned, output, input_path=str(model))
-    rep.after.size_bytes = written
     if html:
         _write_html(api.analyze(model), html, model, plan=rep.plan)
     if plan_out:
@@ -247,6 +261,25 @@ def prune(
     con = _console()
     con.print(t)
     con.print(f"verified (onnx.checker, onnxruntime) and written in {rep.seconds.get('total', 0):.2f}s")
+
+
+def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_json: bool, quiet: bool) -> None:
+    """One line per model as it finishes (in input order); exit code of the first failure, if any."""
+    from .batch import prune_many
+
+    def show(o) -> None:
+        if not as_json and (not quiet or not o.ok):
+            print(o.line(), file=sys.stdout if o.ok else sys.stderr, flush=True)
+
+    results = prune_many(models, out_dir, options, jobs=jobs, on_done=show)
+    if as_json:
+        print(json.dumps([{"model": o.model, "output": o.output, "ok": o.ok, "exit_code": o.exit_code,
+                           "error": o.error, **({"report": o.report} if o.ok else {})} for o in results], indent=1))
+    failed = [o for o in results if not o.ok]
+    if failed:
+        if not as_json:
+            print(f"spa: error: {len(failed)} of {len(results)} models failed", file=sys.stderr)
+        raise typer.Exit(failed[0].exit_code or 1)
 
 
 @app.command()

@@ -26,8 +26,11 @@ Shape = tuple[Dim, ...]
 
 
 # ---------------------------------------------------------------------------------------------- load
-def load(path: str | os.PathLike[str]) -> onnx.ModelProto:
-    """Read and validate a model file; raise `BadModel` with a one-line reason for anything unusable."""
+def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> onnx.ModelProto:
+    """Read and validate a model file; raise `BadModel` with a one-line reason for anything unusable.
+
+    With `stream_bytes`, a model whose external data is larger than that keeps its large external tensors as
+    references (read lazily by `ModelView.array`, see `spa.stream`); small ones are read into the proto."""
     p = Path(path)
     if not p.exists():
         raise BadModel(f"{p}: no such file")
@@ -42,7 +45,12 @@ def load(path: str | os.PathLike[str]) -> onnx.ModelProto:
     if not model.graph.node and not model.graph.output:
         raise BadModel(f"{p}: not an ONNX model (no graph)")
     try:
-        onnx.load_external_data_for_model(model, str(p.parent))
+        from . import stream
+
+        if stream_bytes is not None and stream.external_bytes(model) > stream_bytes:
+            stream.inline_small(model, str(p.parent))
+        else:
+            onnx.load_external_data_for_model(model, str(p.parent))
     except (FileNotFoundError, OSError) as e:
         raise BadModel(f"{p}: external data missing ({e.filename or e})") from None
     except Exception as e:  # onnx raises ValidationError for a missing or unsafe location
@@ -224,7 +232,8 @@ def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
     init_names = set()
     for t in g.initializer:
         init_names.add(t.name)
-        if t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) or _numel(t) <= 16:
+        lazy = t.data_location == onnx.TensorProto.EXTERNAL  # a streamed weight: its data is not loaded
+        if not lazy and (t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) or _numel(t) <= 16):
             sg.initializer.append(t)
         else:
             sg.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
@@ -267,9 +276,10 @@ class ModelView:
     opset: int
     folded: dict[str, np.ndarray] = field(default_factory=dict)  # shape arithmetic known from static shapes
     _arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    base_dir: str | None = None  # where the external data of streamed (not loaded) initializers lives
 
     @classmethod
-    def build(cls, model: onnx.ModelProto) -> "ModelView":
+    def build(cls, model: onnx.ModelProto, base_dir: str | None = None) -> "ModelView":
         inferred = infer_shapes(model)
         g = inferred.graph
         shapes: dict[str, Shape] = {}
@@ -280,7 +290,7 @@ class ModelView:
                 shapes[vi.name] = s
                 symbols[vi.name] = _sym_of(vi.type) or ()
         inits = {t.name: t for t in model.graph.initializer}
-        _probe_unknown(model, shapes, symbols, set(inits))
+        _probe_unknown(model, shapes, symbols, set(inits), base_dir)
         for name, t in inits.items():
             shapes[name] = tuple(int(d) for d in t.dims)
             symbols[name] = (None,) * len(t.dims)
@@ -305,6 +315,7 @@ class ModelView:
             graph_outputs=[o.name for o in model.graph.output],
             opset=opset_of(model),
             folded=folded,
+            base_dir=base_dir,
         )
 
     def array(self, name: str) -> np.ndarray | None:
@@ -312,8 +323,15 @@ class ModelView:
         if name not in self.inits:
             return self.folded.get(name)
         a = self._arrays.get(name)
+        t = self.inits[name]
+        if a is None and t.data_location == onnx.TensorProto.EXTERNAL:
+            from .stream import read_array
+
+            if self.base_dir is None:
+                raise BadModel(f"initializer '{name}' has external data but the model's directory is unknown")
+            return read_array(t, self.base_dir)  # file-backed and not cached: weights are never held twice
         if a is None:
-            a = numpy_helper.to_array(self.inits[name])
+            a = numpy_helper.to_array(t)
             self._arrays[name] = a
         return a
 
@@ -330,7 +348,18 @@ def random_array(rng: np.random.Generator, shape, dtype, int_high: int = 4) -> n
     return rng.integers(0, int_high, size=shape).astype(dtype)
 
 
-def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: set[str]) -> None:
+def ort_options(base_dir: str | None = None):
+    """onnxruntime session options for a model held in memory whose external data lives in `base_dir`."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if base_dir is not None:
+        so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(base_dir))
+    return so
+
+
+def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: set[str],
+                   base_dir: str | None = None) -> None:
     """Fill in what ONNX shape inference left unknown (e.g. a Reshape whose target is computed from Shape with a
     symbolic batch) by running onnxruntime twice with different sizes for the symbolic input dims: dims equal
     in both runs are static. Best effort: a model onnxruntime cannot run keeps its unknowns (and they freeze)."""
@@ -360,7 +389,7 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
             vi.name = name
             m.graph.output.append(vi)
     try:
-        so = ort.SessionOptions()
+        so = ort_options(base_dir)
         so.log_severity_level = 4
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -558,11 +587,13 @@ def model_bytes_size(model: onnx.ModelProto) -> int:
     return model.ByteSize()
 
 
-def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_path: str | None = None) -> int:
+def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_path: str | None = None,
+                base_dir: str | None = None) -> int:
     """Write `model` to `out` via a temporary file in the same directory and an atomic rename.
 
-    Models over 2 GB are written with external data beside the output (`<name>.data`). Returns bytes written
-    (model file plus external data)."""
+    Models over 2 GB are written with external data beside the output (`<name>.data`). A streamed model
+    (initializers still referring to external data in `base_dir`) has those copied, in chunks, into the
+    output's data file. Returns bytes written (model file plus external data)."""
     out_p = Path(out)
     if input_path is not None and _same_file(out_p, Path(input_path)):
         raise BadArgument(f"output path {out_p} is the input file; refusing to overwrite the input")
@@ -571,6 +602,21 @@ def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_pa
         raise WriteFailed(f"output directory {d} does not exist")
     if not os.access(d, os.W_OK):
         raise WriteFailed(f"output directory {d} is not writable")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        from .stream import Staging
+
+        if base_dir is None:
+            raise WriteFailed(f"cannot write {out_p}: the model refers to external data in an unknown directory")
+        check_data_target(out_p, model, base_dir)
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        st = Staging(out_p)
+        try:
+            st.finish(m, base_dir)
+        except BaseException:
+            st.abort()
+            raise
+        return st.commit()
     external = model.ByteSize() > _TWO_GB if _safe_size(model) else True
     fd, tmp = tempfile.mkstemp(prefix=f".{out_p.name}.", suffix=".tmp", dir=d)
     os.close(fd)
@@ -609,6 +655,16 @@ def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_pa
     if external:
         size += (d / data_name).stat().st_size
     return size
+
+
+def check_data_target(out: Path, model: onnx.ModelProto, base_dir: str) -> None:
+    """Refuse an output whose data file (`<out>.data`) is one the model still reads its weights from."""
+    target = out.parent / (out.name + ".data")
+    for t in model.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            if _same_file(target, Path(base_dir) / loc):
+                raise BadArgument(f"output {out} would overwrite the input's external data file {target}")
 
 
 def default_mode() -> int:

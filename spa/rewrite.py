@@ -8,6 +8,8 @@ initializers the rewrite made dead are removed, and initializer-backed graph inp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -16,10 +18,15 @@ from .analysis import Analysis
 from .graph import node_inputs, shape_sources, topo_order
 from .rules.base import RewriteCtx, rule_for
 
+Sink = Callable[[str, np.ndarray], onnx.TensorProto]
+
 
 class Rewriter:
-    def __init__(self, analysis: Analysis, keep: np.ndarray) -> None:
+    def __init__(self, analysis: Analysis, keep: np.ndarray, *, sink: Sink | None = None) -> None:
+        """`sink(name, array)` encodes each sliced initializer (default: inline in the proto; a streamed model
+        passes `spa.stream.Staging.put`, which writes it to the output's external data file at once)."""
         self.a = analysis
+        self.sink: Sink = sink or (lambda name, arr: numpy_helper.from_array(np.ascontiguousarray(arr), name))
         self.view = analysis.view
         self.keep = keep
         self.model = onnx.ModelProto()
@@ -85,7 +92,8 @@ class Rewriter:
                 arr = self.view.array(t.name)  # cached: the criteria usually decoded it already
                 for axis, k in cuts[t.name]:
                     arr = np.take(arr, k, axis=axis)
-                g.initializer[i].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arr), t.name))
+                g.initializer[i].CopyFrom(self.sink(t.name, arr))
+                del arr
         # 2. per-node attribute / shape-constant rewrites
         for node in g.node:
             rule = rule_for(node)

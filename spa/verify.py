@@ -53,6 +53,46 @@ def session(model: onnx.ModelProto, optimize: bool = False, threads: int = 0):
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+def session_from_file(path: str, threads: int = 0):
+    """An onnxruntime CPU session read from a file (external data is mapped from disk, not copied through a
+    serialised proto)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def check_model_file(path: str, model: onnx.ModelProto, original: onnx.ModelProto | None = None,
+                     original_path: str | None = None) -> None:
+    """`check_model` for a model written with external data (`model` is its proto as written, weights not
+    loaded): onnx.checker and onnxruntime both read it from `path`, so no serialised copy of the weights is
+    ever made."""
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:
+        if original is None or _passes_checker(original):
+            raise VerificationFailed(f"pruned model fails onnx.checker: {_first_line(e)}") from None
+    feeds = random_inputs(model)
+    try:
+        outs = session_from_file(path).run(None, feeds)
+    except Exception as e:
+        if original_path is not None:
+            try:
+                session_from_file(original_path).run(None, feeds)
+            except Exception as e0:
+                raise VerificationFailed(
+                    f"onnxruntime cannot run the original model either ({_first_line(e0)}), so the pruned "
+                    "model cannot be verified; nothing was written"
+                ) from None
+        raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+    if original is not None:
+        _check_output_shapes(outs, original)
+
+
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     return session(model).run(None, feeds)
 
@@ -81,11 +121,15 @@ def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None)
                 ) from None
         raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
     if original is not None:
-        for o, info in zip(outs, original.graph.output):
-            dims = info.type.tensor_type.shape.dim
-            want = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-            if len(want) != o.ndim or any(w is not None and w != g for w, g in zip(want, o.shape)):
-                raise VerificationFailed(f"output '{info.name}' changed shape: declared {want}, got {list(o.shape)}")
+        _check_output_shapes(outs, original)
+
+
+def _check_output_shapes(outs: list[np.ndarray], original: onnx.ModelProto) -> None:
+    for o, info in zip(outs, original.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        want = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if len(want) != o.ndim or any(w is not None and w != g for w, g in zip(want, o.shape)):
+            raise VerificationFailed(f"output '{info.name}' changed shape: declared {want}, got {list(o.shape)}")
 
 
 def _passes_checker(model: onnx.ModelProto) -> bool:

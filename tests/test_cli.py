@@ -287,3 +287,35 @@ def test_sweep_parallel_with_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_one_line_error(spa("sweep", SAMPLE, "--ratios", "0.5,1.2"), 2, "ratio")
     assert_one_line_error(spa("sweep", SAMPLE, "--ratios", "a,b"), 2, "ratios")
+
+
+def test_prune_many_models_in_parallel(tmp_path):
+    import shutil
+
+    a, b, bad = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "bad.onnx"
+    shutil.copy(SAMPLE, a)
+    shutil.copy(SAMPLE, b)
+    bad.write_bytes(b"not a model")
+    out = tmp_path / "out"
+    r = spa("prune", a, bad, b, "--out-dir", out, "--jobs", "2", "--ratio", "0.5")
+    assert r.returncode == 3, (r.stdout, r.stderr)  # the failing model's exit code; the others still ran
+    ok = [ln for ln in r.stdout.splitlines() if ln.startswith("ok")]
+    assert len(ok) == 2 and "a.onnx" in ok[0] and "b.onnx" in ok[1], r.stdout
+    assert any(ln.startswith("FAILED") and "bad.onnx" in ln for ln in r.stderr.splitlines()), r.stderr
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.onnx", "b.onnx"]
+    for p in (out / "a.onnx", out / "b.onnx"):
+        onnx.checker.check_model(onnx.load(p), full_check=True)
+        assert p.stat().st_size < SAMPLE.stat().st_size
+    r = spa("prune", a, b, "--out-dir", out, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [d["ok"] for d in json.loads(r.stdout)] == [True, True]
+
+
+def test_prune_many_refuses_ambiguous_outputs(tmp_path):
+    (tmp_path / "x").mkdir()
+    c = tmp_path / "x" / "simple_cnn.onnx"
+    c.write_bytes(SAMPLE.read_bytes())
+    assert_one_line_error(spa("prune", SAMPLE, c, "--out-dir", tmp_path / "o"), 2, "rename one")
+    assert_one_line_error(spa("prune", SAMPLE, c, "-o", tmp_path / "o.onnx"), 2, "--out-dir")
+    assert_one_line_error(spa("prune", SAMPLE), 2, "-o/--output")

@@ -492,7 +492,7 @@ class TransformerSpec:
     input_shape: Callable[[str], tuple[int, ...]]  # size -> shape of the first input at batch 1
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
-    dynamic: dict[int, str]  # axis -> dim name, applied to every input and output
+    dynamic: dict[str, dict[int, str]]  # input/output name -> {axis: dim name}
     description: str = ""
 
 
@@ -512,7 +512,9 @@ def _tokens(name: str) -> Callable[[str], tuple[int, ...]]:
     return shape
 
 
-_IMG_IO = (("input",), ("output",), {0: "N"})
+_NS = {0: "N", 1: "S"}
+_IMG_IO = (("input",), ("output",), {"input": {0: "N"}, "output": {0: "N"}})
+_LM_IO = (("input_ids",), ("logits",), {"input_ids": _NS, "logits": _NS})
 _ENTRIES: list[tuple[str, Callable[[str], nn.Module], Callable[[str], tuple[int, ...]], tuple, str]] = [
     ("vit", _vit_factory("fused"), _img(32), _IMG_IO, "ViT (timm Attention, fused qkv); full: ViT-S/16"),
     ("vit_sep", _vit_factory("sep"), _img(32), _IMG_IO, "ViT, separate q/k/v + F.scaled_dot_product_attention"),
@@ -529,21 +531,25 @@ _ENTRIES: list[tuple[str, Callable[[str], nn.Module], Callable[[str], tuple[int,
         "bert",
         _bert,
         _tokens("bert"),
-        (("input_ids", "attention_mask"), ("last_hidden_state", "pooler_output"), {0: "N", 1: "S"}),
+        (
+            ("input_ids", "attention_mask"),
+            ("last_hidden_state", "pooler_output"),
+            {"input_ids": _NS, "attention_mask": _NS, "last_hidden_state": _NS, "pooler_output": {0: "N"}},
+        ),
         "transformers BertModel; full: bert-base",
     ),
     (
         "llama",
         _llama,
         _tokens("llama"),
-        (("input_ids",), ("logits",), {0: "N", 1: "S"}),
+        _LM_IO,
         "transformers LlamaForCausalLM (GQA 4/2, RMSNorm, SwiGLU, RoPE); full: SmolLM-135M shape",
     ),
     (
         "llama_onesmask",
         functools.partial(_llama, ones_mask=True),
         _tokens("llama"),
-        (("input_ids",), ("logits",), {0: "N", 1: "S"}),
+        _LM_IO,
         "llama with an internal all-ones attention mask (exportable by the legacy exporter)",
     ),
 ]
@@ -623,12 +629,11 @@ def export(
     if model is None:
         model = build(name, size)
     model.eval()
-    names = list(spec.input_names) + list(spec.output_names)
 
     if not dynamo:
         opset = 17 if opset is None else opset
         args = tuple(example_inputs(name, size, batch=1).values())
-        dynamic_axes = {n: dict(spec.dynamic) for n in names} if dynamic else None
+        dynamic_axes = {n: dict(axes) for n, axes in spec.dynamic.items()} if dynamic else None
         # Not under torch.no_grad(): there nn.MultiheadAttention takes its inference fast path
         # (aten::_native_multi_head_attention), which the legacy exporter cannot export.
         with _quiet():
@@ -649,8 +654,8 @@ def export(
     args = tuple(example_inputs(name, size, batch=2 if dynamic else 1).values())
     dynamic_shapes = None
     if dynamic:
-        dims = {ax: torch.export.Dim(d, min=1 if d == "N" else 2, max=1024) for ax, d in spec.dynamic.items()}
-        dynamic_shapes = tuple(dict(dims) for _ in args)
+        dims = {d: torch.export.Dim(d, min=1 if d == "N" else 2, max=1024) for d in ("N", "S")}
+        dynamic_shapes = tuple({ax: dims[d] for ax, d in spec.dynamic[n].items()} for n in spec.input_names)
     with _quiet(), torch.no_grad():
         prog = torch.onnx.export(
             model,

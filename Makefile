@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# the CPU torch wheel first, so nothing else can pull a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[torch,tf,dev]'
+	$(BIN)/python -m pip install -q -e '.[torch,tf,dev,jax]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,13 +1,13 @@
 """Framework -> ONNX converters used by ``spa convert``.
 
-``torch_to_onnx`` (PyTorch, legacy TorchScript or dynamo exporter) and ``keras_to_onnx``
-(Keras / TensorFlow via tf2onnx). Both are imported lazily: ``import converters`` pulls in
-neither torch nor tensorflow.
+``torch_to_onnx`` (PyTorch, legacy TorchScript or dynamo exporter), ``keras_to_onnx``
+(Keras / TensorFlow via tf2onnx), ``sklearn_to_onnx`` (skl2onnx) and ``jax_to_onnx`` (JAX / Flax via
+jax2onnx). All are imported lazily: ``import converters`` pulls in no framework.
 """
 
 from __future__ import annotations
 
-__all__ = ["keras_to_onnx", "sklearn_to_onnx", "torch_to_onnx"]
+__all__ = ["jax_to_onnx", "keras_to_onnx", "sklearn_to_onnx", "torch_to_onnx"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from .sklearn_export import sklearn_to_onnx
 
         return sklearn_to_onnx
+    if name == "jax_to_onnx":
+        from .jax_export import jax_to_onnx
+
+        return jax_to_onnx
     if name == "keras_to_onnx":
         from .keras_export import keras_to_onnx
 

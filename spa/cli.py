@@ -384,10 +384,10 @@ def sweep(
 @app.command()
 @_guard
 def convert(
-    source: Annotated[str, typer.Argument(help="TorchScript file, module.py:factory, .keras file, SavedModel dir or pickled scikit-learn estimator")],
+    source: Annotated[str, typer.Argument(help="TorchScript file, module.py:factory (torch, or JAX/Flax), .keras file, SavedModel dir or pickled scikit-learn estimator")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the ONNX file to write")],
-    framework: Annotated[str, typer.Option("--framework", "-f", help="auto | torch | keras | sklearn")] = "auto",
-    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="example input shape, e.g. 1,3,224,224 (';' between several inputs); required for torch")] = None,
+    framework: Annotated[str, typer.Option("--framework", "-f", help="auto | torch | keras | sklearn | jax")] = "auto",
+    input_shape: Annotated[Optional[str], typer.Option("--input-shape", help="example input shape, e.g. 1,3,224,224 (';' between several inputs); required for torch and jax")] = None,
     exporter: Annotated[str, typer.Option("--exporter", help="torch exporter: auto | legacy | dynamo")] = "auto",
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
@@ -399,7 +399,7 @@ def convert(
     from . import graph
     from .errors import WriteFailed
 
-    frameworks, exporters = ("auto", "torch", "keras", "sklearn"), ("auto", "legacy", "dynamo")
+    frameworks, exporters = ("auto", "torch", "keras", "sklearn", "jax"), ("auto", "legacy", "dynamo")
     if framework not in frameworks:
         raise BadArgument(f"unknown framework {framework!r}; use one of {', '.join(frameworks)}")
     if exporter not in exporters:
@@ -430,7 +430,11 @@ def convert(
 
     if framework == "auto":
         suffix = src.suffix.lower()
-        if is_factory or suffix in (".pt", ".pth", ".ts", ".torchscript", ".jit"):
+        if is_factory:
+            from converters.jax_export import is_jax_source
+
+            framework = "jax" if is_jax_source(src) else "torch"
+        elif suffix in (".pt", ".pth", ".ts", ".torchscript", ".jit"):
             framework = "torch"
         elif suffix in (".keras", ".h5", ".hdf5") or (src / "saved_model.pb").is_file():
             framework = "keras"
@@ -479,6 +483,17 @@ def convert(
             n_feat = shapes[0][-1] if shapes else None
             info = export_sklearn(load_estimator(src), output, n_feat, opset=opset)
             how = "scikit-learn, skl2onnx"
+        elif framework == "jax":
+            if not is_factory:
+                raise BadArgument("JAX models are given as file.py:factory (returning a Flax NNX module or a function)")
+            if shapes is None:
+                raise BadArgument("--input-shape is required for JAX models, e.g. --input-shape 1,28,28,1")
+            if exporter != "auto":
+                raise BadArgument("--exporter applies to torch models only")
+            from converters.jax_export import export_jax, load_jax_source
+
+            info = export_jax(load_jax_source(source), shapes, output, opset=opset)
+            how = "jax, jax2onnx"
         else:
             if is_factory:
                 raise BadArgument("module.py:factory sources are torch models; drop --framework keras")

@@ -334,19 +334,21 @@ def prune(
         if staging is not None:
             staging.finish(pruned, view.base_dir)
         t["rewrite"] = time.perf_counter() - t1
+        # serialise once: onnx.checker, onnxruntime and the write share the bytes (None: over 2 GB in memory)
+        blob = _serialise(pruned) if staging is None and (verify or output is not None) else None
         if verify:
             say("verifying (onnx.checker, onnxruntime)")
             t1 = time.perf_counter()
             if staging is not None:
                 check_model_file(str(staging.model_path), pruned, view.model, path)
             else:
-                check_model(pruned, view.model)
+                check_model(pruned, view.model, blob=blob)
             t["verify"] = time.perf_counter() - t1
         written = None
         if output is not None:
             say("writing")
             t1 = time.perf_counter()
-            written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path)
+            written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path, blob=blob)
             t["write"] = time.perf_counter() - t1
     except BaseException:
         if staging is not None:
@@ -372,6 +374,14 @@ def prune(
         err,
     )
     return pruned, rep
+
+
+def _serialise(model: onnx.ModelProto) -> bytes | None:
+    try:
+        blob = model.SerializeToString()
+    except Exception:  # noqa: BLE001 - over protobuf's 2 GB limit
+        return None
+    return blob if len(blob) <= graph._TWO_GB else None
 
 
 def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):

@@ -588,12 +588,13 @@ def model_bytes_size(model: onnx.ModelProto) -> int:
 
 
 def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_path: str | None = None,
-                base_dir: str | None = None) -> int:
+                base_dir: str | None = None, blob: bytes | None = None) -> int:
     """Write `model` to `out` via a temporary file in the same directory and an atomic rename.
 
     Models over 2 GB are written with external data beside the output (`<name>.data`). A streamed model
     (initializers still referring to external data in `base_dir`) has those copied, in chunks, into the
-    output's data file. Returns bytes written (model file plus external data)."""
+    output's data file. `blob`: the model already serialised (written as is). Returns bytes written (model
+    file plus external data)."""
     out_p = Path(out)
     if input_path is not None and _same_file(out_p, Path(input_path)):
         raise BadArgument(f"output path {out_p} is the input file; refusing to overwrite the input")
@@ -617,7 +618,13 @@ def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_pa
             st.abort()
             raise
         return st.commit()
-    external = model.ByteSize() > _TWO_GB if _safe_size(model) else True
+    if blob is None:
+        size = _byte_size(model)
+        external = size is None or size > _TWO_GB
+        if not external:
+            blob = model.SerializeToString()
+    else:
+        external = False
     fd, tmp = tempfile.mkstemp(prefix=f".{out_p.name}.", suffix=".tmp", dir=d)
     os.close(fd)
     data_name = out_p.name + ".data"
@@ -634,7 +641,7 @@ def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_pa
             os.replace(tmp_data, d / data_name)
         else:
             with open(tmp, "wb") as f:
-                f.write(model.SerializeToString())
+                f.write(blob)
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, default_mode())
@@ -683,12 +690,11 @@ def _retarget_external(model_path: str, old: str, new: str) -> None:
     onnx.save_model(m, model_path)
 
 
-def _safe_size(model: onnx.ModelProto) -> bool:
+def _byte_size(model: onnx.ModelProto) -> int | None:
     try:
-        model.ByteSize()
-        return True
+        return model.ByteSize()
     except Exception:
-        return False
+        return None
 
 
 def _same_file(a: Path, b: Path) -> bool:

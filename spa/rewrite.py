@@ -29,8 +29,10 @@ class Rewriter:
         self.sink: Sink = sink or (lambda name, arr: numpy_helper.from_array(np.ascontiguousarray(arr), name))
         self.view = analysis.view
         self.keep = keep
-        self.model = onnx.ModelProto()
-        self.model.CopyFrom(self.view.model)
+        # the weights about to be sliced are not copied (step 1 of apply() replaces them): on a CNN pruned
+        # everywhere that is most of the model's bytes
+        sliced = {name for (name, axis) in self.a.slot_comps if name in self.view.inits and self.kept(name, axis) is not None}
+        self.model = _copy_without(self.view.model, sliced)
         self._new_inits: dict[str, onnx.TensorProto] = {}
         self._uses: dict[str, int] = {k: len(v) for k, v in self.view.consumers.items()}
         self._counter = 0
@@ -136,6 +138,34 @@ class Rewriter:
             del g.node[:]
             g.node.extend(nodes)
         return self.model
+
+
+def _copy_without(src: onnx.ModelProto, hollow: set[str]) -> onnx.ModelProto:
+    """A copy of `src` in which the initializers named in `hollow` keep only name, type and dims (their data is
+    about to be replaced)."""
+    m = onnx.ModelProto()
+    if not hollow:
+        m.CopyFrom(src)
+        return m
+    for msg, dst in ((src, m), (src.graph, m.graph)):
+        for fd, v in msg.ListFields():
+            if fd.name == "graph" and msg is src:
+                continue
+            if fd.name == "initializer" and msg is src.graph:
+                for t in v:
+                    if t.name in hollow:
+                        h = dst.initializer.add()
+                        h.name, h.data_type = t.name, t.data_type
+                        h.dims.extend(t.dims)
+                    else:
+                        dst.initializer.add().CopyFrom(t)
+            elif hasattr(v, "extend"):
+                getattr(dst, fd.name).extend(v)
+            elif hasattr(v, "CopyFrom"):
+                getattr(dst, fd.name).CopyFrom(v)
+            else:
+                setattr(dst, fd.name, v)
+    return m
 
 
 def _live(model: onnx.ModelProto) -> tuple[set[int], set[str]]:

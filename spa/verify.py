@@ -39,8 +39,9 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict
     return feeds
 
 
-def session(model: onnx.ModelProto, optimize: bool = False, threads: int = 0):
-    """An onnxruntime CPU session (no graph optimisation by default: the model runs as written)."""
+def session(model: onnx.ModelProto | bytes, optimize: bool = False, threads: int = 0):
+    """An onnxruntime CPU session (no graph optimisation by default: the model runs as written). `model` may
+    be the proto already serialised (bytes), so a caller that also checks or writes it serialises it once."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -50,7 +51,8 @@ def session(model: onnx.ModelProto, optimize: bool = False, threads: int = 0):
     )
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def session_from_file(path: str, threads: int = 0):
@@ -97,11 +99,14 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray
     return session(model).run(None, feeds)
 
 
-def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None) -> None:
+def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None, *, blob: bytes | None = None) -> None:
     """onnx.checker (full), strict shape inference, and one onnxruntime run whose outputs keep the original's
-    shapes. Raises VerificationFailed with a one-line reason."""
+    shapes. Raises VerificationFailed with a one-line reason. `blob`: `model` already serialised (the checker
+    and onnxruntime then share it instead of serialising the proto twice)."""
+    if blob is None:
+        blob = model.SerializeToString()
     try:
-        onnx.checker.check_model(model, full_check=True)
+        onnx.checker.check_model(blob, full_check=True)
     except Exception as e:
         # a model that was already invalid is not held to a stricter standard than it met; the onnxruntime
         # run below still has to succeed
@@ -109,7 +114,7 @@ def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None)
             raise VerificationFailed(f"pruned model fails onnx.checker: {_first_line(e)}") from None
     feeds = random_inputs(model)
     try:
-        outs = run(model, feeds)
+        outs = session(blob).run(None, feeds)
     except Exception as e:
         if original is not None:
             try:

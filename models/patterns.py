@@ -350,9 +350,10 @@ def layernorm_spatial() -> onnx.ModelProto:
     return _sandwich(17, mid)
 
 
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def layernorm_nhwc_channels() -> onnx.ModelProto:
-    """LayerNorm over C in NHWC mixes the channels: frozen."""
+    """LayerNorm over C in NHWC (ConvNeXt): prunable, lossy (the statistics are taken over fewer channels);
+    `--no-hidden` freezes it. The oracle masks the removed channels out of the statistics."""
 
     def mid(b: _B, t: str):
         b.op("Transpose", [t], "nhwc", perm=[0, 2, 3, 1])
@@ -791,8 +792,11 @@ def reduce_mean_opset18() -> onnx.ModelProto:
     return b.model(["y"])
 
 
-@_pattern("frozen", "t_r")
+@_pattern("prunable", "t_r")
 def reduce_mean_channels() -> onnx.ModelProto:
+    """A mean over the channels (decomposed LayerNorm/RMSNorm statistics): prunable, lossy (the mean is over
+    fewer channels); `--no-hidden` freezes it."""
+
     def mid(b: _B, t: str):
         b.op("Relu", [t], "t_r")
         b.op("ReduceMean", ["t_r"], "rm", axes=[1], keepdims=1)

@@ -26,8 +26,11 @@ Slot = tuple[str, int]
 class Couplings:
     """Collects links between atoms, frozen slots, freed slots and initializer roles."""
 
-    def __init__(self, view: ModelView) -> None:
+    def __init__(self, view: ModelView, hidden: bool = True) -> None:
         self.view = view
+        self.hidden = hidden  # False: slots whose removal changes normalisation statistics are frozen
+        self.lossy: dict[Slot, str] = {}
+        self.lossy_sites: list[tuple[str, str, int]] = []  # (node output, tensor, axis) of lossy statistics
         self.offset: dict[Slot, int] = {}
         self.size: dict[Slot, int] = {}
         self.n_atoms = 0
@@ -43,10 +46,7 @@ class Couplings:
 
     # -- atoms
     def _dim(self, name: str, axis: int) -> int | None:
-        s = self.view.shape(name)
-        if s is None or axis >= len(s):
-            return None
-        return s[axis]
+        return self.view.period(name, axis)
 
     def atoms(self, slot: Slot) -> int:
         off = self.offset.get(slot)
@@ -95,6 +95,14 @@ class Couplings:
 
     def freeze_tensor(self, name: str, reason: str) -> None:
         self.frozen_tensors.setdefault(name, reason)
+
+    def mark_lossy(self, name: str, axis: int, reason: str, node: str = "") -> None:
+        self.mentioned.add((name, axis))
+        if self.hidden:
+            self.lossy.setdefault((name, axis), reason)
+            self.lossy_sites.append((node, name, axis))
+        else:
+            self.frozen.setdefault((name, axis), f"{reason}; kept by --no-hidden")
 
     def free(self, name: str, axis: int | None) -> None:
         if axis is None:
@@ -154,6 +162,8 @@ class Group:
     frozen: list[str]  # why not prunable; empty → prunable
     comps: np.ndarray = field(repr=False)  # global channel ids, in local order
     width: int = 0  # indices per channel in the anchor slot (1 normally; >1 for grouped-conv blocks)
+    # why removing these channels is not exact (normalisation statistics over the channels change); empty: exact
+    lossy: list[str] = field(default_factory=list)
 
     @property
     def prunable(self) -> bool:
@@ -191,6 +201,8 @@ class Analysis:
     comp_group: np.ndarray  # global channel id → group id (-1: not in a reported group)
     comp_local: np.ndarray  # global channel id → index within its group
     unknown_ops: dict[str, list[str]]  # op type → node names without a rule
+    # nodes computing statistics over prunable channels (LayerNorm, ReduceMean): (node output, tensor, axis)
+    lossy_sites: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def prunable(self) -> list[Group]:
@@ -204,8 +216,10 @@ _FLOAT_DTYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ROLE_ORDER = {"out": 0, "scale": 1, "bias": 2, "stat": 3, "in": 4, "other": 5}
 
 
-def analyze(view: ModelView) -> Analysis:
-    c = Couplings(view)
+def analyze(view: ModelView, hidden: bool = True) -> Analysis:
+    """Coupled channel groups of `view`. hidden=False keeps the widths that only lossy pruning could change
+    (channels normalised together by LayerNorm/RMSNorm: a transformer's residual stream)."""
+    c = Couplings(view, hidden)
     unknown: dict[str, list[str]] = {}
     for name in view.graph_inputs:
         c.freeze_tensor(name, f"graph input '{name}'")
@@ -318,6 +332,7 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
         comp_local[local_order] = np.arange(len(local_order))
         members = []
         frozen: list[str] = []
+        lossy: list[str] = []
         for s in mslots:
             lab_s = slot_comps[s]
             ids = np.where(comp_group[lab_s] == gid, comp_local[lab_s], -1)
@@ -326,11 +341,14 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
             r = c.frozen.get(s) or c.frozen_tensors.get(s[0])
             if r and r not in frozen:
                 frozen.append(r)
+            lr = c.lossy.get(s)
+            if lr and lr not in lossy:
+                lossy.append(lr)
         width = int(np.count_nonzero(members[0].ids >= 0) // max(1, len(local_order)))
         assert len(local_order) == len(comps)
-        groups.append(Group(gid, len(local_order), members, frozen, local_order, width))
+        groups.append(Group(gid, len(local_order), members, frozen, local_order, width, lossy))
 
-    return Analysis(view, groups, slot_comps, comp_group, comp_local, unknown)
+    return Analysis(view, groups, slot_comps, comp_group, comp_local, unknown, c.lossy_sites)
 
 
 def _first_slot(comp: int, ps_sorted: np.ndarray, starts: np.ndarray) -> int:

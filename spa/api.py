@@ -19,7 +19,7 @@ import onnx
 
 from . import graph
 from .analysis import Analysis, analyze as _analyze
-from .criteria import CRITERIA, score
+from .criteria import CRITERIA, NEEDS_DATA, score
 from .errors import BadArgument, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
@@ -68,6 +68,7 @@ class AnalyzeReport:
                     "prunable": g.prunable,
                     "reason": g.why,
                     "reasons": g.frozen,
+                    "lossy": g.lossy,
                     "members": [
                         {"tensor": m.tensor, "axis": m.axis, "param": m.is_param, "role": m.role}
                         for m in g.members
@@ -84,10 +85,10 @@ class AnalyzeReport:
         }
 
 
-def analyze(model: ModelLike) -> AnalyzeReport:
+def analyze(model: ModelLike, *, hidden: bool = True) -> AnalyzeReport:
     t0 = time.perf_counter()
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
-    a = _analyze(view)
+    a = _analyze(view, hidden=hidden)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size), time.perf_counter() - t0)
 
@@ -161,18 +162,24 @@ def compute_plan(
     max_group_ratio: float = 0.9,
     round_to: int = 1,
     seed: int = 0,
+    stats: dict | None = None,
 ) -> Plan:
     check_ratio(ratio)
-    scores = compute_scores(a, criterion, seed)
+    scores = compute_scores(a, criterion, seed, stats)
     return make_plan(
         a, scores, ratio, global_=global_, max_group_ratio=max_group_ratio, round_to=round_to, criterion=criterion
     )
 
 
-def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0) -> dict[int, np.ndarray]:
-    """Per prunable group: the criterion's (group-normalised) channel scores."""
+def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dict | None = None) -> dict[int, np.ndarray]:
+    """Per prunable group: the criterion's (group-normalised) channel scores. Criteria that need data get
+    `stats` (spa.calib.collect; collected from noise inputs here when not given)."""
     if criterion not in CRITERIA:
         raise BadArgument(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
+    if criterion in NEEDS_DATA and stats is None:
+        from . import calib
+
+        stats = calib.collect(a, seed=seed)
     rng = np.random.default_rng(seed)
     view = a.view
 
@@ -181,7 +188,7 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0) -> dict[in
         assert arr is not None
         return arr
 
-    return {g.id: score(criterion, g, weights, rng) for g in a.prunable}
+    return {g.id: score(criterion, g, weights, rng, stats) for g in a.prunable}
 
 
 TARGETS = ("macs", "params", "latency")
@@ -266,6 +273,7 @@ def prune(
     max_group_ratio: float = 0.9,
     round_to: int = 1,
     ignore: list[str] | None = None,
+    hidden: bool = True,
     plan: Plan | None = None,
     seed: int = 0,
     verify: bool = True,
@@ -274,33 +282,48 @@ def prune(
     target_macs: float | None = None,
     target_params: float | None = None,
     target_latency: float | None = None,
+    calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None,
+    calib_source: str | None = None,
+    compensate: bool = True,
     output: str | os.PathLike[str] | None = None,
     stream_bytes: int | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
-    also measures the zero-group oracle error.
+    also measures the zero-group oracle error. Criteria that need data (obspa, act, wanda) use `calib` (an .npz
+    path or arrays keyed by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES);
+    obspa then compensates the consumers' remaining weights (`compensate`).
 
     With `output`, the verified model is also written there (atomically). A model file whose external data
     exceeds `stream_bytes` (default `spa.stream.stream_threshold()`, 2 GiB) is then streamed: weights are read
     from disk one at a time and the sliced ones written straight to the output's data file, verified from
-    disk; the returned proto refers to that file. (Options that need every weight in memory, --oracle and
-    targets, load the model whole as before.)"""
+    disk; the returned proto refers to that file. (Options that need every weight in memory, --oracle,
+    targets, data-driven criteria, load the model whole as before.)"""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
     say("loading and inferring shapes")
-    in_memory = bool(oracle) or any(v is not None for v in (target_macs, target_params, target_latency))
+    in_memory = bool(oracle) or criterion in NEEDS_DATA or any(
+        v is not None for v in (target_macs, target_params, target_latency))
     view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
     staging = _staging_for(view, path, output)
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
-    a = _analyze(view)
+    a = _analyze(view, hidden=hidden)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
+    stats_ = None
+    if criterion in NEEDS_DATA:
+        from . import calib as calib_
+
+        t1 = time.perf_counter()
+        say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
+        feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
+        stats_ = calib_.collect(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed)
+        t["calibrate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
     targets = {k: v for k, v in (("macs", target_macs), ("params", target_params), ("latency", target_latency))
@@ -311,7 +334,7 @@ def prune(
         (metric, frac), = targets.items()
         say(f"searching the global ratio for {frac:g} of the {metric}")
         plan, reached = plan_for_target(
-            a, compute_scores(a, criterion, seed), metric, float(frac), max_group_ratio=max_group_ratio,
+            a, compute_scores(a, criterion, seed, stats_), metric, float(frac), max_group_ratio=max_group_ratio,
             round_to=round_to, criterion=criterion,
         )
         t["target_reached"] = reached
@@ -324,13 +347,22 @@ def prune(
             max_group_ratio=max_group_ratio,
             round_to=round_to,
             seed=seed,
+            stats=stats_,
         )
     keep = keep_mask(a, plan)
     t["plan"] = time.perf_counter() - t1
+    overrides = None
+    if criterion == "obspa" and compensate and stats_:
+        from .criteria.obspa import compensate as obs_update
+
+        t1 = time.perf_counter()
+        say("compensating the remaining weights (OBS update)")
+        overrides = obs_update(a, keep, stats_)
+        t["compensate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say("rewriting")
     try:
-        pruned = Rewriter(a, keep, sink=staging.put if staging else None).apply()
+        pruned = Rewriter(a, keep, overrides=overrides, sink=staging.put if staging else None).apply()
         if staging is not None:
             staging.finish(pruned, view.base_dir)
         t["rewrite"] = time.perf_counter() - t1
@@ -357,7 +389,8 @@ def prune(
     # oracle: True / "float32" runs it in onnxruntime; "float64" in the reference evaluator (small models)
     if oracle:
         say("zero-group oracle")
-    err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32") if oracle else None
+    err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32",
+                       overrides=overrides) if oracle else None
     before = stats(view, Path(path).stat().st_size if path else None)
     after = stats(graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if staging else None),
                   written)
@@ -410,10 +443,11 @@ class CheckResult:
         return not self.failures
 
 
-def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5) -> CheckResult:
+def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5,
+          hidden: bool = True) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
     view, _ = prepare(model)
-    a = _analyze(view)
+    a = _analyze(view, hidden=hidden)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

@@ -112,12 +112,13 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report")] = None,
+    no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
     from . import api
     from .report import human
 
-    rep = api.analyze(model)
+    rep = api.analyze(model, hidden=not no_hidden)
     if html:
         _write_html(rep, html, model)
     d = rep.as_dict()
@@ -146,13 +147,17 @@ def analyze(
         t.add_row(
             str(g.id),
             str(g.size) + (f"×{g.width}" if g.width > 1 else ""),
-            "[green]prunable[/]" if g.prunable else "[red]frozen[/]",
+            ("[yellow]lossy[/]" if g.lossy else "[green]prunable[/]") if g.prunable else "[red]frozen[/]",
             ", ".join(ps[:3]) + more,
-            g.why,
+            g.why or (g.lossy[0] if g.lossy and g.prunable else ""),
         )
     con.print(t)
     if shown is not a.groups:
         con.print(f"(showing frozen groups only; --all lists all {len(a.groups)})")
+    n_lossy = sum(1 for g in a.prunable if g.lossy)
+    if n_lossy:
+        con.print(f"{n_lossy} prunable group(s) are lossy: channels normalised together (LayerNorm/RMSNorm/mean over "
+                  "channels); removing some changes the statistics of the rest. --no-hidden keeps them.")
     if a.unknown_ops:
         con.print("ops without a channel rule (their channels are frozen): " + ", ".join(
             f"{op} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
@@ -164,7 +169,9 @@ def prune(
     models: Annotated[list[Path], typer.Argument(help="ONNX model file (several: with --out-dir)")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the pruned model")] = None,
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
-    criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn")] = "l1",
+    criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda")] = "l1",
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs (.npz keyed by graph input name, first axis = samples) for obspa/act/wanda")] = None,
+    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: noise | bn | bn-synth")] = None,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
@@ -181,6 +188,7 @@ def prune(
     target_latency: Annotated[Optional[float], typer.Option("--target-latency", help="keep at most this fraction of the onnxruntime CPU latency (measured here)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="prune every model given into DIR/<file name> (one line each)")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
+    no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -201,7 +209,8 @@ def prune(
         options = dict(ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
                        round_to=round_to, ignore=ignore or [], plan=Plan.load(plan_in) if plan_in else None,
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
-                       target_latency=target_latency)
+                       target_latency=target_latency, calib=calib, calib_source=calib_source,
+                       hidden=not no_hidden)
         _prune_many(models, out_dir, options, jobs, as_json, quiet)
         return
     model = models[0]
@@ -228,10 +237,13 @@ def prune(
             target_macs=target_macs,
             target_params=target_params,
             target_latency=target_latency,
+            calib=calib,
+            calib_source=calib_source,
             output=output,
+            hidden=not no_hidden,
         )
     if html:
-        _write_html(api.analyze(model), html, model, plan=rep.plan)
+        _write_html(api.analyze(model, hidden=not no_hidden), html, model, plan=rep.plan)
     if plan_out:
         rep.plan.save(plan_out)
     if quiet:
@@ -290,6 +302,7 @@ def check(
     ratio: Annotated[float, typer.Option("--ratio", "-r")] = 0.5,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
 ) -> None:
     """Self-test: prune random channels, zero the same ones in the original; outputs must agree (1e-5)."""
     from . import api
@@ -297,7 +310,7 @@ def check(
     from .plan import check_ratio
 
     check_ratio(ratio)
-    res = api.check(model, trials=trials, ratio=ratio, seed=seed)
+    res = api.check(model, trials=trials, ratio=ratio, seed=seed, hidden=not no_hidden)
     if as_json:
         print(json.dumps({"ok": res.ok, "trials": res.trials, "worst_rel_error": res.worst,
                           "prunable_groups": res.groups_tested, "failures": res.failures}, indent=1))
@@ -512,6 +525,39 @@ def convert(
     for n in dict.fromkeys(notes):
         print(f"spa: warning: {n}", file=sys.stderr)
     print(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
+
+
+@app.command()
+@_guard
+def finetune(
+    model: Annotated[Path, typer.Argument(help="ONNX model to fine-tune (typically the output of spa prune)")],
+    data: Annotated[Path, typer.Option("--data", help=".npz: one array per graph input (keyed by its name) and the targets")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="where to write the fine-tuned ONNX model")],
+    epochs: Annotated[int, typer.Option("--epochs", help="passes over the data")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 1e-3,
+    batch: Annotated[int, typer.Option("--batch", help="samples per step")] = 32,
+    loss: Annotated[str, typer.Option("--loss", help="ce (class indices or probabilities) | mse")] = "ce",
+    input_key: Annotated[str | None, typer.Option("--input", help="npz key holding the (single) graph input, if not named after it")] = None,
+    target_key: Annotated[str | None, typer.Option("--target", help="npz key of the targets (default: target, y, labels or label)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the sample order")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
+) -> None:
+    """Fine-tune through PyTorch (ONNX -> torch -> train -> ONNX), checked in onnxruntime, written atomically."""
+    from .finetune import finetune as run
+
+    rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
+              target_key=target_key, seed=seed)
+    if as_json:
+        print(json.dumps(rep.as_dict(), indent=1))
+    elif not quiet:
+        acc = ""
+        if rep.accuracy_before is not None and rep.accuracy_after is not None:
+            acc = f", accuracy {rep.accuracy_before:.3f} -> {rep.accuracy_after:.3f}"
+        print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
+              f"({rep.epochs} epochs)")
+        print(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
+              f"{rep.seconds:.1f}s)")
 
 
 def main() -> None:

@@ -277,6 +277,17 @@ class ModelView:
     folded: dict[str, np.ndarray] = field(default_factory=dict)  # shape arithmetic known from static shapes
     _arrays: dict[str, np.ndarray] = field(default_factory=dict)
     base_dir: str | None = None  # where the external data of streamed (not loaded) initializers lives
+    batch_symbol: str | None = None  # the symbolic batch dim of the first graph input
+
+    def period(self, name: str, axis: int) -> int | None:
+        """The axis's size, or for a dynamic axis known to be k·batch (batch outermost: reshapes fold the
+        batch in front), k: index i of such an axis is element i % k of every batch entry."""
+        s = self.shapes.get(name)
+        if s is None or axis >= len(s):
+            return None
+        if s[axis] is not None:
+            return s[axis]
+        return batch_multiple(self.symbols.get(name, ()), axis, self.batch_symbol)
 
     @classmethod
     def build(cls, model: onnx.ModelProto, base_dir: str | None = None) -> "ModelView":
@@ -316,6 +327,10 @@ class ModelView:
             opset=opset_of(model),
             folded=folded,
             base_dir=base_dir,
+            batch_symbol=next(
+                (i.type.tensor_type.shape.dim[0].dim_param for i in model.graph.input
+                 if i.name not in init_names and i.type.tensor_type.shape.dim
+                 and i.type.tensor_type.shape.dim[0].dim_param), None),
         )
 
     def array(self, name: str) -> np.ndarray | None:
@@ -424,7 +439,10 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
                 syms.append(None)
             else:
                 dims.append(None)
-                syms.append(batch_sym if (da, db) == (1, 2) else None)
+                # k·batch in both runs (batch 1, then 2): a batch merged with k other elements (attention
+                # heads folded into the batch, Swin windows), written "batch*k"
+                syms.append(None if batch_sym is None or da < 1 or db != 2 * da
+                            else batch_sym if da == 1 else f"{batch_sym}*{int(da)}")
         old = shapes.get(name)
         if old is not None and len(old) == len(dims):
             dims = [o if o is not None else d for o, d in zip(old, dims)]
@@ -434,6 +452,25 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
 
 _FOLD_OPS = set("Shape Size Gather Unsqueeze Squeeze Concat Slice Cast Identity Add Sub Mul Div Floor Ceil "
                 "ReduceProd ReduceSum Neg Abs Max Min".split())
+
+
+def batch_multiple(syms: tuple, axis: int, batch: str | None) -> int | None:
+    """k if the symbol of `axis` is the batch symbol (k = 1) or "batch*k"; None otherwise."""
+    if batch is None or axis >= len(syms) or not syms[axis]:
+        return None
+    sym = syms[axis]
+    if sym == batch:
+        return 1
+    head, _, k = sym.rpartition("*")
+    return int(k) if head == batch and k.isdigit() else None
+
+
+def _as_index(v: np.ndarray) -> np.ndarray:
+    """Shape-arithmetic values as int64 indices, huge sentinels (±INT64_MAX as float) clamped to ±2**62."""
+    v = np.asarray(v, dtype=np.float64)
+    if np.isnan(v).any():
+        raise ValueError("unknown index")  # the caller does not fold this node
+    return np.clip(v, -(2.0**62), 2.0**62).astype(np.int64)
 
 
 def fold_shape_values(model: onnx.ModelProto, shapes: dict, inits: dict) -> dict[str, np.ndarray]:
@@ -507,12 +544,13 @@ def fold_shape_values(model: onnx.ModelProto, shapes: dict, inits: dict) -> dict
             elif op == "Slice":
                 if len(node.input) < 3:
                     continue
-                st, en = ins[1][0].astype(np.int64), ins[2][0].astype(np.int64)
-                axes = ins[3][0].astype(np.int64) if len(ins) > 3 and ins[3] else np.arange(len(st))
-                steps = ins[4][0].astype(np.int64) if len(ins) > 4 and ins[4] else np.ones(len(st), np.int64)
+                # values are float64 here (NaN = unknown): INT64_MAX-style ends must be clamped before the cast
+                st, en = _as_index(ins[1][0]), _as_index(ins[2][0])
+                axes = _as_index(ins[3][0]) if len(ins) > 3 and ins[3] else np.arange(len(st))
+                steps = _as_index(ins[4][0]) if len(ins) > 4 and ins[4] else np.ones(len(st), np.int64)
                 sl = [slice(None)] * a.ndim
                 for s0, e0, ax, sp in zip(st, en, axes, steps):
-                    sl[int(ax)] = slice(int(s0), int(max(min(e0, 2**62), -(2**62))), int(sp))
+                    sl[int(ax)] = slice(int(s0), int(e0), int(sp))
                 v = a[tuple(sl)]
             elif op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
                 b = ins[1][0]

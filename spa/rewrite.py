@@ -22,10 +22,20 @@ Sink = Callable[[str, np.ndarray], onnx.TensorProto]
 
 
 class Rewriter:
-    def __init__(self, analysis: Analysis, keep: np.ndarray, *, sink: Sink | None = None) -> None:
+    def __init__(
+        self,
+        analysis: Analysis,
+        keep: np.ndarray,
+        *,
+        sink: Sink | None = None,
+        overrides: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """`sink(name, array)` encodes each sliced initializer (default: inline in the proto; a streamed model
-        passes `spa.stream.Staging.put`, which writes it to the output's external data file at once)."""
+        passes `spa.stream.Staging.put`, which writes it to the output's external data file at once).
+        `overrides`: initializer name → new full-size values (OBSPA's compensated weights), used instead of
+        the model's own."""
         self.a = analysis
+        self.overrides = overrides or {}
         self.sink: Sink = sink or (lambda name, arr: numpy_helper.from_array(np.ascontiguousarray(arr), name))
         self.view = analysis.view
         self.keep = keep
@@ -34,6 +44,7 @@ class Rewriter:
         sliced = {name for (name, axis) in self.a.slot_comps if name in self.view.inits and self.kept(name, axis) is not None}
         self.model = _copy_without(self.view.model, sliced)
         self._new_inits: dict[str, onnx.TensorProto] = {}
+        self._new_nodes: list[onnx.NodeProto] = []
         self._uses: dict[str, int] = {k: len(v) for k, v in self.view.consumers.items()}
         self._counter = 0
 
@@ -80,6 +91,26 @@ class Rewriter:
             node.input.append("")
         node.input[i] = name
 
+    def patch_input(self, node: onnx.NodeProto, i: int, entries: dict[int, int]) -> None:
+        """A shape input computed at run time (e.g. from a dynamic batch and sequence) whose entries `entries`
+        (position → new value) must change: feed `input * keep + values` instead (Mul, Add on int64)."""
+        src = node.input[i]
+        s = self.view.shape(src)
+        assert s is not None and len(s) == 1 and s[0] is not None, (src, s)
+        keep = np.ones(s[0], np.int64)
+        vals = np.zeros(s[0], np.int64)
+        for m, v in entries.items():
+            keep[m], vals[m] = 0, v
+        self._counter += 1
+        base = f"{src}__spa_patch{self._counter}"
+        self._new_inits[base + "_keep"] = numpy_helper.from_array(keep, base + "_keep")
+        self._new_inits[base + "_vals"] = numpy_helper.from_array(vals, base + "_vals")
+        self._new_nodes += [
+            onnx.helper.make_node("Mul", [src, base + "_keep"], [base + "_m"], name=base + "_mul"),
+            onnx.helper.make_node("Add", [base + "_m", base + "_vals"], [base], name=base + "_add"),
+        ]
+        node.input[i] = base
+
     def apply(self) -> onnx.ModelProto:
         g = self.model.graph
         # 1. slice initializers along every pruned slot
@@ -90,8 +121,12 @@ class Rewriter:
                 if k is not None:
                     cuts.setdefault(name, []).append((axis, k))
         for i, t in enumerate(g.initializer):
+            if t.name in self.overrides and t.name not in cuts:
+                g.initializer[i].CopyFrom(self.sink(t.name, self.overrides[t.name]))
             if t.name in cuts:
-                arr = self.view.array(t.name)  # cached: the criteria usually decoded it already
+                arr = self.overrides.get(t.name)
+                if arr is None:
+                    arr = self.view.array(t.name)  # cached: the criteria usually decoded it already
                 for axis, k in cuts[t.name]:
                     arr = np.take(arr, k, axis=axis)
                 g.initializer[i].CopyFrom(self.sink(t.name, arr))
@@ -104,6 +139,7 @@ class Rewriter:
             touched = any(self.changed_tensor(t) for t in list(node.input) + list(node.output) if t)
             if touched or (rule.always_rewrite and self.changed_any):
                 rule.rewrite(RewriteCtx(node, self.view, self))
+        g.node.extend(self._new_nodes)  # sorted topologically below
         # shape arithmetic folded at analysis: wherever a rule did not rewrite it and the shapes it was computed
         # from changed, write its original value as a constant (it must not follow the pruned shapes)
         if self.changed_any:

@@ -132,7 +132,8 @@ def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None,
 def _check_output_shapes(outs: list[np.ndarray], original: onnx.ModelProto) -> None:
     for o, info in zip(outs, original.graph.output):
         dims = info.type.tensor_type.shape.dim
-        want = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        # a declared dim ≤ 0 (PaddlePaddle writes -1 for "any") is no constraint
+        want = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
         if len(want) != o.ndim or any(w is not None and w != g for w, g in zip(want, o.shape)):
             raise VerificationFailed(f"output '{info.name}' changed shape: declared {want}, got {list(o.shape)}")
 
@@ -152,11 +153,18 @@ def _first_line(e: Exception) -> str:
     return (s[0] if s else type(e).__name__)[:300]
 
 
-def zeroed_model(analysis: Analysis, keep: np.ndarray) -> onnx.ModelProto:
+def zeroed_model(
+    analysis: Analysis, keep: np.ndarray, overrides: dict[str, np.ndarray] | None = None
+) -> onnx.ModelProto:
     """The original model with every removed channel made inert in every initializer member of its group:
-    producer rows, biases, norm scales/shifts, consumer columns (0; 1 for divisors and variances)."""
+    producer rows, biases, norm scales/shifts, consumer columns (0; 1 for divisors and variances).
+    `overrides` (initializer name → full-size values, e.g. compensated weights) replace the originals first."""
     m = onnx.ModelProto()
     m.CopyFrom(analysis.view.model)
+    overrides = overrides or {}
+    for i, t in enumerate(m.graph.initializer):
+        if t.name in overrides:
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.asarray(overrides[t.name]), t.name))
     edits: dict[str, list[tuple[int, np.ndarray, float]]] = {}
     for g in analysis.groups:
         for mem in g.params:
@@ -172,7 +180,83 @@ def zeroed_model(analysis: Analysis, keep: np.ndarray) -> onnx.ModelProto:
                 idx[axis] = drop
                 arr[tuple(idx)] = neutral
             m.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
+    _mask_statistics(m, analysis, keep)
     return m
+
+
+def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> None:
+    """Lossy groups (channels normalised together): in the zeroed model, make every statistic over such an
+    axis ignore the removed channels, as the pruned model does. ReduceMean(x) becomes
+    ReduceSum(x · mask) / kept; LayerNormalization/RMSNormalization become their decomposition with the
+    deviations masked. Then zeroed == pruned holds exactly for lossy groups too."""
+    if not analysis.lossy_sites:
+        return
+    g = m.graph
+    by_out = {n.output[0]: i for i, n in enumerate(g.node) if n.output}
+    opset = analysis.view.opset
+    new_nodes: dict[int, list[onnx.NodeProto]] = {}
+    inits: list[onnx.TensorProto] = []
+    for out, x, axis in analysis.lossy_sites:
+        comps = analysis.slot_comps.get((x, axis))
+        i = by_out.get(out)
+        if comps is None or i is None or keep[comps].all():
+            continue
+        node = g.node[i]
+        r = len(analysis.view.shape(x) or ())
+        mask = keep[comps].astype(np.float32).reshape([-1] + [1] * (r - 1 - axis))
+        p = f"{out}__spa_mask"
+        k = float(mask.sum())
+        inits += [numpy_helper.from_array(mask, p + "_m"), numpy_helper.from_array(np.array(1.0 / k, np.float32), p + "_k"),
+                  numpy_helper.from_array(np.array([axis], np.int64), p + "_ax")]
+        H = onnx.helper
+
+        def rsum(src: str, dst: str) -> onnx.NodeProto:
+            if opset >= 13:
+                return H.make_node("ReduceSum", [src, p + "_ax"], [dst], keepdims=1)
+            return H.make_node("ReduceSum", [src], [dst], axes=[axis], keepdims=1)
+
+        if node.op_type == "ReduceMean":
+            keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+            nodes = [H.make_node("Mul", [node.input[0], p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
+                     H.make_node("Mul", [p + "_s", p + "_k"], [out if keepdims else p + "_mean"])]
+            if not keepdims:
+                nodes.append(H.make_node("Squeeze", [p + "_mean", p + "_ax"], [out]) if opset >= 13
+                             else H.make_node("Squeeze", [p + "_mean"], [out], axes=[axis]))
+        elif node.op_type in ("LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"):
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            inits.append(numpy_helper.from_array(np.array(eps, np.float32), p + "_eps"))
+            xin = node.input[0]
+            nodes = []
+            if node.op_type == "LayerNormalization":
+                nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
+                          H.make_node("Mul", [p + "_s", p + "_k"], [p + "_mean"]),
+                          H.make_node("Sub", [xin, p + "_mean"], [p + "_c"])]
+                xin = p + "_c"
+            nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_d"]),
+                      H.make_node("Mul", [p + "_d", p + "_d"], [p + "_d2"]), rsum(p + "_d2", p + "_v"),
+                      H.make_node("Mul", [p + "_v", p + "_k"], [p + "_var"]),
+                      H.make_node("Add", [p + "_var", p + "_eps"], [p + "_ve"]),
+                      H.make_node("Sqrt", [p + "_ve"], [p + "_sd"]),
+                      H.make_node("Div", [p + "_d", p + "_sd"], [p + "_n"])]
+            last = p + "_n"
+            if len(node.input) > 1 and node.input[1]:
+                nodes.append(H.make_node("Mul", [last, node.input[1]], [p + "_y"]))
+                last = p + "_y"
+            if len(node.input) > 2 and node.input[2]:
+                nodes.append(H.make_node("Add", [last, node.input[2]], [p + "_yb"]))
+                last = p + "_yb"
+            nodes.append(H.make_node("Identity", [last], [out]))
+        else:
+            continue
+        new_nodes[i] = nodes
+    if not new_nodes:
+        return
+    rebuilt = []
+    for i, n in enumerate(g.node):
+        rebuilt.extend(new_nodes.get(i, [n]))
+    del g.node[:]
+    g.node.extend(rebuilt)
+    g.initializer.extend(inits)
 
 
 def to_double(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -215,12 +299,13 @@ def oracle_error(
     seed: int = 0,
     batch: int = 2,
     precision: str = "float32",
+    overrides: dict[str, np.ndarray] | None = None,
 ) -> float:
     """Largest |zeroed − pruned| over all outputs, relative to the largest |zeroed| output value.
 
     precision "float32": both models in onnxruntime as they are; "float64": both converted to double and run
     by onnx's reference evaluator (small models; removes rounding noise of ill-conditioned graphs)."""
-    z = zeroed_model(analysis, keep)
+    z = zeroed_model(analysis, keep, overrides)
     feeds = random_inputs(z, seed=seed, batch=batch)
     if precision == "float64":
         zd, pd = to_double(z), to_double(pruned)

@@ -121,6 +121,12 @@ class NodeCtx:
         """Why the axes this rule leaves unmentioned are frozen (default: "not channel-mapped")."""
         self.c.node_reason = reason
 
+    def lossy(self, name: str, axis: int, reason: str) -> None:
+        """The node combines this axis's channels into statistics (LayerNorm mean/variance, RMS): removing
+        channels gives the same formula over fewer channels, so it is allowed, but not exact. Frozen instead when
+        the analysis keeps hidden widths (--no-hidden)."""
+        self.c.mark_lossy(name, axis, f"{self.where()}: {reason}", self.node.output[0])
+
     def free(self, name: str, axis: int | None = None) -> None:
         """The node reads this axis (all axes if None) without mixing channels, e.g. `Shape`."""
         self.c.free(name, axis)
@@ -175,6 +181,10 @@ class RewriteCtx:
     def set_input_const(self, i: int, value: np.ndarray) -> None:
         """Replace constant input `i` with `value` (a new initializer if the old one is shared)."""
         self.rw.set_input_const(self.node, i, value)
+
+    def patch_input(self, i: int, entries: dict[int, int]) -> None:
+        """Change entries (position → value) of a shape input computed at run time (adds Mul/Add nodes)."""
+        self.rw.patch_input(self.node, i, entries)
 
 
 class Rule:

@@ -42,6 +42,11 @@ class CastLike(Rule):
             n.free(n.inp(1))
 
 
+BROADCAST = (
+    "Add Sub Mul Div Pow Max Min Mean Sum Where Equal Greater Less GreaterOrEqual LessOrEqual And Or Xor "
+    "Mod BitShift BitwiseAnd BitwiseOr BitwiseXor PRelu"
+).split()
+
 _ROLES = {"Mul": SCALE, "Add": BIAS, "Sub": BIAS, "Div": SCALE, "PRelu": SCALE}
 
 
@@ -49,10 +54,7 @@ _ROLES = {"Mul": SCALE, "Add": BIAS, "Sub": BIAS, "Div": SCALE, "PRelu": SCALE}
 class Broadcast(Rule):
     """n-ary element-wise ops with multidirectional broadcasting (PRelu: unidirectional, same alignment)."""
 
-    ops = tuple(
-        "Add Sub Mul Div Pow Max Min Mean Sum Where Equal Greater Less GreaterOrEqual LessOrEqual And Or Xor "
-        "Mod BitShift BitwiseAnd BitwiseOr BitwiseXor PRelu".split()
-    )
+    ops = tuple(BROADCAST)
 
     def couple(self, n: NodeCtx) -> None:
         y = n.out()

@@ -51,18 +51,45 @@ class InstanceNorm(Rule):
 
 @register
 class LayerNorm(Rule):
-    """Normalises over axes [axis, rank): those axes mix (frozen); the leading axes pass through; the
-    Mean/InvStdDev outputs keep the leading axes."""
+    """Normalises over axes [axis, rank) (RMSNormalization: no mean; SimplifiedLayerNormalization: the
+    com.microsoft RMSNorm). The leading axes pass through; the Mean/InvStdDev outputs keep them. When a single
+    axis of size > 1 is normalised (a transformer's hidden width), its channels follow the input to the
+    output and the scale/bias: removing some normalises over the rest (lossy, see `NodeCtx.lossy`)."""
 
-    ops = ("LayerNormalization",)
+    ops = ("LayerNormalization", "RMSNormalization")
 
     def couple(self, n: NodeCtx) -> None:
-        x = n.inp(0)
-        r = n.rank(x)
-        if r is None:
+        x, y = n.inp(0), n.out()
+        sx = n.shape(x)
+        if sx is None:
             return
+        r = len(sx)
         axis = int(n.attr("axis", -1))
         axis = axis + r if axis < 0 else axis
-        n.bail(f"LayerNormalization normalises over axes {list(range(axis, r))} (statistics would change)")
+        normed = [k for k in range(axis, r) if sx[k] != 1]
+        n.bail(f"{n.op} normalises over axes {list(range(axis, r))} (statistics would change)")
         for out in n.outputs:
             n.same(x, out, [(k, k) for k in range(axis)])
+        if len(normed) != 1:
+            return
+        k = normed[0]
+        n.same(x, y, [(k, k)])
+        n.lossy(x, k, f"{n.op} statistics over axis {k} are computed from fewer channels")
+        for i, role in ((1, SCALE), (2, BIAS)):
+            p = n.inp(i)
+            sp = n.shape(p)
+            if p is None or sp is None:
+                continue
+            pk = k - (r - len(sp))  # scale/bias broadcast against the normalised axes, right-aligned
+            if 0 <= pk < len(sp) and sp[pk] != 1:
+                n.link(x, k, p, pk)
+                if n.is_param(p):
+                    n.role(p, pk, role)
+
+
+@register
+class SimplifiedLayerNorm(LayerNorm):
+    """com.microsoft SimplifiedLayerNormalization (RMSNorm, as onnxruntime's transformer optimiser fuses it)."""
+
+    ops = ("SimplifiedLayerNormalization",)
+    domain = "com.microsoft"

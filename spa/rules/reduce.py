@@ -62,6 +62,11 @@ class Reduce(Rule):
         n.bail(f"{n.op} combines values along axes {axes}")
         if n.inp(1) is not None:
             n.free(n.inp(1))
+        sx = n.shape(x) or ()
+        wide = [k for k in axes if sx[k] != 1]
+        if n.op == "ReduceMean" and len(wide) == 1:
+            # a decomposed LayerNorm/RMSNorm's statistics: the mean over the remaining channels (lossy)
+            n.lossy(x, wide[0], f"ReduceMean over axis {wide[0]} averages fewer channels")
         keep = int(n.attr("keepdims", 1))
         pairs, oj = [], 0
         for k in range(r):

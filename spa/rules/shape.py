@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Shape, shape_sources
-from .base import NodeCtx, Rule, RewriteCtx, norm_axis, register
+from ..graph import Shape, batch_multiple, shape_sources
+from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis, register
+from .elementwise import BROADCAST, UNARY
 
 
 @register
@@ -182,6 +183,29 @@ class Slice(Rule):
 
 
 @register
+class Gather(Rule):
+    """Gather(data, indices, axis): out = data[:axis] + indices.shape + data[axis+1:]. The other data axes
+    pass through (shifted by rank(indices) - 1), the indices' axes become the output's middle axes; the
+    gathered axis selects, so it stays frozen (an embedding table's vocabulary, qkv[0] of a fused QKV)."""
+
+    ops = ("Gather",)
+
+    def couple(self, n: NodeCtx) -> None:
+        x, idx, y = n.inp(0), n.inp(1), n.out()
+        r, ri = n.rank(x), n.rank(idx)
+        if r is None or ri is None:
+            return
+        g = norm_axis(int(n.attr("axis", 0)), r)
+        n.bail(f"Gather selects along axis {g}")
+        n.same(x, y, [(k, k if k < g else k + ri - 1) for k in range(r) if k != g])
+        n.same(idx, y, [(j, g + j) for j in range(ri)])
+        if n.is_param(x):
+            for k in range(r):
+                if k != g:
+                    n.role(x, k, OUT)
+
+
+@register
 class Pad(Rule):
     """Axes with zero padding at both ends pass through; padded axes are not followed."""
 
@@ -280,43 +304,68 @@ class Transpose(Rule):
         n.same(x, y, [(int(p), i) for i, p in enumerate(perm)])
 
 
-def align(sx: Shape, sy: Shape) -> list[tuple[list[int], list[int]]] | None:
+Term = tuple[int, int]  # a dim as (constant, power of the batch): 8 → (8, 0), batch → (1, 1), batch*4 → (4, 1)
+
+
+def terms(view, t: str) -> list[Term | None] | None:
+    """The dims of `t` as terms; None for a dynamic dim that is not a known multiple of the batch."""
+    s = view.shape(t)
+    if s is None:
+        return None
+    syms = view.symbols.get(t, ())
+    out: list[Term | None] = []
+    for a, d in enumerate(s):
+        if d is not None:
+            out.append((d, 0))
+        else:
+            k = batch_multiple(syms, a, view.batch_symbol)
+            out.append(None if k is None else (k, 1))
+    return out
+
+
+def align(sx: Shape, sy: Shape, tx: list[Term | None] | None = None,
+          ty: list[Term | None] | None = None) -> list[tuple[list[int], list[int]]] | None:
     """Split two shapes of one reshape into consecutive axis blocks of equal element count.
 
-    Size-1 axes form blocks of their own; an unknown axis must face an unknown axis (e.g. the batch).
+    Size-1 axes form blocks of their own. A dim that is k·batch (terms `tx`/`ty`, from the shape probe) must be
+    the first (outermost) axis of its block on both sides: the batch folded in front of k other elements
+    (heads folded into the batch, Swin windows). Any other unknown axis must face an unknown axis.
     Returns None when the shapes cannot be aligned."""
+    tx = tx if tx is not None else [None if d is None else (d, 0) for d in sx]
+    ty = ty if ty is not None else [None if d is None else (d, 0) for d in sy]
     blocks: list[tuple[list[int], list[int]]] = []
     i = j = 0
-    while i < len(sx) or j < len(sy):
-        if i < len(sx) and sx[i] == 1:
+    while i < len(tx) or j < len(ty):
+        if i < len(tx) and tx[i] == (1, 0):
             blocks.append(([i], []))
             i += 1
             continue
-        if j < len(sy) and sy[j] == 1:
+        if j < len(ty) and ty[j] == (1, 0):
             blocks.append(([], [j]))
             j += 1
             continue
-        if i == len(sx) or j == len(sy):
+        if i == len(tx) or j == len(ty):
             return None
-        if sx[i] is None or sy[j] is None:
-            if sx[i] is None and sy[j] is None:
+        if tx[i] is None or ty[j] is None:
+            other = ty[j] if tx[i] is None else tx[i]
+            if other is None or other[1] == 1:
                 blocks.append(([i], [j]))
                 i, j = i + 1, j + 1
                 continue
             return None
-        px, py, xs, ys = sx[i], sy[j], [i], [j]
+        px, py, xs, ys = tx[i], ty[j], [i], [j]
         i, j = i + 1, j + 1
         while px != py:
-            if px < py:
-                if i == len(sx) or sx[i] is None:
-                    return None
-                px *= sx[i]
+            grow_x = px[1] < py[1] or (px[1] == py[1] and px[0] < py[0])
+            t, k = (tx, i) if grow_x else (ty, j)
+            if k == len(t) or t[k] is None or t[k][1] != 0:
+                return None  # unknown, or the batch not outermost in its block
+            if grow_x:
+                px = (px[0] * t[k][0], px[1])
                 xs.append(i)
                 i += 1
             else:
-                if j == len(sy) or sy[j] is None:
-                    return None
-                py *= sy[j]
+                py = (py[0] * t[k][0], py[1])
                 ys.append(j)
                 j += 1
         blocks.append((xs, ys))
@@ -324,35 +373,111 @@ def align(sx: Shape, sy: Shape) -> list[tuple[list[int], list[int]]] | None:
 
 
 def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
-    """Link the axes a reshape keeps, and a merged channel axis (feature f ↔ channel (f // inner) % C)."""
+    """Link the axes a reshape keeps, and a merged channel axis (feature f ↔ channel (f // inner) % C).
+    Sizes are periods (`ModelView.period`): a k·batch axis is indexed modulo k."""
     sx, sy = n.shape(x), n.shape(y)
     if sx is None or sy is None:
         return False
-    blocks = align(sx, sy)
+    blocks = align(sx, sy, terms(n.view, x), terms(n.view, y))
     if blocks is None:
         return False
+    px = [n.view.period(x, k) for k in range(len(sx))]
+    py = [n.view.period(y, m) for m in range(len(sy))]
     for xs, ys in blocks:
         xs1 = [k for k in xs if sx[k] != 1]
         ys1 = [m for m in ys if sy[m] != 1]
         if len(xs1) == 1 and len(ys1) == 1:
             n.link(x, xs1[0], y, ys1[0])
         elif len(xs1) == 1 and len(ys1) > 1:
-            # one axis split into several, e.g. (C) -> (g, C/g) for a channel shuffle or (D) -> (heads, d):
-            # follow the innermost part; input index c ↔ c % size. A channel of the group is then "index j
-            # in every block", removed from all blocks at once; the outer axes stay frozen.
-            k, m = xs1[0], ys1[-1]
-            c = np.arange(sx[k])
-            n.link(x, k, y, m, c, c % sy[m])
+            # one axis split into several, e.g. (C) -> (g, C/g) for a channel shuffle or (C) -> (heads, d):
+            # follow one part m; input index c ↔ (c // inner) % size[m]. Attention heads (a part that becomes
+            # a batch axis of an activation @ activation MatMul) are followed as whole heads; otherwise the
+            # innermost part: a channel is then "index j in every block", removed from all blocks at once.
+            # The parts not followed stay frozen.
+            k, m = xs1[0], _split_part(n, y, [j for j in ys1 if sy[j] is not None])
+            if m is None or px[k] is None or py[m] is None:
+                continue
+            inner = int(np.prod([py[j] for j in ys1 if j > m], dtype=np.int64))
+            c = np.arange(px[k])
+            n.link(x, k, y, m, c, (c // inner) % py[m])
         elif len(ys1) == 1 and len(xs1) > 1:
-            chan = [k for k in xs1 if n.c.is_channel((x, k))]
-            if not chan:
+            chan = [k for k in xs1 if sx[k] is not None and n.c.is_channel((x, k))]
+            if not chan or py[ys1[0]] is None:
                 continue
             k, m = chan[0], ys1[0]
-            inner = int(np.prod([sx[j] for j in xs1 if j > k], dtype=np.int64))
-            f = np.arange(sy[m])
-            n.link(x, k, y, m, (f // inner) % sx[k], f)
+            inner = int(np.prod([px[j] for j in xs1 if j > k], dtype=np.int64))
+            f = np.arange(py[m])
+            n.link(x, k, y, m, (f // inner) % px[k], f)
         # a split of one axis into several (heads, channel shuffle) is not followed: frozen
     return True
+
+
+_PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand"}
+
+
+def _split_part(n: NodeCtx, y: str, parts: list[int]) -> int | None:
+    """Which part of a split axis to follow: the innermost part that is a head axis, else the innermost."""
+    if not parts:
+        return None
+    for m in reversed(parts[:-1]):
+        if feeds_batched_matmul(n.view, y, m):
+            return m
+    return parts[-1]
+
+
+def feeds_batched_matmul(view, t: str, ax: int, depth: int = 0) -> bool:
+    """Does axis `ax` of `t` reach a MatMul of two activations as a batch axis (the head axis of attention
+    scores Q @ Kᵀ or of probabilities @ V), through ops that only move or broadcast it? A look-ahead used only
+    to choose which part of a split axis to follow: any answer gives a correct analysis."""
+    if depth > 16:
+        return False
+    for i in view.consumers.get(t, []):
+        node = view.model.graph.node[i]
+        op = node.op_type
+        sx = view.shape(t)
+        outs = [o for o in node.output if o]
+        if sx is None or not outs:
+            continue
+        if op == "MatMul":
+            if ax < len(sx) - 2 and not any(v in view.inits for v in node.input):
+                return True
+            continue
+        nxt: list[tuple[str, int]] = []
+        y = outs[0]
+        sy = view.shape(y)
+        if sy is None:
+            continue
+        if op == "Transpose":
+            perm = [a.ints for a in node.attribute if a.name == "perm"]
+            perm = list(perm[0]) if perm else list(range(len(sx)))[::-1]
+            nxt.append((y, perm.index(ax)))
+        elif op in _PASS_SAME or (op in ("Softmax", "LogSoftmax") and norm_axis(
+                int(next((a.i for a in node.attribute if a.name == "axis"), -1)), len(sx)) != ax):
+            nxt.append((y, ax + len(sy) - len(sx)))
+        elif op == "Gather":
+            g = norm_axis(int(next((a.i for a in node.attribute if a.name == "axis"), 0)), len(sx))
+            si = view.shape(node.input[1]) if len(node.input) > 1 else None
+            if g != ax and si is not None and node.input[0] == t:
+                nxt.append((y, ax if ax < g else ax + len(si) - 1))
+        elif op in ("Split", "Slice"):
+            nxt.extend((o, ax) for o in outs)  # along another axis or not, the axis keeps its position
+        elif op in ("Reshape", "Squeeze", "Unsqueeze", "Flatten") and node.input[0] == t:
+            blocks = align(sx, sy, terms(view, t), terms(view, y))
+            for xs, ys in blocks or []:
+                if ax in xs:
+                    # the axis must be the outermost known axis of its block (only the batch may precede it)
+                    xs1 = [k for k in xs if sx[k] != 1]
+                    xs_known = [k for k in xs1 if sx[k] is not None]
+                    ys1 = [m for m in ys if sy[m] != 1]
+                    ys_known = [m for m in ys1 if sy[m] is not None]
+                    if len(ys1) == 1 and xs_known and xs_known[0] == ax:
+                        nxt.append((y, ys1[0]))  # kept, or merged (into the batch: heads folded into it)
+                    elif xs1 == [ax] and len(ys_known) == 1:
+                        nxt.append((y, ys_known[0]))  # split off the batch again
+        for o, oa in nxt:
+            if feeds_batched_matmul(view, o, oa, depth + 1):
+                return True
+    return False
 
 
 @register
@@ -411,8 +536,9 @@ class Reshape(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         x, t, y = n.inp(0), n.inp(1), n.out()
-        if n.const(t) is None and not foldable(n.view, n.node):
-            n.bail("target shape is computed and cannot be folded to a constant")
+        st = n.shape(t)
+        if n.const(t) is None and not foldable(n.view, n.node) and (st is None or st[0] is None):
+            n.bail("target shape is computed and its length is unknown")
             return
         n.free(t)
         reshape_links(n, x, y)
@@ -434,8 +560,10 @@ class Reshape(Rule):
         new_dims = [n.new_dim(y, m) for m in range(len(sy))]
         if t is None:
             target = folded_target(n.view, n.node, new_dims)
-            assert target is not None
-            n.set_input_const(1, np.array(target, dtype=np.int64))
+            if target is not None:
+                n.set_input_const(1, np.array(target, dtype=np.int64))
+            else:  # computed from several dynamic dims: patch the changed entries at run time
+                n.patch_input(1, {m: int(new_dims[m]) for m in changed})
             return
         target = t.copy().reshape(-1)
         allowzero = int(n.attr("allowzero", 0))
@@ -478,9 +606,9 @@ class Expand(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         x, s, y = n.inp(0), n.inp(1), n.out()
-        sx, sy = n.shape(x), n.shape(y)
-        if sx is None or sy is None or n.const(s) is None:
-            n.bail("target shape is computed at run time")
+        sx, sy, ss = n.shape(x), n.shape(y), n.shape(s)
+        if sx is None or sy is None or (n.const(s) is None and (ss is None or ss[0] != len(sy))):
+            n.bail("target shape is computed at run time and its length is unknown")
             return
         n.free(s)
         off = len(sy) - len(sx)
@@ -489,7 +617,14 @@ class Expand(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         x, s = n.inp(0), n.inp(1)
         sx = n.shape(x)
-        if sx is None or n.const(s) is None:
+        if sx is None:
+            return
+        if n.const(s) is None:  # computed target: a passed-through axis may always be asked for as 1
+            ss = n.shape(s)
+            off = (ss[0] if ss and ss[0] else len(sx)) - len(sx)
+            patch = {j + off: 1 for j in range(len(sx)) if n.kept(x, j) is not None and j + off >= 0}
+            if patch:
+                n.patch_input(1, patch)
             return
         shp = n.const(s).copy()
         off = len(shp) - len(sx)
@@ -503,7 +638,7 @@ class Expand(Rule):
             n.set_input_const(1, shp)
 
 
-_SHAPE_MATH = set("Gather Unsqueeze Squeeze Concat Cast Slice Mul Add Sub Div Identity ReduceProd Neg Abs".split())
+_SHAPE_MATH = {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul", "Add", "Sub", "Div", "Identity", "ReduceProd", "Neg", "Abs"}
 
 
 def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:

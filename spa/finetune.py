@@ -1,0 +1,300 @@
+"""Fine-tune a (pruned) ONNX model through the ONNX -> PyTorch round trip, and write it back as ONNX.
+
+``finetune(model, data, output)``: the graph becomes a trainable ``converters.onnx_to_torch.OnnxModule``
+(float initializers are parameters; BatchNormalization keeps its running statistics, only its scale and bias
+train), is trained with Adam on the samples in ``data``, re-exported with torch's TorchScript exporter (same
+input and output names, the batch axis symbolic wherever the original's was), checked (onnx.checker,
+onnxruntime output shapes equal the original's, onnxruntime equal to the trained torch module at two batch
+sizes) and written atomically.  Losses before and after are measured with onnxruntime on the two ONNX models,
+over all the samples.
+
+The data file is an ``.npz`` holding one array per graph input (keyed by the input's name, or by ``input_key``
+for a single-input model) and the targets (``target_key``; by default the first of ``target``, ``y``,
+``labels``, ``label``).  Only the first graph output is trained: ``ce`` takes class indices (N,) or class
+probabilities shaped like the output, ``mse`` an array shaped like the output.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import BadArgument, VerificationFailed
+
+__all__ = ["LOSSES", "FinetuneReport", "finetune"]
+
+LOSSES = ("ce", "mse")
+TARGET_KEYS = ("target", "y", "labels", "label")
+_TOL = 1e-4  # trained torch module vs its ONNX export in onnxruntime (relative above magnitude 1)
+
+
+@dataclass
+class FinetuneReport:
+    path: Path
+    samples: int
+    epochs: int
+    loss_name: str
+    loss_before: float
+    loss_after: float
+    accuracy_before: float | None
+    accuracy_after: float | None
+    export_error: float  # max |onnxruntime - torch| / max(1, max|torch|) of the written model
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {"output": str(self.path), "samples": self.samples, "epochs": self.epochs, "loss": self.loss_name,
+                "loss_before": self.loss_before, "loss_after": self.loss_after,
+                "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
+                "export_error": self.export_error, "seconds": round(self.seconds, 3)}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise BadArgument("fine-tuning needs torch: pip install 'spa[torch]'") from None
+    return torch
+
+
+def _load_data(data: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if isinstance(data, Mapping):
+        return {str(k): np.asarray(v) for k, v in data.items()}
+    p = Path(data)
+    if not p.is_file():
+        raise BadArgument(f"--data {p}: no such file")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise BadArgument(f"--data {p} is not a readable .npz file ({type(e).__name__})") from None
+
+
+def _split(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str | None,
+           target_key: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if target_key is None:
+        target_key = next((k for k in TARGET_KEYS if k in arrays), None)
+        if target_key is None:
+            raise BadArgument(f"no targets in the data: give --target KEY (keys: {', '.join(sorted(arrays))})")
+    elif target_key not in arrays:
+        raise BadArgument(f"no array {target_key!r} in the data (keys: {', '.join(sorted(arrays))})")
+    if input_key is not None:
+        if len(names) != 1:
+            raise BadArgument(f"--input applies to single-input models; this one takes {names}")
+        if input_key not in arrays:
+            raise BadArgument(f"no array {input_key!r} in the data (keys: {', '.join(sorted(arrays))})")
+        inputs = {names[0]: arrays[input_key]}
+    else:
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            hint = " (or name the key with --input)" if len(names) == 1 else ""
+            raise BadArgument(f"the data has no array for graph input(s) {missing}{hint}; keys: "
+                              f"{', '.join(sorted(arrays))}")
+        inputs = {n: arrays[n] for n in names}
+    y = arrays[target_key]
+    n = len(y) if y.ndim else 0
+    if n == 0:
+        raise BadArgument(f"targets {target_key!r} are empty or not an array of samples")
+    elem = {i.name: i.type.tensor_type for i in model.graph.input}
+    for name, x in inputs.items():
+        if x.ndim == 0 or len(x) != n:
+            raise BadArgument(f"input {name!r} has {len(x) if x.ndim else 0} samples, targets {n}")
+        want = onnx.helper.tensor_dtype_to_np_dtype(elem[name].elem_type)
+        if x.dtype != want:
+            if not (np.issubdtype(x.dtype, np.number) and np.can_cast(x.dtype, want, "same_kind")):
+                raise BadArgument(f"input {name!r} is {x.dtype}, the model takes {np.dtype(want)}")
+            inputs[name] = x.astype(want)
+        dims = elem[name].shape.dim
+        for k, (d, s) in enumerate(zip(dims, x.shape)):
+            if k and d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != s:
+                raise BadArgument(f"input {name!r} has shape {list(x.shape)}; the model takes "
+                                  f"{[dd.dim_value if dd.HasField('dim_value') else dd.dim_param for dd in dims]}")
+        if len(dims) != x.ndim:
+            raise BadArgument(f"input {name!r} has {x.ndim} axes; the model takes {len(dims)}")
+    return inputs, y
+
+
+def _batch_dynamic(model: onnx.ModelProto) -> tuple[bool, int]:
+    """Whether the first input's batch axis is symbolic, and its fixed size if not."""
+    d = model.graph.input[0].type.tensor_type.shape.dim
+    if not d or (d[0].HasField("dim_value") and d[0].dim_value > 0):
+        return False, (d[0].dim_value if d else 0)
+    return True, 0
+
+
+class _Objective:
+    def __init__(self, kind: str, y: np.ndarray, out_shape: tuple[int, ...]) -> None:
+        self.kind = kind
+        if kind == "ce":
+            if len(out_shape) < 2:
+                raise BadArgument(f"--loss ce needs class scores (N, C, ...) as the first output; it is {list(out_shape)}")
+            if np.issubdtype(y.dtype, np.integer):
+                if y.shape != (out_shape[0], *out_shape[2:]):
+                    raise BadArgument(f"class-index targets must be shaped {[out_shape[0], *out_shape[2:]]}, "
+                                      f"got {list(y.shape)}")
+                if y.min() < 0 or y.max() >= out_shape[1]:
+                    raise BadArgument(f"class indices must lie in [0, {out_shape[1]}), got [{y.min()}, {y.max()}]")
+                self.y = y.astype(np.int64)
+            elif np.issubdtype(y.dtype, np.floating) and y.shape == out_shape:
+                self.y = y.astype(np.float32)
+            else:
+                raise BadArgument(f"--loss ce targets must be class indices (integers) or probabilities shaped like "
+                                  f"the output {list(out_shape)}; got {y.dtype} {list(y.shape)}")
+        else:
+            if y.shape != out_shape or not np.issubdtype(y.dtype, np.number):
+                raise BadArgument(f"--loss mse targets must be numbers shaped like the output {list(out_shape)}, "
+                                  f"got {y.dtype} {list(y.shape)}")
+            self.y = y.astype(np.float32)
+
+    def torch_loss(self, torch, out, idx):
+        y = torch.from_numpy(self.y[idx])
+        f = torch.nn.functional
+        return f.cross_entropy(out, y) if self.kind == "ce" else f.mse_loss(out, y)
+
+    def measure(self, out: np.ndarray) -> tuple[float, float | None]:
+        """(mean loss, accuracy or None) of the outputs of all samples, in float64."""
+        o = out.astype(np.float64)
+        if self.kind == "mse":
+            return float(np.mean((o - self.y) ** 2)), None
+        o = o - o.max(axis=1, keepdims=True)
+        logp = o - np.log(np.exp(o).sum(axis=1, keepdims=True))
+        if self.y.dtype == np.int64:
+            nll = -np.take_along_axis(logp, self.y[:, None], axis=1)[:, 0]
+            labels = self.y
+        else:
+            nll = -(self.y * logp).sum(axis=1)
+            labels = self.y.argmax(axis=1)
+        return float(nll.mean()), float((o.argmax(axis=1) == labels).mean())
+
+
+def _run_all(sess, inputs: dict[str, np.ndarray], n: int, batch: int, fixed: int) -> np.ndarray:
+    step = fixed or batch
+    if fixed and n % fixed:
+        raise BadArgument(f"the model's batch size is fixed at {fixed}; {n} samples do not divide into it")
+    outs = [sess.run(None, {k: v[i : i + step] for k, v in inputs.items()})[0] for i in range(0, n, step)]
+    return np.concatenate(outs)
+
+
+def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np.ndarray], output: str | os.PathLike,
+             *, epochs: int = 3, lr: float = 1e-3, batch: int = 32, loss: str = "ce", input_key: str | None = None,
+             target_key: str | None = None, seed: int = 0) -> FinetuneReport:
+    """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc."""
+    from . import graph
+    from .verify import check_model, session
+
+    t0 = time.perf_counter()
+    if loss not in LOSSES:
+        raise BadArgument(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if epochs < 1 or batch < 1 or not lr > 0:
+        raise BadArgument(f"--epochs and --batch must be >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
+    src = Path(model)
+    out_p = Path(output)
+    if graph._same_file(out_p, src):
+        raise BadArgument(f"output path {out_p} is the input; refusing to overwrite the input")
+    proto = graph.load(src)
+    inputs, y = _split(proto, _load_data(data), input_key, target_key)
+    n = len(y)
+    dynamic, fixed = _batch_dynamic(proto)
+
+    torch = _torch()
+    from converters.onnx_to_torch import onnx_to_torch
+
+    module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
+    sess0 = session(proto)
+    out0 = _run_all(sess0, inputs, n, batch, fixed)
+    obj = _Objective(loss, y, out0.shape)
+    loss_before, acc_before = obj.measure(out0)
+
+    g = torch.Generator().manual_seed(seed)
+    xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    step = fixed or batch
+    module.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g).numpy()
+        for i in range(0, n - (n % step if fixed else 0), step):
+            idx = perm[i : i + step]
+            opt.zero_grad()
+            res = module(*[xs[k][idx] for k in module.input_names])
+            res = res[0] if isinstance(res, tuple) else res
+            value = obj.torch_loss(torch, res, idx)
+            if not torch.isfinite(value):
+                raise VerificationFailed(f"the loss became {value.item()} during training; try a smaller --lr")
+            value.backward()
+            opt.step()
+    module.eval()
+
+    tuned = _export(torch, module, proto, inputs, dynamic, fixed)
+    err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
+    check_model(tuned, proto)
+    graph.save_atomic(tuned, out_p, input_path=str(src))
+    loss_after, acc_after = obj.measure(_run_all(session(tuned), inputs, n, batch, fixed))
+    return FinetuneReport(out_p, n, epochs, loss, loss_before, loss_after, acc_before, acc_after, err,
+                          time.perf_counter() - t0)
+
+
+def _export(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,
+            fixed: int) -> onnx.ModelProto:
+    import io
+    import warnings
+
+    from converters._common import first_line
+
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 17)
+    opset = min(max(opset, 7), 20)  # the TorchScript exporter's range
+    b = fixed or 2
+    example = tuple(torch.from_numpy(np.ascontiguousarray(inputs[k][:b])) for k in module.input_names)
+    axes = None
+    if dynamic:
+        def sym(v) -> bool:
+            d = v.type.tensor_type.shape.dim
+            return bool(d) and not (d[0].HasField("dim_value") and d[0].dim_value > 0)
+
+        axes = {v.name: {0: "batch"} for v in (*proto.graph.input, *proto.graph.output) if sym(v)}
+    buf = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, example, buf, dynamo=False, opset_version=opset, do_constant_folding=True,
+                              input_names=list(module.input_names), output_names=list(module.output_names),
+                              dynamic_axes=axes)
+    except Exception as e:  # noqa: BLE001
+        raise VerificationFailed(f"re-exporting the trained model failed: {first_line(e)}") from None
+    tuned = onnx.load_from_string(buf.getvalue())
+    tuned.graph.name = proto.graph.name or tuned.graph.name
+    return tuned
+
+
+def _check_export(torch, module, tuned: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,
+                  fixed: int) -> float:
+    """onnxruntime on the re-exported model equals the trained module (two batch sizes when the batch is free)."""
+    from .verify import session
+
+    sess = session(tuned)
+    n = len(next(iter(inputs.values())))
+    sizes = [fixed] if fixed else sorted({min(n, 2), min(n, 3)})
+    worst = 0.0
+    for b in sizes:
+        feeds = {k: np.ascontiguousarray(v[:b]) for k, v in inputs.items()}
+        got = sess.run(None, feeds)
+        with torch.no_grad():
+            ref = module(*[torch.from_numpy(feeds[k]) for k in module.input_names])
+        ref = ref if isinstance(ref, tuple) else (ref,)
+        for name, gv, rv in zip(module.output_names, got, ref):
+            rv = rv.numpy()
+            if gv.shape != rv.shape:
+                raise VerificationFailed(f"re-exported output {name!r} has shape {list(gv.shape)}, torch "
+                                         f"{list(rv.shape)}")
+            if rv.size and np.issubdtype(rv.dtype, np.floating):
+                e = float(np.max(np.abs(gv.astype(np.float64) - rv)) / max(1.0, float(np.max(np.abs(rv)))))
+                worst = max(worst, e)
+    if not worst <= _TOL:
+        raise VerificationFailed(f"the re-exported model differs from the trained torch module by {worst:.1e}")
+    return worst

@@ -1,0 +1,126 @@
+"""`spa finetune`: prune → fine-tune through the ONNX → torch round trip → ONNX again (CI-cheap: a tiny model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+pytest.importorskip("torch")
+
+import spa
+from models import patterns
+from spa import graph
+from spa.finetune import finetune
+from spa.verify import session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spa_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spa", *map(str, args)], check=False, capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess, code: int, needle: str) -> None:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("spa: error: ") and needle in lines[0], r.stderr
+
+
+@pytest.fixture(scope="module")
+def pruned(tmp_path_factory) -> tuple[Path, Path]:
+    """two_gemms (conv, conv, GAP, 3 Gemms; input x (N,3,8,8), output y (N,5)) pruned at 0.5, and 32 samples."""
+    d = tmp_path_factory.mktemp("ft")
+    src = d / "two_gemms.onnx"
+    onnx.save(patterns.build("two_gemms"), str(src))
+    small, rep = spa.prune(str(src), ratio=0.5)
+    assert rep.groups_pruned >= 2
+    graph.save_atomic(small, d / "pruned.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(d / "train.npz", x=rng.standard_normal((32, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 5, 32))
+    return d / "pruned.onnx", d / "train.npz"
+
+
+def test_finetune_lowers_the_loss_and_writes_a_valid_dynamic_batch_model(pruned, tmp_path):
+    model, data = pruned
+    out = tmp_path / "tuned.onnx"
+    rep = finetune(model, data, out, epochs=10, lr=1e-2, batch=8)
+    assert rep.loss_after < rep.loss_before and rep.accuracy_after is not None
+    assert rep.export_error <= 1e-4 and rep.samples == 32
+    tuned, orig = onnx.load(str(out)), onnx.load(str(model))
+    onnx.checker.check_model(tuned, full_check=True)
+    assert [i.name for i in tuned.graph.input] == ["x"] and [o.name for o in tuned.graph.output] == ["y"]
+    assert tuned.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # batch stays symbolic
+    x = np.random.default_rng(1).standard_normal((7, 3, 8, 8)).astype(np.float32)
+    y_new, y_old = session(tuned).run(None, {"x": x})[0], session(orig).run(None, {"x": x})[0]
+    assert y_new.shape == y_old.shape == (7, 5)
+    assert not np.allclose(y_new, y_old)  # the weights did change
+    # the reported loss is the written model's, recomputed here
+    z = np.load(data)
+    logits = session(tuned).run(None, {"x": z["x"]})[0].astype(np.float64)
+    logits -= logits.max(1, keepdims=True)
+    nll = -(logits - np.log(np.exp(logits).sum(1, keepdims=True)))[np.arange(32), z["y"]]
+    assert abs(nll.mean() - rep.loss_after) < 1e-5
+
+
+def test_finetune_mse_and_input_key(pruned, tmp_path):
+    model, _ = pruned
+    rng = np.random.default_rng(2)
+    arrays = {"images": rng.standard_normal((16, 3, 8, 8)).astype(np.float32),
+              "target": rng.standard_normal((16, 5)).astype(np.float32)}
+    rep = finetune(model, arrays, tmp_path / "t.onnx", epochs=5, lr=1e-2, batch=4, loss="mse", input_key="images")
+    assert rep.loss_after < rep.loss_before and rep.accuracy_after is None
+
+
+def test_cli_finetune_prints_before_and_after(pruned, tmp_path):
+    model, data = pruned
+    out = tmp_path / "tuned.onnx"
+    r = spa_cli("finetune", model, "--data", data, "-o", out, "--epochs", "2", "--lr", "0.01", "--batch", "8",
+                "--target", "y", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["loss"] == "ce" and d["epochs"] == 2 and d["accuracy_before"] is not None and out.is_file()
+
+
+def test_cli_finetune_bad_inputs_exit_2_with_one_line(pruned, tmp_path):
+    model, data = pruned
+    out = tmp_path / "o.onnx"
+    assert_one_line_error(spa_cli("finetune", model, "--data", tmp_path / "nope.npz", "-o", out), 2, "no such file")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--target", "labels"), 2,
+                          "no array 'labels'")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--loss", "hinge"), 2, "unknown loss")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--loss", "mse"), 2, "--loss mse")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", model), 2, "is the input")
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((4, 3, 9, 9), np.float32), y=np.zeros(4, np.int64))
+    assert_one_line_error(spa_cli("finetune", model, "--data", bad, "-o", out), 2, "has shape")
+    assert not out.exists()
+
+
+def test_unsupported_op_is_named(tmp_path):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4])
+    w = onnx.numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Hardmax", ["h"], ["y"])],
+                          "g", [x], [y], [w])
+    p = tmp_path / "hm.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 4), np.float32), y=np.zeros(4, np.int64))
+    r = spa_cli("finetune", p, "--data", tmp_path / "d.npz", "-o", tmp_path / "o.onnx")
+    assert_one_line_error(r, 3, "Hardmax")
+
+
+def test_missing_torch_says_how_to_install(pruned, tmp_path):
+    model, data = pruned
+    code = ("import sys; sys.modules['torch'] = None; from spa.cli import main; "
+            f"sys.argv = ['spa', 'finetune', {str(model)!r}, '--data', {str(data)!r}, '-o', {str(tmp_path / 'o.onnx')!r}]; "
+            "main()")
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
+    assert_one_line_error(r, 2, "pip install 'spa[torch]'")

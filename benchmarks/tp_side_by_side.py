@@ -124,10 +124,12 @@ def spa_keep(plan_path: Path, convs: list[tuple[str, int]]) -> list[set[int] | N
     return out
 
 
-def spa_cli(args: list[str]) -> tuple[float, str]:
-    spa = str(Path(sys.executable).parent / "spa")
+def spa_cli(args: list[str], src: str | None = None) -> tuple[float, str]:
+    """`spa ARGS` as a user runs it (the venv's console script); with `src`, the spa of another source tree
+    (e.g. a checkout of an older commit) run as `python -m spa` from there, for a before/after in one run."""
+    cmd = [str(Path(sys.executable).parent / "spa")] if src is None else [sys.executable, "-m", "spa"]
     t0 = time.perf_counter()
-    r = subprocess.run([spa, *args], check=False, capture_output=True, text=True)
+    r = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, cwd=src)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"spa {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
@@ -151,11 +153,14 @@ def tp_export_check(model, name: str, path: Path) -> float:
     return float(np.abs(ref - got).max())
 
 
+baseline_label = ""
+
+
 def _runs(ts: list[float]) -> str:
     return "[" + ", ".join(f"{t:.3f}" for t in ts) + "]"
 
 
-def one(name: str, d: Path, runs: int, repeat: int) -> None:
+def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None) -> None:
     from models import zoo_torch
     from spa import bench
     from spa.report import human
@@ -172,10 +177,13 @@ def one(name: str, d: Path, runs: int, repeat: int) -> None:
     del model
     # (b) export the unpruned model, spa prune as a process
     zoo_torch.export(name, orig, size="full", opset=17)
-    spa_times = []
-    for _ in range(repeat):
+    spa_times, base_times = [], []
+    for _ in range(repeat):  # interleaved with the baseline tree's spa, if any
         t, js = spa_cli(["prune", str(orig), "-o", str(spa_onnx), "--ratio", "0.5", "--criterion", "l1", "--json"])
         spa_times.append(t)
+        if baseline:
+            base_times.append(spa_cli(["prune", str(orig), "-o", str(d / "base.onnx"), "--ratio", "0.5", "--json"],
+                                      src=baseline)[0])
     t_spa = statistics.median(spa_times)
     rep = json.loads(js)
     spa_cli(["prune", str(orig), "-o", str(d / "plan_run.onnx"), "--ratio", "0.5", "--criterion", "l1", "-q",
@@ -193,6 +201,9 @@ def one(name: str, d: Path, runs: int, repeat: int) -> None:
     print(f"prune time (median of {repeat}; all runs in brackets)")
     print(f"             torch-pruning (construct + step, in memory): {t_tp:7.3f} s  {_runs(tp_times)}")
     print(f"             spa prune (whole process, --json):          {t_spa:7.3f} s  {_runs(spa_times)}")
+    if baseline:
+        print(f"             spa prune, baseline tree (python -m spa):   {statistics.median(base_times):7.3f} s"
+              f"  {_runs(base_times)}  ({baseline_label})")
     print(f"             spa stages in-process (last run): {rep['seconds']}")
     print(f"             ratio spa / tp: {t_spa / t_tp:.2f}")
     print(f"spa groups   {rep['groups']}, channels removed {rep['channels_removed']}")
@@ -265,7 +276,12 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v2", "densenet"])
     ap.add_argument("--runs", type=int, default=30, help="timed onnxruntime runs per model")
     ap.add_argument("--repeat", type=int, default=3, help="prune timings per tool (median reported)")
+    ap.add_argument("--baseline", default=None,
+                    help="another spa source tree (e.g. `git archive <commit> | tar -x -C DIR`) timed interleaved")
+    ap.add_argument("--baseline-label", default="", help="what the baseline tree is (e.g. its commit)")
     args = ap.parse_args()
+    global baseline_label
+    baseline_label = args.baseline_label or str(args.baseline)
     from importlib.metadata import version
 
     import onnxruntime
@@ -277,7 +293,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for name in args.models:
         with tempfile.TemporaryDirectory(prefix="tp-sbs-") as d:
-            one(name, Path(d), args.runs, args.repeat)
+            one(name, Path(d), args.runs, args.repeat, args.baseline)
         sys.stdout.flush()
     print(f"\n# total wall time {time.perf_counter() - t0:.0f} s, load average now"
           f" {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -90,9 +90,10 @@ def wanda(group: Group, weights, rng, stats: Stats) -> np.ndarray:
     return total + 1e-12
 
 
-def compensate(a: Analysis, keep: np.ndarray, stats: Stats, damp: float = DAMP) -> dict[str, np.ndarray]:
+def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndarray]:
     """OBS updates for every consumer that loses input columns: initializer name → new full-size array
-    (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H)."""
+    (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
+    must be the scoring's: H⁻¹ is cached on the consumer."""
     view = a.view
     out: dict[str, np.ndarray] = {}
     for (w_name, axis), c in stats.items():
@@ -107,13 +108,11 @@ def compensate(a: Analysis, keep: np.ndarray, stats: Stats, damp: float = DAMP) 
         if c.bias is not None:
             b = view.array(c.bias).astype(np.float64).reshape(-1)
             W = np.concatenate([W, b[:, None]], axis=1)
-        Hd = c.damped(damp)
-        dead = np.zeros(W.shape[1], dtype=bool)
-        dead[c.columns(gone)] = True
-        K = np.nonzero(~dead)[0]
-        # minimise (w' − w) H (w' − w)ᵀ with w'_dead = 0: H_KK w'_Kᵀ = H_K,: wᵀ
-        new = np.zeros_like(W)
-        new[:, K] = np.linalg.solve(Hd[np.ix_(K, K)], Hd[K, :] @ W.T).T
+        Hi = c.hinv(DAMP)  # usually cached by the scoring
+        P = c.columns(gone)
+        # δw = −w_P ([H⁻¹]_PP)⁻¹ [H⁻¹]_P,: minimises (w' − w) H (w' − w)ᵀ subject to w'_P = 0
+        new = W - np.linalg.solve(Hi[np.ix_(P, P)], W[:, P].T).T @ Hi[P, :]
+        new[:, P] = 0.0
         if c.bias is not None:
             out[c.bias] = new[:, -1].reshape(view.array(c.bias).shape).astype(view.array(c.bias).dtype)
             new = new[:, :-1]

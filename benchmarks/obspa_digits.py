@@ -1,0 +1,78 @@
+"""OBSPA vs magnitude and calibration baselines on a CNN trained here on scikit-learn digits (real data shipped
+offline), pruned WITHOUT fine-tuning: test accuracy of the original and of the pruned models at ratios
+0.1/0.2/0.3/0.5 (spa prune, local ratio).
+
+The CNN and its training are benchmarks/anytime_digits.py's (imported). It is exported with its BatchNorm nodes
+kept (legacy exporter, TrainingMode.PRESERVE) so that the BatchNorm-based data-free sources have statistics to
+read; every criterion prunes that same file. Calibration inputs (act, wanda, obspa calib) are 256 images of the
+training split; accuracy is measured on the 540-image test split (disjoint).
+
+    .venv/bin/python benchmarks/obspa_digits.py > benchmarks/obspa_digits.txt
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import spa  # noqa: E402
+from anytime_digits import EPOCHS, SEED, DigitsCNN, accuracy, data, train  # noqa: E402
+from spa import graph  # noqa: E402
+
+RATIOS = (0.1, 0.2, 0.3, 0.5)
+ROWS = [  # label, criterion, calib source (None: no data), uses calibration data
+    ("l1", "l1", None, False),
+    ("l2", "l2", None, False),
+    ("bn", "bn", None, False),
+    ("act (calib)", "act", None, True),
+    ("wanda (calib)", "wanda", None, True),
+    ("obspa noise, no update", "obspa", "noise", False),
+    ("obspa noise", "obspa", "noise", False),
+    ("obspa bn", "obspa", "bn", False),
+    ("obspa bn-synth", "obspa", "bn-synth", False),
+    ("obspa calib", "obspa", None, True),
+]
+
+
+def main() -> None:
+    torch.manual_seed(SEED)
+    xtr, xte, ytr, yte = data()
+    model = train(DigitsCNN(), xtr, ytr, EPOCHS)
+    calib = {"input": xtr[:256]}
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "digits_cnn.onnx"
+        with torch.no_grad():
+            torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(src), dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                              training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+        n_bn = sum(n.op_type == "BatchNormalization" for n in graph.load(src).graph.node)
+        base = accuracy(src, xte, yte)
+        print(f"digits CNN ({EPOCHS} epochs, {n_bn} BatchNorm nodes kept); test split {len(xte)} images, "
+              f"calibration {len(calib['input'])} training images")
+        print(f"original accuracy: {base:.4f}")
+        print(f"{'criterion':24s}" + "".join(f"{'r=' + str(r):>9s}" for r in RATIOS) + f"{'prune s':>9s}")
+        for label, crit, source, uses_calib in ROWS:
+            accs, secs = [], []
+            for r in RATIOS:
+                t0 = time.perf_counter()
+                pruned, _ = spa.prune(str(src), ratio=r, criterion=crit, calib=calib if uses_calib else None,
+                                      calib_source=source, compensate="no update" not in label)
+                secs.append(time.perf_counter() - t0)
+                out = Path(d) / "p.onnx"
+                graph.save_atomic(pruned, out)
+                accs.append(accuracy(out, xte, yte))
+            print(f"{label:24s}" + "".join(f"{a:9.4f}" for a in accs) + f"{np.mean(secs):9.2f}")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -23,9 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import spa  # noqa: E402
-from anytime_digits import EPOCHS, SEED, DigitsCNN, accuracy, data, train  # noqa: E402
-from spa import graph  # noqa: E402
+from anytime_digits import EPOCHS, SEED, DigitsCNN, accuracy, data, train
+
+import spa
+from spa import graph
 
 RATIOS = (0.1, 0.2, 0.3, 0.5)
 ROWS = [  # label, criterion, calib source (None: no data), uses calibration data

@@ -416,5 +416,5 @@ def bn_synth_inputs(view, n: int, seed: int, steps: int = 200, lr: float = 0.1) 
             loss = loss + (o.mean(dims) - mu).pow(2).mean() / var.mean() + (o.var(dims) - var).pow(2).mean() / var.pow(2).mean()
         loss.backward()
         opt.step()
-    log.info("bn-synth: BatchNorm statistics loss %.4g after %d steps", float(loss), steps)
+    log.info("bn-synth: BatchNorm statistics loss %.4g after %d steps", float(loss.detach()), steps)
     return {name: x.detach().numpy().astype(x0.dtype)}

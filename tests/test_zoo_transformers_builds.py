@@ -156,7 +156,7 @@ def test_mha_legacy_export_under_no_grad_fails(tmp_path):
 def test_full_size(name, tmp_path):
     model = zt.build(name, "full")
     assert zt.count_params(model) == FULL_PARAMS[name]
-    path = _export(name, tmp_path / f"{name}.onnx", dynamo=name == "llama")
+    path = _export(name, tmp_path / f"{name}.onnx", dynamo=name == "llama", size="full", model=model)
     assert zt.max_rel_error(path, name, "full", batch=2, model=model) <= REL_TOL
     if name in TOKEN_MODELS:  # a shorter sequence than the traced one
         assert zt.max_rel_error(path, name, "full", batch=1, seq=37, model=model) <= REL_TOL

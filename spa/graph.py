@@ -373,6 +373,23 @@ def ort_options(base_dir: str | None = None):
     return so
 
 
+class _Unprobeable(Exception):
+    pass
+
+
+def _probe_feeds(sess, seed: int, batch: int, other: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i in sess.get_inputs():
+        dims = [d if isinstance(d, int) and d > 0 else (batch if k == 0 else other) for k, d in enumerate(i.shape)]
+        dt = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}.get(i.type)
+        if dt is None:
+            raise _Unprobeable(i.type)
+        feeds[i.name] = random_array(rng, dims, dt, int_high=2)
+    return feeds
+
+
 def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: set[str],
                    base_dir: str | None = None) -> None:
     """Fill in what ONNX shape inference left unknown (e.g. a Reshape whose target is computed from Shape with a
@@ -408,20 +425,24 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
         so.log_severity_level = 4
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        runs = []
         # different sizes AND different random data in the two runs: a dim that depends on the data (NonZero,
-        # TopK with a computed k, ...) then differs too and stays unknown instead of being taken as static
-        for seed, (batch, other) in enumerate(((1, 8), (2, 9))):
-            rng = np.random.default_rng(seed)
-            feeds = {}
-            for i in sess.get_inputs():
-                dims = [d if isinstance(d, int) and d > 0 else (batch if k == 0 else other) for k, d in enumerate(i.shape)]
-                dt = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-                      "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}.get(i.type)
-                if dt is None:
-                    return
-                feeds[i.name] = random_array(rng, dims, dt, int_high=2)
-            runs.append(sess.run(need, feeds))
+        # TopK with a computed k, ...) then differs too and stays unknown instead of being taken as static.
+        # Other dynamic dims are 64 and 160 first: multiples of 32 (strided detectors need them) that stay
+        # different after up to 64x downsampling (8 and 9 both become 1 after 32x and would be taken for
+        # static), and whose ratio (2.5) is not the batch's (2): a dim that doubled is batch·k, not a sequence
+        # length. Models limited to short sequences (position tables) fall back to smaller pairs.
+        runs = []
+        for pair in ((64, 160), (16, 40), (8, 9)):
+            try:
+                runs = [sess.run(need, _probe_feeds(sess, seed, batch, other))
+                        for seed, (batch, other) in enumerate(((1, pair[0]), (2, pair[1])))]
+                break
+            except _Unprobeable:
+                return
+            except Exception:
+                continue
+        if not runs:
+            return
     except Exception:
         return
     batch_sym = next(

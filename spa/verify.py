@@ -23,8 +23,10 @@ _NP = {
 }
 
 
-def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict[str, np.ndarray]:
-    """Deterministic inputs for every graph input: symbolic dims become `batch` (first axis) or 1."""
+def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1, other: int = 96) -> dict[str, np.ndarray]:
+    """Deterministic inputs for every graph input: symbolic dims become `batch` (first axis) or `other` (96 by
+    default: strided image models (multiples of 32), sequence models and padded signal front-ends run there,
+    and it differs from the two sizes the shape probe used)."""
     rng = np.random.default_rng(seed)
     inits = {t.name for t in model.graph.initializer}
     feeds = {}
@@ -34,7 +36,7 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1) -> dict
         tt = inp.type.tensor_type
         shape = []
         for k, d in enumerate(tt.shape.dim):
-            shape.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else 1))
+            shape.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else other))
         feeds[inp.name] = random_array(rng, shape, _NP.get(tt.elem_type, np.float32))
     return feeds
 
@@ -78,21 +80,78 @@ def check_model_file(path: str, model: onnx.ModelProto, original: onnx.ModelProt
     except Exception as e:
         if original is None or _passes_checker(original):
             raise VerificationFailed(f"pruned model fails onnx.checker: {_first_line(e)}") from None
-    feeds = random_inputs(model)
-    try:
-        outs = session_from_file(path).run(None, feeds)
-    except Exception as e:
-        if original_path is not None:
-            try:
-                session_from_file(original_path).run(None, feeds)
-            except Exception as e0:
-                raise VerificationFailed(
-                    f"onnxruntime cannot run the original model either ({_first_line(e0)}), so the pruned "
-                    "model cannot be verified; nothing was written"
-                ) from None
-        raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+    sessions: dict[str, object] = {}  # made on first use, inside the checks (an invalid graph fails there)
+
+    def run_file(key: str, file: str, size: int) -> list[np.ndarray]:
+        if key not in sessions:
+            sessions[key] = session_from_file(file)
+        return sessions[key].run(None, random_inputs(model, other=size))
+
+    outs = _run_verified(
+        lambda size: run_file("pruned", path, size),
+        None if original_path is None else (lambda size: run_file("original", original_path, size)),
+        _has_free_dims(model),
+    )
     if original is not None:
         _check_output_shapes(outs, original)
+
+
+OTHER_SIZES = (96, 64, 32, 48, 16, 8, 1, 128, 224, 256, 320, 512)  # tried in turn for symbolic non-batch dims until the original runs
+
+
+def _has_free_dims(model: onnx.ModelProto) -> bool:
+    inits = {t.name for t in model.graph.initializer}
+    return any(k > 0 and not (d.HasField("dim_value") and d.dim_value > 0)
+               for i in model.graph.input if i.name not in inits
+               for k, d in enumerate(i.type.tensor_type.shape.dim))
+
+
+def _run_verified(run_pruned, run_original, free_dims: bool) -> list[np.ndarray]:
+    """Run the pruned model on random inputs. A model with symbolic non-batch dims (image size, sequence length)
+    may only run at some sizes (a recogniser needs height 48): sizes are tried until the original runs, and
+    there the pruned outputs must have the original's shapes exactly. Raises VerificationFailed."""
+    sizes = OTHER_SIZES if run_original is not None and free_dims else OTHER_SIZES[:1]
+    first_err = None
+    for size in sizes:
+        try:
+            outs = run_pruned(size)
+        except Exception as e:
+            if run_original is None:
+                raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+            try:
+                run_original(size)
+            except Exception as e0:
+                first_err = first_err or e0
+                continue  # the original cannot run at this size either: try another
+            raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+        if run_original is not None and len(sizes) > 1:
+            want = [o.shape for o in run_original(size)]
+            got = [o.shape for o in outs]
+            if want != got:
+                raise VerificationFailed(f"pruned model's output shapes {got} differ from the original's {want} "
+                                         f"(symbolic dims fed as {size})")
+        return outs
+    raise VerificationFailed(
+        f"onnxruntime cannot run the original model either ({_first_line(first_err)}), so the pruned "
+        "model cannot be verified; nothing was written"
+    )
+
+
+
+def _runnable_feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict[str, np.ndarray]:
+    """Random inputs at the first of OTHER_SIZES (for symbolic non-batch dims) at which `model` runs."""
+    feeds = random_inputs(model, seed=seed, batch=batch)
+    if not _has_free_dims(model):
+        return feeds
+    sess = session(model)
+    for size in OTHER_SIZES:
+        feeds = random_inputs(model, seed=seed, batch=batch, other=size)
+        try:
+            sess.run(None, feeds)
+            return feeds
+        except Exception:
+            continue
+    return feeds
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -112,19 +171,19 @@ def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None,
         # run below still has to succeed
         if original is None or _passes_checker(original):
             raise VerificationFailed(f"pruned model fails onnx.checker: {_first_line(e)}") from None
-    feeds = random_inputs(model)
-    try:
-        outs = session(blob).run(None, feeds)
-    except Exception as e:
-        if original is not None:
-            try:
-                run(original, feeds)
-            except Exception as e0:
-                raise VerificationFailed(
-                    f"onnxruntime cannot run the original model either ({_first_line(e0)}), so the pruned "
-                    "model cannot be verified; nothing was written"
-                ) from None
-        raise VerificationFailed(f"pruned model does not run in onnxruntime: {_first_line(e)}") from None
+    sessions: dict[str, object] = {}  # made on first use, inside the checks (an invalid graph fails there)
+
+    def run_pruned(size: int) -> list[np.ndarray]:
+        if "pruned" not in sessions:
+            sessions["pruned"] = session(blob)
+        return sessions["pruned"].run(None, random_inputs(model, other=size))
+
+    def run_original(size: int) -> list[np.ndarray]:
+        if "original" not in sessions:
+            sessions["original"] = session(original)
+        return sessions["original"].run(None, random_inputs(model, other=size))
+
+    outs = _run_verified(run_pruned, None if original is None else run_original, _has_free_dims(model))
     if original is not None:
         _check_output_shapes(outs, original)
 
@@ -306,7 +365,7 @@ def oracle_error(
     precision "float32": both models in onnxruntime as they are; "float64": both converted to double and run
     by onnx's reference evaluator (small models; removes rounding noise of ill-conditioned graphs)."""
     z = zeroed_model(analysis, keep, overrides)
-    feeds = random_inputs(z, seed=seed, batch=batch)
+    feeds = _runnable_feeds(z, seed, batch)
     if precision == "float64":
         zd, pd = to_double(z), to_double(pruned)
         feeds = {k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in feeds.items()}

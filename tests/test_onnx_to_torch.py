@@ -35,6 +35,7 @@ PICKED = [
 PATTERN_XFAIL = {
     "if_subgraph": "If (control flow) is not supported",
     "if_outer_weight": "If (control flow) is not supported",
+    "if_outer_scope": "If (control flow) is not supported",
     "loop_outer": "Loop (control flow) is not supported",
     "qdq_conv": "QuantizeLinear/DequantizeLinear are not supported",
     "qlinear_conv": "QLinearConv/QuantizeLinear/DequantizeLinear are not supported",

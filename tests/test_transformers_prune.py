@@ -16,10 +16,10 @@ TOL = 1e-5
 # with computed targets, heads folded into the batch for a 3-D transpose)
 CASES = [
     ("vit", False), ("vit_sep", False), ("swin", False), ("convnext", False), ("bert", False),
-    ("llama_onesmask", False), ("vit_sep", True), ("swin", True), ("llama", True),
+    ("llama_onesmask", False), ("vit_sep", True), ("mha", True), ("swin", True), ("bert", True), ("llama", True),
 ]
 # models whose heads are pruned as whole heads (the attention group's channels own several indices)
-HEADS = {"vit", "vit_sep", "swin", "bert", "llama_onesmask"}
+HEADS = {"vit", "vit_sep", "mha", "swin", "bert", "llama_onesmask", "llama"}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_prunes_with_exact_oracle(exported, name, dynamo):
     assert rep.after.params < rep.before.params
     assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle
     a = spa.analyze(path).analysis
-    if name in HEADS and not dynamo:
+    if name in HEADS:
         # whole heads: a prunable group whose channels each own a block of indices (head_dim of Q, K, V)
         assert any(g.width > 1 for g in a.prunable), [(g.size, g.width) for g in a.prunable]
     if name in ("vit", "convnext", "llama_onesmask", "swin"):

@@ -25,10 +25,8 @@ TOL = 1e-5
 # pruning the untouched file (symbolic dims fed as 1 by spa's verification): the models that cannot be
 # verified that way, and why; xfail(strict) so that a fix in spa shows up
 RAW_FAILS = {
-    "ppocr_cls": "paddle2onnx declares the output as dim_value -1 and verify.check_model takes -1 as a fixed "
-                 "size (output 'changed shape': declared [-1, 2], got [1, 2])",
-    "nudenet": "height/width fed as 1: the YOLOv8 neck cannot run (Concat of 1x1 and upsampled 2x2 maps)",
-    "silero_vad": "sequence fed as 1 sample: the STFT's reflect Pad needs at least 2",
+    "silero_vad": "its int64 sample-rate scalar input must be 8000 or 16000 and its state's batch axis is axis 1: "
+                  "random verification inputs (any size) cannot run the original",
 }
 
 

@@ -159,11 +159,12 @@ class RewriteCtx:
         return None if name is None else self.rw.kept(name, axis)
 
     def new_dim(self, name: str, axis: int) -> int | None:
-        k = self.kept(name, axis)
-        if k is not None:
-            return int(len(k))
+        """The axis's size after pruning; None for a dynamic axis (a k·batch axis keeps following its batch)."""
         s = self.shape(name)
-        return None if s is None else s[axis]
+        if s is None or s[axis] is None:
+            return None
+        k = self.kept(name, axis)
+        return s[axis] if k is None else int(len(k))
 
     def set_attr(self, name: str, value: Any) -> None:
         for i, a in enumerate(self.node.attribute):

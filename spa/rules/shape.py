@@ -358,27 +358,32 @@ def align(sx: Shape, sy: Shape, tx: list[Term | None] | None = None,
         while px != py:
             grow_x = px[1] < py[1] or (px[1] == py[1] and px[0] < py[0])
             t, k = (tx, i) if grow_x else (ty, j)
-            if k == len(t) or t[k] is None or t[k][1] != 0:
-                return None  # unknown, or the batch not outermost in its block
+            if k == len(t) or t[k] is None:
+                return None  # unknown
             if grow_x:
-                px = (px[0] * t[k][0], px[1])
+                px = (px[0] * t[k][0], px[1] + t[k][1])
                 xs.append(i)
                 i += 1
             else:
-                py = (py[0] * t[k][0], py[1])
+                py = (py[0] * t[k][0], py[1] + t[k][1])
                 ys.append(j)
                 j += 1
+            if px[1] > 1 or py[1] > 1:
+                return None
         blocks.append((xs, ys))
     return blocks
 
 
 def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
-    """Link the axes a reshape keeps, and a merged channel axis (feature f ↔ channel (f // inner) % C).
-    Sizes are periods (`ModelView.period`): a k·batch axis is indexed modulo k."""
+    """Link the axes a reshape keeps, a merged channel axis (feature f ↔ channel (f // inner) % C) and a split
+    one (channel c ↔ part (c // inner) % size). Sizes are periods (`ModelView.period`): a k·batch axis is
+    indexed modulo k, the batch folded in front of k elements, so within a block the batch drops out and its
+    k counts as the outermost part (heads folded into the batch: (B, C) ↔ (B·H, D))."""
     sx, sy = n.shape(x), n.shape(y)
     if sx is None or sy is None:
         return False
-    blocks = align(sx, sy, terms(n.view, x), terms(n.view, y))
+    tx, ty = terms(n.view, x), terms(n.view, y)
+    blocks = align(sx, sy, tx, ty)
     if blocks is None:
         return False
     px = [n.view.period(x, k) for k in range(len(sx))]
@@ -386,39 +391,49 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
     for xs, ys in blocks:
         xs1 = [k for k in xs if sx[k] != 1]
         ys1 = [m for m in ys if sy[m] != 1]
-        if len(xs1) == 1 and len(ys1) == 1:
-            n.link(x, xs1[0], y, ys1[0])
-        elif len(xs1) == 1 and len(ys1) > 1:
+        if not (_batch_outermost(xs1, tx) and _batch_outermost(ys1, ty)):
+            continue  # the batch inside a block (e.g. (L, B) -> L·B): not followed, frozen
+        if any(px[k] is None for k in xs1) or any(py[m] is None for m in ys1):
+            continue
+        xp = [k for k in xs1 if px[k] > 1]  # the parts that carry elements besides the batch
+        yp = [m for m in ys1 if py[m] > 1]
+        if len(xp) == 1 and len(yp) == 1:
+            n.link(x, xp[0], y, yp[0])
+        elif len(xp) == 1 and len(yp) > 1:
             # one axis split into several, e.g. (C) -> (g, C/g) for a channel shuffle or (C) -> (heads, d):
             # follow one part m; input index c ↔ (c // inner) % size[m]. Attention heads (a part that becomes
             # a batch axis of an activation @ activation MatMul) are followed as whole heads; otherwise the
             # innermost part: a channel is then "index j in every block", removed from all blocks at once.
             # The parts not followed stay frozen.
-            k, m = xs1[0], _split_part(n, y, [j for j in ys1 if sy[j] is not None])
-            if m is None or px[k] is None or py[m] is None:
-                continue
-            inner = int(np.prod([py[j] for j in ys1 if j > m], dtype=np.int64))
+            k, m = xp[0], _split_part(n, y, yp)
+            inner = int(np.prod([py[j] for j in yp if j > m], dtype=np.int64))
             c = np.arange(px[k])
             n.link(x, k, y, m, c, (c // inner) % py[m])
-        elif len(ys1) == 1 and len(xs1) > 1:
-            chan = [k for k in xs1 if sx[k] is not None and n.c.is_channel((x, k))]
-            if not chan or py[ys1[0]] is None:
+        elif len(yp) == 1 and len(xp) > 1:
+            chan = [k for k in xp if n.c.is_channel((x, k))]
+            if not chan:
                 continue
-            k, m = chan[0], ys1[0]
-            inner = int(np.prod([px[j] for j in xs1 if j > k], dtype=np.int64))
+            k, m = chan[0], yp[0]
+            inner = int(np.prod([px[j] for j in xp if j > k], dtype=np.int64))
             f = np.arange(py[m])
             n.link(x, k, y, m, (f // inner) % px[k], f)
-        # a split of one axis into several (heads, channel shuffle) is not followed: frozen
+        # several parts on both sides: not followed, frozen
     return True
+
+
+def _batch_outermost(axes: list[int], t: list[Term | None] | None) -> bool:
+    """At most one k·batch axis in the block, and it comes first."""
+    if t is None:
+        return True
+    b = [i for i, a in enumerate(axes) if t[a] is not None and t[a][1] == 1]
+    return not b or b == [0]
 
 
 _PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand"}
 
 
-def _split_part(n: NodeCtx, y: str, parts: list[int]) -> int | None:
+def _split_part(n: NodeCtx, y: str, parts: list[int]) -> int:
     """Which part of a split axis to follow: the innermost part that is a head axis, else the innermost."""
-    if not parts:
-        return None
     for m in reversed(parts[:-1]):
         if feeds_batched_matmul(n.view, y, m):
             return m
@@ -526,6 +541,15 @@ def foldable(view, node) -> bool:
     return s is not None and folded_target(view, node, list(s)) is not None
 
 
+def target_rewritable(view, node) -> bool:
+    """Can the Reshape rule rewrite this node's target: a constant, a computed target that folds, or one of
+    known length (its static entries are then patched at run time, see Reshape.rewrite)."""
+    if view.array(node.input[1]) is not None or foldable(view, node):
+        return True
+    st = view.shape(node.input[1])
+    return st is not None and st[0] is not None and view.shape(node.output[0]) is not None
+
+
 @register
 class Reshape(Rule):
     """Reshape to the target shape (second input). Kept axes pass through; a channel axis merged with
@@ -536,8 +560,7 @@ class Reshape(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         x, t, y = n.inp(0), n.inp(1), n.out()
-        st = n.shape(t)
-        if n.const(t) is None and not foldable(n.view, n.node) and (st is None or st[0] is None):
+        if not target_rewritable(n.view, n.node):
             n.bail("target shape is computed and its length is unknown")
             return
         n.free(t)
@@ -562,8 +585,11 @@ class Reshape(Rule):
             target = folded_target(n.view, n.node, new_dims)
             if target is not None:
                 n.set_input_const(1, np.array(target, dtype=np.int64))
-            else:  # computed from several dynamic dims: patch the changed entries at run time
-                n.patch_input(1, {m: int(new_dims[m]) for m in changed})
+            else:
+                # computed from several dynamic dims: every static entry becomes its new constant at run time
+                # (also those computed from a pruned Shape that must not follow it); dynamic entries (batch,
+                # sequence, batch·heads) keep following the shapes they are computed from
+                n.patch_input(1, {m: int(d) for m, d in enumerate(new_dims) if d is not None})
             return
         target = t.copy().reshape(-1)
         allowzero = int(n.attr("allowzero", 0))
@@ -668,8 +694,9 @@ def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
             sinks.append(f"graph output '{t}'")
         for i in view.consumers.get(t, []):
             node = nodes[i]
-            if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] == t and foldable(view, node):
-                continue  # the rewriter folds computed Reshape targets
+            if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] == t and \
+                    target_rewritable(view, node):
+                continue  # the rewriter folds or patches computed Reshape targets
             narrowed = axes
             if node.op_type == "Gather" and node.input[0] == t and t == start:
                 idx = view.array(node.input[1]) if len(node.input) > 1 else None

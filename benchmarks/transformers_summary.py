@@ -1,5 +1,7 @@
 """Transformer zoo (tiny, random init) pruned at ratio 0.5 with and without the lossy hidden width: params,
-MACs, groups, zero-group oracle. Run: python benchmarks/transformers_summary.py > benchmarks/transformers_summary.txt"""
+MACs (symbolic dims count as 1: per sample, and per token for bert/llama, whose sequence is dynamic), groups
+pruned/prunable/frozen, lossy groups, zero-group oracle, prune seconds (incl. verification and the oracle).
+Run: python benchmarks/transformers_summary.py > benchmarks/transformers_summary.txt"""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def main() -> None:
             print(f"{name:<16}{'dynamo' if dynamo else 'legacy':<9}{'yes' if hidden else 'no':<8}"
                   f"{r.before.params:>10} ->{r.after.params:>9}{r.before.macs:>12} ->{r.after.macs:>10}"
                   f"{f'{r.groups_pruned}/{r.groups_prunable}/{r.groups_total - r.groups_prunable}':>17}"
-                  f"{lossy:>7}{r.oracle:>10.1e}{dt:>6.1f}")
+                  f"{lossy:>7}{r.oracle:>10.1e}{dt:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -20,12 +20,12 @@ import onnx
 from . import graph
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, score
-from .errors import BadArgument, WriteFailed
+from .errors import BadArgument, VerificationFailed, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
 from .stream import Staging, stream_threshold
-from .verify import check_model, check_model_file, oracle_error
+from .verify import check_model, check_model_file, oracle_error, oracle_errors
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto
 
@@ -287,6 +287,7 @@ def prune(
     compensate: bool = True,
     output: str | os.PathLike[str] | None = None,
     stream_bytes: int | None = None,
+    self_check: bool | None = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
@@ -298,7 +299,11 @@ def prune(
     exceeds `stream_bytes` (default `spa.stream.stream_threshold()`, 2 GiB) is then streamed: weights are read
     from disk one at a time and the sliced ones written straight to the output's data file, verified from
     disk; the returned proto refers to that file. (Options that need every weight in memory, --oracle,
-    targets, data-driven criteria, load the model whole as before.)"""
+    targets, data-driven criteria, load the model whole as before.)
+
+    `self_check` (default: on for models with at most SELF_CHECK_BYTES of weights): before anything is
+    written, the zero-group oracle runs too and a pruned model whose outputs differ from the zeroed original by
+    more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     say = progress or (lambda _msg: None)
@@ -376,6 +381,19 @@ def prune(
             else:
                 check_model(pruned, view.model, blob=blob)
             t["verify"] = time.perf_counter() - t1
+        guard = verify and staging is None and _self_check_on(view, self_check)
+        if verify and staging is None and (oracle or guard):
+            say("zero-group oracle")
+            t1 = time.perf_counter()
+            err, check = _oracle_or_none(a, keep, pruned, oracle, overrides)
+            t["oracle"] = time.perf_counter() - t1
+            if guard and check is not None and not check <= SELF_CHECK_TOL:
+                raise VerificationFailed(
+                    f"self-check failed: the pruned outputs differ from the original's with the removed channels "
+                    f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. This is a bug "
+                    "in spa's analysis: please report it with the model (--no-self-check skips this check)")
+        else:
+            err = None
         written = None
         if output is not None:
             say("writing")
@@ -386,11 +404,11 @@ def prune(
         if staging is not None:
             staging.abort()
         raise
-    # oracle: True / "float32" runs it in onnxruntime; "float64" in the reference evaluator (small models)
-    if oracle:
+    if oracle and err is None and not (verify and staging is None):
         say("zero-group oracle")
-    err = oracle_error(a, keep, pruned, precision=oracle if isinstance(oracle, str) else "float32",
-                       overrides=overrides) if oracle else None
+        err, _ = _oracle_or_none(a, keep, pruned, oracle, overrides)
+    if not oracle:
+        err = None  # the self-check's value is not reported unless asked for
     before = stats(view, Path(path).stat().st_size if path else None)
     after = stats(graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if staging else None),
                   written)
@@ -415,6 +433,36 @@ def _serialise(model: onnx.ModelProto) -> bytes | None:
     except Exception:  # noqa: BLE001 - over protobuf's 2 GB limit
         return None
     return blob if len(blob) <= graph._TWO_GB else None
+
+
+SELF_CHECK_BYTES = 64 << 20  # weights up to this size get the zero-group oracle as a self-check by default
+SELF_CHECK_TOL = 1e-3  # relative; float32 noise of a correct prune stays orders of magnitude below
+
+
+def _self_check_on(view: graph.ModelView, self_check: bool | None) -> bool:
+    if self_check is not None:
+        return self_check
+    total = 0
+    for t in view.inits.values():
+        total += len(t.raw_data) if t.HasField("raw_data") else 4 * int(np.prod(t.dims, dtype=np.int64))
+        if total > SELF_CHECK_BYTES:
+            return False
+    return True
+
+
+def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, oracle: bool | str,
+                    overrides: dict | None) -> tuple[float | None, float | None]:
+    """The zero-group oracle error (relative; "float64" in the reference evaluator, else onnxruntime) and the
+    self-check's measure (outputs scaled to at least 1). (None, None) when the zeroed reference itself cannot
+    be run and the oracle was not asked for."""
+    precision = oracle if isinstance(oracle, str) else "float32"
+    try:
+        err, check = oracle_errors(a, keep, pruned, precision=precision, overrides=overrides, floors=(1e-6, 1.0))
+        return err, check
+    except Exception:
+        if oracle:
+            raise
+        return None, None
 
 
 def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):

@@ -188,6 +188,7 @@ def prune(
     target_latency: Annotated[Optional[float], typer.Option("--target-latency", help="keep at most this fraction of the onnxruntime CPU latency (measured here)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="prune every model given into DIR/<file name> (one line each)")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
+    no_self_check: Annotated[bool, typer.Option("--no-self-check", help="skip the zero-group oracle that guards models with up to 64 MB of weights")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
@@ -210,7 +211,7 @@ def prune(
                        round_to=round_to, ignore=ignore or [], plan=Plan.load(plan_in) if plan_in else None,
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
                        target_latency=target_latency, calib=calib, calib_source=calib_source,
-                       hidden=not no_hidden)
+                       hidden=not no_hidden, self_check=False if no_self_check else None)
         _prune_many(models, out_dir, options, jobs, as_json, quiet)
         return
     model = models[0]
@@ -241,6 +242,7 @@ def prune(
             calib_source=calib_source,
             output=output,
             hidden=not no_hidden,
+            self_check=False if no_self_check else None,
         )
     if html:
         _write_html(api.analyze(model, hidden=not no_hidden), html, model, plan=rep.plan)
@@ -272,7 +274,8 @@ def prune(
         t.add_row("zero-group oracle (rel. error)", "", f"{rep.oracle:.1e}", "")
     con = _console()
     con.print(t)
-    con.print(f"verified (onnx.checker, onnxruntime) and written in {rep.seconds.get('total', 0):.2f}s")
+    checks = "onnx.checker, onnxruntime" + (", zero-group oracle" if "oracle" in rep.seconds else "")
+    con.print(f"verified ({checks}) and written in {rep.seconds.get('total', 0):.2f}s")
 
 
 def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_json: bool, quiet: bool) -> None:

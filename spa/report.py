@@ -1,4 +1,5 @@
-"""Model statistics for before/after tables: parameters, MACs (per sample, from inferred shapes), file size."""
+"""Model statistics for before/after tables: parameters, MACs (per sample, from inferred shapes; every symbolic
+dim counts as 1, so a sequence model's MACs are per token), file size."""
 
 from __future__ import annotations
 

@@ -67,5 +67,8 @@ def test_statistics_mask_is_what_makes_the_oracle_hold(exported, monkeypatch):
     for lossy groups is not vacuous."""
     path = exported("vit", False)
     monkeypatch.setattr(verify, "_mask_statistics", lambda *a: None)
-    _, rep = spa.prune(path, ratio=0.5, oracle=True)
+    _, rep = spa.prune(path, ratio=0.5, oracle=True, self_check=False)
     assert rep.oracle > 1e-3
+    # and the default self-check refuses to emit what it cannot reproduce
+    with pytest.raises(spa.errors.VerificationFailed, match="self-check failed"):
+        spa.prune(path, ratio=0.5)

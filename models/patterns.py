@@ -1510,3 +1510,34 @@ def if_outer_scope() -> onnx.ModelProto:
     b.op("If", ["cond"], "t_if", then_branch=then_g, else_branch=else_g)
     _tail(b, "t_if", 8)
     return b.model(["y"])
+
+
+# ========================================================================= many-to-many reshape blocks
+@_pattern("prunable", "nhwc", 3)
+def reshape_space_to_depth_last_axis() -> onnx.ModelProto:
+    """Magika-style: (N, P, C) -> (N, P/4, 4*C) merges 4 positions with the channels: the channel is the inner
+    factor of the new last axis (feature f ↔ channel f % C)."""
+    b = _B(13)
+    _head(b)
+    b.op("Relu", ["t"], "t_r")
+    b.op("Transpose", ["t_r"], "nhwc", perm=[0, 2, 3, 1])
+    b.op("Reshape", ["nhwc", b.i64("rs1.shape", [0, H * W, 8])], "pc")
+    b.op("Reshape", ["pc", b.i64("rs2.shape", [0, H * W // 4, 32])], "pc4")
+    b.op("MatMul", ["pc4", b.rand("s2d.w", (32, 6), fan_in=32)], "y")
+    return b.model(["y"])
+
+
+@_pattern("prunable", "mm", 2)
+def reshape_depth_to_space_last_axis() -> onnx.ModelProto:
+    """The reverse: (N, P, 32) -> (N, 4P, 8): feature c of the 32 lands on channel c % 8, so channels
+    {j, j+8, j+16, j+24} of the first MatMul are one unit."""
+    b = _B(13)
+    _head(b)
+    b.op("Relu", ["t"], "t_r")
+    b.op("Transpose", ["t_r"], "nhwc", perm=[0, 2, 3, 1])
+    b.op("Reshape", ["nhwc", b.i64("rs1.shape", [0, H * W, 8])], "pc")
+    b.op("MatMul", ["pc", b.rand("d2s.w1", (8, 32), fan_in=8)], "mm")
+    b.op("Relu", ["mm"], "mm_r")
+    b.op("Reshape", ["mm_r", b.i64("rs2.shape", [0, H * W * 4, 8])], "sp")
+    b.op("MatMul", ["sp", b.rand("d2s.w2", (8, 5), fan_in=8)], "y")
+    return b.model(["y"])

@@ -417,7 +417,17 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
             inner = int(np.prod([px[j] for j in xp if j > k], dtype=np.int64))
             f = np.arange(py[m])
             n.link(x, k, y, m, (f // inner) % px[k], f)
-        # several parts on both sides: not followed, frozen
+        elif len(xp) > 1 and len(yp) > 1:
+            # several parts on both sides, e.g. (positions 2048, C 64) -> (512, 256): the innermost axes share
+            # their inner factor, so when one last axis divides the other, the smaller one is followed into the
+            # larger modulo its size (feature f ↔ channel f % C); the other axes stay frozen
+            k, m = xp[-1], yp[-1]
+            if py[m] % px[k] == 0 and n.c.is_channel((x, k)):
+                f = np.arange(py[m])
+                n.link(x, k, y, m, f % px[k], f)
+            elif px[k] % py[m] == 0 and px[k] != py[m]:
+                c = np.arange(px[k])
+                n.link(x, k, y, m, c, c % py[m])
     return True
 
 

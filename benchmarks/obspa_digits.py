@@ -37,6 +37,7 @@ ROWS = [  # label, criterion, calib source (None: no data), uses calibration dat
     ("wanda (calib)", "wanda", None, True),
     ("obspa noise, no update", "obspa", "noise", False),
     ("obspa noise", "obspa", "noise", False),
+    ("obspa structured", "obspa", "structured", False),
     ("obspa bn", "obspa", "bn", False),
     ("obspa bn-synth", "obspa", "bn-synth", False),
     ("obspa calib", "obspa", None, True),

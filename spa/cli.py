@@ -171,7 +171,7 @@ def prune(
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda")] = "l1",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs (.npz keyed by graph input name, first axis = samples) for obspa/act/wanda")] = None,
-    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: noise | bn | bn-synth")] = None,
+    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: structured (default) | noise | bn | bn-synth")] = None,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,

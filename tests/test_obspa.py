@@ -186,3 +186,23 @@ def test_cli_obspa_with_calib(tmp_path):
              "--json")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "o.onnx").exists()
+
+
+def test_structured_source_is_image_like_and_spatially_correlated():
+    """The "structured" data-free source gives image inputs natural-image statistics (spatially correlated, a
+    random brightness, unit contrast) where "noise" is white; non-image inputs stay standard normal."""
+    from spa.graph import ModelView
+
+    view = ModelView.build(onnx.load(str(Path(__file__).resolve().parents[1] / "models/samples/resnet18_tiny.onnx")))
+    name = view.graph_inputs[0]
+    s = calib.structured_inputs(view, 8, seed=0)[name]
+    w = calib.noise_inputs(view, 8, seed=0)[name]
+    assert s.shape == w.shape and s.dtype == w.dtype
+
+    def neighbour_corr(x):
+        a, b = x[..., :, :-1].reshape(-1), x[..., :, 1:].reshape(-1)
+        return float(np.corrcoef(a, b)[0, 1])
+
+    assert neighbour_corr(s) > 0.5 > abs(neighbour_corr(w)) + 0.4
+    assert np.allclose([x.std() for x in s], 1.0, atol=0.05)
+    assert np.ptp([x.mean() for x in s]) > 0.3  # brightness varies between samples

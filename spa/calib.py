@@ -310,19 +310,24 @@ def collect(
     cons = find_consumers(a)
     if not cons:
         return cons
-    if source == "calib":
-        feeds = calib
-    elif source == "bn-synth":
-        feeds = bn_synth_inputs(a.view, samples, seed)
-    elif source == "structured":
-        feeds = structured_inputs(a.view, samples, seed)
-    else:
-        feeds = noise_inputs(a.view, samples, seed)
-    assert feeds is not None
+    feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     accumulate(a.view.model, cons, feeds, batch=batch, seed=seed)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
+
+
+def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, *, samples: int = 32,
+                 seed: int = 0) -> dict[str, np.ndarray]:
+    """The inputs a source pushes through the model (deterministic for a seed)."""
+    if calib is not None or source == "calib":
+        assert calib is not None
+        return calib
+    if source == "bn-synth":
+        return bn_synth_inputs(a.view, samples, seed)
+    if source == "structured":
+        return structured_inputs(a.view, samples, seed)
+    return noise_inputs(a.view, samples, seed)
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],

@@ -269,6 +269,8 @@ def prune(
     t.add_row("file size", human(b.size_bytes, "B"), human(a.size_bytes, "B"), _pct(b.size_bytes, a.size_bytes))
     t.add_row("nodes", str(b.nodes), str(a.nodes), "")
     t.add_row("groups pruned / prunable / frozen", "", f"{rep.groups_pruned} / {rep.groups_prunable} / {rep.groups_total - rep.groups_prunable}", "")
+    if rep.lossy_pruned:
+        t.add_row("lossy groups pruned (norm statistics change)", "", str(rep.lossy_pruned), "")
     t.add_row("channels removed", "", str(rep.channels_removed), "")
     if rep.oracle is not None:
         t.add_row("zero-group oracle (rel. error)", "", f"{rep.oracle:.1e}", "")

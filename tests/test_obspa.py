@@ -206,3 +206,33 @@ def test_structured_source_is_image_like_and_spatially_correlated():
     assert neighbour_corr(s) > 0.5 > abs(neighbour_corr(w)) + 0.4
     assert np.allclose([x.std() for x in s], 1.0, atol=0.05)
     assert np.ptp([x.mean() for x in s]) > 0.3  # brightness varies between samples
+
+
+def test_refit_with_real_data_reduces_the_error_through_depth():
+    """Two hidden layers pruned at once: the sequential re-fit (on by default with --calib) corrects each layer
+    for what the earlier ones lost, so held-out outputs end closer to the original than with the per-layer
+    OBS update alone; and the zero-group oracle still holds with the re-fitted weights."""
+    from onnx import TensorProto, helper, numpy_helper
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    clf = MLPClassifier((32, 32), max_iter=400, random_state=0).fit(x[:1000], d.target[:1000])
+    ws = [w.astype(np.float32) for w in clf.coefs_]
+    bs = [b.astype(np.float32) for b in clf.intercepts_]
+    nodes = [helper.make_node("Gemm", ["x", "w0", "b0"], ["h0"]), helper.make_node("Relu", ["h0"], ["r0"]),
+             helper.make_node("Gemm", ["r0", "w1", "b1"], ["h1"]), helper.make_node("Relu", ["h1"], ["r1"]),
+             helper.make_node("Gemm", ["r1", "w2", "b2"], ["y"])]
+    inits = [numpy_helper.from_array(v, f"{k}{i}") for i, (w, b) in enumerate(zip(ws, bs)) for k, v in (("w", w), ("b", b))]
+    g = helper.make_graph(nodes, "mlp2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    xcal, xte = x[1000:1400], x[1400:]
+    y = run(m, {"x": xte})[0]
+    err = {}
+    for refit in (False, True):
+        pruned, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib={"x": xcal}, refit=refit, oracle=True)
+        assert rep.oracle <= 1e-5
+        err[refit] = float(np.linalg.norm(run(pruned, {"x": xte})[0] - y) / np.linalg.norm(y))
+    assert err[True] < 0.97 * err[False], err  # measured 0.135 vs 0.143 (the OCR model: 0.91 vs 0.07 accuracy at 0.5)

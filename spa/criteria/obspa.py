@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import onnx
 
 from ..analysis import Analysis, Group, Member
 from ..calib import Consumer
@@ -118,3 +119,67 @@ def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndar
             new = new[:, :-1]
         out[w_name] = c.from_matrix(new, w).astype(w.dtype)
     return out
+
+
+def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.ndarray],
+          feeds: dict[str, np.ndarray], *, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """A sequential, network-aware pass after the per-layer OBS update. Consumers are visited in graph order;
+    each sees its inputs X' as the pruned network — with every earlier consumer already re-fitted — produces
+    them, and its kept columns are corrected to reproduce its ORIGINAL outputs W·X:
+    W'_K = W1_K + (W C_:,K − W1_K H'_KK)(H'_KK + λI)⁻¹, C = Σ x x'ᵀ, H' = Σ x' x'ᵀ over the same inputs (bias
+    as a constant-1 column), W1 = the per-layer update's weights (the correction is zero when nothing upstream
+    changed). Errors then stop compounding with depth. Returns updated overrides."""
+    from ..calib import _batches
+    from ..verify import session, zeroed_model
+
+    if not stats:
+        return overrides
+    view = a.view
+    out = dict(overrides)
+    orig_sess = _with_outputs(view.model, sorted({c.x for c in stats.values()}))
+    orig_vals = [dict(zip(orig_sess[1], orig_sess[0].run(orig_sess[1], b))) for b in _batches(feeds, batch)]
+    for key, c in sorted(stats.items(), key=lambda kv: kv[1].node):
+        w_name, axis = key
+        comps = a.slot_comps.get(key)
+        if comps is None:
+            continue
+        sess, _ = _with_outputs(zeroed_model(a, keep, out), [c.x])
+        C = Hn = None
+        for bi, b in enumerate(_batches(feeds, batch)):
+            x1 = np.asarray(sess.run([c.x], b)[0])
+            r0 = c.rows_of(np.asarray(orig_vals[bi][c.x]), np.random.default_rng((seed, bi, c.node)))
+            r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))  # the same rows of both
+            c0, h1 = (r0.T @ r1).astype(np.float64), (r1.T @ r1).astype(np.float64)
+            C, Hn = (c0, h1) if C is None else (C + c0, Hn + h1)
+        w = view.array(w_name)
+        W = c.matrix(w).astype(np.float64)
+        w1 = out.get(w_name, w)
+        W1 = c.matrix(w1).astype(np.float64)
+        if c.bias is not None:
+            b0 = view.array(c.bias).astype(np.float64).reshape(-1)
+            b1 = np.asarray(out.get(c.bias, view.array(c.bias)), dtype=np.float64).reshape(-1)
+            W = np.concatenate([W, b0[:, None]], axis=1)
+            W1 = np.concatenate([W1, b1[:, None]], axis=1)
+        gone = np.nonzero(~keep[comps])[0]
+        P = c.columns(gone) if len(gone) else np.zeros(0, np.int64)
+        K = np.setdiff1d(np.arange(W.shape[1]), P)
+        H = Hn[np.ix_(K, K)]
+        lam = DAMP * float(np.mean(np.diag(H))) if len(K) else 0.0
+        resid = W @ C[:, K] - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
+        new = np.zeros_like(W)
+        new[:, K] = W1[:, K] + np.linalg.solve(H + (lam if lam > 0 else 1e-8) * np.eye(len(K)), resid.T).T
+        if c.bias is not None:
+            out[c.bias] = new[:, -1].reshape(view.array(c.bias).shape).astype(view.array(c.bias).dtype)
+            new = new[:, :-1]
+        out[w_name] = c.from_matrix(new, w).astype(w.dtype)
+    return out
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]):
+    from ..verify import session
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
+    return session(m), names

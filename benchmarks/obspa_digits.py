@@ -35,6 +35,8 @@ ROWS = [  # label, criterion, calib source (None: no data), uses calibration dat
     ("bn", "bn", None, False),
     ("act (calib)", "act", None, True),
     ("wanda (calib)", "wanda", None, True),
+    ("taylor (calib)", "taylor", None, True),
+    ("snip (calib)", "snip", None, True),
     ("obspa noise, no update", "obspa", "noise", False),
     ("obspa noise", "obspa", "noise", False),
     ("obspa structured", "obspa", "structured", False),

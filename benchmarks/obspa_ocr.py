@@ -36,6 +36,8 @@ ROWS = [  # label, criterion, data-free source, uses calibration data
     ("bn", "bn", None, False),
     ("act (calib)", "act", None, True),
     ("wanda (calib)", "wanda", None, True),
+    ("taylor (calib)", "taylor", None, True),
+    ("snip (calib)", "snip", None, True),
     ("obspa noise", "obspa", "noise", False),
     ("obspa structured", "obspa", "structured", False),
     ("obspa bn", "obspa", "bn", False),

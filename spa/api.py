@@ -19,7 +19,7 @@ import onnx
 
 from . import graph
 from .analysis import Analysis, analyze as _analyze
-from .criteria import CRITERIA, NEEDS_DATA, score
+from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
 from .errors import BadArgument, VerificationFailed, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
@@ -179,9 +179,7 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dic
     if criterion not in CRITERIA:
         raise BadArgument(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
     if criterion in NEEDS_DATA and stats is None:
-        from . import calib
-
-        stats = calib.collect(a, seed=seed)
+        stats = _data_stats(a, criterion, None, None, seed)
     rng = np.random.default_rng(seed)
     view = a.view
 
@@ -332,7 +330,7 @@ def prune(
         t1 = time.perf_counter()
         say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
         feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
-        stats_ = calib_.collect(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed)
+        stats_ = _data_stats(a, criterion, feeds, calib_source, seed)
         t["calibrate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
@@ -440,6 +438,19 @@ def prune(
         _lossy_pruned(a, keep),
     )
     return pruned, rep
+
+
+def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int) -> dict:
+    """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
+    criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs."""
+    from . import calib
+
+    source = source or calib.DEFAULT_SOURCE
+    if criterion in NEEDS_GRADS:
+        from .criteria.gradient import collect as grads
+
+        return grads(a.view.model, calib.source_feeds(a, source, feeds, seed=seed))
+    return calib.collect(a, source, feeds, seed=seed)
 
 
 def _lossy_pruned(a: Analysis, keep: np.ndarray) -> int:

@@ -169,7 +169,7 @@ def prune(
     models: Annotated[list[Path], typer.Argument(help="ONNX model file (several: with --out-dir)")],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the pruned model")] = None,
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
-    criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda")] = "l1",
+    criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda | taylor | snip")] = "l1",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs (.npz keyed by graph input name, first axis = samples) for obspa/act/wanda")] = None,
     calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: structured (default) | noise | bn | bn-synth")] = None,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,

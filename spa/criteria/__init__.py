@@ -4,7 +4,8 @@ A criterion is a function `(group, weights, rng) -> np.ndarray` of shape `(group
 returns an initializer's values. Scores are normalised by the group mean, so groups can be ranked together
 (global pruning). To add one, write the function and put it in `CRITERIA`. Criteria in `NEEDS_DATA` also get
 `stats` (per consumer layer: input statistics, see spa.calib) as a fourth argument; "obspa" additionally
-returns weight updates once the plan is known (`obspa.compensate`).
+returns weight updates once the plan is known (`obspa.compensate`). Criteria in `NEEDS_GRADS` get gradients
+instead (through the ONNX → torch round trip).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..analysis import Group
+from .gradient import snip, taylor
 from .magnitude import bn_scale, l1, l2, random_scores
 from .obspa import act, obspa, wanda
 
@@ -27,8 +29,11 @@ CRITERIA: dict[str, Criterion] = {
     "obspa": obspa,
     "act": act,
     "wanda": wanda,
+    "taylor": taylor,
+    "snip": snip,
 }
-NEEDS_DATA = ("obspa", "act", "wanda")
+NEEDS_GRADS = ("taylor", "snip")  # their fourth argument: ∂L/∂w per initializer (spa.criteria.gradient.collect)
+NEEDS_DATA = ("obspa", "act", "wanda", *NEEDS_GRADS)
 
 
 def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator,

@@ -25,6 +25,7 @@ from ..calib import Consumer
 from .magnitude import l1
 
 DAMP = 0.01
+REFIT_DAMP = 0.01  # the re-fit's damping (relative to mean diag H')
 Stats = dict[tuple[str, int], Consumer]
 
 
@@ -164,7 +165,7 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
         P = c.columns(gone) if len(gone) else np.zeros(0, np.int64)
         K = np.setdiff1d(np.arange(W.shape[1]), P)
         H = Hn[np.ix_(K, K)]
-        lam = DAMP * float(np.mean(np.diag(H))) if len(K) else 0.0
+        lam = REFIT_DAMP * float(np.mean(np.diag(H))) if len(K) else 0.0
         resid = W @ C[:, K] - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
         new = np.zeros_like(W)
         new[:, K] = W1[:, K] + np.linalg.solve(H + (lam if lam > 0 else 1e-8) * np.eye(len(K)), resid.T).T

@@ -125,3 +125,34 @@ def compare(got: Iterable[np.ndarray], want: Iterable[np.ndarray], what: str, at
 
 
 __all__ += ["SpaError", "discard", "first_line", "ort_session"]
+
+
+def call_factory(py: pathlib.Path, factory: str, kind: str):
+    """Import ``py`` (its code runs: only convert your own files) and return ``factory()``: the model behind a
+    ``file.py:factory`` argument. One-line errors: BadArgument (missing file or factory), ConversionFailed
+    (the import or the call raised)."""
+    import importlib.util
+    import sys
+
+    if not py.is_file():
+        raise BadArgument(f"{py} does not exist")
+    name = f"_spa_convert_{kind}_{abs(hash(str(py.resolve())))}"
+    spec = importlib.util.spec_from_file_location(name, py)
+    if spec is None or spec.loader is None:
+        raise BadArgument(f"cannot import {py}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    sys.path.insert(0, str(py.resolve().parent))
+    try:
+        spec.loader.exec_module(mod)
+    except Exception as e:  # noqa: BLE001
+        raise ConversionFailed(f"importing {py} failed: {first_line(e)}") from None
+    finally:
+        sys.path.remove(str(py.resolve().parent))
+    make = getattr(mod, factory, None)
+    if make is None or not callable(make):
+        raise BadArgument(f"{py} has no callable {factory!r}")
+    try:
+        return make()
+    except Exception as e:  # noqa: BLE001
+        raise ConversionFailed(f"{py.name}:{factory}() failed: {first_line(e)}") from None

@@ -25,7 +25,17 @@ import numpy as np
 
 from spa.errors import BadArgument
 
-from ._common import ConversionFailed, compare, discard, first_line, ort_run, ort_session, publish, tmp_path_for
+from ._common import (
+    ConversionFailed,
+    call_factory,
+    compare,
+    discard,
+    first_line,
+    ort_run,
+    ort_session,
+    publish,
+    tmp_path_for,
+)
 
 __all__ = ["JaxExportInfo", "export_jax", "is_jax_source", "jax_to_onnx", "load_jax_source"]
 
@@ -167,9 +177,6 @@ def load_jax_source(source: str) -> Callable:
 
     Importing the file runs its code: only convert your own files.
     """
-    import importlib.util
-    import sys
-
     py_s, sep, factory = source.rpartition(":")
     py = pathlib.Path(py_s)
     if not (sep and py_s.endswith(".py") and factory):
@@ -177,26 +184,7 @@ def load_jax_source(source: str) -> Callable:
     if not py.is_file():
         raise BadArgument(f"{py} does not exist")
     _require()
-    name = f"_spa_convert_jax_{abs(hash(str(py.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, py)
-    if spec is None or spec.loader is None:
-        raise BadArgument(f"cannot import {py}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    sys.path.insert(0, str(py.resolve().parent))
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionFailed(f"importing {py} failed: {first_line(e)}") from None
-    finally:
-        sys.path.remove(str(py.resolve().parent))
-    make = getattr(mod, factory, None)
-    if make is None or not callable(make):
-        raise BadArgument(f"{py} has no callable {factory!r}")
-    try:
-        fn = make()
-    except Exception as e:  # noqa: BLE001
-        raise ConversionFailed(f"{py.name}:{factory}() failed: {first_line(e)}") from None
+    fn = call_factory(py, factory, "jax")
     if not callable(fn):
         raise ConversionFailed(f"{py.name}:{factory}() returned {type(fn).__name__}, not a JAX function or module")
     return fn

@@ -19,6 +19,7 @@ from spa.errors import BadArgument
 from ._common import (
     ConversionFailed,
     OutputMismatch,
+    call_factory,
     compare,
     discard,
     first_line,
@@ -240,33 +241,9 @@ def load_torch_source(source: str) -> Any:
 
 
 def _load_factory(py: pathlib.Path, factory: str):
-    import importlib.util
-    import sys
-
     import torch
 
-    if not py.is_file():
-        raise BadArgument(f"{py} does not exist")
-    name = f"_spa_convert_{abs(hash(str(py.resolve())))}"
-    spec = importlib.util.spec_from_file_location(name, py)
-    if spec is None or spec.loader is None:
-        raise BadArgument(f"cannot import {py}")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    sys.path.insert(0, str(py.resolve().parent))
-    try:
-        spec.loader.exec_module(mod)
-    except Exception as e:  # noqa: BLE001
-        raise ConversionFailed(f"importing {py} failed: {first_line(e)}") from None
-    finally:
-        sys.path.remove(str(py.resolve().parent))
-    fn = getattr(mod, factory, None)
-    if fn is None or not callable(fn):
-        raise BadArgument(f"{py} has no callable {factory!r}")
-    try:
-        m = fn()
-    except Exception as e:  # noqa: BLE001
-        raise ConversionFailed(f"{py.name}:{factory}() failed: {first_line(e)}") from None
+    m = call_factory(py, factory, "torch")
     if not isinstance(m, torch.nn.Module):
         raise ConversionFailed(f"{py.name}:{factory}() returned {type(m).__name__}, not a torch.nn.Module")
     return m

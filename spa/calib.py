@@ -367,31 +367,29 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
 def _runnable_size(view, seed: int) -> int:
     """For symbolic non-batch dims (sequence length, image size): the first of 32, 64, 16, 8, 1 at which the
     model runs one synthetic sample (1 if none does, or if there are no such dims)."""
-    from .verify import _has_free_dims, session
+    from .verify import _has_free_dims, first_runnable_size
 
     if not _has_free_dims(view.model):
         return 1
-    sess = session(view.model)
-    for size in (32, 64, 16, 8):
-        try:
-            sess.run(None, noise_inputs(view, 1, seed, size))
-            return size
-        except Exception:
-            continue
-    return 1
+    return first_runnable_size(view.model, lambda size: noise_inputs(view, 1, seed, size), (32, 64, 16, 8)) or 1
+
+
+def session_with_outputs(model: onnx.ModelProto, names: list[str]):
+    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too."""
+    from .verify import session
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
+    return session(m)
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = 8, seed: int = 0) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H."""
-    from .verify import session
-
     names = sorted({c.x for c in cons.values()})
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
-    sess = session(m)
+    sess = session_with_outputs(model, names)
     rng = np.random.default_rng(seed)
     for b in _batches(feeds, batch):
         vals = dict(zip(names, sess.run(names, b)))

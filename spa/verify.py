@@ -138,20 +138,29 @@ def _run_verified(run_pruned, run_original, free_dims: bool) -> list[np.ndarray]
 
 
 
-def _runnable_feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict[str, np.ndarray]:
-    """Random inputs at the first of OTHER_SIZES (for symbolic non-batch dims) at which `model` runs."""
-    feeds = random_inputs(model, seed=seed, batch=batch)
-    if not _has_free_dims(model):
-        return feeds
+def first_runnable_size(model: onnx.ModelProto, feeds_at, sizes) -> int | None:
+    """The first of `sizes` at which `model` runs on `feeds_at(size)` (inputs whose symbolic non-batch dims
+    are that size); None if it runs at none."""
     sess = session(model)
-    for size in OTHER_SIZES:
-        feeds = random_inputs(model, seed=seed, batch=batch, other=size)
+    for size in sizes:
         try:
-            sess.run(None, feeds)
-            return feeds
+            sess.run(None, feeds_at(size))
+            return size
         except Exception:
             continue
-    return feeds
+    return None
+
+
+def _runnable_feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict[str, np.ndarray]:
+    """Random inputs at the first of OTHER_SIZES (for symbolic non-batch dims) at which `model` runs (the last
+    size if none)."""
+    if not _has_free_dims(model):
+        return random_inputs(model, seed=seed, batch=batch)
+
+    def at(size: int) -> dict[str, np.ndarray]:
+        return random_inputs(model, seed=seed, batch=batch, other=size)
+
+    return at(first_runnable_size(model, at, OTHER_SIZES) or OTHER_SIZES[-1])
 
 
 def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import onnx
 
 from ..analysis import Analysis, Group, Member
 from ..calib import Consumer
@@ -130,21 +129,22 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     W'_K = W1_K + (W C_:,K − W1_K H'_KK)(H'_KK + λI)⁻¹, C = Σ x x'ᵀ, H' = Σ x' x'ᵀ over the same inputs (bias
     as a constant-1 column), W1 = the per-layer update's weights (the correction is zero when nothing upstream
     changed). Errors then stop compounding with depth. Returns updated overrides."""
-    from ..calib import _batches
-    from ..verify import session, zeroed_model
+    from ..calib import _batches, session_with_outputs
+    from ..verify import zeroed_model
 
     if not stats:
         return overrides
     view = a.view
     out = dict(overrides)
-    orig_sess = _with_outputs(view.model, sorted({c.x for c in stats.values()}))
-    orig_vals = [dict(zip(orig_sess[1], orig_sess[0].run(orig_sess[1], b))) for b in _batches(feeds, batch)]
+    names = sorted({c.x for c in stats.values()})
+    orig_sess = session_with_outputs(view.model, names)
+    orig_vals = [dict(zip(names, orig_sess.run(names, b))) for b in _batches(feeds, batch)]
     for key, c in sorted(stats.items(), key=lambda kv: kv[1].node):
         w_name, axis = key
         comps = a.slot_comps.get(key)
         if comps is None:
             continue
-        sess, _ = _with_outputs(zeroed_model(a, keep, out), [c.x])
+        sess = session_with_outputs(zeroed_model(a, keep, out), [c.x])
         C = Hn = None
         for bi, b in enumerate(_batches(feeds, batch)):
             x1 = np.asarray(sess.run([c.x], b)[0])
@@ -175,12 +175,3 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
         out[w_name] = c.from_matrix(new, w).astype(w.dtype)
     return out
 
-
-def _with_outputs(model: onnx.ModelProto, names: list[str]):
-    from ..verify import session
-
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
-    return session(m), names

@@ -284,6 +284,7 @@ def prune(
     target_latency: float | None = None,
     calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None,
     calib_source: str | None = None,
+    calib_samples: int | None = None,
     compensate: bool = True,
     refit: bool | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -293,7 +294,8 @@ def prune(
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
     also measures the zero-group oracle error. Criteria that need data (obspa, act, wanda) use `calib` (an .npz
-    path or arrays keyed by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES);
+    path or arrays keyed by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES;
+    `calib_samples` synthetic samples, default spa.calib.DATA_FREE_SAMPLES);
     obspa then compensates the consumers' remaining weights (`compensate`) and, with real calibration data
     (`refit` None = only then), re-fits every consumer in graph order to the original outputs through the
     pruned network.
@@ -330,7 +332,7 @@ def prune(
         t1 = time.perf_counter()
         say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
         feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
-        stats_ = _data_stats(a, criterion, feeds, calib_source, seed)
+        stats_ = _data_stats(a, criterion, feeds, calib_source, seed, calib_samples)
         t["calibrate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
@@ -373,7 +375,8 @@ def prune(
             from .criteria.obspa import refit as obs_refit
 
             say("re-fitting every consumer to the original outputs through the pruned network")
-            feeds_ = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed)
+            feeds_ = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
+                                         samples=calib_samples or calib_.DATA_FREE_SAMPLES)
             overrides = obs_refit(a, keep, stats_, overrides, feeds_, seed=seed)
         t["compensate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
@@ -440,17 +443,21 @@ def prune(
     return pruned, rep
 
 
-def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int) -> dict:
+def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
+                samples: int | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs."""
     from . import calib
 
     source = source or calib.DEFAULT_SOURCE
+    n = calib.DATA_FREE_SAMPLES if samples is None else samples
+    if n < 1:
+        raise BadArgument(f"--calib-samples must be at least 1, got {n}")
     if criterion in NEEDS_GRADS:
         from .criteria.gradient import collect as grads
 
-        return grads(a.view.model, calib.source_feeds(a, source, feeds, seed=seed))
-    return calib.collect(a, source, feeds, seed=seed)
+        return grads(a.view.model, calib.source_feeds(a, source, feeds, seed=seed, samples=n))
+    return calib.collect(a, source, feeds, seed=seed, samples=n)
 
 
 def _lossy_pruned(a: Analysis, keep: np.ndarray) -> int:

@@ -171,7 +171,8 @@ def prune(
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda | taylor | snip")] = "l1",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs (.npz keyed by graph input name, first axis = samples) for obspa/act/wanda")] = None,
-    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: structured (default) | noise | bn | bn-synth")] = None,
+    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: binary (default) | structured | noise | bn | bn-synth")] = None,
+    calib_samples: Annotated[Optional[int], typer.Option("--calib-samples", help="synthetic samples for the data-free statistics (default 128)")] = None,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
@@ -211,6 +212,7 @@ def prune(
                        round_to=round_to, ignore=ignore or [], plan=Plan.load(plan_in) if plan_in else None,
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
                        target_latency=target_latency, calib=calib, calib_source=calib_source,
+                       calib_samples=calib_samples,
                        hidden=not no_hidden, self_check=False if no_self_check else None)
         _prune_many(models, out_dir, options, jobs, as_json, quiet)
         return
@@ -240,6 +242,7 @@ def prune(
             target_latency=target_latency,
             calib=calib,
             calib_source=calib_source,
+            calib_samples=calib_samples,
             output=output,
             hidden=not no_hidden,
             self_check=False if no_self_check else None,

@@ -208,6 +208,57 @@ def test_structured_source_is_image_like_and_spatially_correlated():
     assert np.ptp([x.mean() for x in s]) > 0.3  # brightness varies between samples
 
 
+def test_binary_source_is_two_level_shapes_on_a_background():
+    """The "binary" data-free source (the default) gives image inputs two-level images: every pixel ±1, a
+    minority of 5-50 % at -1, spatially correlated (shapes with edges, not salt and pepper); the samples and the
+    seed decide the images; non-image inputs stay as "noise"."""
+    from spa.graph import ModelView
+
+    assert calib.DEFAULT_SOURCE == "binary"
+    view = ModelView.build(onnx.load(str(ROOT / "models/samples/resnet18_tiny.onnx")))
+    name = view.graph_inputs[0]
+    b = calib.binary_inputs(view, 16, seed=0)[name]
+    w = calib.noise_inputs(view, 16, seed=0)[name]
+    assert b.shape == w.shape and b.dtype == w.dtype
+    assert set(np.unique(b)) == {-1.0, 1.0}
+    dark = (b == -1).mean(axis=(1, 2, 3))
+    assert dark.min() >= 0.04 and dark.max() <= 0.51 and np.ptp(dark) > 0.1
+    same = (b[..., :, :-1] == b[..., :, 1:]).mean()  # neighbours agree far more often than by chance
+    chance = float(np.mean(dark**2 + (1 - dark) ** 2))
+    assert same > chance + 0.1
+    assert not np.array_equal(b, calib.binary_inputs(view, 16, seed=1)[name])
+    assert np.array_equal(b, calib.binary_inputs(view, 16, seed=0)[name])
+
+
+def test_calib_samples_sets_the_synthetic_sample_count(monkeypatch, tmp_path):
+    """--calib-samples decides how many synthetic samples the data-free statistics read; 0 is refused."""
+    seen = []
+    orig = calib.binary_inputs
+
+    def spy(view, n, seed, other=1):
+        seen.append(n)
+        return orig(view, n, seed, other)
+
+    monkeypatch.setattr(calib, "binary_inputs", spy)
+    spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=12, verify=False)
+    spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", verify=False)
+    assert seen == [12, calib.DATA_FREE_SAMPLES]
+    r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib-samples", "0")
+    assert r.returncode == 2 and "--calib-samples" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_row_subsample_equals_the_same_rows_of_the_full_im2col():
+    """Conv rows are gathered only where sampled: the same rows, in order, as the full im2col would give."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 9, 11)).astype(np.float32)
+    args = ((3, 2), (2, 1), (1, 0, 1, 1), (1, 2))
+    full = calib._im2col(x, *args)
+    pick = np.sort(np.random.default_rng(5).choice(len(full), 40, replace=False))
+    assert np.array_equal(calib._im2col(x, *args, limit=40, rng=np.random.default_rng(5)), full[pick])
+    assert np.array_equal(calib._im2col(x, *args, limit=10**6, rng=rng), full)
+
+
 def test_refit_with_real_data_reduces_the_error_through_depth():
     """Two hidden layers pruned at once: the sequential re-fit (on by default with --calib) corrects each layer
     for what the earlier ones lost, so held-out outputs end closer to the original than with the per-layer

@@ -1,4 +1,4 @@
-"""How long OBSPA (data-free, noise source) takes on ResNet-50 (models/zoo_torch, full size, 224×224) against L1,
+"""How long OBSPA (data-free, the default source) takes on ResNet-50 (models/zoo_torch, full size, 224×224) against L1,
 measured in the same run, whole spa.prune call (load, analysis, statistics, scoring, OBS update, rewrite,
 verification), ratio 0.3. The machine's load average is printed with the numbers: the 2 cores are shared.
 
@@ -24,7 +24,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         p = zoo_torch.export("resnet50", Path(d) / "resnet50.onnx", size="full")
         print(f"ResNet-50 (zoo_torch full, legacy export, BatchNorm folded); cpu count {os.cpu_count()}; "
-              f"statistics: {calib.DEFAULT_SOURCE}, 32 samples, batch 8, ≤{calib.ROWS_PER_BATCH} rows per layer and batch")
+              f"statistics: {calib.DEFAULT_SOURCE}, {calib.DATA_FREE_SAMPLES} samples, batch 8, ≤{calib.ROWS_TOTAL} rows per "
+              "layer")
         for crit in ("l1", "obspa", "l1", "obspa"):
             load = os.getloadavg()[0]
             t0 = time.perf_counter()

@@ -108,7 +108,7 @@ def test_prune_sample_with_data_criteria(criterion):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
-@pytest.mark.parametrize("source", ["noise", "bn"])
+@pytest.mark.parametrize("source", ["binary", "noise", "bn"])
 def test_zoo_tiny_obspa(name, source, tmp_path):
     p = zoo_torch.export(name, tmp_path / f"{name}.onnx", size="tiny", keep_batchnorm=source == "bn")
     _, rep = spa.prune(str(p), ratio=0.3, criterion="obspa", calib_source=source, oracle=True)
@@ -338,3 +338,12 @@ def test_gradients_are_those_of_torch_autograd():
         w[3, 2] -= 2 * eps
         down = loss(mod)
     assert abs((up - down) / (2 * eps) - g["w1"][3, 2]) < 1e-3 * max(1.0, abs(g["w1"][3, 2]))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, e in __import__("models.patterns", fromlist=["EXPECT"]).EXPECT.items()
+                                        if e == "prunable"))
+def test_every_prunable_pattern_obspa_oracle(name):
+    """Data-free obspa (default source, few samples to stay quick) on every prunable rule pattern: the
+    compensated, pruned graph equals the zeroed original with the same weight updates (oracle in onnxruntime)."""
+    pruned, rep = spa.prune(build(name), ratio=0.5, criterion="obspa", calib_samples=4, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle

@@ -10,7 +10,7 @@ Metric: character accuracy 1 − Σ edit distance / Σ reference length over the
 lines (act, wanda, obspa calib) are other segments of the same text, disjoint from the evaluation ones.
 
     .venv/bin/python benchmarks/obspa_ocr.py > benchmarks/obspa_ocr.txt
-    (--spread-only: the header and the seed-spread section only)
+    (--spread-only: the header and the seed-spread section only; --rows l2,bn: the header and those table rows)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ SEEDS = 8
 FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf"]
 ROWS = [  # label, criterion, data-free source, uses calibration data
     ("l1", "l1", None, False),
+    ("l2", "l2", None, False),
     ("bn", "bn", None, False),
     ("act (calib)", "act", None, True),
     ("wanda (calib)", "wanda", None, True),
@@ -142,14 +143,18 @@ def main() -> None:
           f"{len(x_ca)} other segments; fonts {', '.join(FONTS)}")
     print(f"original character accuracy: {base:.4f}")
     calib = {m.graph.input[0].name: x_ca}
+    only = sys.argv[sys.argv.index("--rows") + 1].split(",") if "--rows" in sys.argv else None
     if "--spread-only" not in sys.argv:
-        table(m, chars, x_ev, truth, calib)
-    spread(m, chars, x_ev, truth, base)
+        table(m, chars, x_ev, truth, calib, only)
+    if only is None:
+        spread(m, chars, x_ev, truth, base)
 
 
-def table(m, chars, x_ev, truth, calib) -> None:
+def table(m, chars, x_ev, truth, calib, only: list[str] | None = None) -> None:
     print(f"{'criterion':30s}" + "".join(f"{'r=' + str(r):>9s}" for r in RATIOS) + f"{'prune s':>9s}  MACs kept")
     for label, crit, source, uses_calib in ROWS:
+        if only is not None and label not in only:
+            continue
         accs, secs, macs = [], [], []
         for r in RATIOS:
             t0 = time.perf_counter()

@@ -175,7 +175,7 @@ def compute_plan(
 
 def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dict | None = None) -> dict[int, np.ndarray]:
     """Per prunable group: the criterion's (group-normalised) channel scores. Criteria that need data get
-    `stats` (spa.calib.collect; collected from noise inputs here when not given)."""
+    `stats` (spa.calib.collect; collected from the default data-free source here when not given)."""
     if criterion not in CRITERIA:
         raise BadArgument(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
     if criterion in NEEDS_DATA and stats is None:

@@ -332,7 +332,10 @@ def prune(
         t1 = time.perf_counter()
         say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
         feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
-        stats_ = _data_stats(a, criterion, feeds, calib_source, seed, calib_samples)
+        # the inputs the statistics (and the re-fit below) read, made once
+        inputs = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
+                                     samples=calib_.DATA_FREE_SAMPLES if calib_samples is None else calib_samples)
+        stats_ = _data_stats(a, criterion, feeds, calib_source, seed, inputs)
         t["calibrate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
@@ -375,9 +378,7 @@ def prune(
             from .criteria.obspa import refit as obs_refit
 
             say("re-fitting every consumer to the original outputs through the pruned network")
-            feeds_ = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
-                                         samples=calib_samples or calib_.DATA_FREE_SAMPLES)
-            overrides = obs_refit(a, keep, stats_, overrides, feeds_, seed=seed)
+            overrides = obs_refit(a, keep, stats_, overrides, inputs, seed=seed)
         t["compensate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say("rewriting")
@@ -444,20 +445,20 @@ def prune(
 
 
 def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
-                samples: int | None = None) -> dict:
+                inputs: dict | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
-    criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs."""
+    criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
+    (`inputs`: those inputs, already made by `spa.calib.source_feeds`)."""
     from . import calib
 
     source = source or calib.DEFAULT_SOURCE
-    n = calib.DATA_FREE_SAMPLES if samples is None else samples
-    if n < 1:
-        raise BadArgument(f"--calib-samples must be at least 1, got {n}")
+    if inputs is None:
+        inputs = calib.source_feeds(a, source, feeds, seed=seed)
     if criterion in NEEDS_GRADS:
         from .criteria.gradient import collect as grads
 
-        return grads(a.view.model, calib.source_feeds(a, source, feeds, seed=seed, samples=n))
-    return calib.collect(a, source, feeds, seed=seed, samples=n)
+        return grads(a.view.model, inputs)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs)
 
 
 def _lossy_pruned(a: Analysis, keep: np.ndarray) -> int:

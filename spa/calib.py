@@ -368,28 +368,41 @@ def collect(
     samples: int = DATA_FREE_SAMPLES,
     batch: int = 8,
     seed: int = 0,
+    feeds: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple[str, int], Consumer]:
-    """H per consumer from the chosen source (see the module docstring)."""
-    if source not in SOURCES:
-        raise BadArgument(f"unknown calibration source {source!r} (choose from {', '.join(SOURCES)})")
-    if calib is not None:
-        source = "calib"
-    if source == "calib" and calib is None:
-        raise BadArgument("source 'calib' needs calibration inputs (--calib FILE.npz)")
+    """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
+    the caller already made them (`source_feeds`), so that they are made once."""
+    source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
-    feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
+    if feeds is None:
+        feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     accumulate(a.view.model, cons, feeds, batch=batch, seed=seed)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
 
 
+def _effective_source(source: str, calib: dict[str, np.ndarray] | None) -> str:
+    """"calib" when calibration inputs are given, else `source`; one-line errors for an unknown source or
+    "calib" without inputs."""
+    if source not in SOURCES:
+        raise BadArgument(f"unknown calibration source {source!r} (choose from {', '.join(SOURCES)})")
+    if calib is not None:
+        return "calib"
+    if source == "calib":
+        raise BadArgument("source 'calib' needs calibration inputs (--calib FILE.npz)")
+    return source
+
+
 def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, *, samples: int = DATA_FREE_SAMPLES,
                  seed: int = 0) -> dict[str, np.ndarray]:
     """The inputs a source pushes through the model (deterministic for a seed)."""
-    if calib is not None or source == "calib":
+    source = _effective_source(source, calib)
+    if samples < 1:
+        raise BadArgument(f"--calib-samples must be at least 1, got {samples}")
+    if source == "calib":
         assert calib is not None
         return calib
     if source == "bn-synth":

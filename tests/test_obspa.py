@@ -347,3 +347,12 @@ def test_every_prunable_pattern_obspa_oracle(name):
     compensated, pruned graph equals the zeroed original with the same weight updates (oracle in onnxruntime)."""
     pruned, rep = spa.prune(build(name), ratio=0.5, criterion="obspa", calib_samples=4, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle
+
+
+@pytest.mark.parametrize("crit", ["obspa", "wanda", "taylor"])
+def test_unknown_calib_source_is_one_line_for_every_data_criterion(crit, tmp_path):
+    """An unknown --calib-source is refused by every criterion that reads data (gradient criteria used to
+    fall back to noise silently), with nothing written."""
+    r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", crit, "--calib-source", "bogus")
+    assert r.returncode == 2 and "unknown calibration source 'bogus'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.onnx").exists()

@@ -91,33 +91,46 @@ def wanda(group: Group, weights, rng, stats: Stats) -> np.ndarray:
     return total + 1e-12
 
 
+def _augmented(c: Consumer, view, arrays: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """The consumer's weight as a float64 (outputs, columns) matrix, its bias as one more column (fed by the
+    constant 1 of H) where it has one; `arrays` (initializer overrides) take precedence over the model's."""
+    get = (lambda n: arrays.get(n, view.array(n))) if arrays else view.array
+    W = c.matrix(np.asarray(get(c.weight))).astype(np.float64)
+    if c.bias is None:
+        return W
+    return np.concatenate([W, np.asarray(get(c.bias), dtype=np.float64).reshape(-1, 1)], axis=1)
+
+
+def _store(c: Consumer, view, new: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    """Write an `_augmented`-shaped matrix back into `out` as full-size initializers of the model's dtypes."""
+    if c.bias is not None:
+        b = view.array(c.bias)
+        out[c.bias] = new[:, -1].reshape(b.shape).astype(b.dtype)
+        new = new[:, :-1]
+    w = view.array(c.weight)
+    out[c.weight] = c.from_matrix(new, w).astype(w.dtype)
+
+
 def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndarray]:
     """OBS updates for every consumer that loses input columns: initializer name → new full-size array
     (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
     must be the scoring's: H⁻¹ is cached on the consumer."""
     view = a.view
     out: dict[str, np.ndarray] = {}
-    for (w_name, axis), c in stats.items():
-        comps = a.slot_comps.get((w_name, axis))
+    for key, c in stats.items():
+        comps = a.slot_comps.get(key)
         if comps is None:
             continue
         gone = np.nonzero(~keep[comps])[0]
         if not len(gone):
             continue
-        w = view.array(w_name)
-        W = c.matrix(w).astype(np.float64)
-        if c.bias is not None:
-            b = view.array(c.bias).astype(np.float64).reshape(-1)
-            W = np.concatenate([W, b[:, None]], axis=1)
+        W = _augmented(c, view)
         Hi = c.hinv(DAMP)  # usually cached by the scoring
         P = c.columns(gone)
         # δw = −w_P ([H⁻¹]_PP)⁻¹ [H⁻¹]_P,: minimises (w' − w) H (w' − w)ᵀ subject to w'_P = 0
         new = W - np.linalg.solve(Hi[np.ix_(P, P)], W[:, P].T).T @ Hi[P, :]
         new[:, P] = 0.0
-        if c.bias is not None:
-            out[c.bias] = new[:, -1].reshape(view.array(c.bias).shape).astype(view.array(c.bias).dtype)
-            new = new[:, :-1]
-        out[w_name] = c.from_matrix(new, w).astype(w.dtype)
+        _store(c, view, new, out)
     return out
 
 
@@ -140,7 +153,6 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     orig_sess = session_with_outputs(view.model, names)
     orig_vals = [dict(zip(names, orig_sess.run(names, b))) for b in _batches(feeds, batch)]
     for key, c in sorted(stats.items(), key=lambda kv: kv[1].node):
-        w_name, axis = key
         comps = a.slot_comps.get(key)
         if comps is None:
             continue
@@ -152,15 +164,7 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
             r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))  # the same rows of both
             c0, h1 = (r0.T @ r1).astype(np.float64), (r1.T @ r1).astype(np.float64)
             C, Hn = (c0, h1) if C is None else (C + c0, Hn + h1)
-        w = view.array(w_name)
-        W = c.matrix(w).astype(np.float64)
-        w1 = out.get(w_name, w)
-        W1 = c.matrix(w1).astype(np.float64)
-        if c.bias is not None:
-            b0 = view.array(c.bias).astype(np.float64).reshape(-1)
-            b1 = np.asarray(out.get(c.bias, view.array(c.bias)), dtype=np.float64).reshape(-1)
-            W = np.concatenate([W, b0[:, None]], axis=1)
-            W1 = np.concatenate([W1, b1[:, None]], axis=1)
+        W, W1 = _augmented(c, view), _augmented(c, view, out)
         gone = np.nonzero(~keep[comps])[0]
         P = c.columns(gone) if len(gone) else np.zeros(0, np.int64)
         K = np.setdiff1d(np.arange(W.shape[1]), P)
@@ -169,9 +173,6 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
         resid = W @ C[:, K] - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
         new = np.zeros_like(W)
         new[:, K] = W1[:, K] + np.linalg.solve(H + (lam if lam > 0 else 1e-8) * np.eye(len(K)), resid.T).T
-        if c.bias is not None:
-            out[c.bias] = new[:, -1].reshape(view.array(c.bias).shape).astype(view.array(c.bias).dtype)
-            new = new[:, :-1]
-        out[w_name] = c.from_matrix(new, w).astype(w.dtype)
+        _store(c, view, new, out)
     return out
 

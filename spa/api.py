@@ -20,7 +20,7 @@ import onnx
 from . import graph
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
-from .errors import BadArgument, VerificationFailed, WriteFailed
+from .errors import BadArgument, NothingPruned, VerificationFailed, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
@@ -85,12 +85,57 @@ class AnalyzeReport:
         }
 
 
-def analyze(model: ModelLike, *, hidden: bool = True) -> AnalyzeReport:
+def analyze(model: ModelLike, *, hidden: bool = True, input_shape: InputShape = None) -> AnalyzeReport:
+    """Coupled channel groups and the model's statistics (MACs at `input_shape`, or for symbolic image/sequence
+    sizes at the first size the model runs at)."""
     t0 = time.perf_counter()
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
+    shapes = parse_input_shape(view, input_shape)
     a = _analyze(view, hidden=hidden)
     size = Path(path).stat().st_size if path else None
-    return AnalyzeReport(a, stats(view, size), time.perf_counter() - t0)
+    return AnalyzeReport(a, stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
+
+
+InputShape = dict[str, list[int]] | list[str] | None
+
+
+def parse_input_shape(view: graph.ModelView, input_shape: InputShape) -> dict[str, list[int]] | None:
+    """`input_shape` as {input: dims}: `--input-shape` strings ("x=1,3,48,320") are parsed and checked against
+    the model's inputs (BadArgument)."""
+    if not input_shape:
+        return None
+    from .verify import parse_input_shapes
+
+    if isinstance(input_shape, dict):
+        return parse_input_shapes([f"{k}={','.join(map(str, v))}" for k, v in input_shape.items()], view.model)
+    return parse_input_shapes(list(input_shape), view.model)
+
+
+def mac_size(view: graph.ModelView, input_shape: dict[str, list[int]] | None = None,
+             size: int | None = None) -> dict[str, list[int]] | None:
+    """The graph input dims MACs are counted at: `input_shape` (`--input-shape`) where given; symbolic image or
+    sequence dims at `size` (the size verification ran at) or else at the first size the model runs at
+    (spa.verify.OTHER_SIZES); None for a model whose sizes are all static (its declared dims are the size)."""
+    from . import verify
+
+    free = verify.has_free_dims(view.model)
+    if not free and not input_shape:
+        return None
+    if free and size is None and not is_streamed(view):
+        size = verify.runnable_size(view.model, shapes=input_shape)
+    return verify.input_shapes(view.model, size, shapes=input_shape)
+
+
+def frozen_reasons(a: Analysis, top: int = 5) -> list[tuple[str, int]]:
+    """The most common reasons groups are frozen, names left out ("Reshape: axis 1 of a tensor is not
+    channel-mapped" × 12), most frequent first."""
+    counts: dict[str, int] = {}
+    for g in a.groups:
+        if not g.prunable:
+            why = re.sub(r"'[^']*'", "'…'", g.why)
+            why = re.sub(r"^(\S+) '…': ", r"\1: ", why)
+            counts[why] = counts.get(why, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:top]
 
 
 def _apply_ignore(a: Analysis, patterns: list[str]) -> None:
@@ -134,9 +179,18 @@ class PruneReport:
     seconds: dict[str, float] = field(default_factory=dict)
     oracle: float | None = None
     lossy_pruned: int = 0  # pruned groups whose normalisation statistics change (LayerNorm hidden widths)
+    notes: list[str] = field(default_factory=list)  # what the user should know: nothing pruned, fixed outputs
+    frozen_reasons: list[tuple[str, int]] = field(default_factory=list)  # the top reasons, with counts
+
+    @property
+    def nothing_pruned(self) -> bool:
+        return self.channels_removed == 0
 
     def as_dict(self) -> dict:
         return {
+            "nothing_pruned": self.nothing_pruned,
+            "notes": self.notes,
+            "frozen_reasons": [{"reason": r, "groups": n} for r, n in self.frozen_reasons],
             "before": self.before.as_dict(),
             "after": self.after.as_dict(),
             "groups": {
@@ -290,6 +344,8 @@ def prune(
     output: str | os.PathLike[str] | None = None,
     stream_bytes: int | None = None,
     self_check: bool | None = None,
+    input_shape: InputShape = None,
+    strict: bool = False,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
@@ -308,7 +364,10 @@ def prune(
 
     `self_check` (default: on for models with at most SELF_CHECK_BYTES of weights): before anything is
     written, the zero-group oracle runs too and a pruned model whose outputs differ from the zeroed original by
-    more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right."""
+    more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right.
+
+    `input_shape` (graph input -> dims): verify and count MACs at that size instead of the first size at which
+    the original runs. `strict`: raise NothingPruned (exit 6) instead of writing an unpruned copy."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     say = progress or (lambda _msg: None)
@@ -318,6 +377,7 @@ def prune(
     in_memory = bool(oracle) or criterion in NEEDS_DATA or any(
         v is not None for v in (target_macs, target_params, target_latency))
     view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
+    input_shape = parse_input_shape(view, input_shape)
     staging = _staging_for(view, path, output)
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -364,6 +424,16 @@ def prune(
         )
     keep = keep_mask(a, plan)
     t["plan"] = time.perf_counter() - t1
+    notes: list[str] = []
+    reasons = frozen_reasons(a)
+    if plan.removed == 0:
+        why = (f"no group is prunable ({len(a.groups)} frozen)" if not a.prunable else
+               f"the plan removes no channel from the {len(a.prunable)} prunable group(s) (ratio too small?)")
+        top = "; ".join(f"{r} ×{n}" for r, n in reasons[:3])
+        msg = f"nothing was pruned: {why}" + (f"; top frozen reasons: {top}" if top and not a.prunable else "")
+        if strict:
+            raise NothingPruned(msg + "; nothing was written (--strict)")
+        notes.append(msg)
     overrides = None
     if criterion == "obspa" and compensate and stats_:
         from .criteria.obspa import compensate as obs_update
@@ -389,13 +459,16 @@ def prune(
         t["rewrite"] = time.perf_counter() - t1
         # serialise once: onnx.checker, onnxruntime and the write share the bytes (None: over 2 GB in memory)
         blob = _serialise(pruned) if staging is None and (verify or output is not None) else None
+        verified = None
         if verify:
             say("verifying (onnx.checker, onnxruntime)")
             t1 = time.perf_counter()
             if staging is not None:
-                check_model_file(str(staging.model_path), pruned, view.model, path)
+                verified = check_model_file(str(staging.model_path), pruned, view.model, path, shapes=input_shape)
             else:
-                check_model(pruned, view.model, blob=blob)
+                verified = check_model(pruned, view.model, blob=blob, shapes=input_shape)
+            if verified.wrong_declarations:
+                blob = _drop_wrong_declarations(pruned, verified, staging, notes)
             t["verify"] = time.perf_counter() - t1
         guard = verify and staging is None and _self_check_on(view, self_check)
         if verify and staging is None and (oracle or guard):
@@ -425,9 +498,10 @@ def prune(
         err, _ = _oracle_or_none(a, keep, pruned, oracle, overrides)
     if not oracle:
         err = None  # the self-check's value is not reported unless asked for
-    before = stats(view, Path(path).stat().st_size if path else None)
+    at = mac_size(view, input_shape, verified.size if verified is not None else None)
+    before = stats(view, Path(path).stat().st_size if path else None, at=at)
     after = stats(graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if staging else None),
-                  written)
+                  written, at=at)
     t["total"] = time.perf_counter() - t0
     rep = PruneReport(
         before,
@@ -440,8 +514,26 @@ def prune(
         t,
         err,
         _lossy_pruned(a, keep),
+        notes,
+        reasons,
     )
     return pruned, rep
+
+
+def _drop_wrong_declarations(pruned: onnx.ModelProto, verified, staging: Staging | None,
+                             notes: list[str]) -> bytes | None:
+    """The original declares output shapes it does not return (verification compared the pruned outputs with
+    what it really returns): drop those declarations from the pruned model, say so, and re-serialise it."""
+    from .verify import drop_output_shapes
+
+    drop_output_shapes(pruned, verified.wrong_declarations)
+    for name, (declared, real) in verified.wrong_declarations.items():
+        notes.append(f"output '{name}' is declared {declared} but the model returns {real}: the wrong "
+                     "declaration was dropped from the pruned model")
+    if staging is not None:  # the staged model file is what gets renamed into place: write it again
+        staging.model_path.write_bytes(pruned.SerializeToString())
+        return None
+    return _serialise(pruned)
 
 
 def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,

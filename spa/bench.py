@@ -8,8 +8,8 @@ resident memory of a fresh process that loads the model and runs it.
     format_table(rows) -> str                                    # plain-text table of those rows
 
 Latency is wall time of `sess.run(None, feeds)` with `time.perf_counter` (intra-op thread spinning off by
-default, see `compare`), inputs from `spa.verify.random_inputs(model, batch=batch)` (symbolic dims: `batch`
-on axis 0, 1 elsewhere). With CUDA the feeds are numpy arrays, so a timed run includes the host↔device copies, as in a plain `sess.run` deployment.
+default, see `compare`), inputs from `spa.verify.random_inputs` (a symbolic batch is `batch`; symbolic image
+or sequence sizes the first size the model runs at, or `--input-shape`; the size timed is in `input_shapes`). With CUDA the feeds are numpy arrays, so a timed run includes the host↔device copies, as in a plain `sess.run` deployment.
 
 Peak memory: each model is loaded and run (warmup + 1 runs) by a fresh Python process that imports only numpy
 and onnxruntime. That process is started by a small fresh wrapper interpreter, which reports
@@ -51,6 +51,7 @@ class Bench:
     p90_ms: float = 0.0
     peak_rss_mb: float = 0.0  # 0.0 when not measured (memory=False)
     spin: bool = False  # session.intra_op.allow_spinning (see compare)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # the dims of the timed inputs
 
     @property
     def name(self) -> str:
@@ -140,18 +141,49 @@ class _Prepared:
     feeds: dict[str, np.ndarray]
 
 
-def _prepare(path: str | os.PathLike[str], batch: int) -> _Prepared:
+def _prepare(path: str | os.PathLike[str], batch: int, at: dict[str, list[int]] | None = None) -> _Prepared:
+    """Load a model, make its timed inputs (`at`: the dims of each graph input) and count it (MACs per sample
+    at the same size with batch 1)."""
     from . import graph
     from .report import stats
     from .verify import random_inputs
 
     p = Path(path)
     model = graph.load(p)
-    feeds = random_inputs(model, batch=batch)
+    feeds = random_inputs(model, batch=batch, shapes=at)
     size = _size_on_disk(p)
     graph.lift_constants(model)  # as spa's analyze/prune reports count them
-    st = stats(graph.ModelView.build(model), size)
+    per_sample = None if at is None else {k: _with_batch(model, k, v, 1) for k, v in at.items()}
+    st = stats(graph.ModelView.build(model), size, at=per_sample)
     return _Prepared(str(path), st.params, st.macs, dict(st.macs_by_op), size, feeds)
+
+
+def timing_shapes(path: str | os.PathLike[str], batch: int, input_shape: list[str] | None = None
+                  ) -> dict[str, list[int]] | None:
+    """The input dims to time at: `--input-shape` where given (its batch replaced by `batch` where the model's
+    batch is symbolic), symbolic image/sequence dims at the first size the model runs at (the search
+    verification does); None for a model whose sizes are all static."""
+    from . import graph, verify
+
+    model = graph.load(Path(path))
+    shapes = verify.parse_input_shapes(input_shape, model) if input_shape else None
+    if not verify.has_free_dims(model) and not shapes:
+        return None
+    size = None
+    if verify.has_free_dims(model):
+        size = verify.runnable_size(model, shapes=shapes)
+        if size is None and not shapes:
+            raise BadModel(f"{path}: onnxruntime cannot run the model at any of the sizes tried for its symbolic "
+                           f"dims ({', '.join(map(str, verify.OTHER_SIZES))}); give --input-shape NAME=dims")
+    dims = verify.input_shapes(model, size, batch=batch, shapes=shapes)
+    return {k: _with_batch(model, k, v, batch) for k, v in dims.items()}
+
+
+def _with_batch(model, name: str, dims: list[int], batch: int) -> list[int]:
+    """`dims` with the first set to `batch` when that input's first dim is symbolic."""
+    inp = next(i for i in model.graph.input if i.name == name)
+    d0 = inp.type.tensor_type.shape.dim[:1]
+    return [batch, *dims[1:]] if dims and (not d0 or not d0[0].dim_value) else list(dims)
 
 
 _CHILD = r"""
@@ -215,10 +247,12 @@ def compare(
     runs: int = 30,
     memory: bool = True,
     spin: bool = False,
+    input_shape: list[str] | None = None,
 ) -> list[Bench]:
     """Measure every model; results in input order. All sessions are created and warmed up first, then each
     timed round runs every model once, round-robin (starting one model later each round), so machine noise
-    hits all of them alike. Peak memory is measured afterwards, one fresh process per model.
+    hits all of them alike. Peak memory is measured afterwards, one fresh process per model. Every model is
+    timed at the same input dims (`timing_shapes` of the first; `input_shape`: `--input-shape` strings).
 
     `spin`: onnxruntime's intra-op worker threads busy-wait after a run (its default). Off by default here:
     with several sessions alive and threads > 1, the idle sessions' spinning workers steal the cores of the
@@ -227,7 +261,8 @@ def compare(
     _check(provider, batch, threads, warmup, runs)
     if not paths:
         return []
-    preps = [_prepare(p, batch) for p in paths]
+    at = timing_shapes(paths[0], batch, input_shape)
+    preps = [_prepare(p, batch, at) for p in paths]
     sessions = [_session(p.path, provider, threads, spin) for p in preps]
     for s, p in zip(sessions, preps):
         for _ in range(warmup):
@@ -263,6 +298,7 @@ def compare(
                 p90_ms=p90,
                 peak_rss_mb=rss,
                 spin=spin,
+                input_shapes={k: list(v.shape) for k, v in p.feeds.items()},
             )
         )
     return out

@@ -418,9 +418,9 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
 def _runnable_size(view, seed: int) -> int:
     """For symbolic non-batch dims (sequence length, image size): the first of 32, 64, 16, 8, 1 at which the
     model runs one synthetic sample (1 if none does, or if there are no such dims)."""
-    from .verify import _has_free_dims, first_runnable_size
+    from .verify import has_free_dims, first_runnable_size
 
-    if not _has_free_dims(view.model):
+    if not has_free_dims(view.model):
         return 1
     return first_runnable_size(view.model, lambda size: noise_inputs(view, 1, seed, size), (32, 64, 16, 8)) or 1
 

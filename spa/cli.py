@@ -113,12 +113,13 @@ def analyze(
     all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report")] = None,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
     from . import api
     from .report import human
 
-    rep = api.analyze(model, hidden=not no_hidden)
+    rep = api.analyze(model, hidden=not no_hidden, input_shape=input_shape)
     if html:
         _write_html(rep, html, model)
     d = rep.as_dict()
@@ -131,7 +132,7 @@ def analyze(
     s = rep.stats
     con.print(
         f"[bold]{model}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
-        f"({human(s.flops)} FLOPs), {human(s.size_bytes, 'B')}"
+        f"({human(s.flops)} FLOPs){_at(s)}, {human(s.size_bytes, 'B')}"
     )
     a = rep.analysis
     t = Table(title=f"{len(a.groups)} channel groups: {len(a.prunable)} prunable, {len(a.groups) - len(a.prunable)} frozen")
@@ -161,6 +162,25 @@ def analyze(
     if a.unknown_ops:
         con.print("ops without a channel rule (their channels are frozen): " + ", ".join(
             f"{op} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
+    if not a.prunable:
+        _warn("nothing can be pruned: no prunable channel group; top frozen reasons: "
+              + "; ".join(f"{r} ×{n}" for r, n in api.frozen_reasons(a, 3)))
+
+
+INPUT_SHAPE_HELP = ("input dims to verify, time and count MACs at, e.g. x=1,3,48,320 (NAME= may be left out for "
+                    "a single input; repeatable). Default for symbolic image/sequence sizes: the first size the "
+                    "model runs at")
+
+
+def _at(s) -> str:
+    """' at x=1×3×48×96' when MACs were counted at a size (symbolic image/sequence dims, --input-shape)."""
+    from .verify import format_shapes
+
+    return f" at {format_shapes(s.input_shapes)}" if s.input_shapes else ""
+
+
+def _warn(msg: str) -> None:
+    print(f"spa: warning: {msg}", file=sys.stderr)
 
 
 @app.command()
@@ -191,6 +211,8 @@ def prune(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
     no_self_check: Annotated[bool, typer.Option("--no-self-check", help="skip the zero-group oracle that guards models with up to 64 MB of weights")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 6 and write nothing when nothing would be pruned")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -213,7 +235,8 @@ def prune(
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
                        target_latency=target_latency, calib=calib, calib_source=calib_source,
                        calib_samples=calib_samples,
-                       hidden=not no_hidden, self_check=False if no_self_check else None)
+                       hidden=not no_hidden, self_check=False if no_self_check else None,
+                       input_shape=input_shape, strict=strict)
         _prune_many(models, out_dir, options, jobs, as_json, quiet)
         return
     model = models[0]
@@ -246,11 +269,16 @@ def prune(
             output=output,
             hidden=not no_hidden,
             self_check=False if no_self_check else None,
+            input_shape=input_shape,
+            strict=strict,
         )
     if html:
         _write_html(api.analyze(model, hidden=not no_hidden), html, model, plan=rep.plan)
     if plan_out:
         rep.plan.save(plan_out)
+    if not as_json:
+        for note in rep.notes:
+            _warn(note)
     if quiet:
         return
     if as_json:
@@ -267,7 +295,7 @@ def prune(
     t.add_column("after", justify="right")
     t.add_column("change", justify="right")
     t.add_row("params", human(b.params), human(a.params), _pct(b.params, a.params))
-    t.add_row("MACs / sample", human(b.macs), human(a.macs), _pct(b.macs, a.macs))
+    t.add_row("MACs / sample" + _at(b), human(b.macs), human(a.macs), _pct(b.macs, a.macs))
     t.add_row("FLOPs / sample", human(b.flops), human(a.flops), _pct(b.flops, a.flops))
     t.add_row("file size", human(b.size_bytes, "B"), human(a.size_bytes, "B"), _pct(b.size_bytes, a.size_bytes))
     t.add_row("nodes", str(b.nodes), str(a.nodes), "")
@@ -342,6 +370,7 @@ def bench(
     runs: Annotated[int, typer.Option(help="timed runs per model (interleaved across models)")] = 30,
     warmup: Annotated[int, typer.Option(help="untimed runs per model first")] = 5,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="measure peak RSS in a fresh process")] = True,
+    input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Params, MACs, file size, onnxruntime latency (median, p10-p90) and peak memory, side by side."""
@@ -350,12 +379,15 @@ def bench(
     with _progress(as_json) as say:
         say(f"timing {len(models)} model(s), {runs} interleaved runs each")
         res = b.compare([str(m) for m in models], provider=provider, batch=batch, threads=threads, warmup=warmup,
-                        runs=runs, memory=memory)
+                        runs=runs, memory=memory, input_shape=input_shape)
     rows = b.table_rows(res)
     if as_json:
         print(json.dumps({"benches": [r.as_dict() for r in res], "rows": rows}, indent=1))
     else:
-        print(f"onnxruntime {res[0].provider}, batch {batch}, threads {threads}, {runs} interleaved runs")
+        from .verify import format_shapes
+
+        print(f"onnxruntime {res[0].provider}, inputs {format_shapes(res[0].input_shapes)}, threads {threads}, "
+              f"{runs} interleaved runs")
         print(b.format_table(rows))
 
 

@@ -8,7 +8,7 @@ class SpaError(Exception):
 
     `exit_code` groups the failures so scripts can tell them apart:
     2 = bad argument, 3 = unreadable or unsupported model, 4 = the pruned model failed verification,
-    5 = the output could not be written.
+    5 = the output could not be written, 6 = nothing was pruned (only with `--strict`).
     """
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
@@ -34,3 +34,10 @@ class VerificationFailed(SpaError):
 class WriteFailed(SpaError):
     def __init__(self, message: str) -> None:
         super().__init__(message, 5)
+
+
+class NothingPruned(SpaError):
+    """`--strict`: the plan removes no channel (no prunable group, or a ratio too small for every group)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 6)

@@ -202,12 +202,18 @@ def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     return None  # sparse or string constants: leave as a node (its output is then frozen)
 
 
-def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+def infer_shapes(model: onnx.ModelProto, input_dims: dict[str, list[int]] | None = None) -> onnx.ModelProto:
     """ONNX shape inference with data propagation (so Shape→Gather→Concat reshape targets resolve).
 
     Runs on a skeleton of the model: large initializers are replaced by typed graph inputs, so weights are
-    not serialised twice (inference needs only their shapes; small ones keep values for data propagation)."""
+    not serialised twice (inference needs only their shapes; small ones keep values for data propagation).
+    `input_dims`: graph inputs fixed at these dims first (shapes at a given image/sequence size)."""
     sk = _skeleton(model)
+    for i in sk.graph.input:
+        if i.name in (input_dims or {}):
+            i.type.tensor_type.shape.Clear()
+            for d in input_dims[i.name]:
+                i.type.tensor_type.shape.dim.add().dim_value = int(d)
     try:
         return onnx.shape_inference.infer_shapes(sk, check_type=False, strict_mode=False, data_prop=True)
     except Exception:
@@ -248,7 +254,8 @@ def _numel(t: onnx.TensorProto) -> int:
     return n
 
 
-def _shape_of(t: onnx.TypeProto) -> Shape | None:
+def shape_of(t: onnx.TypeProto) -> Shape | None:
+    """Dims of a tensor type (None for a symbolic dim); None when it declares no shape."""
     if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
@@ -296,7 +303,7 @@ class ModelView:
         shapes: dict[str, Shape] = {}
         symbols: dict[str, tuple[str | None, ...]] = {}
         for vi in list(g.value_info) + list(g.input) + list(g.output):
-            s = _shape_of(vi.type)
+            s = shape_of(vi.type)
             if s is not None:
                 shapes[vi.name] = s
                 symbols[vi.name] = _sym_of(vi.type) or ()

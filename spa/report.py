@@ -1,5 +1,9 @@
-"""Model statistics for before/after tables: parameters, MACs (per sample, from inferred shapes; every symbolic
-dim counts as 1, so a sequence model's MACs are per token), file size."""
+"""Model statistics for before/after tables: parameters, MACs per sample, file size.
+
+MACs come from tensor shapes. A model with symbolic image or sequence sizes has no MAC count of its own: it is
+counted at a size (`at`: graph input -> dims, e.g. the size verification ran at or `--input-shape`), recorded
+in `Stats.input_shapes` and printed next to the figure. Without `at`, symbolic dims count as 1 (a sequence
+model's MACs are then per token)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class Stats:
     size_bytes: int
     nodes: int
     macs_by_op: dict[str, int] = field(default_factory=dict)
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)  # the input dims MACs were counted at
 
     @property
     def flops(self) -> int:
@@ -35,46 +40,94 @@ def _prod(xs) -> int:
     return int(np.prod([int(x) for x in xs], dtype=np.int64)) if len(xs) else 1
 
 
-def _dims(view: ModelView, name: str) -> list[int] | None:
-    s = view.shape(name)
+Shapes = dict[str, tuple]
+
+
+def _dims(shapes: Shapes, name: str) -> list[int] | None:
+    s = shapes.get(name)
     if s is None:
         return None
     return [1 if d is None else int(d) for d in s]  # symbolic dims (batch) count as 1: per-sample MACs
 
 
-def stats(view: ModelView, size_bytes: int | None = None) -> Stats:
+def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int]] | None = None) -> Stats:
+    """Params, MACs, size, nodes. `at`: count MACs with the graph inputs at these dims (batch 1 per sample)."""
     g = view.model.graph
     # weights of any numeric type (float, quantized int8/uint8, int32 biases); int64/bool are shapes and masks
     params = sum(_prod(t.dims) for t in g.initializer if t.data_type not in _NOT_WEIGHTS)
+    shapes = shapes_at(view, at) if at else view.shapes
     by_op: dict[str, int] = {}
     for node in g.node:
-        m = node_macs(view, node)
+        m = node_macs(shapes, node)
         if m:
             by_op[node.op_type] = by_op.get(node.op_type, 0) + m
     size = view.model.ByteSize() if size_bytes is None else size_bytes
-    return Stats(params, sum(by_op.values()), size, len(g.node), by_op)
+    return Stats(params, sum(by_op.values()), size, len(g.node), by_op, dict(at or {}))
 
 
-def node_macs(view: ModelView, node: onnx.NodeProto) -> int:
+_MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _mac_tensors(node: onnx.NodeProto) -> list[str]:
+    return [t for t in list(node.input[:2]) + list(node.output[:1]) if t]
+
+
+def shapes_at(view: ModelView, at: dict[str, list[int]]) -> Shapes:
+    """Every tensor's shape with the graph inputs at `at`: ONNX shape inference with those input dims, and
+    one onnxruntime run for what inference leaves unknown around MAC-bearing nodes (computed reshapes)."""
+    from .graph import infer_shapes, ort_options, shape_of
+    from .verify import random_inputs
+
+    inferred = infer_shapes(view.model, input_dims=at).graph
+    shapes: Shapes = dict(view.shapes)
+    for vi in list(inferred.value_info) + list(inferred.input) + list(inferred.output):
+        s = shape_of(vi.type)
+        if s is not None and None not in s:
+            shapes[vi.name] = s
+    need = list(dict.fromkeys(t for n in view.model.graph.node if n.op_type in _MAC_OPS for t in _mac_tensors(n)
+                              if t not in view.inits and None in (shapes.get(t) or (None,))))
+    if need:
+        try:
+            import onnxruntime as ort
+
+            m = onnx.ModelProto()
+            m.CopyFrom(view.model)
+            outs = {o.name for o in m.graph.output}
+            m.graph.output.extend(onnx.ValueInfoProto(name=t) for t in need if t not in outs)
+            so = ort_options(view.base_dir)
+            so.log_severity_level = 4
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            for t, v in zip(need, sess.run(need, random_inputs(view.model, shapes=at))):
+                shapes[t] = tuple(int(d) for d in np.shape(v))
+        except Exception:  # noqa: BLE001 - best effort: those nodes keep the symbolic-as-1 count
+            pass
+    return shapes
+
+
+def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto) -> int:
+    """Multiply-accumulates of one node from the shapes of its tensors (a ModelView: its inferred shapes)."""
+    if isinstance(shapes, ModelView):
+        shapes = shapes.shapes
     op = node.op_type
     try:
         if op == "Conv":
-            w, y = _dims(view, node.input[1]), _dims(view, node.output[0])
+            w, y = _dims(shapes, node.input[1]), _dims(shapes, node.output[0])
             return 0 if w is None or y is None else _prod(y) * _prod(w[1:])
         if op == "ConvTranspose":
-            w, x = _dims(view, node.input[1]), _dims(view, node.input[0])
+            w, x = _dims(shapes, node.input[1]), _dims(shapes, node.input[0])
             if w is None or x is None:
                 return 0
             return _prod(x) * _prod(w[1:])
         if op == "Gemm":
-            y = _dims(view, node.output[0])
-            a = _dims(view, node.input[0])
+            y = _dims(shapes, node.output[0])
+            a = _dims(shapes, node.input[0])
             if y is None or a is None:
                 return 0
             k = a[0] if any(at.name == "transA" and at.i for at in node.attribute) else a[1]
             return _prod(y) * k
         if op == "MatMul":
-            y, a = _dims(view, node.output[0]), _dims(view, node.input[0])
+            y, a = _dims(shapes, node.output[0]), _dims(shapes, node.input[0])
             return 0 if y is None or a is None else _prod(y) * a[-1]
     except (IndexError, TypeError):
         return 0

@@ -3,6 +3,8 @@ zero-group oracle (prune = zero the same channels in the original, outputs must 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -23,22 +25,76 @@ _NP = {
 }
 
 
-def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1, other: int = 96) -> dict[str, np.ndarray]:
+def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1, other: int = 96,
+                  shapes: dict[str, list[int]] | None = None) -> dict[str, np.ndarray]:
     """Deterministic inputs for every graph input: symbolic dims become `batch` (first axis) or `other` (96 by
     default: strided image models (multiples of 32), sequence models and padded signal front-ends run there,
-    and it differs from the two sizes the shape probe used)."""
+    and it differs from the two sizes the shape probe used). `shapes` (input name -> dims, e.g. from
+    `--input-shape`) fixes an input's dims outright."""
     rng = np.random.default_rng(seed)
-    inits = {t.name for t in model.graph.initializer}
     feeds = {}
+    for name, shape, dtype in _graph_inputs(model, batch, other):
+        feeds[name] = random_array(rng, (shapes or {}).get(name, shape), dtype)
+    return feeds
+
+
+def _graph_inputs(model: onnx.ModelProto, batch: int, other: int) -> list[tuple[str, list[int], type]]:
+    """(name, dims, numpy dtype) of each graph input with symbolic dims as `batch` (axis 0) or `other`."""
+    inits = {t.name for t in model.graph.initializer}
+    out = []
     for inp in model.graph.input:
         if inp.name in inits:
             continue
         tt = inp.type.tensor_type
-        shape = []
-        for k, d in enumerate(tt.shape.dim):
-            shape.append(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else other))
-        feeds[inp.name] = random_array(rng, shape, _NP.get(tt.elem_type, np.float32))
-    return feeds
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else other)
+                 for k, d in enumerate(tt.shape.dim)]
+        out.append((inp.name, shape, _NP.get(tt.elem_type, np.float32)))
+    return out
+
+
+def input_shapes(model: onnx.ModelProto, other: int | None, batch: int = 1,
+                 shapes: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
+    """The dims every graph input gets when symbolic non-batch dims are `other` (None: the model has none)
+    and the batch is `batch`; `shapes` entries win. What MACs are counted at and what bench times."""
+    return {name: list((shapes or {}).get(name, dims))
+            for name, dims, _ in _graph_inputs(model, batch, 1 if other is None else other)}
+
+
+def parse_input_shapes(specs: list[str], model: onnx.ModelProto) -> dict[str, list[int]]:
+    """`--input-shape NAME=1,3,48,320` (NAME= may be left out when the model has one input) -> {name: dims}.
+    Checked against the model: the input exists, the rank matches, static dims are kept. Raises BadArgument."""
+    from .errors import BadArgument
+
+    declared = {name: dims for name, dims, _ in _graph_inputs(model, -1, -1)}
+    out: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, dims_s = spec.rpartition("=")
+        if not sep:
+            if len(declared) != 1:
+                raise BadArgument(f"--input-shape {spec!r}: the model has {len(declared)} inputs, give NAME=dims")
+            name = next(iter(declared))
+        if name not in declared:
+            raise BadArgument(f"--input-shape {spec!r}: the model has no input {name!r} "
+                              f"(inputs: {', '.join(declared) or 'none'})")
+        try:
+            dims = [int(d) for d in dims_s.replace("x", ",").replace("×", ",").split(",")]
+        except ValueError:
+            dims = []
+        if not dims or any(d < 1 for d in dims):
+            raise BadArgument(f"--input-shape {spec!r}: expected positive integers like 1,3,224,224")
+        want = declared[name]
+        if len(dims) != len(want):
+            raise BadArgument(f"--input-shape {spec!r}: input {name!r} has {len(want)} dims, got {len(dims)}")
+        for k, (w, d) in enumerate(zip(want, dims)):
+            if w > 0 and w != d:
+                raise BadArgument(f"--input-shape {spec!r}: dim {k} of {name!r} is fixed at {w} by the model")
+        out[name] = dims
+    return out
+
+
+def format_shapes(shapes: dict[str, list[int]]) -> str:
+    """`x=1×3×48×320` (inputs separated by ', ')."""
+    return ", ".join(f"{n}={'×'.join(map(str, d))}" for n, d in shapes.items())
 
 
 def session(model: onnx.ModelProto | bytes, optimize: bool = False, threads: int = 0):
@@ -70,8 +126,20 @@ def session_from_file(path: str, threads: int = 0):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+@dataclass
+class Verified:
+    """What verification found out besides "it runs": `size`, the value fed to symbolic non-batch dims
+    (None: the model has none, or `shapes` fixed them); `wrong_declarations`, graph outputs whose declared
+    shape the ORIGINAL model does not return either (output name -> (declared dims, dims it really returns);
+    e.g. a PyTorch 1.9 CRNN declaring [1, seqlen] and returning [T, 1, 8210]). Those declarations are no
+    contract the pruned model can break, so they are compared with what the original really returns."""
+
+    size: int | None = None
+    wrong_declarations: dict[str, tuple[list, list[int]]] = field(default_factory=dict)
+
+
 def check_model_file(path: str, model: onnx.ModelProto, original: onnx.ModelProto | None = None,
-                     original_path: str | None = None) -> None:
+                     original_path: str | None = None, shapes: dict[str, list[int]] | None = None) -> Verified:
     """`check_model` for a model written with external data (`model` is its proto as written, weights not
     loaded): onnx.checker and onnxruntime both read it from `path`, so no serialised copy of the weights is
     ever made."""
@@ -85,31 +153,44 @@ def check_model_file(path: str, model: onnx.ModelProto, original: onnx.ModelProt
     def run_file(key: str, file: str, size: int) -> list[np.ndarray]:
         if key not in sessions:
             sessions[key] = session_from_file(file)
-        return sessions[key].run(None, random_inputs(model, other=size))
+        return sessions[key].run(None, random_inputs(model, other=size, shapes=shapes))
 
-    outs = _run_verified(
-        lambda size: run_file("pruned", path, size),
-        None if original_path is None else (lambda size: run_file("original", original_path, size)),
-        _has_free_dims(model),
-    )
-    if original is not None:
-        _check_output_shapes(outs, original)
+    run_original = None if original_path is None else (lambda size: run_file("original", original_path, size))
+    return _verify_runs(lambda size: run_file("pruned", path, size), run_original, model, original, shapes)
 
 
 OTHER_SIZES = (96, 64, 32, 48, 16, 8, 1, 128, 224, 256, 320, 512)  # tried in turn for symbolic non-batch dims until the original runs
 
 
-def _has_free_dims(model: onnx.ModelProto) -> bool:
+def has_free_dims(model: onnx.ModelProto) -> bool:
     inits = {t.name for t in model.graph.initializer}
     return any(k > 0 and not (d.HasField("dim_value") and d.dim_value > 0)
                for i in model.graph.input if i.name not in inits
                for k, d in enumerate(i.type.tensor_type.shape.dim))
 
 
-def _run_verified(run_pruned, run_original, free_dims: bool) -> list[np.ndarray]:
+def _verify_runs(run_pruned, run_original, model: onnx.ModelProto, original: onnx.ModelProto | None,
+                 shapes: dict[str, list[int]] | None) -> Verified:
+    free = has_free_dims(model) and not _covers_free_dims(model, shapes)
+    outs, size = _run_verified(run_pruned, run_original, free)
+    wrong = {}
+    if original is not None:
+        wrong = _check_output_shapes(outs, original, None if run_original is None else lambda: run_original(size))
+    return Verified(size if free else None, wrong)
+
+
+def _covers_free_dims(model: onnx.ModelProto, shapes: dict[str, list[int]] | None) -> bool:
+    """True when `shapes` fixes every graph input that has symbolic non-batch dims."""
+    if not shapes:
+        return False
+    return all(name in shapes for name, dims, _ in _graph_inputs(model, 1, -1) if -1 in dims[1:])
+
+
+def _run_verified(run_pruned, run_original, free_dims: bool) -> tuple[list[np.ndarray], int]:
     """Run the pruned model on random inputs. A model with symbolic non-batch dims (image size, sequence length)
     may only run at some sizes (a recogniser needs height 48): sizes are tried until the original runs, and
-    there the pruned outputs must have the original's shapes exactly. Raises VerificationFailed."""
+    there the pruned outputs must have the original's shapes exactly. Returns the outputs and the size fed.
+    Raises VerificationFailed."""
     sizes = OTHER_SIZES if run_original is not None and free_dims else OTHER_SIZES[:1]
     first_err = None
     for size in sizes:
@@ -130,12 +211,11 @@ def _run_verified(run_pruned, run_original, free_dims: bool) -> list[np.ndarray]
             if want != got:
                 raise VerificationFailed(f"pruned model's output shapes {got} differ from the original's {want} "
                                          f"(symbolic dims fed as {size})")
-        return outs
+        return outs, size
     raise VerificationFailed(
         f"onnxruntime cannot run the original model either ({_first_line(first_err)}), so the pruned "
         "model cannot be verified; nothing was written"
     )
-
 
 
 def first_runnable_size(model: onnx.ModelProto, feeds_at, sizes) -> int | None:
@@ -151,10 +231,16 @@ def first_runnable_size(model: onnx.ModelProto, feeds_at, sizes) -> int | None:
     return None
 
 
+def runnable_size(model: onnx.ModelProto, shapes: dict[str, list[int]] | None = None) -> int | None:
+    """The first of OTHER_SIZES at which `model` runs with its symbolic non-batch dims at that size (inputs in
+    `shapes` at their given dims); None if it runs at none."""
+    return first_runnable_size(model, lambda size: random_inputs(model, other=size, shapes=shapes), OTHER_SIZES)
+
+
 def _runnable_feeds(model: onnx.ModelProto, seed: int, batch: int) -> dict[str, np.ndarray]:
     """Random inputs at the first of OTHER_SIZES (for symbolic non-batch dims) at which `model` runs (the last
     size if none)."""
-    if not _has_free_dims(model):
+    if not has_free_dims(model):
         return random_inputs(model, seed=seed, batch=batch)
 
     def at(size: int) -> dict[str, np.ndarray]:
@@ -167,10 +253,12 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray
     return session(model).run(None, feeds)
 
 
-def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None, *, blob: bytes | None = None) -> None:
+def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None, *, blob: bytes | None = None,
+                shapes: dict[str, list[int]] | None = None) -> Verified:
     """onnx.checker (full), strict shape inference, and one onnxruntime run whose outputs keep the original's
     shapes. Raises VerificationFailed with a one-line reason. `blob`: `model` already serialised (the checker
-    and onnxruntime then share it instead of serialising the proto twice)."""
+    and onnxruntime then share it instead of serialising the proto twice). `shapes`: input dims to run at
+    (`--input-shape`) instead of searching a size for symbolic dims."""
     if blob is None:
         blob = model.SerializeToString()
     try:
@@ -185,25 +273,50 @@ def check_model(model: onnx.ModelProto, original: onnx.ModelProto | None = None,
     def run_pruned(size: int) -> list[np.ndarray]:
         if "pruned" not in sessions:
             sessions["pruned"] = session(blob)
-        return sessions["pruned"].run(None, random_inputs(model, other=size))
+        return sessions["pruned"].run(None, random_inputs(model, other=size, shapes=shapes))
 
     def run_original(size: int) -> list[np.ndarray]:
         if "original" not in sessions:
             sessions["original"] = session(original)
-        return sessions["original"].run(None, random_inputs(model, other=size))
+        return sessions["original"].run(None, random_inputs(model, other=size, shapes=shapes))
 
-    outs = _run_verified(run_pruned, None if original is None else run_original, _has_free_dims(model))
-    if original is not None:
-        _check_output_shapes(outs, original)
+    return _verify_runs(run_pruned, None if original is None else run_original, model, original, shapes)
 
 
-def _check_output_shapes(outs: list[np.ndarray], original: onnx.ModelProto) -> None:
-    for o, info in zip(outs, original.graph.output):
+def _check_output_shapes(outs: list[np.ndarray], original: onnx.ModelProto,
+                         run_original=None) -> dict[str, tuple[list, list[int]]]:
+    """Each output must have its declared shape; where the original itself does not return its declared
+    shape (`run_original()`: its outputs at the same inputs), the pruned output must equal what the original
+    returns instead. Returns those wrong declarations; raises VerificationFailed."""
+    wrong: dict[str, tuple[list, list[int]]] = {}
+    real: list[tuple[int, ...]] | None = None
+    for k, (o, info) in enumerate(zip(outs, original.graph.output)):
         dims = info.type.tensor_type.shape.dim
         # a declared dim ≤ 0 (PaddlePaddle writes -1 for "any") is no constraint
         want = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
-        if len(want) != o.ndim or any(w is not None and w != g for w, g in zip(want, o.shape)):
+        if not info.type.tensor_type.HasField("shape") or _fits(want, o.shape):
+            continue
+        if run_original is not None and real is None:
+            real = [np.shape(x) for x in run_original()]
+        if real is None or _fits(want, real[k]):
             raise VerificationFailed(f"output '{info.name}' changed shape: declared {want}, got {list(o.shape)}")
+        if tuple(o.shape) != tuple(real[k]):
+            raise VerificationFailed(f"output '{info.name}' changed shape: the original returns {list(real[k])}, "
+                                     f"the pruned model {list(o.shape)}")
+        wrong[info.name] = (want, [int(d) for d in real[k]])
+    return wrong
+
+
+def _fits(want: list, got) -> bool:
+    return len(want) == len(got) and all(w is None or w == g for w, g in zip(want, got))
+
+
+def drop_output_shapes(model: onnx.ModelProto, names) -> None:
+    """Remove the declared shape (keep the element type) of these graph outputs: declarations the model does
+    not honour would mislead every tool that reads them."""
+    for o in model.graph.output:
+        if o.name in names:
+            o.type.tensor_type.ClearField("shape")
 
 
 def _passes_checker(model: onnx.ModelProto) -> bool:

@@ -6,16 +6,24 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-all bench clean browser
 
-$(STAMP): pyproject.toml
+CORE := $(VENV)/.core
+
+# the core alone (onnx, onnxruntime, numpy, networkx, typer, rich): all that pruning an ONNX file needs
+$(CORE): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $(CORE)
+
+# the test environment adds the converters' frameworks and the dev tools
+$(STAMP): $(CORE)
 	# the CPU torch wheel first, so nothing else can pull a CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[torch,tf,dev,jax]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/spa prune models/samples/simple_cnn.onnx -o /tmp/spa-demo-pruned.onnx --ratio 0.5 --oracle
+demo: $(CORE)
+	$(BIN)/spa prune models/samples/simple_cnn.onnx -o /tmp/spa-demo-pruned.onnx --ratio 0.5 --oracle --latency
 
 # headless Chromium for the HTML report's screenshot test (Debian package; skipped where apt is unavailable)
 browser:

@@ -211,6 +211,56 @@ class Analysis:
     def group_by_key(self) -> dict[str, Group]:
         return {g.key: g for g in self.groups}
 
+    def to_networkx(self):
+        """The dependency graph as a `networkx.MultiDiGraph`, for users to query, draw or export (GraphML).
+
+        Nodes: `op:<node>` (kind "op", op_type, frozen reason if the op has no channel rule), `tensor:<name>`
+        (kind "tensor", shape, initializer, the ids of the groups living on it) and `group:<id>` (kind "group":
+        channels, width, prunable, lossy, status "prunable" / "lossy" / "frozen", reason). Edges: op → tensor
+        ("produces"), tensor → op ("consumes", input position), tensor → group ("member", axis, role). The
+        grouping itself is computed by a numpy union-find (`components`), far faster on big graphs; this is
+        its result in networkx's vocabulary."""
+        import networkx as nx
+
+        view = self.view
+        g = nx.MultiDiGraph(name=view.model.graph.name or "model")
+        unknown = {n: op for op, names in self.unknown_ops.items() for n in names}
+
+        def tensor(name: str) -> str:
+            key = f"tensor:{name}"
+            if key not in g:
+                shape = view.shape(name)
+                g.add_node(key, kind="tensor", name=name, initializer=name in view.inits,
+                           shape="" if shape is None else "x".join("?" if d is None else str(d) for d in shape),
+                           groups="")
+            return key
+
+        for i, node in enumerate(view.model.graph.node):
+            op = f"op:{node.name}" if node.name else f"op:#{i}"
+            if op in g:  # node names are not unique in every file
+                op = f"op:#{i}"
+            g.add_node(op, kind="op", name=node.name, op_type=node.op_type, domain=node.domain or "",
+                       reason=f"op {unknown[node.name]} has no channel rule" if node.name in unknown else "")
+            for k, t in enumerate(node.input):
+                if t:
+                    g.add_edge(tensor(t), op, kind="consumes", index=k)
+            for k, t in enumerate(node.output):
+                if t:
+                    g.add_edge(op, tensor(t), kind="produces", index=k)
+        for grp in self.groups:
+            status = ("lossy" if grp.lossy else "prunable") if grp.prunable else "frozen"
+            gk = f"group:{grp.id}"
+            g.add_node(gk, kind="group", group=grp.id, key=grp.key, channels=grp.size, width=grp.width,
+                       prunable=grp.prunable, lossy=bool(grp.lossy), status=status,
+                       reason=grp.why or (grp.lossy[0] if grp.lossy else ""))
+            for m in grp.members:
+                t = tensor(m.tensor)
+                g.add_edge(t, gk, kind="member", axis=m.axis, role=m.role)
+                ids = [x for x in g.nodes[t]["groups"].split(",") if x]
+                if str(grp.id) not in ids:
+                    g.nodes[t]["groups"] = ",".join([*ids, str(grp.id)])
+        return g
+
 
 _FLOAT_DTYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ROLE_ORDER = {"out": 0, "scale": 1, "bias": 2, "stat": 3, "in": 4, "other": 5}

@@ -57,19 +57,24 @@ def _guard(fn):
 
 def _write_html(rep, path: Path, model: Path, plan=None) -> None:
     """Render the HTML report atomically (temporary file + rename)."""
+    from .html import to_html
+
+    _write_text(path, to_html(rep, plan=plan, title=model.name), model, "--html")
+
+
+def _write_text(path: Path, text: str, model: Path, flag: str) -> None:
+    """Write a report atomically (temporary file + rename), never over the input model."""
     import os
     import tempfile
 
     from . import graph
     from .errors import WriteFailed
-    from .html import to_html
 
     if graph._same_file(path, model):
-        raise BadArgument(f"--html path {path} is the input model")
+        raise BadArgument(f"{flag} path {path} is the input model")
     d = path.parent if str(path.parent) else Path(".")
     if not d.is_dir():
         raise WriteFailed(f"directory {d} does not exist")
-    text = to_html(rep, plan=plan, title=model.name)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -112,6 +117,7 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
     all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report")] = None,
+    graphml: Annotated[Optional[Path], typer.Option("--graphml", help="also write the dependency graph (ops, tensors, channel groups) as GraphML for networkx, Gephi or yEd")] = None,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
 ) -> None:
@@ -122,6 +128,10 @@ def analyze(
     rep = api.analyze(model, hidden=not no_hidden, input_shape=input_shape)
     if html:
         _write_html(rep, html, model)
+    if graphml:
+        import networkx as nx
+
+        _write_text(graphml, "\n".join(nx.generate_graphml(rep.analysis.to_networkx())) + "\n", model, "--graphml")
     d = rep.as_dict()
     if as_json:
         print(json.dumps(d, indent=1))
@@ -213,6 +223,7 @@ def prune(
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="exit 6 and write nothing when nothing would be pruned")] = False,
+    latency: Annotated[bool, typer.Option("--latency", help="also time the original and the pruned model in onnxruntime (CPU, interleaved runs) and show both")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -303,6 +314,12 @@ def prune(
     if rep.lossy_pruned:
         t.add_row("lossy groups pruned (norm statistics change)", "", str(rep.lossy_pruned), "")
     t.add_row("channels removed", "", str(rep.channels_removed), "")
+    if latency:
+        from .bench import compare
+
+        orig, small = compare([model, output], runs=50, warmup=5, memory=False, input_shape=input_shape)
+        t.add_row("latency (onnxruntime CPU, median)", f"{orig.median_ms:.3f} ms",
+                  f"{small.median_ms:.3f} ms", f"{orig.median_ms / small.median_ms:.2f}x faster")
     if rep.oracle is not None:
         t.add_row("zero-group oracle (rel. error)", "", f"{rep.oracle:.1e}", "")
     con = _console()

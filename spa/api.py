@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import graph
+from . import graph, io_safety
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
-from .errors import BadArgument, VerificationFailed, WriteFailed
+from .errors import BadArgument, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
@@ -311,6 +311,10 @@ def prune(
     more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
+    if output is not None:  # before any work: never write over what is read, nor into a device
+        io_safety.check_io(models=[None if isinstance(model, onnx.ModelProto) else model],
+                           reads=[("--calib", calib if isinstance(calib, (str, os.PathLike)) else None)],
+                           writes=[("output", output)])
     say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
@@ -318,7 +322,7 @@ def prune(
     in_memory = bool(oracle) or criterion in NEEDS_DATA or any(
         v is not None for v in (target_macs, target_params, target_latency))
     view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
-    staging = _staging_for(view, path, output)
+    staging = None
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
@@ -383,6 +387,7 @@ def prune(
     t1 = time.perf_counter()
     say("rewriting")
     try:
+        staging = _staging_for(view, path, output)
         pruned = Rewriter(a, keep, overrides=overrides, sink=staging.put if staging else None).apply()
         if staging is not None:
             staging.finish(pruned, view.base_dir)
@@ -504,17 +509,11 @@ def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, orac
 
 
 def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):
-    """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None."""
+    """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None.
+    Made only when the rewrite starts, so a failure before it leaves nothing behind."""
     if output is None or path is None or not is_streamed(view):
         return None
-    out = Path(output)
-    if graph._same_file(out, Path(path)):
-        raise BadArgument(f"output path {out} is the input file; refusing to overwrite the input")
-    d = out.parent if str(out.parent) else Path(".")
-    if not d.is_dir():
-        raise WriteFailed(f"output directory {d} does not exist")
-    graph.check_data_target(out, view.model, view.base_dir or ".")
-    return Staging(out)
+    return Staging(output, keep=io_safety.model_files(path))
 
 
 @dataclass

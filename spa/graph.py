@@ -7,7 +7,6 @@ tensor (ints, `None` for unknown/symbolic dims), initializer values, producers a
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import BadArgument, BadModel, WriteFailed
+from .errors import BadModel
+from .io_safety import default_mode  # noqa: F401 - re-exported: callers import it from here
 
 MIN_OPSET = 7
 MAX_OPSET = 23  # newest default-domain opset onnx 1.23 knows; newer ones are refused, not guessed
@@ -38,6 +38,11 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: is a directory, not an ONNX file")
     if p.stat().st_size == 0:
         raise BadModel(f"{p}: empty file")
+    if not p.is_file():
+        raise BadModel(f"{p}: not a regular file")
+    from .io_safety import check_model_size
+
+    check_model_size(p)  # a 3 GB file of anything is refused before it is read
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
@@ -648,105 +653,31 @@ def model_bytes_size(model: onnx.ModelProto) -> int:
 
 def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_path: str | None = None,
                 base_dir: str | None = None, blob: bytes | None = None) -> int:
-    """Write `model` to `out` via a temporary file in the same directory and an atomic rename.
+    """Write `model` to `out` so that `out` holds either its previous content or the whole new model.
 
-    Models over 2 GB are written with external data beside the output (`<name>.data`). A streamed model
-    (initializers still referring to external data in `base_dir`) has those copied, in chunks, into the
-    output's data file. `blob`: the model already serialised (written as is). Returns bytes written (model
-    file plus external data)."""
+    A model under 2 GB goes through `io_safety.atomic_write`. A larger one, or a streamed one (initializers
+    still referring to external data in `base_dir`, copied in chunks), is assembled in a `Staging` directory
+    with its weights in a fresh `<out>.<random>.data` file, and the model's rename is the commit point.
+    `input_path`: the model read (refused as the output, with its external data files). `blob`: the model
+    already serialised (written as is). Returns bytes written (model file plus external data)."""
+    from . import io_safety
+
     out_p = Path(out)
-    if input_path is not None and _same_file(out_p, Path(input_path)):
-        raise BadArgument(f"output path {out_p} is the input file; refusing to overwrite the input")
-    d = out_p.parent if str(out_p.parent) else Path(".")
-    if not d.exists():
-        raise WriteFailed(f"output directory {d} does not exist")
-    if not os.access(d, os.W_OK):
-        raise WriteFailed(f"output directory {d} is not writable")
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        from .stream import Staging
-
-        if base_dir is None:
-            raise WriteFailed(f"cannot write {out_p}: the model refers to external data in an unknown directory")
-        check_data_target(out_p, model, base_dir)
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-        st = Staging(out_p)
-        try:
-            st.finish(m, base_dir)
-        except BaseException:
-            st.abort()
-            raise
-        return st.commit()
-    if blob is None:
+    io_safety.check_io(models=[input_path], writes=[("output", out_p)])
+    if blob is None and not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         size = _byte_size(model)
-        external = size is None or size > _TWO_GB
-        if not external:
+        if size is not None and size <= _TWO_GB:
             blob = model.SerializeToString()
-    else:
-        external = False
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_p.name}.", suffix=".tmp", dir=d)
-    os.close(fd)
-    data_name = out_p.name + ".data"
-    tmp_data = d / f".{data_name}.tmp"
-    try:
-        if external:
-            m = onnx.ModelProto()
-            m.CopyFrom(model)
-            onnx.external_data_helper.convert_model_to_external_data(
-                m, all_tensors_to_one_file=True, location=tmp_data.name, size_threshold=1024
-            )
-            onnx.save_model(m, tmp)
-            _retarget_external(tmp, tmp_data.name, data_name)
-            os.replace(tmp_data, d / data_name)
-        else:
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, default_mode())
-        if external:
-            os.chmod(d / data_name, default_mode())
-        os.replace(tmp, out_p)
-    except OSError as e:
-        for t in (Path(tmp), tmp_data):
-            if t.exists():
-                t.unlink()
-        raise WriteFailed(f"cannot write {out_p}: {e.strerror or e}") from None
-    except BaseException:
-        for t in (Path(tmp), tmp_data):
-            if t.exists():
-                t.unlink()
-        raise
-    size = out_p.stat().st_size
-    if external:
-        size += (d / data_name).stat().st_size
-    return size
+    if blob is not None:
+        return io_safety.atomic_write(out_p, blob)
+    from .stream import Staging
 
-
-def check_data_target(out: Path, model: onnx.ModelProto, base_dir: str) -> None:
-    """Refuse an output whose data file (`<out>.data`) is one the model still reads its weights from."""
-    target = out.parent / (out.name + ".data")
-    for t in model.graph.initializer:
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            loc = next((e.value for e in t.external_data if e.key == "location"), "")
-            if _same_file(target, Path(base_dir) / loc):
-                raise BadArgument(f"output {out} would overwrite the input's external data file {target}")
-
-
-def default_mode() -> int:
-    """Permissions a plain open() would give a new file (mkstemp's are 0600)."""
-    um = os.umask(0)
-    os.umask(um)
-    return 0o666 & ~um
-
-
-def _retarget_external(model_path: str, old: str, new: str) -> None:
-    m = onnx.load(model_path, load_external_data=False)
-    for t in m.graph.initializer:
-        for e in t.external_data:
-            if e.key == "location" and e.value == old:
-                e.value = new
-    onnx.save_model(m, model_path)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    with Staging(out_p, keep=io_safety.model_files(input_path) if input_path else ()) as st:
+        st.put_inline(m)
+        st.finish(m, base_dir)
+        return st.commit()
 
 
 def _byte_size(model: onnx.ModelProto) -> int | None:
@@ -756,8 +687,7 @@ def _byte_size(model: onnx.ModelProto) -> int | None:
         return None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
+def _same_file(a: Path, b: Path) -> bool:  # kept for callers not yet moved to io_safety.same_file
+    from .io_safety import same_file
+
+    return same_file(a, b)

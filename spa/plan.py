@@ -38,7 +38,10 @@ class Plan:
         return cls([GroupPlan(**g) for g in d["groups"]], d.get("criterion", ""), d.get("ratio", 0.0), d.get("mode", ""))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        """Write the plan as JSON, atomically (`spa.io_safety.atomic_write`)."""
+        from .io_safety import atomic_write
+
+        atomic_write(path, self.to_json(), label="plan")
 
     @classmethod
     def load(cls, path: str | Path) -> "Plan":

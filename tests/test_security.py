@@ -1,0 +1,324 @@
+"""Security section: each test crafts an attacking input of one class from issue 15 and checks that spa
+refuses it with one line and the right exit code, and touches nothing it was not asked to write.
+
+Most cases run the command in-process (`run_cli`); the fault-injection cases need real processes (a kill, a
+signal, two concurrent runs) and use `python -m spa` through a small driver that hooks `os.replace`."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from models import big_mlp
+from spa import io_safety
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`spa ARGV` in this process: (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from spa import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    old_env = dict(os.environ)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    os.environ.update(env or {})
+    old_argv = sys.argv
+    sys.argv = ["spa", *map(str, argv)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli.main()
+                code = 0
+            except SystemExit as e:
+                code = int(e.code or 0)
+    finally:
+        sys.argv = old_argv
+        os.environ.clear()
+        os.environ.update(old_env)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith(("spa: error:", "spa prune: error:", "spa analyze: error:")), err
+    return lines[0]
+
+
+def digests(d: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.iterdir())
+            if p.is_file() and not p.is_symlink() and stat.S_ISREG(p.lstat().st_mode)}
+
+
+def run_model(path: Path, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+@pytest.fixture
+def ext(tmp_path: Path) -> Path:
+    """A small model whose weights live in the external data file m.onnx.data."""
+    big_mlp.build(tmp_path / "m.onnx", d=32, f=64, layers=3, k=5)
+    return tmp_path / "m.onnx"
+
+
+# ------------------------------------------------------------ 1. never write over what is read
+@pytest.mark.parametrize("stream", ["0", ""])
+def test_output_onto_input_external_data_refused(ext: Path, stream: str) -> None:
+    before = digests(ext.parent)
+    code, _, err = run_cli("prune", ext, "-o", ext.parent / "m.onnx.data", "-q", env={"SPA_STREAM_BYTES": stream})
+    assert code == 2 and "external data" in one_line_error(err)
+    assert digests(ext.parent) == before
+
+
+@pytest.mark.parametrize("flag", ["--html", "--save-plan"])
+def test_secondary_outputs_onto_inputs_refused(ext: Path, flag: str) -> None:
+    d = ext.parent
+    before = digests(d)
+    for target in (d / "m.onnx.data", ext):  # the weights, the model
+        code, _, err = run_cli("prune", ext, "-o", d / "s.onnx", flag, target, "-q")
+        assert code == 2, err
+        one_line_error(err)
+    code, _, err = run_cli("analyze", ext, "--html", d / "m.onnx.data")
+    assert code == 2 and "external data" in one_line_error(err)
+    assert digests(d) == before and not (d / "s.onnx").exists()
+
+
+def test_links_to_inputs_refused(ext: Path) -> None:
+    d = ext.parent
+    os.link(d / "m.onnx.data", d / "hard.bin")  # a hard link to the weights
+    (d / "soft.onnx").symlink_to(ext)  # a symlink to the model
+    before = digests(d)
+    for target in ("hard.bin", "soft.onnx"):
+        code, _, err = run_cli("prune", ext, "-o", d / target, "-q")
+        assert code == 2, err
+        one_line_error(err)
+    assert digests(d) == before
+
+
+def test_outputs_onto_each_other_and_plan_refused(tmp_path: Path) -> None:
+    out = tmp_path / "s.onnx"
+    for extra in (["--save-plan", out], ["--html", out]):
+        code, _, err = run_cli("prune", SAMPLE, "-o", out, *extra, "-q")
+        assert code == 2 and "same file" in one_line_error(err)
+    plan = tmp_path / "p.json"
+    assert run_cli("prune", SAMPLE, "-o", out, "--save-plan", plan, "-q")[0] == 0
+    code, _, err = run_cli("prune", SAMPLE, "-o", plan, "--plan", plan, "-q")
+    assert code == 2 and "--plan" in one_line_error(err)
+    assert plan.read_text().startswith("{")
+
+
+def test_check_io_is_one_list_per_direction(ext: Path, tmp_path: Path) -> None:
+    """A new option is one more (label, path) pair: reads and writes are compared whatever their labels."""
+    calib = tmp_path / "c.npz"
+    calib.write_bytes(b"x")
+    with pytest.raises(Exception, match="--teacher"):
+        io_safety.check_io(models=[ext], reads=[("--teacher", calib)], writes=[("--graphml", calib)])
+    assert [p.name for p in io_safety.model_files(ext)] == ["m.onnx", "m.onnx.data"]
+
+
+# ------------------------------------------------------------ 2. special files are never replaced
+def _specials(d: Path) -> dict[str, Path]:
+    out = {}
+    os.mkfifo(d / "fifo")
+    out["FIFO"] = d / "fifo"
+    (d / "fd1").symlink_to("/proc/self/fd/1")
+    out["symbolic link"] = d / "fd1"
+    try:
+        os.mknod(d / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a copy of /dev/null (needs root)
+        out["character device"] = d / "null"
+    except PermissionError:
+        pass
+    return out
+
+
+def test_special_destinations_refused_and_kept(tmp_path: Path) -> None:
+    for kind, p in _specials(tmp_path).items():
+        mode = p.lstat().st_mode
+        for flag in ("-o", "--save-plan", "--html"):
+            argv = ["-o", tmp_path / "s.onnx", flag, p] if flag != "-o" else ["-o", p]
+            code, _, err = run_cli("prune", SAMPLE, *argv, "-q")
+            assert code == 5 and kind in one_line_error(err), (flag, err)
+            assert p.lstat().st_mode == mode
+    assert not (tmp_path / "s.onnx").exists()
+
+
+def test_unwritable_and_too_long_destinations_exit_5(tmp_path: Path) -> None:
+    code, _, err = run_cli("prune", SAMPLE, "-o", "/sys/x.onnx", "-q")
+    assert code == 5, err
+    one_line_error(err)
+    code, _, err = run_cli("prune", SAMPLE, "-o", tmp_path / ("a" * 256 + ".onnx"), "-q")
+    assert code == 5 and "long" in one_line_error(err)
+    long = tmp_path / ("b" * 250 + ".onnx")  # 255 bytes: the name fits, so must the temporary one
+    assert run_cli("prune", SAMPLE, "-o", long, "-q")[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [long.name]
+
+
+# ------------------------------------------------------------ 4. every destination checked before the work
+@pytest.mark.parametrize("flag", ["--html", "--save-plan"])
+def test_missing_directory_of_a_secondary_output_fails_first(tmp_path: Path, flag: str) -> None:
+    code, _, err = run_cli("prune", SAMPLE, "-o", tmp_path / "s.onnx", flag, tmp_path / "nodir" / "x", "-q")
+    assert code == 5 and "does not exist" in one_line_error(err)
+    assert list(tmp_path.iterdir()) == []  # the model was not written either
+
+
+def test_analyze_html_checked_first(tmp_path: Path) -> None:
+    code, out, err = run_cli("analyze", SAMPLE, "--html", tmp_path / "nodir" / "r.html")
+    assert code == 5 and out == ""
+    one_line_error(err)
+
+
+# ------------------------------------------------------------ 3. streamed writes: one commit point
+def test_streamed_output_never_replaces_a_users_data_file(ext: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o.onnx"
+    (tmp_path / "o.onnx.data").write_bytes(b"the user's own file")
+    assert run_cli("prune", ext, "-o", out, "-q", env={"SPA_STREAM_BYTES": "0"})[0] == 0
+    assert (tmp_path / "o.onnx.data").read_bytes() == b"the user's own file"
+    x = np.ones((2, 32), np.float32)
+    assert run_model(out, x).shape == (2, 5)
+    # a second run replaces the first one's data file (spa's own, no longer referenced), nothing else
+    first = {p.name for p in tmp_path.glob("o.onnx.*.data")}
+    assert run_cli("prune", ext, "-o", out, "-q", "--ratio", "0.25", env={"SPA_STREAM_BYTES": "0"})[0] == 0
+    second = {p.name for p in tmp_path.glob("o.onnx.*.data")}
+    assert len(first) == len(second) == 1 and first != second
+    assert (tmp_path / "o.onnx.data").read_bytes() == b"the user's own file"
+
+
+DRIVER = textwrap.dedent("""
+    import os, sys, time
+    mode, k = sys.argv[1], int(sys.argv[2])
+    real, calls = os.replace, [0]
+    def hooked(a, b, *r, **kw):
+        calls[0] += 1
+        if mode == "kill" and calls[0] == k:
+            os._exit(137)  # as SIGKILL: no clean-up runs
+        res = real(a, b, *r, **kw)
+        if mode == "slow" and calls[0] == 1:
+            time.sleep(float(os.environ.get("SPA_TEST_SLEEP", "0.5")))
+        return res
+    os.replace = hooked
+    if mode == "term":  # SIGTERM arrives while the model is being assembled
+        import signal
+        from spa import stream
+        finish = stream.Staging.finish
+        def late(self, *a, **kw):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            return finish(self, *a, **kw)
+        stream.Staging.finish = late
+    sys.argv = ["spa"] + sys.argv[3:]
+    from spa.cli import main
+    main()
+""")
+
+
+def _driver(tmp_path: Path, mode: str, k: int, *argv: object, wait: bool = True):
+    drv = tmp_path / "driver.py"
+    drv.write_text(DRIVER)
+    env = dict(os.environ, SPA_STREAM_BYTES="0", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, str(drv), mode, str(k), *map(str, argv)]
+    if not wait:
+        return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def _reference(ext: Path, ratio: str, where: Path) -> np.ndarray:
+    where.mkdir()
+    assert run_cli("prune", ext, "-o", where / "r.onnx", "-q", "--ratio", ratio)[0] == 0
+    return run_model(where / "r.onnx", np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32))
+
+
+def test_kill_at_every_step_of_a_streamed_write(ext: Path, tmp_path: Path) -> None:
+    """A kill before, between and after the two renames of a streamed write: the output is the old complete
+    model or the new complete one, never a mixture; a later run removes the dead run's staging directory."""
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
+    old_y, new_y = _reference(ext, "0.25", tmp_path / "a"), _reference(ext, "0.5", tmp_path / "b")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.onnx"
+    results = []
+    for k in (1, 2, 3):  # kill at the data rename, at the model rename (between the two), after both
+        assert run_cli("prune", ext, "-o", out, "-q", "--ratio", "0.25", env={"SPA_STREAM_BYTES": "0"})[0] == 0
+        r = _driver(tmp_path, "kill", k, "prune", ext, "-o", out, "-q", "--ratio", "0.5")
+        assert r.returncode == (137 if k < 3 else 0), r.stderr
+        y = run_model(out, x)
+        results.append("old" if np.array_equal(y, old_y) else "new" if np.array_equal(y, new_y) else "mixed")
+        refs = io_safety.model_files(out)[1:]
+        assert len(refs) == 1 and refs[0].exists()
+    assert results == ["old", "old", "new"]
+    stale = [p for p in out_dir.iterdir() if p.name.endswith(".spa-staging")]
+    assert stale  # the killed runs left their staging directories ...
+    for p in stale:
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
+    assert run_cli("prune", ext, "-o", out, "-q", env={"SPA_STREAM_BYTES": "0"})[0] == 0
+    assert not [p for p in out_dir.iterdir() if p.name.endswith(".spa-staging")]  # ... the next run removed them
+
+
+def test_concurrent_streamed_writes_to_one_path(ext: Path, tmp_path: Path) -> None:
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(2, 32)
+    ys = [_reference(ext, r, tmp_path / f"ref{r}") for r in ("0.25", "0.5")]
+    out = tmp_path / "o.onnx"
+    procs = [_driver(tmp_path, "slow", 0, "prune", ext, "-o", out, "-q", "--ratio", r, wait=False)
+             for r in ("0.25", "0.5")]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    y = run_model(out, x)
+    assert any(np.array_equal(y, ref) for ref in ys)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith((".spa-staging", ".spa-tmp"))]
+
+
+# ------------------------------------------------------------ 5. no staging directory left behind
+def test_streamed_failures_leave_no_staging(ext: Path, tmp_path: Path) -> None:
+    m = onnx.load(ext, load_external_data=False)
+    t = next(t for t in m.graph.initializer if t.name == "l0.w1")
+    for e in t.external_data:
+        if e.key == "offset":
+            e.value = str(10**9)  # past the end of the data file
+    onnx.save(m, ext.parent / "bad.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_cli("prune", ext.parent / "bad.onnx", "-o", out / "o.onnx", "-q",
+                           env={"SPA_STREAM_BYTES": "0"})
+    assert code == 3, err
+    one_line_error(err)
+    assert list(out.iterdir()) == []
+
+
+def test_sigterm_cleans_the_staging_directory(ext: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    r = _driver(tmp_path, "term", 0, "prune", ext, "-o", out / "o.onnx", "-q")
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr
+    one_line_error(r.stderr)
+    assert list(out.iterdir()) == []
+
+
+def test_stale_debris_of_live_or_recent_writers_is_kept(tmp_path: Path) -> None:
+    live = tmp_path / f".o.onnx.{os.getpid()}.0123abcd.spa-staging"
+    recent = tmp_path / ".o.onnx.999999999.0123abcd.spa-tmp"
+    dead = tmp_path / ".o.onnx.999999999.89abcdef.spa-staging"
+    foreign = tmp_path / ".o.onnx.999999999.spa-staging"  # not our exact pattern
+    for p in (live, dead, foreign):
+        p.mkdir()
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
+    recent.write_bytes(b"")
+    assert io_safety.remove_stale(tmp_path) == [dead]
+    assert live.exists() and recent.exists() and foreign.exists() and not dead.exists()

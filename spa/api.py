@@ -20,7 +20,7 @@ import onnx
 from . import graph, io_safety
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
-from .errors import BadArgument, VerificationFailed
+from .errors import BadArgument, BadModel, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
@@ -35,6 +35,8 @@ def _load(model: ModelLike, stream_bytes: int | None = None) -> tuple[onnx.Model
         m = onnx.ModelProto()
         m.CopyFrom(model)
         graph.check_opset(m)
+        graph.check_structure(m)
+        graph.check_tensor_data(m)
         return m, None
     return graph.load(model, stream_bytes=stream_bytes), str(model)
 
@@ -88,7 +90,7 @@ class AnalyzeReport:
 def analyze(model: ModelLike, *, hidden: bool = True) -> AnalyzeReport:
     t0 = time.perf_counter()
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size), time.perf_counter() - t0)
 
@@ -326,7 +328,7 @@ def prune(
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
@@ -411,8 +413,8 @@ def prune(
             if guard and check is not None and not check <= SELF_CHECK_TOL:
                 raise VerificationFailed(
                     f"self-check failed: the pruned outputs differ from the original's with the removed channels "
-                    f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. This is a bug "
-                    "in spa's analysis: please report it with the model (--no-self-check skips this check)")
+                    f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. "
+                    + _blame(view.model) + " (--no-self-check skips this check)")
         else:
             err = None
         written = None
@@ -493,6 +495,29 @@ def _self_check_on(view: graph.ModelView, self_check: bool | None) -> bool:
     return True
 
 
+def _blame(model: onnx.ModelProto) -> str:
+    """Who is at fault when the self-check fails: a model the ONNX checker rejects is malformed (its readers
+    may disagree on what it computes); only a valid one points at spa's analysis."""
+    bad = graph.malformed(model)
+    if bad:
+        return f"The input model is malformed ({bad})"
+    return "This is a bug in spa's analysis: please report it with the model"
+
+
+def _analyze_checked(view: graph.ModelView, hidden: bool) -> Analysis:
+    """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
+    have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
+    try:
+        return _analyze(view, hidden=hidden)
+    except SpaError:
+        raise
+    except Exception:
+        bad = graph.malformed(view.model)
+        if bad:
+            raise BadModel(f"the model is inconsistent: {bad}") from None
+        raise
+
+
 def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, oracle: bool | str,
                     overrides: dict | None) -> tuple[float | None, float | None]:
     """The zero-group oracle error (relative; "float64" in the reference evaluator, else onnxruntime) and the
@@ -532,7 +557,7 @@ def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 
           hidden: bool = True) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
     view, _ = prepare(model)
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

@@ -29,6 +29,23 @@ def _console():
     return Console()
 
 
+def _rich(text: object) -> str:
+    """A model- or user-controlled string for rich: markup escaped (`conv[/bold]w` stays text) and control
+    characters shown, not sent to the terminal."""
+    from rich.markup import escape
+
+    from .errors import printable
+
+    return escape(printable(text))
+
+
+def _say(text: object, err: bool = False) -> None:
+    """Print plain text (names from models and paths included) with control characters made visible."""
+    from .errors import printable
+
+    print(printable(text), file=sys.stderr if err else sys.stdout, flush=err)
+
+
 def _fail(msg: str, code: int) -> None:
     from .errors import printable
 
@@ -138,7 +155,7 @@ def analyze(
     con = _console()
     s = rep.stats
     con.print(
-        f"[bold]{model}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
+        f"[bold]{_rich(model)}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
         f"({human(s.flops)} FLOPs), {human(s.size_bytes, 'B')}"
     )
     a = rep.analysis
@@ -156,8 +173,8 @@ def analyze(
             str(g.id),
             str(g.size) + (f"×{g.width}" if g.width > 1 else ""),
             ("[yellow]lossy[/]" if g.lossy else "[green]prunable[/]") if g.prunable else "[red]frozen[/]",
-            ", ".join(ps[:3]) + more,
-            g.why or (g.lossy[0] if g.lossy and g.prunable else ""),
+            _rich(", ".join(ps[:3]) + more),
+            _rich(g.why or (g.lossy[0] if g.lossy and g.prunable else "")),
         )
     con.print(t)
     if shown is not a.groups:
@@ -168,7 +185,7 @@ def analyze(
                   "channels); removing some changes the statistics of the rest. --no-hidden keeps them.")
     if a.unknown_ops:
         con.print("ops without a channel rule (their channels are frozen): " + ", ".join(
-            f"{op} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
+            f"{_rich(op)} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
 
 
 @app.command()
@@ -268,7 +285,7 @@ def prune(
     from rich.table import Table
 
     b, a = rep.before, rep.after
-    t = Table(title=f"{model.name} → {output.name}  ({rep.plan.mode}, {rep.plan.criterion or 'plan'}, ratio {rep.plan.ratio})")
+    t = Table(title=f"{_rich(model.name)} → {_rich(output.name)}  ({rep.plan.mode}, {_rich(rep.plan.criterion or 'plan')}, ratio {rep.plan.ratio})")
     t.add_column("")
     t.add_column("before", justify="right")
     t.add_column("after", justify="right")
@@ -297,7 +314,7 @@ def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_
 
     def show(o) -> None:
         if not as_json and (not quiet or not o.ok):
-            print(o.line(), file=sys.stdout if o.ok else sys.stderr, flush=True)
+            _say(o.line(), err=not o.ok)
 
     results = prune_many(models, out_dir, options, jobs=jobs, on_done=show, reads=reads or [])
     if as_json:
@@ -335,7 +352,7 @@ def check(
         print(f"{status}: {res.trials} random plans over {res.groups_tested} prunable groups, "
               f"worst relative error {res.worst:.1e}")
         for f in res.failures:
-            print("  " + f)
+            _say("  " + f)
     if not res.ok:
         raise typer.Exit(4)
 
@@ -364,7 +381,7 @@ def bench(
         print(json.dumps({"benches": [r.as_dict() for r in res], "rows": rows}, indent=1))
     else:
         print(f"onnxruntime {res[0].provider}, batch {batch}, threads {threads}, {runs} interleaved runs")
-        print(b.format_table(rows))
+        _say(b.format_table(rows))
 
 
 @app.command()
@@ -403,10 +420,10 @@ def sweep(
     base = points[0]
     print(f"{'ratio':>6s} {'params':>9s} {'MACs':>9s} {'MACs x':>7s} {'median ms':>10s} {'speed-up':>9s}  file")
     for p in points:
-        print(f"{p.ratio:6.2f} {human(p.params):>9s} {human(p.macs):>9s} {p.macs / base.macs:7.3f} "
+        _say(f"{p.ratio:6.2f} {human(p.params):>9s} {human(p.macs):>9s} {p.macs / base.macs:7.3f} "
               f"{p.median_ms:10.3f} {base.median_ms / p.median_ms:8.2f}x  {p.path}")
     if plot is not None:
-        print(f"plot: {plot}")
+        _say(f"plot: {plot}")
 
 
 @app.command()
@@ -420,7 +437,9 @@ def convert(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
 ) -> None:
-    """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically)."""
+    """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically).
+
+    Warning: loading a pickle (.pkl, .joblib), a torch file or a module.py:factory source runs code from it. Convert only files you trust."""
     import logging
     import zipfile
 
@@ -447,7 +466,7 @@ def convert(
     src = Path(py if is_factory else source)
     if not src.exists():
         raise BadArgument(f"{src} does not exist")
-    io_safety.check_io(reads=[("the source", src)], writes=[("-o", output)])
+    io_safety.check_io(reads=[("the input", src)], writes=[("-o", output)])
 
     if framework == "auto":
         suffix = src.suffix.lower()
@@ -531,8 +550,8 @@ def convert(
     if quiet:
         return
     for n in dict.fromkeys(notes):
-        print(f"spa: warning: {n}", file=sys.stderr)
-    print(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
+        _say(f"spa: warning: {n}", err=True)
+    _say(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
 
 
 @app.command()
@@ -566,7 +585,7 @@ def finetune(
             acc = f", accuracy {rep.accuracy_before:.3f} -> {rep.accuracy_after:.3f}"
         print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
               f"({rep.epochs} epochs)")
-        print(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
+        _say(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
               f"{rep.seconds:.1f}s)")
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import BadModel
+from .errors import BadArgument, BadModel
 from .io_safety import default_mode  # noqa: F401 - re-exported: callers import it from here
 
 MIN_OPSET = 7
@@ -49,9 +49,10 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
     if not model.graph.node and not model.graph.output:
         raise BadModel(f"{p}: not an ONNX model (no graph)")
-    try:
-        from . import stream
+    from . import stream
 
+    stream.check_external_entries(model, str(p))
+    try:
         if stream_bytes is not None and stream.external_bytes(model) > stream_bytes:
             stream.inline_small(model, str(p.parent))
         else:
@@ -62,6 +63,8 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: external data missing or unreadable ({str(e).splitlines()[0][:200]})") from None
     check_opset(model, str(p))
     check_structure(model, str(p))
+    check_tensor_data(model, str(p))
+    check_input_sizes(model, str(p))
     return model
 
 
@@ -86,8 +89,12 @@ def op_graph(model: onnx.ModelProto):
 
 
 def check_structure(model: onnx.ModelProto, where: str = "model") -> None:
-    """Refuse graphs onnxruntime could never run: a tensor read but defined nowhere, a cycle."""
+    """Refuse graphs onnxruntime could never run (a tensor read but defined nowhere, a cycle) and graphs whose
+    meaning depends on who reads them: a name defined twice (onnxruntime takes the first initializer of a
+    name, a dict the last), a node output redefining an initializer or input, and a graph input that an
+    initializer of another type or shape shadows (its default would not fit what it claims to accept)."""
     g = model.graph
+    _check_unique(g, where)
     defined = {i.name for i in g.input} | {t.name for t in g.initializer}
     defined |= {o for n in g.node for o in n.output if o}
     for node in g.node:
@@ -106,6 +113,152 @@ def check_structure(model: onnx.ModelProto, where: str = "model") -> None:
         cyc = nx.find_cycle(og)
         names = [g.node[i].name or g.node[i].op_type for i, _ in cyc][:4]
         raise BadModel(f"{where}: graph has a cycle through {' -> '.join(names)}")
+
+
+def _check_unique(g: onnx.GraphProto, where: str) -> None:
+    from .errors import printable
+
+    seen: dict[str, str] = {}
+    inits = {t.name: t for t in g.initializer}
+
+    def define(name: str, what: str) -> None:
+        if name in seen:
+            raise BadModel(f"{where}: '{printable(name, 120)}' is defined twice ({seen[name]} and {what}); "
+                           "readers disagree on which one counts, so the model is refused")
+        seen[name] = what
+
+    for t in g.initializer:
+        define(t.name, "an initializer")
+    inputs: dict[str, onnx.ValueInfoProto] = {}
+    for i in g.input:
+        if i.name in inputs:
+            define(i.name, "a graph input")  # raises: the same input twice
+        inputs[i.name] = i
+        if i.name in inits:
+            _check_shadow(i, inits[i.name], where)
+        else:
+            define(i.name, "a graph input")
+    for n in g.node:
+        for o in n.output:
+            if o:
+                define(o, f"an output of node '{printable(n.name or n.op_type, 80)}'")
+
+
+def _check_shadow(i: onnx.ValueInfoProto, t: onnx.TensorProto, where: str) -> None:
+    """A graph input with an initializer of the same name (the initializer is its default): their element
+    type and static shape must agree, or a caller feeding it gets another model than the one pruned."""
+    from .errors import printable
+
+    tt = i.type.tensor_type
+    if not i.type.HasField("tensor_type"):
+        return
+    bad = tt.elem_type not in (0, t.data_type)
+    if tt.HasField("shape"):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        bad |= len(dims) != len(t.dims) or any(d is not None and d != int(e) for d, e in zip(dims, t.dims))
+    if bad:
+        raise BadModel(f"{where}: graph input '{printable(i.name, 120)}' is shadowed by an initializer of "
+                       f"another type or shape ({list(t.dims)})")
+
+
+_PACKED_4BIT = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4, getattr(onnx.TensorProto, "FLOAT4E2M1", -1)}
+
+
+def _data_needed(t: onnx.TensorProto, n: int) -> tuple[str, int] | None:
+    """Which field should hold tensor `t`'s `n` values, and how many entries (bytes for raw_data)."""
+    T = onnx.TensorProto
+    if t.data_type in _PACKED_4BIT:
+        return ("raw_data", (n + 1) // 2) if t.HasField("raw_data") else ("int32_data", (n + 1) // 2)
+    if t.data_type == T.STRING:
+        return "string_data", n
+    if t.HasField("raw_data"):
+        try:
+            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+        except Exception:  # noqa: BLE001 - a type numpy cannot hold: not checked here
+            return None
+        return "raw_data", n * size
+    fields = {T.FLOAT: ("float_data", 1), T.DOUBLE: ("double_data", 1), T.INT64: ("int64_data", 1),
+              T.UINT32: ("uint64_data", 1), T.UINT64: ("uint64_data", 1), T.COMPLEX64: ("float_data", 2),
+              T.COMPLEX128: ("double_data", 2)}
+    field_, k = fields.get(t.data_type, ("int32_data", 1))
+    return field_, n * k
+
+
+def check_tensor_data(model: onnx.ModelProto, where: str = "model") -> None:
+    """Refuse initializers and Constant tensors whose data does not match their declared shape and type: the
+    declared size is compared with the bytes present before anything is decoded, so a corrupt or hostile file
+    ends in one line (exit 3), not in a numpy error or a huge allocation."""
+    from .errors import printable
+    from .io_safety import all_tensors
+
+    for t in all_tensors(model.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            continue  # checked against the file when read (spa.stream, onnx's loader)
+        dims = [int(d) for d in t.dims]
+        name = printable(t.name or "(a Constant)", 120)
+        if any(d < 0 for d in dims):
+            raise BadModel(f"{where}: tensor '{name}' has a negative dimension {dims}")
+        n = 1
+        for d in dims:
+            n *= d
+        need = _data_needed(t, n)
+        if need is None:
+            continue
+        field_, count = need
+        have = len(t.raw_data) if field_ == "raw_data" else len(getattr(t, field_))
+        if have != count:
+            raise BadModel(f"{where}: tensor '{name}' of shape {dims} needs {count} "
+                           f"{'bytes' if field_ == 'raw_data' else 'values'} of data, the file holds {have}")
+
+
+INPUT_BYTES_ENV = "SPA_MAX_INPUT_BYTES"
+DEFAULT_MAX_INPUT_BYTES = 2 << 30
+
+
+def max_input_bytes() -> int:
+    """The largest graph input spa will make for verification: $SPA_MAX_INPUT_BYTES, else 2 GiB."""
+    env = os.environ.get(INPUT_BYTES_ENV, "").strip()
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise BadArgument(f"{INPUT_BYTES_ENV}={env!r} is not a number of bytes") from None
+    return DEFAULT_MAX_INPUT_BYTES
+
+
+def check_input_sizes(model: onnx.ModelProto, where: str = "model", batch: int = 1, other: int = 96) -> None:
+    """Refuse, before any array is made, a graph input whose declared shape (symbolic dims taken as `batch`
+    on the first axis, `other` elsewhere, as the verification inputs are) needs more than `max_input_bytes`."""
+    from .errors import printable
+
+    limit = max_input_bytes()
+    inits = {t.name for t in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in inits or not inp.type.HasField("tensor_type"):
+            continue
+        tt = inp.type.tensor_type
+        n = 1
+        for k, d in enumerate(tt.shape.dim):
+            n *= d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else other)
+        try:
+            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)).itemsize if tt.elem_type else 4
+        except Exception:  # noqa: BLE001 - a type numpy has no size for: count bytes as one each
+            size = 1
+        if n * size > limit:
+            raise BadModel(f"{where}: graph input '{printable(inp.name, 120)}' declares {n * size / 2**30:.1f} GiB "
+                           f"per run, over the {limit / 2**30:.1f} GiB spa allocates to verify a model "
+                           f"({INPUT_BYTES_ENV}=BYTES raises the limit)")
+
+
+def malformed(model: onnx.ModelProto) -> str | None:
+    """What ONNX's own full check (strict shape inference included) finds wrong with `model`, in one line, or
+    None. Asked only after something failed, to tell a malformed file (exit 3) from a bug in spa (exit 1)."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as e:  # noqa: BLE001 - any complaint of the checker
+        text = " ".join(str(e).split())
+        return text[:200] or type(e).__name__
+    return None
 
 
 def _kahn_order(model: onnx.ModelProto) -> list[int] | None:

@@ -78,7 +78,7 @@ def _external_files(real: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
         return ()
     base = os.path.dirname(real)
     locs: set[str] = set()
-    for t in _all_tensors(m.graph):
+    for t in all_tensors(m.graph):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
             if loc and "\0" not in loc:
@@ -86,7 +86,7 @@ def _external_files(real: str, _mtime_ns: int, _size: int) -> tuple[str, ...]:
     return tuple(sorted(locs))
 
 
-def _all_tensors(g):
+def all_tensors(g):
     """Initializers and attribute tensors of a graph and its subgraphs (where external data may point)."""
     yield from g.initializer
     for n in g.node:
@@ -95,9 +95,9 @@ def _all_tensors(g):
                 yield a.t
             yield from a.tensors
             if a.HasField("g"):
-                yield from _all_tensors(a.g)
+                yield from all_tensors(a.g)
             for sg in a.graphs:
-                yield from _all_tensors(sg)
+                yield from all_tensors(sg)
 
 
 def model_files(model: PathLike) -> list[Path]:

@@ -75,6 +75,17 @@ def _count(t: onnx.TensorProto, key: str) -> int | None:
     return n
 
 
+def check_external_entries(model: onnx.ModelProto, where: str = "model") -> None:
+    """Refuse malformed external-data entries before any file is opened: a location with a NUL byte (C code
+    would read another file than the one named), a negative or non-numeric offset or length."""
+    for t in io_safety.all_tensors(model.graph):
+        if is_external(t):
+            if "\0" in _info(t).get("location", ""):
+                raise BadModel(f"{where}: external data location of '{printable(t.name, 120)}' contains a NUL byte")
+            _count(t, "offset")
+            _count(t, "length")
+
+
 def external_offset(t: onnx.TensorProto) -> int:
     return _count(t, "offset") or 0
 

@@ -9,7 +9,7 @@ from onnx import numpy_helper
 
 from .analysis import Analysis
 from .errors import VerificationFailed
-from .graph import random_array
+from .graph import check_input_sizes, random_array
 
 _NP = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -27,6 +27,7 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1, other: 
     """Deterministic inputs for every graph input: symbolic dims become `batch` (first axis) or `other` (96 by
     default: strided image models (multiples of 32), sequence models and padded signal front-ends run there,
     and it differs from the two sizes the shape probe used)."""
+    check_input_sizes(model, batch=batch, other=other)  # one line before a huge allocation
     rng = np.random.default_rng(seed)
     inits = {t.name for t in model.graph.initializer}
     feeds = {}

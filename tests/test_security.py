@@ -322,3 +322,255 @@ def test_stale_debris_of_live_or_recent_writers_is_kept(tmp_path: Path) -> None:
     recent.write_bytes(b"")
     assert io_safety.remove_stale(tmp_path) == [dead]
     assert live.exists() and recent.exists() and foreign.exists() and not dead.exists()
+
+
+# ------------------------------------------------------------ 6, 8, 9. malformed models: exit 3, one line
+def _sample() -> onnx.ModelProto:
+    return onnx.load(SAMPLE)
+
+
+def _rename(m: onnx.ModelProto, old: str, new: str) -> None:
+    for t in m.graph.initializer:
+        if t.name == old:
+            t.name = new
+    for n in m.graph.node:
+        for i, x in enumerate(n.input):
+            if x == old:
+                n.input[i] = new
+
+
+def _duplicate_initializer(m: onnx.ModelProto) -> None:
+    from onnx import numpy_helper
+
+    t = m.graph.initializer[0]
+    m.graph.initializer.append(numpy_helper.from_array(np.ones_like(numpy_helper.to_array(t)), t.name))
+
+
+def _shadowed_input(m: onnx.ModelProto) -> None:
+    t = m.graph.initializer[0]
+    m.graph.input.append(onnx.helper.make_tensor_value_info(t.name, onnx.TensorProto.FLOAT, [1, 2, 3]))
+
+
+def _short_raw_data(m: onnx.ModelProto) -> None:
+    t = next(t for t in m.graph.initializer if len(t.raw_data) > 8)
+    t.raw_data = t.raw_data[:-4]
+
+
+def _huge_dims(m: onnx.ModelProto) -> None:
+    next(t for t in m.graph.initializer if t.dims).dims[0] = 10**12
+
+
+def _corrupt_constant(m: onnx.ModelProto) -> None:
+    v = onnx.helper.make_tensor("v", onnx.TensorProto.FLOAT, [4, 4], [1.0] * 16)
+    del v.float_data[3:]  # 3 values for a 4x4 tensor
+    m.graph.node.insert(0, onnx.helper.make_node("Constant", [], ["c"], value=v))
+
+
+def _huge_kernel(m: onnx.ModelProto) -> None:
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "kernel_shape").ints[:] = [10**9, 10**9]
+
+
+def _wide_input(m: onnx.ModelProto) -> None:
+    m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value = 10**9
+
+
+def _nan_weight(m: onnx.ModelProto) -> None:
+    from onnx import numpy_helper
+
+    t = next(t for t in m.graph.initializer if len(t.dims) == 4)
+    a = numpy_helper.to_array(t).copy()
+    a[0, 0, 0, 0] = np.nan
+    t.CopyFrom(numpy_helper.from_array(a, t.name))
+
+
+MALFORMED = {"duplicate initializer": (_duplicate_initializer, "defined twice"),
+             "input shadowed by an initializer of another shape": (_shadowed_input, "shadowed"),
+             "raw data shorter than the shape": (_short_raw_data, "needs"),
+             "dims declaring 1e12 rows": (_huge_dims, "needs"),
+             "Constant with too few values": (_corrupt_constant, "needs"),
+             "kernel_shape 1e9": (_huge_kernel, "inconsistent"),
+             "graph input 1e9 wide": (_wide_input, "SPA_MAX_INPUT_BYTES"),
+             "NaN in a weight": (_nan_weight, "NaN")}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_models_exit_3(tmp_path: Path, case: str) -> None:
+    craft, words = MALFORMED[case]
+    m = _sample()
+    craft(m)
+    onnx.save(m, tmp_path / "bad.onnx")
+    for argv in (["prune", tmp_path / "bad.onnx", "-o", tmp_path / "o.onnx", "-q", "--no-self-check"],
+                 ["analyze", tmp_path / "bad.onnx"]):
+        if argv[0] == "analyze" and case == "NaN in a weight":
+            continue  # analysis does not rank channels
+        code, _, err = run_cli(*argv)
+        assert code == 3 and words in one_line_error(err), (argv[0], err)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_input_limit_is_raised_by_its_env(tmp_path: Path) -> None:
+    m = _sample()
+    m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value = 10**9
+    onnx.save(m, tmp_path / "wide.onnx")
+    from spa import graph
+
+    with pytest.raises(Exception, match="SPA_MAX_INPUT_BYTES"):
+        graph.load(tmp_path / "wide.onnx")
+    os.environ[graph.INPUT_BYTES_ENV] = str(10**13)
+    try:
+        graph.load(tmp_path / "wide.onnx")  # only the declared size is looked at: no allocation
+    finally:
+        del os.environ[graph.INPUT_BYTES_ENV]
+
+
+@pytest.mark.parametrize("entry", [("offset", "-5"), ("location", "m.onnx.data\0x"), ("length", "abc")])
+@pytest.mark.parametrize("stream", ["0", ""])
+def test_bad_external_entries_exit_3(ext: Path, tmp_path: Path, entry: tuple[str, str], stream: str) -> None:
+    m = onnx.load(ext, load_external_data=False)
+    t = next(t for t in m.graph.initializer if t.name == "l0.w1")
+    keys = [e.key for e in t.external_data]
+    if entry[0] not in keys:
+        e = t.external_data.add()
+        e.key = entry[0]
+    next(e for e in t.external_data if e.key == entry[0]).value = entry[1]
+    onnx.save(m, ext.parent / "bad.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, _, err = run_cli("prune", ext.parent / "bad.onnx", "-o", out / "o.onnx", "-q",
+                           env={"SPA_STREAM_BYTES": stream})
+    assert code == 3, err
+    one_line_error(err)
+    assert list(out.iterdir()) == []
+
+
+def test_big_non_model_file_refused_before_reading(tmp_path: Path) -> None:
+    big = tmp_path / "big.onnx"
+    with open(big, "wb") as f:  # sparse: 3 GB declared, nothing stored
+        f.truncate(3 * 2**30)
+    import tracemalloc
+
+    tracemalloc.start()
+    code, _, err = run_cli("analyze", big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert code == 3 and "2 GiB" in one_line_error(err)
+    assert peak < 200 * 2**20
+
+
+def test_self_check_blames_a_malformed_file_not_spa() -> None:
+    from spa import api
+
+    m = _sample()
+    _huge_kernel(m)
+    assert "malformed" in api._blame(m)  # the message chosen when the self-check fails
+    assert "bug in spa" in api._blame(_sample())
+
+
+# ------------------------------------------------------------ 8. plans and arguments: exit 2, one line
+@pytest.mark.parametrize("text", ['{"groups": [{"key": "k", "size": 4, "keep": [0.5]}]}',
+                                  '{"groups": [{"key": "k", "size": 4, "keep": ["1"]}]}',
+                                  '{"groups": [{"key": "k", "size": 4, "keep": [NaN]}]}',
+                                  '{"groups": [{"key": "k", "size": "4", "keep": [1]}]}',
+                                  '{"groups": [], "ratio": "x"}',
+                                  "[" * 100000 + "]" * 100000,
+                                  "\xff\xfe"])
+def test_hostile_plans_exit_2(tmp_path: Path, text: str) -> None:
+    plan = tmp_path / "p.json"
+    plan.write_bytes(text.encode("latin-1") if text.startswith("\xff") else text.encode())
+    code, _, err = run_cli("prune", SAMPLE, "-o", tmp_path / "o.onnx", "--plan", plan, "-q")
+    assert code == 2 and "not a spa plan" in one_line_error(err)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_plan_from_a_device_exit_2(tmp_path: Path) -> None:
+    code, _, err = run_cli("prune", SAMPLE, "-o", tmp_path / "o.onnx", "--plan", "/dev/zero", "-q")
+    assert code == 2 and "regular file" in one_line_error(err)
+
+
+@pytest.mark.parametrize("argv", [["--ratio", "0.5abc"], ["--seed", "-1"], ["--jobs", "0"], ["--bogus"]])
+def test_bad_arguments_one_line_exit_2(tmp_path: Path, argv: list[str]) -> None:
+    code, out, err = run_cli("prune", SAMPLE, "-o", tmp_path / "o.onnx", *argv)
+    assert code == 2 and out == ""
+    one_line_error(err)
+
+
+def test_enospc_while_streaming_exit_5(ext: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from spa import stream
+
+    def full(self, arr):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(stream.Staging, "_write_array", full)
+    code, _, err = run_cli("prune", ext, "-o", tmp_path / "o.onnx", "-q", env={"SPA_STREAM_BYTES": "0"})
+    assert code == 5 and "No space left" in one_line_error(err)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "m.onnx" and not p.name.startswith("m.onnx")] == []
+
+
+CTRL_C = textwrap.dedent("""
+    import os, signal, sys
+    target_module = sys.argv[1]
+    class CtrlC:  # a real SIGINT the moment the named module starts to import
+        def find_spec(self, name, path=None, target=None):
+            if name == target_module:
+                os.kill(os.getpid(), signal.SIGINT)
+            return None
+    sys.meta_path.insert(0, CtrlC())
+    sys.argv = ["spa"] + sys.argv[2:]
+    from spa.__main__ import run
+    run()
+""")
+
+
+@pytest.mark.parametrize("module", ["typer", "onnx"])  # while the command line loads / the command starts
+def test_ctrl_c_at_start_up_is_one_line(tmp_path: Path, module: str) -> None:
+    drv = tmp_path / "ctrl_c.py"
+    drv.write_text(CTRL_C)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, str(drv), module, "analyze", str(SAMPLE)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 130 and "interrupted" in one_line_error(r.stderr), r.stderr
+
+
+# ------------------------------------------------------------ 7. untrusted strings stay text
+def test_model_strings_are_printed_as_text(tmp_path: Path) -> None:
+    import json
+
+    m = _sample()
+    name = "conv[/bold]w\x1b[2J\x1b]0;pwn\x07"
+    _rename(m, m.graph.initializer[0].name, name)
+    path = tmp_path / "model[v2].onnx"
+    onnx.save(m, path)
+    code, out, err = run_cli("analyze", path, "--all")
+    assert code == 0, err
+    assert "model[v2].onnx" in out and "conv[/bold]w" in out
+    assert "\x1b" not in out and "\x07" not in out and "\\x1b" in out
+    code, out, _ = run_cli("analyze", path, "--json", "--all")
+    assert code == 0 and "\x1b" not in out
+    json.loads(out)  # JSON stays valid ...
+    assert json.dumps(name)[1:-1] in out  # ... and keeps the name exactly, its control characters escaped
+    code, _, err = run_cli("prune", path, "-o", tmp_path / "o.onnx", "--ignore", "\x1b]0;x\x07[", "-q")
+    assert code == 2 and "\x1b" not in err and "\x07" not in err
+
+
+# ------------------------------------------------------------ 10. pickles: the extra is checked first
+def test_convert_checks_the_extra_before_unpickling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Payload()))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "skl2onnx" else real(n, *a))
+    code, _, err = run_cli("convert", tmp_path / "evil.pkl", "-o", tmp_path / "o.onnx")
+    assert code == 2 and "skl2onnx" in one_line_error(err)
+    assert not marker.exists()
+    code, out, _ = run_cli("convert", "--help")
+    assert "runs code" in out

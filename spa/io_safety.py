@@ -135,8 +135,6 @@ def check_destination(path: PathLike, label: str = "output") -> None:
         if not stat.S_ISREG(st.st_mode):
             raise WriteFailed(f"{label} {p} is a {_kind(st.st_mode)}, not a regular file; spa replaces files "
                               "atomically and would destroy it: give a regular file name")
-        if st.st_nlink > 1:
-            raise WriteFailed(f"{label} {p} has other hard links; replacing it would split them: remove it first")
     try:
         name_max = os.pathconf(d, "PC_NAME_MAX")
     except (OSError, ValueError):

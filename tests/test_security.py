@@ -574,3 +574,31 @@ def test_convert_checks_the_extra_before_unpickling(tmp_path: Path, monkeypatch:
     assert not marker.exists()
     code, out, _ = run_cli("convert", "--help")
     assert "runs code" in out
+
+
+# ------------------------------------------------------------ the Python API and the >2 GB in-memory path
+def test_api_prune_checks_its_output_too(ext: Path) -> None:
+    from spa import api
+    from spa.errors import BadArgument
+
+    before = digests(ext.parent)
+    for stream in (0, None):
+        with pytest.raises(BadArgument, match="external data"):
+            api.prune(ext, output=ext.parent / "m.onnx.data", stream_bytes=stream)
+    assert digests(ext.parent) == before
+
+
+def test_over_2gb_in_memory_model_is_written_as_a_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model too large for one protobuf goes through the same staging as a streamed one (the 2 GB limit is
+    lowered here): weights in a fresh data file, the model renamed last, the user's <out>.data untouched."""
+    from spa import graph
+
+    monkeypatch.setattr(graph, "_TWO_GB", 1000)
+    out = tmp_path / "o.onnx"
+    (tmp_path / "o.onnx.data").write_bytes(b"mine")
+    graph.save_atomic(onnx.load(SAMPLE), out)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 3 and (tmp_path / "o.onnx.data").read_bytes() == b"mine"
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    sess = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])  # noqa: E731
+    np.testing.assert_array_equal(sess(out).run(None, {"input": x})[0], sess(SAMPLE).run(None, {"input": x})[0])

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-__all__ = ["analyze", "prune", "check", "compute_plan", "Plan", "SpaError"]
+__all__ = ["Plan", "SpaError", "analyze", "check", "compute_plan", "prune"]
 __version__ = "0.1.0"
 
 # imported on first use, so `python -m spa` starts light and a Ctrl-C at start-up ends in one line

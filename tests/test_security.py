@@ -600,5 +600,5 @@ def test_over_2gb_in_memory_model_is_written_as_a_pair(tmp_path: Path, monkeypat
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 3 and (tmp_path / "o.onnx.data").read_bytes() == b"mine"
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    sess = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])  # noqa: E731
+    sess = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(sess(out).run(None, {"input": x})[0], sess(SAMPLE).run(None, {"input": x})[0])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -31,35 +30,32 @@ def first_line(exc: BaseException) -> str:
 
 
 def tmp_path_for(path: str | os.PathLike) -> pathlib.Path:
-    """A fresh temporary file name beside ``path`` (same directory, so ``os.replace`` is atomic)."""
-    out = pathlib.Path(path)
-    d = out.parent if str(out.parent) else pathlib.Path(".")
-    if out.is_dir():
-        raise BadArgument(f"output path {out} is a directory")
-    if not d.is_dir():
-        raise WriteFailed(f"output directory {d} does not exist")
+    """A fresh temporary file name beside ``path`` (same directory, so the rename is atomic); ``path`` is
+    checked first (existing directory, writable, a regular file or absent: see `spa.io_safety`)."""
+    from spa.io_safety import check_destination, debris_name, directory_of, remove_stale
+
+    check_destination(path)
+    d = directory_of(path)
+    remove_stale(d)
+    tmp = d / debris_name(path, "tmp")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=d)
+        tmp.touch(exist_ok=False)
     except OSError as e:
         raise WriteFailed(f"cannot write in {d}: {e.strerror or e}") from None
-    os.close(fd)
-    return pathlib.Path(tmp)
+    return tmp
 
 
 def publish(tmp: pathlib.Path, path: str | os.PathLike) -> pathlib.Path:
-    """Atomically move the finished temporary file onto ``path``."""
-    out = pathlib.Path(path)
-    try:
-        from spa.graph import default_mode
+    """Atomically move the finished temporary file onto ``path`` (`spa.io_safety.publish`)."""
+    from spa.io_safety import default_mode
+    from spa.io_safety import publish as commit
 
-        os.chmod(tmp, default_mode())
-    except Exception:  # noqa: BLE001, S110 - permissions are cosmetic  # pragma: no cover
-        pass
     try:
-        os.replace(tmp, out)
-    except OSError as e:
-        raise WriteFailed(f"cannot write {out}: {e.strerror or e}") from None
-    return out
+        os.chmod(tmp, default_mode())
+    except OSError:  # pragma: no cover - permissions are cosmetic
+        pass
+    commit(tmp, path)
+    return pathlib.Path(path)
 
 
 def discard(tmp: pathlib.Path) -> None:

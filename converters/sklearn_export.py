@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,11 +16,23 @@ import numpy as np
 from spa.errors import BadArgument, BadModel, VerificationFailed
 
 
+def require() -> None:
+    """The sklearn extra (scikit-learn, skl2onnx) is importable: checked *before* a pickle is loaded, since
+    loading one runs its code and would be for nothing if the conversion cannot happen."""
+    import importlib.util
+
+    missing = [m for m in ("sklearn", "skl2onnx") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BadArgument(f"scikit-learn conversion needs {' and '.join(missing)} (pip install 'spa[sklearn]'); "
+                          "the pickle was not loaded")
+
+
 def load_estimator(path: str | os.PathLike) -> object:
     """A pickled (pickle or joblib) estimator. Unpickling runs code from the file: only load your own."""
     p = pathlib.Path(path)
     if not p.is_file():
         raise BadArgument(f"{p}: no such file")
+    require()
     try:
         import joblib
 
@@ -65,10 +76,9 @@ def export_sklearn(estimator, path: str | os.PathLike, n_features: int | None = 
         raise BadModel(f"skl2onnx cannot convert {type(estimator).__name__}: {str(e).splitlines()[0][:200]}") from None
     err = _check(estimator, onx, n)
     out = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
-    with os.fdopen(fd, "wb") as f:
-        f.write(onx.SerializeToString())
-    os.replace(tmp, out)
+    from spa.io_safety import atomic_write
+
+    atomic_write(out, onx.SerializeToString())
     return SklearnExport(out, opset, err)
 
 

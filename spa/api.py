@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import graph
+from . import graph, io_safety
 from .analysis import Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
-from .errors import BadArgument, NothingPruned, VerificationFailed, WriteFailed
+from .errors import BadArgument, BadModel, NothingPruned, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
@@ -35,6 +35,8 @@ def _load(model: ModelLike, stream_bytes: int | None = None) -> tuple[onnx.Model
         m = onnx.ModelProto()
         m.CopyFrom(model)
         graph.check_opset(m)
+        graph.check_structure(m)
+        graph.check_tensor_data(m)
         return m, None
     return graph.load(model, stream_bytes=stream_bytes), str(model)
 
@@ -91,7 +93,7 @@ def analyze(model: ModelLike, *, hidden: bool = True, input_shape: InputShape = 
     t0 = time.perf_counter()
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
     shapes = parse_input_shape(view, input_shape)
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
 
@@ -370,6 +372,10 @@ def prune(
     the original runs. `strict`: raise NothingPruned (exit 6) instead of writing an unpruned copy."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
+    if output is not None:  # before any work: never write over what is read, nor into a device
+        io_safety.check_io(models=[None if isinstance(model, onnx.ModelProto) else model],
+                           reads=[("--calib", calib if isinstance(calib, (str, os.PathLike)) else None)],
+                           writes=[("output", output)])
     say = progress or (lambda _msg: None)
     t = {}
     t0 = time.perf_counter()
@@ -378,11 +384,11 @@ def prune(
         v is not None for v in (target_macs, target_params, target_latency))
     view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
     input_shape = parse_input_shape(view, input_shape)
-    staging = _staging_for(view, path, output)
+    staging = None
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
@@ -453,6 +459,7 @@ def prune(
     t1 = time.perf_counter()
     say("rewriting")
     try:
+        staging = _staging_for(view, path, output)
         pruned = Rewriter(a, keep, overrides=overrides, sink=staging.put if staging else None).apply()
         if staging is not None:
             staging.finish(pruned, view.base_dir)
@@ -479,8 +486,8 @@ def prune(
             if guard and check is not None and not check <= SELF_CHECK_TOL:
                 raise VerificationFailed(
                     f"self-check failed: the pruned outputs differ from the original's with the removed channels "
-                    f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. This is a bug "
-                    "in spa's analysis: please report it with the model (--no-self-check skips this check)")
+                    f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. "
+                    + _blame(view.model) + " (--no-self-check skips this check)")
         else:
             err = None
         written = None
@@ -580,6 +587,29 @@ def _self_check_on(view: graph.ModelView, self_check: bool | None) -> bool:
     return True
 
 
+def _blame(model: onnx.ModelProto) -> str:
+    """Who is at fault when the self-check fails: a model the ONNX checker rejects is malformed (its readers
+    may disagree on what it computes); only a valid one points at spa's analysis."""
+    bad = graph.malformed(model)
+    if bad:
+        return f"The input model is malformed ({bad})"
+    return "This is a bug in spa's analysis: please report it with the model"
+
+
+def _analyze_checked(view: graph.ModelView, hidden: bool) -> Analysis:
+    """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
+    have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
+    try:
+        return _analyze(view, hidden=hidden)
+    except SpaError:
+        raise
+    except Exception:
+        bad = graph.malformed(view.model)
+        if bad:
+            raise BadModel(f"the model is inconsistent: {bad}") from None
+        raise
+
+
 def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, oracle: bool | str,
                     overrides: dict | None) -> tuple[float | None, float | None]:
     """The zero-group oracle error (relative; "float64" in the reference evaluator, else onnxruntime) and the
@@ -596,17 +626,11 @@ def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, orac
 
 
 def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):
-    """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None."""
+    """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None.
+    Made only when the rewrite starts, so a failure before it leaves nothing behind."""
     if output is None or path is None or not is_streamed(view):
         return None
-    out = Path(output)
-    if graph._same_file(out, Path(path)):
-        raise BadArgument(f"output path {out} is the input file; refusing to overwrite the input")
-    d = out.parent if str(out.parent) else Path(".")
-    if not d.is_dir():
-        raise WriteFailed(f"output directory {d} does not exist")
-    graph.check_data_target(out, view.model, view.base_dir or ".")
-    return Staging(out)
+    return Staging(output, keep=io_safety.model_files(path))
 
 
 @dataclass
@@ -625,7 +649,7 @@ def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 
           hidden: bool = True) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
     view, _ = prepare(model)
-    a = _analyze(view, hidden=hidden)
+    a = _analyze_checked(view, hidden)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

@@ -45,12 +45,6 @@ def outputs_for(models: list[Path], out_dir: Path) -> list[Path]:
         if o.name in seen:
             raise BadArgument(f"{seen[o.name]} and {m} would both be written to {o}; rename one")
         seen[o.name] = m
-    from .graph import _same_file
-
-    for o in outs:
-        for m in models:
-            if _same_file(o, m):
-                raise BadArgument(f"output {o} is the input {m}; choose another --out-dir")
     return outs
 
 
@@ -77,9 +71,13 @@ def _star(args: tuple[str, str, dict[str, Any]]) -> Outcome:
     return prune_one(*args)
 
 
-def prune_many(models: list[Path], out_dir: Path, options: dict[str, Any], jobs: int = 1, on_done=None) -> list[Outcome]:
+def prune_many(models: list[Path], out_dir: Path, options: dict[str, Any], jobs: int = 1, on_done=None,
+               reads: list[tuple[str, Path | None]] = ()) -> list[Outcome]:
     """Prune every model into `out_dir` with the same options, `jobs` at a time; outcomes in input order.
-    `on_done(outcome)` is called in input order as soon as each (and all before it) finished."""
+    `on_done(outcome)` is called in input order as soon as each (and all before it) finished. Every output is
+    checked against every input (the models, their data files, `reads`) before the first model is pruned."""
+    from .io_safety import check_io
+
     if jobs < 1:
         raise BadArgument(f"--jobs must be ≥ 1, got {jobs}")
     outs = outputs_for(models, out_dir)
@@ -89,6 +87,9 @@ def prune_many(models: list[Path], out_dir: Path, options: dict[str, Any], jobs:
         from .errors import WriteFailed
 
         raise WriteFailed(f"cannot create {out_dir}: {e.strerror or e}") from None
+    calib = options.get("calib")
+    check_io(models=models, reads=[*reads, ("--calib", calib if isinstance(calib, (str, Path)) else None)],
+             writes=[("--out-dir entry", o) for o in outs])
     work = [(str(m), str(o), options) for m, o in zip(models, outs)]
     results: list[Outcome] = []
     if jobs == 1 or len(work) == 1:

@@ -29,9 +29,48 @@ def _console():
     return Console()
 
 
+def _rich(text: object) -> str:
+    """A model- or user-controlled string for rich: markup escaped (`conv[/bold]w` stays text) and control
+    characters shown, not sent to the terminal."""
+    from rich.markup import escape
+
+    from .errors import printable
+
+    return escape(printable(text))
+
+
+def _say(text: object, err: bool = False) -> None:
+    """Print plain text (names from models and paths included) with control characters made visible."""
+    from .errors import printable
+
+    print(printable(text), file=sys.stderr if err else sys.stdout, flush=err)
+
+
 def _fail(msg: str, code: int) -> None:
-    print(f"spa: error: {msg}", file=sys.stderr)
+    from .errors import printable
+
+    print(f"spa: error: {printable(msg)}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+class Terminated(BaseException):
+    """SIGTERM (or SIGHUP), raised in the main thread so every `finally` and staging clean-up runs; a
+    BaseException so no `except Exception` swallows it."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                signal.signal(sig, _on_signal)
+            except (ValueError, OSError):  # not the main thread, or not allowed here
+                pass
 
 
 def _guard(fn):
@@ -44,7 +83,9 @@ def _guard(fn):
         except SpaError as e:
             _fail(str(e), e.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; nothing was written", 130)
+            _fail("interrupted", 130)
+        except Terminated as e:
+            _fail("terminated by a signal", 128 + (e.args[0] if e.args else 15))
         except typer.Exit:
             raise
         except MemoryError:
@@ -56,33 +97,11 @@ def _guard(fn):
 
 
 def _write_html(rep, path: Path, model: Path, plan=None) -> None:
-    """Render the HTML report atomically (temporary file + rename)."""
+    """Render the HTML report and write it atomically (the destination was checked before the work began)."""
     from .html import to_html
+    from .io_safety import atomic_write
 
-    _write_text(path, to_html(rep, plan=plan, title=model.name), model, "--html")
-
-
-def _write_text(path: Path, text: str, model: Path, flag: str) -> None:
-    """Write a report atomically (temporary file + rename), never over the input model."""
-    import os
-    import tempfile
-
-    from . import graph
-    from .errors import WriteFailed
-
-    if graph._same_file(path, model):
-        raise BadArgument(f"{flag} path {path} is the input model")
-    d = path.parent if str(path.parent) else Path(".")
-    if not d.is_dir():
-        raise WriteFailed(f"directory {d} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=d)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, graph.default_mode())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise WriteFailed(f"cannot write {path}: {e.strerror or e}") from None
+    atomic_write(path, to_html(rep, plan=plan, title=model.name), label="--html")
 
 
 class _progress:
@@ -122,16 +141,19 @@ def analyze(
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
-    from . import api
+    from . import api, io_safety
     from .report import human
 
+    io_safety.check_io(models=[model], writes=[("--html", html), ("--graphml", graphml)])
     rep = api.analyze(model, hidden=not no_hidden, input_shape=input_shape)
     if html:
         _write_html(rep, html, model)
     if graphml:
         import networkx as nx
 
-        _write_text(graphml, "\n".join(nx.generate_graphml(rep.analysis.to_networkx())) + "\n", model, "--graphml")
+        from .io_safety import atomic_write
+
+        atomic_write(graphml, "\n".join(nx.generate_graphml(rep.analysis.to_networkx())) + "\n", label="--graphml")
     d = rep.as_dict()
     if as_json:
         print(json.dumps(d, indent=1))
@@ -141,8 +163,8 @@ def analyze(
     con = _console()
     s = rep.stats
     con.print(
-        f"[bold]{model}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
-        f"({human(s.flops)} FLOPs){_at(s)}, {human(s.size_bytes, 'B')}"
+        f"[bold]{_rich(model)}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
+        f"({human(s.flops)} FLOPs){_rich(_at(s))}, {human(s.size_bytes, 'B')}"
     )
     a = rep.analysis
     t = Table(title=f"{len(a.groups)} channel groups: {len(a.prunable)} prunable, {len(a.groups) - len(a.prunable)} frozen")
@@ -159,8 +181,8 @@ def analyze(
             str(g.id),
             str(g.size) + (f"×{g.width}" if g.width > 1 else ""),
             ("[yellow]lossy[/]" if g.lossy else "[green]prunable[/]") if g.prunable else "[red]frozen[/]",
-            ", ".join(ps[:3]) + more,
-            g.why or (g.lossy[0] if g.lossy and g.prunable else ""),
+            _rich(", ".join(ps[:3]) + more),
+            _rich(g.why or (g.lossy[0] if g.lossy and g.prunable else "")),
         )
     con.print(t)
     if shown is not a.groups:
@@ -171,7 +193,7 @@ def analyze(
                   "channels); removing some changes the statistics of the rest. --no-hidden keeps them.")
     if a.unknown_ops:
         con.print("ops without a channel rule (their channels are frozen): " + ", ".join(
-            f"{op} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
+            f"{_rich(op)} ×{len(v)}" for op, v in sorted(a.unknown_ops.items())))
     if not a.prunable:
         _warn("nothing can be pruned: no prunable channel group; top frozen reasons: "
               + "; ".join(f"{r} ×{n}" for r, n in api.frozen_reasons(a, 3)))
@@ -190,7 +212,7 @@ def _at(s) -> str:
 
 
 def _warn(msg: str) -> None:
-    print(f"spa: warning: {msg}", file=sys.stderr)
+    _say(f"spa: warning: {msg}", err=True)
 
 
 @app.command()
@@ -209,7 +231,7 @@ def prune(
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="freeze groups touching this node/initializer (name or regex); repeatable")] = None,
     plan_in: Annotated[Optional[Path], typer.Option("--plan", help="apply this saved plan (JSON) instead of computing one")] = None,
     plan_out: Annotated[Optional[Path], typer.Option("--save-plan", help="write the plan as JSON")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed for the random criterion")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="seed for the random criterion")] = 0,
     oracle: Annotated[bool, typer.Option("--oracle", help="also run the zero-group oracle")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success (errors still go to stderr)")] = False,
@@ -218,7 +240,7 @@ def prune(
     target_params: Annotated[Optional[float], typer.Option("--target-params", help="keep at most this fraction of the parameters")] = None,
     target_latency: Annotated[Optional[float], typer.Option("--target-latency", help="keep at most this fraction of the onnxruntime CPU latency (measured here)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="prune every model given into DIR/<file name> (one line each)")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="with --out-dir: prune this many models at once (processes)")] = 1,
     no_self_check: Annotated[bool, typer.Option("--no-self-check", help="skip the zero-group oracle that guards models with up to 64 MB of weights")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
@@ -226,7 +248,7 @@ def prune(
     latency: Annotated[bool, typer.Option("--latency", help="also time the original and the pruned model in onnxruntime (CPU, interleaved runs) and show both")] = False,
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
-    from . import api, graph
+    from . import api, io_safety
     from .plan import Plan, check_ratio
     from .report import human
 
@@ -248,15 +270,14 @@ def prune(
                        calib_samples=calib_samples,
                        hidden=not no_hidden, self_check=False if no_self_check else None,
                        input_shape=input_shape, strict=strict)
-        _prune_many(models, out_dir, options, jobs, as_json, quiet)
+        _prune_many(models, out_dir, options, jobs, as_json, quiet, reads=[("--plan", plan_in)])
         return
     model = models[0]
     if output is None:
         raise BadArgument("give -o/--output (or --out-dir DIR)")
-    if graph._same_file(output, model):
-        raise BadArgument(f"output path {output} is the input file; refusing to overwrite the input")
-    if output.exists() and output.is_dir():
-        raise BadArgument(f"output path {output} is a directory")
+    # every destination checked before any work: a bad --html must not fail after the model is written
+    io_safety.check_io(models=[model], reads=[("--plan", plan_in), ("--calib", calib)],
+                       writes=[("-o", output), ("--save-plan", plan_out), ("--html", html)])
     plan = Plan.load(plan_in) if plan_in else None
     with _progress(quiet or as_json) as say:
         pruned, rep = api.prune(
@@ -300,7 +321,7 @@ def prune(
     from rich.table import Table
 
     b, a = rep.before, rep.after
-    t = Table(title=f"{model.name} → {output.name}  ({rep.plan.mode}, {rep.plan.criterion or 'plan'}, ratio {rep.plan.ratio})")
+    t = Table(title=f"{_rich(model.name)} → {_rich(output.name)}  ({rep.plan.mode}, {_rich(rep.plan.criterion or 'plan')}, ratio {rep.plan.ratio})")
     t.add_column("")
     t.add_column("before", justify="right")
     t.add_column("after", justify="right")
@@ -328,15 +349,16 @@ def prune(
     con.print(f"verified ({checks}) and written in {rep.seconds.get('total', 0):.2f}s")
 
 
-def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_json: bool, quiet: bool) -> None:
+def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_json: bool, quiet: bool,
+                reads: list | None = None) -> None:
     """One line per model as it finishes (in input order); exit code of the first failure, if any."""
     from .batch import prune_many
 
     def show(o) -> None:
         if not as_json and (not quiet or not o.ok):
-            print(o.line(), file=sys.stdout if o.ok else sys.stderr, flush=True)
+            _say(o.line(), err=not o.ok)
 
-    results = prune_many(models, out_dir, options, jobs=jobs, on_done=show)
+    results = prune_many(models, out_dir, options, jobs=jobs, on_done=show, reads=reads or [])
     if as_json:
         print(json.dumps([{"model": o.model, "output": o.output, "ok": o.ok, "exit_code": o.exit_code,
                            "error": o.error, **({"report": o.report} if o.ok else {})} for o in results], indent=1))
@@ -351,9 +373,9 @@ def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_
 @_guard
 def check(
     model: Annotated[Path, typer.Argument(help="ONNX model file")],
-    trials: Annotated[int, typer.Option(help="random plans to try")] = 3,
+    trials: Annotated[int, typer.Option(min=1, help="random plans to try")] = 3,
     ratio: Annotated[float, typer.Option("--ratio", "-r")] = 0.5,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
 ) -> None:
@@ -372,7 +394,7 @@ def check(
         print(f"{status}: {res.trials} random plans over {res.groups_tested} prunable groups, "
               f"worst relative error {res.worst:.1e}")
         for f in res.failures:
-            print("  " + f)
+            _say("  " + f)
     if not res.ok:
         raise typer.Exit(4)
 
@@ -382,10 +404,10 @@ def check(
 def bench(
     models: Annotated[list[Path], typer.Argument(help="ONNX models: the first is the baseline for the ratios")],
     provider: Annotated[str, typer.Option(help="cpu | cuda (onnxruntime-gpu)")] = "cpu",
-    batch: Annotated[int, typer.Option(help="batch size of the timed runs")] = 1,
+    batch: Annotated[int, typer.Option(min=1, help="batch size of the timed runs")] = 1,
     threads: Annotated[int, typer.Option(help="onnxruntime intra-op threads")] = 1,
-    runs: Annotated[int, typer.Option(help="timed runs per model (interleaved across models)")] = 30,
-    warmup: Annotated[int, typer.Option(help="untimed runs per model first")] = 5,
+    runs: Annotated[int, typer.Option(min=1, help="timed runs per model (interleaved across models)")] = 30,
+    warmup: Annotated[int, typer.Option(min=0, help="untimed runs per model first")] = 5,
     memory: Annotated[bool, typer.Option("--memory/--no-memory", help="measure peak RSS in a fresh process")] = True,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -403,9 +425,9 @@ def bench(
     else:
         from .verify import format_shapes
 
-        print(f"onnxruntime {res[0].provider}, inputs {format_shapes(res[0].input_shapes)}, threads {threads}, "
-              f"{runs} interleaved runs")
-        print(b.format_table(rows))
+        _say(f"onnxruntime {res[0].provider}, inputs {format_shapes(res[0].input_shapes)}, threads {threads}, "
+             f"{runs} interleaved runs")
+        _say(b.format_table(rows))
 
 
 @app.command()
@@ -416,23 +438,22 @@ def sweep(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="where the pruned models go")] = Path("spa-sweep"),
     criterion: Annotated[str, typer.Option("--criterion", "-c")] = "l1",
     global_: Annotated[bool, typer.Option("--global")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="prune in this many processes")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="prune in this many processes")] = 1,
     threads: Annotated[int, typer.Option(help="onnxruntime threads for timing")] = 1,
-    runs: Annotated[int, typer.Option(help="timed runs per model")] = 20,
+    runs: Annotated[int, typer.Option(min=1, help="timed runs per model")] = 20,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="write MACs/params/latency vs ratio as PNG")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Prune at several ratios (in parallel), then measure params, MACs and latency of all side by side."""
     from dataclasses import asdict
 
-    from . import graph
+    from . import graph, io_safety
     from . import sweep as sw
     from .report import human
 
     rs = sw.parse_ratios(ratios)
+    io_safety.check_io(models=[model], writes=[("--plot", plot)])
     graph.load(model)  # a bad file fails here with one line, before any worker starts
-    if plot is not None and graph._same_file(plot, model):
-        raise BadArgument("--plot path is the input model")
     with _progress(as_json) as say:
         say(f"pruning at {len(rs)} ratios with {jobs} job(s), then timing")
         points = sw.sweep(str(model), rs, str(out_dir), criterion=criterion, global_=global_, jobs=jobs,
@@ -445,10 +466,10 @@ def sweep(
     base = points[0]
     print(f"{'ratio':>6s} {'params':>9s} {'MACs':>9s} {'MACs x':>7s} {'median ms':>10s} {'speed-up':>9s}  file")
     for p in points:
-        print(f"{p.ratio:6.2f} {human(p.params):>9s} {human(p.macs):>9s} {p.macs / base.macs:7.3f} "
+        _say(f"{p.ratio:6.2f} {human(p.params):>9s} {human(p.macs):>9s} {p.macs / base.macs:7.3f} "
               f"{p.median_ms:10.3f} {base.median_ms / p.median_ms:8.2f}x  {p.path}")
     if plot is not None:
-        print(f"plot: {plot}")
+        _say(f"plot: {plot}")
 
 
 @app.command()
@@ -462,12 +483,13 @@ def convert(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset")] = 17,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
 ) -> None:
-    """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically)."""
+    """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically).
+
+    Warning: loading a pickle (.pkl, .joblib), a torch file or a module.py:factory source runs code from it. Convert only files you trust."""
     import logging
     import zipfile
 
-    from . import graph
-    from .errors import WriteFailed
+    from . import io_safety
 
     frameworks, exporters = ("auto", "torch", "keras", "sklearn", "jax"), ("auto", "legacy", "dynamo")
     if framework not in frameworks:
@@ -490,13 +512,7 @@ def convert(
     src = Path(py if is_factory else source)
     if not src.exists():
         raise BadArgument(f"{src} does not exist")
-    if graph._same_file(output, src):
-        raise BadArgument(f"output path {output} is the input; refusing to overwrite the input")
-    if output.is_dir():
-        raise BadArgument(f"output path {output} is a directory")
-    d = output.parent if str(output.parent) else Path(".")
-    if not d.is_dir():
-        raise WriteFailed(f"output directory {d} does not exist")
+    io_safety.check_io(reads=[("the input", src)], writes=[("-o", output)])
 
     if framework == "auto":
         suffix = src.suffix.lower()
@@ -580,8 +596,8 @@ def convert(
     if quiet:
         return
     for n in dict.fromkeys(notes):
-        print(f"spa: warning: {n}", file=sys.stderr)
-    print(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
+        _say(f"spa: warning: {n}", err=True)
+    _say(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
 
 
 @app.command()
@@ -592,17 +608,19 @@ def finetune(
     output: Annotated[Path, typer.Option("-o", "--output", help="where to write the fine-tuned ONNX model")],
     epochs: Annotated[int, typer.Option("--epochs", help="passes over the data")] = 3,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 1e-3,
-    batch: Annotated[int, typer.Option("--batch", help="samples per step")] = 32,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="samples per step")] = 32,
     loss: Annotated[str, typer.Option("--loss", help="ce (class indices or probabilities) | mse")] = "ce",
     input_key: Annotated[str | None, typer.Option("--input", help="npz key holding the (single) graph input, if not named after it")] = None,
     target_key: Annotated[str | None, typer.Option("--target", help="npz key of the targets (default: target, y, labels or label)")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="seed of the sample order")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="seed of the sample order")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
 ) -> None:
     """Fine-tune through PyTorch (ONNX -> torch -> train -> ONNX), checked in onnxruntime, written atomically."""
+    from . import io_safety
     from .finetune import finetune as run
 
+    io_safety.check_io(models=[model], reads=[("--data", data)], writes=[("-o", output)])
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
               target_key=target_key, seed=seed)
     if as_json:
@@ -613,13 +631,44 @@ def finetune(
             acc = f", accuracy {rep.accuracy_before:.3f} -> {rep.accuracy_after:.3f}"
         print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
               f"({rep.epochs} epochs)")
-        print(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
+        _say(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
               f"{rep.seconds:.1f}s)")
 
 
-def main() -> None:
-    app()
+def _click_exceptions():
+    """click's exception classes: typer ≥ 0.2x vendors click as `typer._click`, older typer uses click."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions
+    return exceptions
 
+
+def main() -> None:
+    """Run the command; every failure, usage errors and Ctrl-C included, ends in one line on stderr."""
+    from .errors import printable
+
+    ce = _click_exceptions()
+    _install_signal_handlers()
+    try:
+        code = app(standalone_mode=False)
+    except ce.NoArgsIsHelpError as e:
+        print(e.ctx.get_help() if e.ctx else "", file=sys.stderr)
+        code = 2
+    except ce.UsageError as e:  # one line, not a box: "spa prune: error: Invalid value for '--ratio' ..."
+        cmd = f" {e.ctx.info_name}" if e.ctx is not None and e.ctx.parent is not None else ""
+        print(f"spa{cmd}: error: {printable(e.format_message())}".replace("\n", " "), file=sys.stderr)
+        code = 2
+    except ce.ClickException as e:
+        print(f"spa: error: {printable(e.format_message())}".replace("\n", " "), file=sys.stderr)
+        code = e.exit_code
+    except (KeyboardInterrupt, typer.Abort):
+        print("spa: error: interrupted", file=sys.stderr)
+        code = 130
+    except Terminated as e:
+        print("spa: error: terminated by a signal", file=sys.stderr)
+        code = 128 + (e.args[0] if e.args else 15)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object, limit: int | None = None) -> str:
+    """`text` safe for a terminal: control characters (escape sequences, carriage returns, bidi overrides)
+    shown as `\\xNN` / `\\uNNNN` instead of being interpreted. Model and path names go through this before
+    they are printed; `limit` shortens very long ones."""
+    s = str(text)
+    if limit is not None and len(s) > limit:
+        s = s[:limit] + "…"
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", s)
+
 
 class SpaError(Exception):
     """A user-facing failure: bad file, bad argument, unwritable output, failed verification.
@@ -12,7 +27,7 @@ class SpaError(Exception):
     """
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
+        super().__init__(printable(message).replace("\n", " "))
         self.exit_code = exit_code
 
 

@@ -33,23 +33,80 @@ class Plan:
         return json.dumps(asdict(self), indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
-        d = json.loads(text)
-        return cls([GroupPlan(**g) for g in d["groups"]], d.get("criterion", ""), d.get("ratio", 0.0), d.get("mode", ""))
+    def from_json(cls, text: str) -> Plan:
+        """Parse and validate a plan: every field must have its type (indices are ints, not floats, strings
+        or NaN), so a hand-edited or hostile file fails here with one line (exit 2)."""
+        try:
+            d = json.loads(text, parse_constant=_no_constant)
+        except RecursionError:
+            raise BadArgument("not a spa plan (JSON nested too deeply)") from None
+        if not isinstance(d, dict) or not isinstance(d.get("groups"), list):
+            raise BadArgument("not a spa plan (no list of groups)")
+        groups = []
+        for i, g in enumerate(d["groups"]):
+            if not isinstance(g, dict) or set(g) - {"key", "size", "keep", "members"}:
+                raise BadArgument(f"not a spa plan (group {i} has unexpected fields)")
+            key, size, keep, members = g.get("key"), g.get("size"), g.get("keep"), g.get("members", [])
+            if not isinstance(key, str) or not _is_int(size) or size < 1:
+                raise BadArgument(f"not a spa plan (group {i}: key must be text, size a positive integer)")
+            if not isinstance(keep, list) or not all(_is_int(k) for k in keep):
+                raise BadArgument(f"not a spa plan (group {i}: keep must be a list of integers)")
+            if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+                raise BadArgument(f"not a spa plan (group {i}: members must be a list of names)")
+            groups.append(GroupPlan(key, size, keep, members))
+        ratio, criterion, mode = d.get("ratio", 0.0), d.get("criterion", ""), d.get("mode", "")
+        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not math.isfinite(ratio):
+            raise BadArgument("not a spa plan (ratio must be a number)")
+        if not isinstance(criterion, str) or not isinstance(mode, str):
+            raise BadArgument("not a spa plan (criterion and mode must be text)")
+        return cls(groups, criterion, float(ratio), mode)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json())
+        """Write the plan as JSON, atomically (`spa.io_safety.atomic_write`)."""
+        from .io_safety import atomic_write
+
+        atomic_write(path, self.to_json(), label="plan")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Plan":
+    def load(cls, path: str | Path) -> Plan:
+        """Read a plan file: a regular file of at most MAX_PLAN_BYTES (not /dev/zero, not a FIFO), read with
+        that cap, then validated by `from_json`."""
+        import os
+        import stat
+
         try:
-            return cls.from_json(Path(path).read_text())
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise BadArgument(f"{path}: not a regular file")
+                text = f.read(MAX_PLAN_BYTES + 1)
+        except OSError as e:
+            raise BadArgument(f"{path}: cannot read the plan ({e.strerror or e})") from None
+        if len(text) > MAX_PLAN_BYTES:
+            raise BadArgument(f"{path}: larger than {MAX_PLAN_BYTES >> 20} MB; not a spa plan")
+        try:
+            return cls.from_json(text.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadArgument(f"{path}: not a spa plan (not UTF-8 text)") from None
+        except ValueError as e:  # JSON syntax, NaN/Infinity
             raise BadArgument(f"{path}: not a spa plan ({type(e).__name__})") from None
+        except BadArgument as e:
+            raise BadArgument(f"{path}: {e}") from None
 
     @property
     def removed(self) -> int:
         return sum(g.size - len(g.keep) for g in self.groups)
+
+
+MAX_PLAN_BYTES = 64 << 20  # a plan lists kept channel indices: far below this even for the largest models
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a plan can hold")
 
 
 def check_ratio(ratio: float, name: str = "ratio") -> None:

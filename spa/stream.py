@@ -6,7 +6,7 @@ tensors (shape constants: up to `INLINE_MAX` bytes) are read into the proto, the
 references and are read one at a time through `np.memmap` (`read_array`), never cached. The rewriter hands
 every sliced weight to a `Staging` area beside the output, which appends it to the output's external data
 file at once; weights the plan does not touch are copied there in chunks. The staged model is verified from
-its file (onnx.checker, onnxruntime) and only then renamed into place. At no point are two copies of the
+its file (onnx.checker, onnxruntime) and only then moved into place, the model's rename last (see `Staging`). At no point are two copies of the
 weights in memory: peak memory is about one weight tensor plus what onnxruntime maps to run the result.
 """
 
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import external_data_helper, numpy_helper
 
-from .errors import BadModel, WriteFailed
+from . import io_safety
+from .errors import BadModel, WriteFailed, printable
 
 STREAM_ENV = "SPA_STREAM_BYTES"
 DEFAULT_THRESHOLD = 2**31 - 1
@@ -59,10 +60,40 @@ def _numel(t: onnx.TensorProto) -> int:
     return n
 
 
+def _count(t: onnx.TensorProto, key: str) -> int | None:
+    """A non-negative integer field of the tensor's external-data entry (offset, length), or None if absent;
+    anything else is a malformed model (exit 3), not an internal error."""
+    v = _info(t).get(key)
+    if v is None or v == "":
+        return None
+    try:
+        n = int(v)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise BadModel(f"external data of '{printable(t.name)}': {key} {printable(v)!r} is not a byte count")
+    return n
+
+
+def check_external_entries(model: onnx.ModelProto, where: str = "model") -> None:
+    """Refuse malformed external-data entries before any file is opened: a location with a NUL byte (C code
+    would read another file than the one named), a negative or non-numeric offset or length."""
+    for t in io_safety.all_tensors(model.graph):
+        if is_external(t):
+            if "\0" in _info(t).get("location", ""):
+                raise BadModel(f"{where}: external data location of '{printable(t.name, 120)}' contains a NUL byte")
+            _count(t, "offset")
+            _count(t, "length")
+
+
+def external_offset(t: onnx.TensorProto) -> int:
+    return _count(t, "offset") or 0
+
+
 def external_length(t: onnx.TensorProto) -> int:
-    info = _info(t)
-    if "length" in info:
-        return int(info["length"])
+    n = _count(t, "length")
+    if n is not None:
+        return n
     try:
         return _numel(t) * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
     except Exception:  # noqa: BLE001 - exotic type: size unknown, count it as large
@@ -84,6 +115,8 @@ def inline_small(model: onnx.ModelProto, base_dir: str, max_bytes: int = INLINE_
 def _open(t: onnx.TensorProto, base_dir: str):
     """The tensor's data file, opened through onnx's own checks (no path outside the model's directory)."""
     loc = _info(t).get("location", "")
+    if "\0" in loc:
+        raise BadModel(f"external data location of '{printable(t.name)}' contains a NUL byte")
     try:
         fd = external_data_helper._open_external_data_fd(base_dir, loc, t.name, True)
     except Exception as e:  # noqa: BLE001 - missing file, unsafe location
@@ -96,7 +129,7 @@ def read_array(t: onnx.TensorProto, base_dir: str) -> np.ndarray:
     """The value of an external tensor as a read-only array backed by the file (np.memmap): pages are read on
     first touch and released with the array."""
     info = _info(t)
-    offset = int(info.get("offset", 0) or 0)
+    offset = external_offset(t)
     n = _numel(t)
     shape = tuple(int(d) for d in t.dims)
     try:
@@ -126,21 +159,42 @@ def read_array(t: onnx.TensorProto, base_dir: str) -> np.ndarray:
 
 
 class Staging:
-    """A private directory beside the output where the pruned model and its external data are assembled,
-    verified from disk, then renamed into place (data first, model last)."""
+    """A private directory beside the output where the pruned model and its external data are assembled and
+    verified from disk before anything visible changes.
 
-    def __init__(self, out: str | os.PathLike[str]) -> None:
+    The data file has a name no file has yet (`spa.io_safety.data_file_name`: `<out>.<random>.data`), so
+    moving it beside the output replaces nothing; the model's rename onto the output is then the only commit
+    point. A crash before it leaves the previous output (model and data) whole; after it the new pair is
+    whole. Two concurrent runs each commit a consistent pair. The previous output's data file is removed
+    afterwards only if spa wrote it (its name has that pattern), nothing read in this run is that file, and
+    the output no longer refers to it. The directory is removed on every error path (`abort`); one left by
+    a killed process is removed by a later run (`spa.io_safety.remove_stale`)."""
+
+    def __init__(self, out: str | os.PathLike[str], keep: Iterable[str | os.PathLike[str]] = ()) -> None:
         self.out = Path(out)
-        d = self.out.parent if str(self.out.parent) else Path(".")
+        self.keep = [Path(k) for k in keep]  # files this run reads: never removed
+        d = io_safety.directory_of(self.out)
+        io_safety.remove_stale(d)
+        self.dir = d / io_safety.debris_name(self.out, "staging")
+        self.data_name = io_safety.data_file_name(self.out)
         try:
-            self.dir = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", suffix=".spa-staging", dir=d))
-            self.data_name = self.out.name + ".data"
-            self._f = open(self.dir / self.data_name, "wb")  # noqa: SIM115 - closed in finish()/abort()
+            self.dir.mkdir()
         except OSError as e:
+            raise WriteFailed(f"cannot write beside {self.out}: {e.strerror or e}") from None
+        try:
+            self._f = open(self.dir / self.data_name, "xb")  # noqa: SIM115 - closed in finish()/abort()
+        except OSError as e:
+            shutil.rmtree(self.dir, ignore_errors=True)
             raise WriteFailed(f"cannot write beside {self.out}: {e.strerror or e}") from None
         self._off = 0
         self.written: set[str] = set()
-        self.model_path = self.dir / self.out.name
+        self.model_path = self.dir / "model.onnx"
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
 
     def _begin(self) -> int:
         pad = -self._off % _ALIGN
@@ -167,8 +221,11 @@ class Staging:
         t.name = name
         t.data_type = onnx.helper.np_dtype_to_tensor_dtype(arr.dtype)
         t.dims.extend(arr.shape)
-        off = self._begin()
-        self._write_array(arr)
+        try:
+            off = self._begin()
+            self._write_array(arr)
+        except OSError as e:  # a full disk while streaming: exit 5, the staging directory is removed
+            raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
         self._ref(t, off, arr.nbytes)
         return t
 
@@ -186,32 +243,54 @@ class Staging:
 
     def copy(self, t: onnx.TensorProto, base_dir: str) -> None:
         """Copy an untouched external tensor from the input's data file into the output's, in chunks."""
-        info = _info(t)
         length = external_length(t)
         with _open(t, base_dir) as f:
-            f.seek(int(info.get("offset", 0) or 0))
+            f.seek(external_offset(t))
             off = self._begin()
             left = length
             while left > 0:
                 b = f.read(min(_CHUNK, left))
                 if not b:
                     raise BadModel(f"external data of '{t.name}' is truncated")
-                self._f.write(b)
+                try:
+                    self._f.write(b)
+                except OSError as e:
+                    raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
                 left -= len(b)
         self._off += length
         self._ref(t, off, length)
 
-    def finish(self, model: onnx.ModelProto, base_dir: str) -> Path:
+    def put_inline(self, model: onnx.ModelProto) -> None:
+        """Move the large in-memory initializers of `model` into the data file (a model over protobuf's 2 GB
+        limit is written this way)."""
+        for t in model.graph.initializer:
+            if is_external(t) or t.data_type == onnx.TensorProto.STRING:
+                continue
+            if t.HasField("raw_data") and len(t.raw_data) >= EXTERNAL_MIN:
+                off = self._begin()
+                try:
+                    self._f.write(t.raw_data)
+                except OSError as e:
+                    raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
+                self._off += len(t.raw_data)
+                self._ref(t, off, self._off - off)
+            elif not t.HasField("raw_data") and t.ByteSize() >= EXTERNAL_MIN:
+                t.CopyFrom(self.put(t.name, numpy_helper.to_array(t)))
+
+    def finish(self, model: onnx.ModelProto, base_dir: str | None) -> Path:
         """Move every remaining external reference of `model` (untouched input weights) into the staged data
         file, then write the model file. Returns the staged model path."""
-        for t in model.graph.initializer:
-            if is_external(t) and t.name not in self.written:
-                self.copy(t, base_dir)
         try:
+            for t in model.graph.initializer:
+                if is_external(t) and t.name not in self.written:
+                    if base_dir is None:
+                        raise WriteFailed(f"cannot write {self.out}: the model refers to external data in an "
+                                          "unknown directory")
+                    self.copy(t, base_dir)
             self._f.flush()
             os.fsync(self._f.fileno())
             self._f.close()
-            with open(self.model_path, "wb") as f:
+            with open(self.model_path, "xb") as f:
                 f.write(model.SerializeToString())
                 f.flush()
                 os.fsync(f.fileno())
@@ -220,22 +299,41 @@ class Staging:
         return self.model_path
 
     def commit(self) -> int:
-        """Rename the verified files into place; returns bytes written (model plus data)."""
-        from .graph import default_mode
-
-        d = self.out.parent if str(self.out.parent) else Path(".")
-        data = self.dir / self.data_name
+        """Move the verified files into place: the data file under its fresh name, then the model onto the
+        output (the commit point); then drop the previous output's data file if it was spa's. Returns bytes
+        written (model plus data)."""
+        d = io_safety.directory_of(self.out)
+        data, final_data = self.dir / self.data_name, d / self.data_name
+        old = io_safety.model_files(self.out)[1:] if self.out.is_file() else []
+        moved = False
         try:
             for p in (data, self.model_path):
-                os.chmod(p, default_mode())
+                os.chmod(p, io_safety.default_mode())
             size = data.stat().st_size + self.model_path.stat().st_size
-            os.replace(data, d / self.data_name)
-            os.replace(self.model_path, self.out)
+            if os.path.lexists(final_data):  # cannot happen with 64 random bits; never replace a file
+                raise WriteFailed(f"cannot write {self.out}: {final_data} exists")
+            os.replace(data, final_data)
+            moved = True
+            io_safety.publish(self.model_path, self.out)
+            moved = False
         except OSError as e:
             raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
         finally:
+            if moved:  # the model was not committed: its data file is nobody's
+                final_data.unlink(missing_ok=True)
             self.abort()
+        self._drop_old(old, final_data)
         return size
+
+    def _drop_old(self, old: list[Path], new: Path) -> None:
+        if not old:
+            return
+        still = set(io_safety.model_files(self.out)[1:]) if self.out.is_file() else set()
+        for f in old:
+            if (io_safety.is_own_data_file(self.out, f.name) and f.parent.resolve() == new.parent.resolve()
+                    and f not in still and not io_safety.same_file(f, new)
+                    and not any(io_safety.same_file(f, k) for k in self.keep)):
+                f.unlink(missing_ok=True)
 
     def abort(self) -> None:
         if not self._f.closed:

@@ -31,10 +31,9 @@ class SweepPoint:
 
 def _prune_one(args: tuple[str, float, str, str, bool]) -> tuple[float, str]:
     model, ratio, criterion, out, global_ = args
-    from . import api, graph
+    from . import api
 
-    pruned, _ = api.prune(model, ratio=ratio, criterion=criterion, global_=global_)
-    graph.save_atomic(pruned, out, input_path=model)
+    api.prune(model, ratio=ratio, criterion=criterion, global_=global_, output=out)
     return ratio, out
 
 
@@ -63,13 +62,19 @@ def sweep(
 ) -> list[SweepPoint]:
     """Prune `model` at every ratio into `out_dir` (jobs in parallel) and bench them all together."""
     from .bench import compare
+    from .errors import WriteFailed
+    from .io_safety import check_io
 
     if jobs < 1:
         raise BadArgument(f"--jobs must be ≥ 1, got {jobs}")
     d = Path(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteFailed(f"cannot create {d}: {e.strerror or e}") from None
     stem = Path(model).stem
     tasks = [(model, r, criterion, str(d / f"{stem}_r{r:g}.onnx"), global_) for r in ratios]
+    check_io(models=[model], writes=[("--out-dir entry", t[3]) for t in tasks])
     if jobs == 1:
         done = [_prune_one(t) for t in tasks]
     else:
@@ -115,5 +120,9 @@ def plot(points: list[SweepPoint], path: str, title: str = "") -> None:
     ax.legend()
     ax.set_title(title or "spa sweep")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    from .io_safety import atomic_write
+
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png"), label="--plot")
+    finally:
+        plt.close(fig)

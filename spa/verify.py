@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from .analysis import Analysis
 from .errors import VerificationFailed
-from .graph import random_array
+from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
 
 _NP = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -31,6 +31,7 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0, batch: int = 1, other: 
     default: strided image models (multiples of 32), sequence models and padded signal front-ends run there,
     and it differs from the two sizes the shape probe used). `shapes` (input name -> dims, e.g. from
     `--input-shape`) fixes an input's dims outright."""
+    check_input_sizes(model, batch=batch, other=other)  # one line before a huge allocation
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, shape, dtype in _graph_inputs(model, batch, other):
@@ -66,6 +67,7 @@ def parse_input_shapes(specs: list[str], model: onnx.ModelProto) -> dict[str, li
     from .errors import BadArgument
 
     declared = {name: dims for name, dims, _ in _graph_inputs(model, -1, -1)}
+    dtypes = {name: dtype for name, _, dtype in _graph_inputs(model, -1, -1)}
     out: dict[str, list[int]] = {}
     for spec in specs:
         name, sep, dims_s = spec.rpartition("=")
@@ -88,6 +90,9 @@ def parse_input_shapes(specs: list[str], model: onnx.ModelProto) -> dict[str, li
         for k, (w, d) in enumerate(zip(want, dims)):
             if w > 0 and w != d:
                 raise BadArgument(f"--input-shape {spec!r}: dim {k} of {name!r} is fixed at {w} by the model")
+        if int(np.prod(dims, dtype=np.float64)) * np.dtype(dtypes[name]).itemsize > max_input_bytes():
+            raise BadArgument(f"--input-shape {spec!r}: over the {max_input_bytes() / 2**30:.1f} GiB spa allocates "
+                              f"for one input ({INPUT_BYTES_ENV}=BYTES raises the limit)")
         out[name] = dims
     return out
 

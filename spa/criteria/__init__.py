@@ -41,5 +41,10 @@ def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np
     fn = CRITERIA[name]
     s = np.asarray(fn(group, weights, rng, stats) if name in NEEDS_DATA else fn(group, weights, rng), dtype=np.float64)
     assert s.shape == (group.size,), (name, s.shape, group.size)
+    if not np.isfinite(s).all():  # NaN/inf weights would otherwise make every channel look alike
+        from ..errors import BadModel
+
+        raise BadModel(f"channel group {group.key} ({', '.join(m.label for m in group.params[:2])}) has NaN or "
+                       f"infinite {name} scores: its weights (or statistics) are not finite")
     m = s.mean()
     return s / m if m > 0 else np.ones_like(s)

@@ -164,7 +164,8 @@ def analyze(
     s = rep.stats
     con.print(
         f"[bold]{_rich(model)}[/]: {s.nodes} nodes, {human(s.params)} params, {human(s.macs)} MACs/sample "
-        f"({human(s.flops)} FLOPs){_rich(_at(s))}, {human(s.size_bytes, 'B')}"
+        f"({human(s.flops)} FLOPs){_rich(_at(s))}, {human(s.size_bytes, 'B')}",
+        soft_wrap=True,  # a long path is never split across lines
     )
     a = rep.analysis
     t = Table(title=f"{len(a.groups)} channel groups: {len(a.prunable)} prunable, {len(a.groups) - len(a.prunable)} frozen")

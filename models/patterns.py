@@ -1466,9 +1466,10 @@ def qdq_conv() -> onnx.ModelProto:
     return b.model(["y"])
 
 
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def qlinear_conv() -> onnx.ModelProto:
-    """A fused integer QLinearConv consumes the channels: no rule, so they freeze (never wrong)."""
+    """A fused integer QLinearConv (QOperator form) consumes the channels: its int8 weight's input columns are
+    sliced with them (per-tensor weight scale and zero point, kept as they are)."""
     b = _B(13)
     t = _head(b)
     b.op("QuantizeLinear", [t, b.f32("a.s", 0.05), b.const("a.z", np.uint8(128))], "t_q")

@@ -18,12 +18,13 @@ import numpy as np
 import onnx
 
 from . import graph
-from .analysis import Analysis, analyze as _analyze
+from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
 from .errors import BadArgument, VerificationFailed, WriteFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
+from .rules.quant import dequantized
 from .stream import Staging, stream_threshold
 from .verify import check_model, check_model_file, oracle_error, oracle_errors
 
@@ -85,10 +86,16 @@ class AnalyzeReport:
         }
 
 
-def analyze(model: ModelLike, *, hidden: bool = True) -> AnalyzeReport:
+def check_group_conv(mode: str) -> None:
+    if mode not in GROUP_CONV_MODES:
+        raise BadArgument(f"group-conv must be one of {', '.join(GROUP_CONV_MODES)}, got {mode!r}")
+
+
+def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> AnalyzeReport:
     t0 = time.perf_counter()
+    check_group_conv(group_conv)
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
-    a = _analyze(view, hidden=hidden)
+    a = _analyze(view, hidden=hidden, group_conv=group_conv)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size), time.perf_counter() - t0)
 
@@ -184,8 +191,14 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dic
     view = a.view
 
     def weights(name: str) -> np.ndarray:
+        """An initializer's values; quantized weights (integer codes) dequantized, so that scores compare real
+        magnitudes, not codes or scales."""
         arr = view.array(name)
         assert arr is not None
+        if arr.dtype.kind in "iu":
+            real = dequantized(view, name)
+            if real is not None:
+                return real
         return arr
 
     return {g.id: score(criterion, g, weights, rng, stats) for g in a.prunable}
@@ -274,6 +287,7 @@ def prune(
     round_to: int = 1,
     ignore: list[str] | None = None,
     hidden: bool = True,
+    group_conv: str = DEFAULT_GROUP_CONV,
     plan: Plan | None = None,
     seed: int = 0,
     verify: bool = True,
@@ -322,7 +336,8 @@ def prune(
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
-    a = _analyze(view, hidden=hidden)
+    check_group_conv(group_conv)
+    a = _analyze(view, hidden=hidden, group_conv=group_conv)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
@@ -530,10 +545,11 @@ class CheckResult:
 
 
 def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5,
-          hidden: bool = True) -> CheckResult:
+          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
+    check_group_conv(group_conv)
     view, _ = prepare(model)
-    a = _analyze(view, hidden=hidden)
+    a = _analyze(view, hidden=hidden, group_conv=group_conv)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

@@ -113,12 +113,13 @@ def analyze(
     all_groups: Annotated[bool, typer.Option("--all", help="list every group (default: a summary)")] = False,
     html: Annotated[Optional[Path], typer.Option("--html", help="also write a self-contained HTML report")] = None,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
     from . import api
     from .report import human
 
-    rep = api.analyze(model, hidden=not no_hidden)
+    rep = api.analyze(model, hidden=not no_hidden, group_conv=group_conv)
     if html:
         _write_html(rep, html, model)
     d = rep.as_dict()
@@ -191,6 +192,7 @@ def prune(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="with --out-dir: prune this many models at once (processes)")] = 1,
     no_self_check: Annotated[bool, typer.Option("--no-self-check", help="skip the zero-group oracle that guards models with up to 64 MB of weights")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, graph
@@ -213,7 +215,7 @@ def prune(
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
                        target_latency=target_latency, calib=calib, calib_source=calib_source,
                        calib_samples=calib_samples,
-                       hidden=not no_hidden, self_check=False if no_self_check else None)
+                       hidden=not no_hidden, group_conv=group_conv, self_check=False if no_self_check else None)
         _prune_many(models, out_dir, options, jobs, as_json, quiet)
         return
     model = models[0]
@@ -245,10 +247,11 @@ def prune(
             calib_samples=calib_samples,
             output=output,
             hidden=not no_hidden,
+            group_conv=group_conv,
             self_check=False if no_self_check else None,
         )
     if html:
-        _write_html(api.analyze(model, hidden=not no_hidden), html, model, plan=rep.plan)
+        _write_html(api.analyze(model, hidden=not no_hidden, group_conv=group_conv), html, model, plan=rep.plan)
     if plan_out:
         rep.plan.save(plan_out)
     if quiet:
@@ -311,6 +314,7 @@ def check(
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Self-test: prune random channels, zero the same ones in the original; outputs must agree (1e-5)."""
     from . import api
@@ -318,7 +322,7 @@ def check(
     from .plan import check_ratio
 
     check_ratio(ratio)
-    res = api.check(model, trials=trials, ratio=ratio, seed=seed, hidden=not no_hidden)
+    res = api.check(model, trials=trials, ratio=ratio, seed=seed, hidden=not no_hidden, group_conv=group_conv)
     if as_json:
         print(json.dumps({"ok": res.ok, "trials": res.trials, "worst_rel_error": res.worst,
                           "prunable_groups": res.groups_tested, "failures": res.failures}, indent=1))

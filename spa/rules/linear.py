@@ -134,25 +134,31 @@ class Gemm(Rule):
     ops = ("Gemm",)
 
     def couple(self, n: NodeCtx) -> None:
-        a, b, c, y = n.inp(0), n.inp(1), n.inp(2), n.out()
-        ka = 0 if n.attr("transA", 0) else 1
-        kb = 1 if n.attr("transB", 0) else 0
-        n.link(a, ka, b, kb)
-        n.link(a, 1 - ka, y, 0)
-        n.link(y, 1, b, 1 - kb)
-        for t, ax_k, ax_o in ((a, ka, 1 - ka), (b, kb, 1 - kb)):
-            if n.is_param(t):
-                n.role(t, ax_k, IN)
-                n.role(t, ax_o, OUT)
-        if c is not None:
-            sc = n.shape(c)
-            if sc is not None:
-                for j, d in enumerate(sc):
-                    oj = 2 - len(sc) + j
-                    if d != 1:
-                        n.link(c, j, y, oj)
-                        if oj == 1:
-                            n.role(c, j, BIAS)
+        couple_gemm(n, n.inp(0), n.inp(1), n.inp(2), n.out())
+
+
+def couple_gemm(n: NodeCtx, a: str | None, b: str | None, c: str | None, y: str | None) -> None:
+    """Gemm's channel flow (shared with com.microsoft QGemm)."""
+    ka = 0 if n.attr("transA", 0) else 1
+    kb = 1 if n.attr("transB", 0) else 0
+    if a is None or b is None or y is None:
+        return
+    n.link(a, ka, b, kb)
+    n.link(a, 1 - ka, y, 0)
+    n.link(y, 1, b, 1 - kb)
+    for t, ax_k, ax_o in ((a, ka, 1 - ka), (b, kb, 1 - kb)):
+        if n.is_param(t):
+            n.role(t, ax_k, IN)
+            n.role(t, ax_o, OUT)
+    if c is not None:
+        sc = n.shape(c)
+        if sc is not None:
+            for j, d in enumerate(sc):
+                oj = 2 - len(sc) + j
+                if d != 1:
+                    n.link(c, j, y, oj)
+                    if oj == 1:
+                        n.role(c, j, BIAS)
 
 
 @register

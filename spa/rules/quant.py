@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .base import QSCALE, NodeCtx, RewriteCtx, Rule, norm_axis, register
-from .linear import couple_conv, couple_matmul, rewrite_group
+from .linear import couple_conv, couple_gemm, couple_matmul, rewrite_group
 
 if TYPE_CHECKING:
     from ..graph import ModelView
@@ -216,6 +216,113 @@ class DynamicQuantizeLinear(Rule):
             n.same(x, y)
 
 
+# ---------------------------------------------------------------- onnxruntime's com.microsoft QOperator ops
+@register
+class QGemm(Rule):
+    """com.microsoft QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp): Gemm on codes; B's scale and
+    zero point per output column (B axis 0 with transB, else 1) or per tensor; C is an int32 bias."""
+
+    ops = ("QGemm",)
+    domain = "com.microsoft"
+
+    def couple(self, n: NodeCtx) -> None:
+        b = n.inp(3)
+        out_axis = 0 if n.attr("transB", 0) else 1
+        if n.is_param(b):
+            code = _weight_params(n, b, n.inp(5), [n.inp(4)], out_axis)
+            if code is None:
+                return
+            _code_roles(n, b, code, [out_axis, 1 - out_axis])
+        n.quantized(n.inp(6))
+        couple_gemm(n, n.inp(0), b, n.inp(6), n.out())
+
+
+def _data_inputs(n: NodeCtx, idx: tuple[int, ...]) -> list[str] | None:
+    """The data inputs at `idx`; None (the node's channels freeze) when one is a constant: its codes would
+    need their own zero point to be made inert."""
+    xs = [n.inp(i) for i in idx]
+    if any(x is not None and n.is_param(x) and (n.shape(x) or (1,)) != (1,) * len(n.shape(x) or ()) for x in xs):
+        n.bail("a quantized constant operand is not followed")
+        return None
+    return [x for x in xs if x is not None]
+
+
+@register
+class QLinearBinary(Rule):
+    """com.microsoft QLinearAdd / QLinearMul(A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp): element-wise
+    with numpy broadcasting on dequantized values, per-tensor scales."""
+
+    ops = ("QLinearAdd", "QLinearMul")
+    domain = "com.microsoft"
+
+    def couple(self, n: NodeCtx) -> None:
+        y, sy = n.out(), n.shape(n.out())
+        xs = _data_inputs(n, (0, 3))
+        if y is None or sy is None or xs is None:
+            return
+        for x in xs:
+            sx = n.shape(x)
+            if sx is None:
+                continue
+            for j, d in enumerate(sx):
+                if d != 1:
+                    n.link(x, j, y, len(sy) - len(sx) + j)
+
+
+@register
+class QLinearUnary(Rule):
+    """com.microsoft QLinearSigmoid / QLinearLeakyRelu(X, X_scale, X_zp, Y_scale, Y_zp): element by element."""
+
+    ops = ("QLinearSigmoid", "QLinearLeakyRelu")
+    domain = "com.microsoft"
+
+    def couple(self, n: NodeCtx) -> None:
+        n.same(n.inp(0), n.out())
+
+
+@register
+class QLinearPool(Rule):
+    """com.microsoft QLinearGlobalAveragePool / QLinearAveragePool(X, x_scale, x_zp, y_scale, y_zp): spatial
+    pooling; N and the channel axis (1, or the last with channels_last) pass through."""
+
+    ops = ("QLinearGlobalAveragePool", "QLinearAveragePool")
+    domain = "com.microsoft"
+
+    def couple(self, n: NodeCtx) -> None:
+        x, y, r = n.inp(0), n.out(), n.rank(n.inp(0))
+        if x is None or y is None or r is None:
+            return
+        c = r - 1 if n.attr("channels_last", 0) else 1
+        n.same(x, y, [(0, 0), (c, c)])
+
+
+@register
+class QLinearConcat(Rule):
+    """com.microsoft QLinearConcat(Y_scale, Y_zp, X1, X1_scale, X1_zp, ...): Concat along `axis` on codes
+    requantized to Y's per-tensor scale: input i's channel j is output channel offset_i + j."""
+
+    ops = ("QLinearConcat",)
+    domain = "com.microsoft"
+
+    def couple(self, n: NodeCtx) -> None:
+        y, sy = n.out(), n.shape(n.out())
+        if y is None or sy is None:
+            return
+        axis = norm_axis(int(n.attr("axis", 0)), len(sy))
+        xs = _data_inputs(n, tuple(range(2, len(n.node.input), 3)))
+        if xs is None:
+            return
+        off = 0
+        for x in xs:
+            sx = n.shape(x)
+            if sx is None or sx[axis] is None:
+                return  # offsets after this input are unknown: the rest stays frozen
+            if sx[axis] > 0:
+                n.link(x, axis, y, axis, np.arange(sx[axis]), off + np.arange(sx[axis]))
+            n.same(x, y, [(k, k) for k in range(len(sy)) if k != axis])
+            off += sx[axis]
+
+
 # ------------------------------------------------------------------------------------------------ scores
 _WEIGHT_INPUTS: dict[str, tuple[int, int | None, int | None, int]] = {
     # op → (weight input, scale input, zero-point input, per-channel axis of the weight: 0, or -1 = last)
@@ -224,6 +331,7 @@ _WEIGHT_INPUTS: dict[str, tuple[int, int | None, int | None, int]] = {
     "ConvInteger": (1, None, 3, 0),
     "QLinearMatMul": (3, 4, 5, -1),
     "MatMulInteger": (1, None, 3, -1),
+    "QGemm": (3, 4, 5, -1),  # the axis follows transB (below)
 }
 
 
@@ -236,7 +344,7 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
     for i in view.consumers.get(name, []):
         node = nodes[i]
         spec = _WEIGHT_INPUTS.get(node.op_type)
-        if spec is None or node.domain not in ("", "ai.onnx"):
+        if spec is None or node.domain not in ("", "ai.onnx", "com.microsoft"):
             continue
         wi, si, zi, axis = spec
         if wi >= len(node.input) or node.input[wi] != name:
@@ -246,6 +354,8 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
             return None
         if node.op_type == "DequantizeLinear":
             axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if node.op_type == "QGemm":
+            axis = 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
         axis = norm_axis(axis, codes.ndim) if codes.ndim else 0
         out = codes.astype(np.float32)
         for k, sub in ((zi, True), (si, False)):

@@ -37,13 +37,13 @@ def plant_dead(model: onnx.ModelProto, ratio: float = 0.25, seed: int = 0,
                group_conv: str | None = None) -> tuple[onnx.ModelProto, np.ndarray]:
     """`model` with ⌊ratio·n⌋ random channels of every prunable group zeroed everywhere they live (spa's
     zero-group oracle model). Returns it and the keep mask over spa's channel ids (False = dead)."""
-    from spa.analysis import DEFAULT_GROUP_CONV, analyze
+    from spa.analysis import analyze
     from spa.api import compute_plan, prepare
     from spa.plan import keep_mask
     from spa.verify import zeroed_model
 
     view, _ = prepare(model)
-    a = analyze(view, group_conv=group_conv or DEFAULT_GROUP_CONV)
+    a = analyze(view) if group_conv is None else analyze(view, group_conv=group_conv)
     plan = compute_plan(a, ratio=ratio, criterion="random", seed=seed)
     keep = keep_mask(a, plan)
     return zeroed_model(a, keep), keep

@@ -55,25 +55,28 @@ def stats(view: ModelView, size_bytes: int | None = None) -> Stats:
     return Stats(params, sum(by_op.values()), size, len(g.node), by_op)
 
 
+_CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}  # op -> its weight input
+
+
 def node_macs(view: ModelView, node: onnx.NodeProto) -> int:
     op = node.op_type
     try:
-        if op == "Conv":
-            w, y = _dims(view, node.input[1]), _dims(view, node.output[0])
+        if op in _CONV_WEIGHT:  # float and quantized (integer) convolutions
+            w, y = _dims(view, node.input[_CONV_WEIGHT[op]]), _dims(view, node.output[0])
             return 0 if w is None or y is None else _prod(y) * _prod(w[1:])
         if op == "ConvTranspose":
             w, x = _dims(view, node.input[1]), _dims(view, node.input[0])
             if w is None or x is None:
                 return 0
             return _prod(x) * _prod(w[1:])
-        if op == "Gemm":
+        if op in ("Gemm", "QGemm"):
             y = _dims(view, node.output[0])
             a = _dims(view, node.input[0])
             if y is None or a is None:
                 return 0
             k = a[0] if any(at.name == "transA" and at.i for at in node.attribute) else a[1]
             return _prod(y) * k
-        if op == "MatMul":
+        if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
             y, a = _dims(view, node.output[0]), _dims(view, node.input[0])
             return 0 if y is None or a is None else _prod(y) * a[-1]
     except (IndexError, TypeError):

@@ -89,3 +89,25 @@ def test_cli_group_conv(tmp_path):
     assert _attr(onnx.load(str(tmp_path / "s.onnx")), "n_g2", "group") == 1
     r = subprocess.run(cmd + ["--group-conv", "blocks"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.strip().startswith("spa: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode", [pytest.param("positions", marks=pytest.mark.slow), "groups"])
+@pytest.mark.parametrize("name", ["resnext", "regnet"])
+def test_zoo_grouped_models_both_modes(name, mode):
+    """Tiny ResNeXt and RegNetY (zoo, random init): random plans keep the zero-group oracle in both modes, and
+    positions mode keeps every conv's group count (the default mode is also in tests/test_zoo_oracle.py)."""
+    from models import quantized as Q
+
+    m = Q.zoo(name)
+    res = spa.check(m, group_conv=mode, trials=1)
+    assert res.ok, res.failures
+    pm, rep = spa.prune(m, ratio=0.5, criterion="l1", oracle=True, group_conv=mode)
+    assert rep.oracle <= 1e-5 and rep.after.params < rep.before.params
+    groups = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in m.graph.node if n.op_type == "Conv"]
+    after = [next((a.i for a in n.attribute if a.name == "group"), 1) for n in pm.graph.node if n.op_type == "Conv"]
+    grouped = [(g, h) for g, h in zip(groups, after) if g > 1]
+    assert grouped
+    if mode == "positions":
+        assert all(g == h for g, h in grouped)
+    else:
+        assert any(h < g for g, h in grouped)

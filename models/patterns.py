@@ -1680,3 +1680,20 @@ def qdq_int32_bias() -> onnx.ModelProto:
     b.op("Relu", ["q"], "q_r")
     _tail(b, "q_r", 8)
     return b.model(["y"])
+
+
+@_pattern("prunable", "q")
+def qdq_fake_quant_weight() -> onnx.ModelProto:
+    """Fake quantization (QAT exports): a float weight -> QuantizeLinear -> DequantizeLinear -> Conv, per-channel
+    scales along axis 0: the float weight is scored and sliced with its scales."""
+    b = _B(13)
+    t = _head(b)
+    b.op("Relu", [t], "t_r")
+    b.rand("fw", (8, 8, 3, 3))
+    scales = b.f32("fw.s", np.abs(b.rng.standard_normal(8)) * 0.01 + 0.005)
+    b.op("QuantizeLinear", ["fw", scales, b.const("fw.z", np.zeros(8, np.int8))], "fw_q", axis=0)
+    b.op("DequantizeLinear", ["fw_q", scales, "fw.z"], "fw_dq", axis=0)
+    b.op("Conv", ["t_r", "fw_dq", b.rand("q.b", (8,), scale=0.1)], "q", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.op("Relu", ["q"], "q_r")
+    _tail(b, "q_r", 8)
+    return b.model(["y"])

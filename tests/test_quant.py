@@ -175,3 +175,33 @@ def test_unquantized_int_constants_not_weights():
     a = spa.analyze(m).analysis
     assert all(onnx.helper.tensor_dtype_to_np_dtype(a.view.inits[x.tensor].data_type).kind == "f"
                for g in a.groups for x in g.params)
+
+
+def test_fake_quant_weight_votes():
+    """float W -> QuantizeLinear -> DequantizeLinear -> Conv: the float weight carries the Conv's roles (rows
+    "out", columns "in"), so it is scored like a plain Conv weight."""
+    a = spa.analyze(P.qdq_fake_quant_weight()).analysis
+    roles = {(x.tensor, x.axis): x.role for g in a.groups for x in g.members}
+    assert roles[("fw", 0)] == "out" and roles[("fw", 1)] == "in" and roles[("fw.s", 0)] == "qscale"
+
+
+def test_dynamic_per_channel_scale_applied_after():
+    """quantize_dynamic per channel: MatMulInteger's per-column weight scale is multiplied in after it
+    (Cast -> Mul); the scores use it. A column with the largest codes but a tiny scale scores lowest."""
+    m = Q.quantize(P.two_gemms(), "dynamic", per_channel=True)
+    inits = {t.name: t for t in m.graph.initializer}
+
+    def edit(name: str, fn) -> np.ndarray:
+        arr = numpy_helper.to_array(inits[name]).copy()
+        fn(arr)
+        inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+        return arr
+
+    edit("g2.w_quantized", lambda w: w.__setitem__((slice(None), 0), 127))
+    edit("g2.w_scale", lambda s: s.__setitem__(0, 1e-7))
+    consumer = next(n for n in m.graph.node if n.op_type == "MatMulInteger" and n.input[0].startswith("g2_r"))
+    edit(consumer.input[1], lambda w: w.__setitem__(0, 0))  # the next layer's row for that channel: zero codes
+    a = analyze(prepare(m)[0])
+    g = next(g for g in a.prunable if any(x.tensor == "g2.w_quantized" and x.axis == 1 for x in g.members))
+    sc = compute_scores(a, "l1")[g.id]
+    assert int(np.argmin(sc)) == 0 and sc[0] < 0.01 * np.median(sc)

@@ -102,6 +102,11 @@ class QuantizeDequantize(Rule):
             if code is not None:
                 n.dequantizes(y, x, _code_of(code, n.const(n.inp(1)), n.const(x).dtype))
         else:
+            if n.op == "DequantizeLinear":  # fake quantization of a float weight: float W -> Q -> DQ -> Conv
+                q = n.view.producer.get(x)
+                src = n.view.model.graph.node[q] if q is not None else None
+                if src is not None and src.op_type == "QuantizeLinear" and n.is_param(src.input[0]):
+                    n.dequantizes(y, src.input[0], float)
             for i in (1, 2):
                 p = n.inp(i)
                 sp = n.shape(p)
@@ -335,11 +340,40 @@ _WEIGHT_INPUTS: dict[str, tuple[int, int | None, int | None, int]] = {
 }
 
 
+def _applied_scale(view: ModelView, node) -> np.ndarray | None:
+    """The weight scale of a ConvInteger/MatMulInteger, applied after it as quantize_dynamic writes it:
+    out → [Add int32 bias] → Cast → [Reshape] → Mul(·, S) with S = Mul(input scale, weight scale) or the weight
+    scale itself, an initializer (per tensor, or 1-D per output channel). None if the chain differs."""
+    nodes = view.model.graph.node
+    t = node.output[0]
+    for _ in range(4):
+        users = view.consumers.get(t, [])
+        if len(users) != 1:
+            return None
+        user = nodes[users[0]]
+        if user.op_type in ("Cast", "Add", "Reshape"):
+            t = user.output[0]
+            continue
+        if user.op_type != "Mul":
+            return None
+        other = next((i for i in user.input if i != t), None)
+        if other is None:
+            return None
+        if other in view.inits:
+            return view.array(other)
+        prod = view.producer.get(other)
+        if prod is None or nodes[prod].op_type != "Mul":
+            return None
+        weights = [view.array(i) for i in nodes[prod].input if i in view.inits]
+        return weights[0] if len(weights) == 1 else None
+    return None
+
+
 def dequantized(view: ModelView, name: str) -> np.ndarray | None:
     """The real values of the integer initializer `name` if a node reads it as a quantized weight:
     (code − zero_point) · scale with per-channel scales and zero points broadcast along their axis. Fused
-    integer ops without a scale input (ConvInteger, MatMulInteger: it is applied after them) give
-    code − zero_point. None if `name` is not read as a quantized weight."""
+    integer ops without a scale input (ConvInteger, MatMulInteger) take the scale multiplied in after them
+    (`_applied_scale`), else give code − zero_point. None if `name` is not read as a quantized weight."""
     nodes = view.model.graph.node
     for i in view.consumers.get(name, []):
         node = nodes[i]
@@ -361,7 +395,9 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
         for k, sub in ((zi, True), (si, False)):
             p = node.input[k] if k is not None and k < len(node.input) and node.input[k] else None
             v = None if p is None else view.array(p)
-            if v is None:
+            if si is None and not sub:
+                v = _applied_scale(view, node)
+            if v is None or (v.ndim == 1 and v.size not in (1, codes.shape[axis] if codes.ndim else 1)):
                 continue
             v = v.astype(np.float32)
             if v.ndim == 1 and v.size > 1:

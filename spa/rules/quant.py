@@ -59,29 +59,30 @@ def _int_param(n: NodeCtx, name: str | None) -> bool:
     return a is not None and a.dtype.kind in "iu"
 
 
-def _weight_params(n: NodeCtx, w: str | None, zp: str | None, scales: list[str | None], axis: int) -> int | None:
+def _weight_params(n: NodeCtx, w: str | None, zp: str | None, scales: list[str | None], axis: int) -> int:
     """Tag the quantized weight `w` (integer initializer) with its per-channel scales and zero points along
-    `axis` (1-D, linked to that axis; per-tensor ones are left alone). Returns the code of a zeroed weight
-    (the uniform zero point), or None with the weight's other axes frozen when per-channel zero points differ
-    (a removed input column could not be made inert with one code)."""
+    `axis` (1-D, linked to that axis; per-tensor ones are left alone). Returns the code of a removed channel:
+    the zero point all channels share, or 0 when per-channel zero points differ (they are zeroed with the
+    channel's codes); then the weight's other axes freeze, since a removed input column could not be made
+    inert with one code."""
     n.quantized(w)
     sw = n.shape(w)
+    uz = _uniform(n.const(zp))
     for p in [zp, *scales]:
         sp = n.shape(p)
         if p is None or sp is None or w is None or sw is None:
             continue
         if len(sp) == 1 and sp[0] != 1:
             n.link(w, axis, p, 0)
-            n.role(p, 0, QSCALE, 1.0 if p != zp else 0.0)
+            # inert: scale 1 and codes at the zero point; a shared zero point stays, differing ones become 0
+            # together with the channel's codes (see _code_of)
+            n.role(p, 0, QSCALE, 1.0 if p != zp else float(uz or 0))
             n.quantized(p)
-    uz = _uniform(n.const(zp))
-    if uz is not None and zp is not None and n.is_param(zp) and (n.shape(zp) or (1,))[0] != 1:
-        n.role(zp, 0, QSCALE, float(uz))  # a removed channel keeps the shared zero point
     if uz is None and w is not None and sw is not None:
         for ax, d in enumerate(sw):
             if ax != axis and d != 1:
                 n.freeze(w, ax, f"per-channel zero points along axis {axis} differ")
-    return uz
+    return 0 if uz is None else uz
 
 
 @register
@@ -99,8 +100,7 @@ class QuantizeDequantize(Rule):
         axis = norm_axis(int(n.attr("axis", 1)), r) if r else 0
         if n.op == "DequantizeLinear" and _int_param(n, x):
             code = _weight_params(n, x, n.inp(2), [n.inp(1)], axis)
-            if code is not None:
-                n.dequantizes(y, x, _code_of(code, n.const(n.inp(1)), n.const(x).dtype))
+            n.dequantizes(y, x, _code_of(code, n.const(n.inp(1)), n.const(x).dtype))
         else:
             if n.op == "DequantizeLinear":  # fake quantization of a float weight: float W -> Q -> DQ -> Conv
                 q = n.view.producer.get(x)
@@ -118,9 +118,9 @@ class QuantizeDequantize(Rule):
         n.same(x, y)
 
 
-def _code_roles(n: NodeCtx, w: str | None, code: int | None, axes: list[int]) -> None:
+def _code_roles(n: NodeCtx, w: str | None, code: int, axes: list[int]) -> None:
     """The fused ops read the codes themselves: a removed channel's codes become the zero point."""
-    if w is None or code is None or not n.is_param(w):
+    if w is None or not n.is_param(w):
         return
     for ax in axes:
         n.role(w, ax, "in" if ax == axes[-1] else "out", float(code))
@@ -136,8 +136,6 @@ class QLinearConv(Rule):
     def couple(self, n: NodeCtx) -> None:
         w = n.inp(3)
         code = _weight_params(n, w, n.inp(5), [n.inp(4)], 0)
-        if code is None:
-            return
         _code_roles(n, w, code, [0, 1])
         n.quantized(n.inp(8))
         couple_conv(n, n.inp(0), w, n.inp(8), n.out())
@@ -155,8 +153,6 @@ class ConvInteger(Rule):
     def couple(self, n: NodeCtx) -> None:
         w = n.inp(1)
         code = _weight_params(n, w, n.inp(3), [], 0)
-        if code is None:
-            return
         _code_roles(n, w, code, [0, 1])
         couple_conv(n, n.inp(0), w, None, n.out())
 
@@ -195,8 +191,6 @@ def _quantized_matmul(n: NodeCtx, a: str | None, a_zp: str | None, a_scales: lis
             continue
         if n.is_param(t):
             code = _weight_params(n, t, zp, scales, out_axis)
-            if code is None:
-                return
             in_axis = len(s) - 1 if t == a else max(len(s) - 2, 0)
             _code_roles(n, t, code, [out_axis, in_axis])
         else:  # an activation's zero point per row (a) or column (b): sliced with that axis
@@ -235,21 +229,19 @@ class QGemm(Rule):
         out_axis = 0 if n.attr("transB", 0) else 1
         if n.is_param(b):
             code = _weight_params(n, b, n.inp(5), [n.inp(4)], out_axis)
-            if code is None:
-                return
             _code_roles(n, b, code, [out_axis, 1 - out_axis])
         n.quantized(n.inp(6))
         couple_gemm(n, n.inp(0), b, n.inp(6), n.out())
 
 
 def _data_inputs(n: NodeCtx, idx: tuple[int, ...]) -> list[str] | None:
-    """The data inputs at `idx`; None (the node's channels freeze) when one is a constant: its codes would
-    need their own zero point to be made inert."""
-    xs = [n.inp(i) for i in idx]
-    if any(x is not None and n.is_param(x) and (n.shape(x) or (1,)) != (1,) * len(n.shape(x) or ()) for x in xs):
+    """The data inputs at `idx`; None (the node's channels freeze) when one is a constant with channels: its
+    codes would need their own zero point to be made inert."""
+    xs = [x for x in (n.inp(i) for i in idx) if x is not None]
+    if any(n.is_param(x) and any(d != 1 for d in n.shape(x) or ()) for x in xs):
         n.bail("a quantized constant operand is not followed")
         return None
-    return [x for x in xs if x is not None]
+    return xs
 
 
 @register

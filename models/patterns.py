@@ -1466,9 +1466,10 @@ def qdq_conv() -> onnx.ModelProto:
     return b.model(["y"])
 
 
-@_pattern("frozen", "t")
+@_pattern("prunable", "t")
 def qlinear_conv() -> onnx.ModelProto:
-    """A fused integer QLinearConv consumes the channels: no rule, so they freeze (never wrong)."""
+    """A fused integer QLinearConv (QOperator form) consumes the channels: its int8 weight's input columns are
+    sliced with them (per-tensor weight scale and zero point, kept as they are)."""
     b = _B(13)
     t = _head(b)
     b.op("QuantizeLinear", [t, b.f32("a.s", 0.05), b.const("a.z", np.uint8(128))], "t_q")
@@ -1540,4 +1541,160 @@ def reshape_depth_to_space_last_axis() -> onnx.ModelProto:
     b.op("Relu", ["mm"], "mm_r")
     b.op("Reshape", ["mm_r", b.i64("rs2.shape", [0, H * W * 4, 8])], "sp")
     b.op("MatMul", ["sp", b.rand("d2s.w2", (8, 5), fan_in=8)], "y")
+    return b.model(["y"])
+
+
+# ================================================================ grouped convs by in-group positions
+def _kill_positions(m: onnx.ModelProto, producers: list[str], consumers: list[str], groups: int,
+                    positions: list[int]) -> None:
+    """Make the channels at in-group `positions` of every one of `groups` blocks dead: the `producers`' (convs)
+    weight rows and biases, and the `consumers`' input columns, all zero (a grouped consumer's columns are its
+    in-group positions)."""
+    inits = {t.name: t for t in m.graph.initializer}
+
+    def edit(name: str, axis: int, idx: np.ndarray) -> None:
+        a = numpy_helper.to_array(inits[name]).copy()
+        sl = [slice(None)] * a.ndim
+        sl[axis] = idx
+        a[tuple(sl)] = 0
+        inits[name].CopyFrom(numpy_helper.from_array(a, name))
+
+    width = numpy_helper.to_array(inits[f"{producers[0]}.w"]).shape[0]
+    dead = np.array([k * (width // groups) + p for k in range(groups) for p in positions])
+    for c in producers:
+        edit(f"{c}.w", 0, dead)
+        if f"{c}.b" in inits:
+            edit(f"{c}.b", 0, dead)
+    for c in consumers:
+        w = numpy_helper.to_array(inits[f"{c}.w"])
+        edit(f"{c}.w", 1, dead if w.shape[1] == width else np.array(positions))
+
+
+@_pattern("prunable", "g")
+def grouped_conv_dead_positions() -> onnx.ModelProto:
+    """c0 (3->16) -> g (group=4, 16->16) -> c2: the channels at in-group position 1 are dead in every group of
+    g's input and output (weights, biases and consumer columns zero). Only the in-group positions mode can remove
+    exactly them: a whole group holds three live channels."""
+    b = _B(17)
+    b.conv("x", 3, 16, "c0")
+    b.op("Relu", ["c0"], "r0")
+    b.conv("r0", 16, 16, "g", group=4)
+    b.op("Relu", ["g"], "g_r")
+    b.conv("g_r", 16, 4, "y")
+    m = b.model(["y"])
+    _kill_positions(m, ["c0"], ["g"], 4, [1])
+    _kill_positions(m, ["g"], ["y"], 4, [1])
+    return m
+
+
+@_pattern("prunable", "g")
+def grouped_conv_residual() -> onnx.ModelProto:
+    """c0 (3->16) -> g (group=4, 16->16) -> + c0 -> c2: the residual add ties g's output positions to its input
+    positions (the same in-group positions of c0's channels); position 2 is dead in c0, g and the consumers."""
+    b = _B(17)
+    b.conv("x", 3, 16, "c0")
+    b.op("Relu", ["c0"], "r0")
+    b.conv("r0", 16, 16, "g", group=4)
+    b.op("Add", ["g", "r0"], "s")
+    b.op("Relu", ["s"], "s_r")
+    b.conv("s_r", 16, 4, "y")
+    m = b.model(["y"])
+    _kill_positions(m, ["c0", "g"], ["g", "y"], 4, [2])
+    return m
+
+
+@_pattern("prunable", "g")
+def grouped_conv_concat() -> onnx.ModelProto:
+    """Concat(a (3->8), b (3->8)) -> g (group=4, 16->8) -> c2: an in-group position of g's input spans both
+    concat inputs (channels p, 4+p of a, 8+p, 12+p of b)."""
+    b = _B(17)
+    b.conv("x", 3, 8, "a")
+    b.conv("x", 3, 8, "bb")
+    b.op("Concat", ["a", "bb"], "cat", axis=1)
+    b.op("Relu", ["cat"], "cat_r")
+    b.conv("cat_r", 16, 8, "g", group=4)
+    b.op("Relu", ["g"], "g_r")
+    b.conv("g_r", 8, 4, "y")
+    return b.model(["y"])
+
+
+# ===================================================== quantized by onnxruntime.quantization (QDQ, QOperator)
+def _ort_quantized(base: Callable[[], onnx.ModelProto], fmt: str) -> onnx.ModelProto:
+    """`base` quantized as deployment pipelines do (models.quantized: per-channel int8 weights)."""
+    from models.quantized import quantize
+
+    return quantize(base(), fmt, per_channel=True)
+
+
+@_pattern("prunable", "s2")
+def qdq_residual_add_chain() -> onnx.ModelProto:
+    """quantize_static QDQ: int8 weights -> DequantizeLinear -> Conv, activations through Q/DQ, residual adds."""
+    return _ort_quantized(residual_add_chain, "qdq")
+
+
+@_pattern("prunable", "g4_r")
+def qdq_grouped_conv() -> onnx.ModelProto:
+    """QDQ grouped convs: per-channel weight scales follow the in-group positions."""
+    return _ort_quantized(grouped_conv, "qdq")
+
+
+@_pattern("prunable", "cb_quantized")
+def qoperator_concat() -> onnx.ModelProto:
+    """QOperator: QLinearConv into com.microsoft QLinearConcat."""
+    return _ort_quantized(concat_offsets, "qoperator")
+
+
+@_pattern("prunable", "m_quantized")
+def qoperator_se_block() -> onnx.ModelProto:
+    """QOperator SE block: QLinearGlobalAveragePool, QLinearConv, a float HardSigmoid between DQ/Q, QLinearMul."""
+    return _ort_quantized(se_block, "qoperator")
+
+
+@_pattern("prunable", "mm_b_quantized")
+def qoperator_qgemm() -> onnx.ModelProto:
+    """QOperator: Flatten into two com.microsoft QGemm (int32 bias, per-channel weight scales)."""
+    return _ort_quantized(matmul_init_right, "qoperator")
+
+
+@_pattern("prunable", "g1")
+def dynamic_matmul_integer() -> onnx.ModelProto:
+    """quantize_dynamic: DynamicQuantizeLinear -> ConvInteger / MatMulInteger -> Cast -> Mul(scales) -> Add(bias)."""
+    return _ort_quantized(two_gemms, "dynamic")
+
+
+@_pattern("prunable", "q")
+def qdq_int32_bias() -> onnx.ModelProto:
+    """QDQ with an int32 bias (scale = x_scale · w_scale, per channel) and a uint8 weight with a shared zero
+    point 3: removed channels' codes must be made inert with 3, not 0 (a Sigmoid before it: zeroed input
+    channels are 0.5, so the zero-group oracle sees a wrong code)."""
+    b = _B(13)
+    t = _head(b)
+    b.op("Sigmoid", [t], "t_r")
+    b.op("QuantizeLinear", ["t_r", b.f32("a.s", 0.05), b.const("a.z", np.uint8(128))], "t_q")
+    b.op("DequantizeLinear", ["t_q", "a.s", "a.z"], "t_dq")
+    ws = np.abs(b.rng.standard_normal(8)).astype(np.float32) * 0.01 + 0.005
+    b.const("qw", b.rng.integers(0, 256, (8, 8, 3, 3)).astype(np.uint8))
+    b.op("DequantizeLinear", ["qw", b.f32("qw.s", ws), b.const("qw.z", np.full(8, 3, np.uint8))], "w_dq", axis=0)
+    b.const("qb", b.rng.integers(-500, 500, 8).astype(np.int32))
+    b.op("DequantizeLinear", ["qb", b.f32("qb.s", ws * 0.05)], "b_dq", axis=0)
+    b.op("Conv", ["t_dq", "w_dq", "b_dq"], "q", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.op("Relu", ["q"], "q_r")
+    _tail(b, "q_r", 8)
+    return b.model(["y"])
+
+
+@_pattern("prunable", "q")
+def qdq_fake_quant_weight() -> onnx.ModelProto:
+    """Fake quantization (QAT exports): a float weight -> QuantizeLinear -> DequantizeLinear -> Conv, per-channel
+    scales along axis 0: the float weight is scored and sliced with its scales."""
+    b = _B(13)
+    t = _head(b)
+    b.op("Relu", [t], "t_r")
+    b.rand("fw", (8, 8, 3, 3))
+    scales = b.f32("fw.s", np.abs(b.rng.standard_normal(8)) * 0.01 + 0.005)
+    b.op("QuantizeLinear", ["fw", scales, b.const("fw.z", np.zeros(8, np.int8))], "fw_q", axis=0)
+    b.op("DequantizeLinear", ["fw_q", scales, "fw.z"], "fw_dq", axis=0)
+    b.op("Conv", ["t_r", "fw_dq", b.rand("q.b", (8,), scale=0.1)], "q", kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    b.op("Relu", ["q"], "q_r")
+    _tail(b, "q_r", 8)
     return b.model(["y"])

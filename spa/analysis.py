@@ -12,6 +12,7 @@ Plain data leaves this module: `Analysis` (groups with their members and per-pos
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,9 +27,10 @@ Slot = tuple[str, int]
 class Couplings:
     """Collects links between atoms, frozen slots, freed slots and initializer roles."""
 
-    def __init__(self, view: ModelView, hidden: bool = True) -> None:
+    def __init__(self, view: ModelView, hidden: bool = True, group_conv: str = "positions") -> None:
         self.view = view
-        self.hidden = hidden  # False: slots whose removal changes normalisation statistics are frozen
+        self.hidden = hidden
+        self.group_conv = group_conv  # grouped convs: "positions" (in-group positions) or "groups" (whole groups)  # False: slots whose removal changes normalisation statistics are frozen
         self.lossy: dict[Slot, str] = {}
         self.lossy_sites: list[tuple[str, str, int]] = []  # (node output, tensor, axis) of lossy statistics
         self.offset: dict[Slot, int] = {}
@@ -42,6 +44,8 @@ class Couplings:
         self.mentioned: set[Slot] = set()
         self.freed_tensors: set[str] = set()
         self.chan: set[Slot] = set()
+        self.quantized: set[str] = set()  # integer initializers that hold (quantized) weights, biases, zero points
+        self.role_alias: dict[str, tuple[str, Callable[[float], float]]] = {}  # see alias_roles
         self.node_reason: str | None = None  # slots known to carry parameterised channels (seen in graph order)
 
     # -- atoms
@@ -112,6 +116,15 @@ class Couplings:
 
     def role(self, name: str, axis: int, role: str, neutral: float) -> None:
         self.roles.setdefault((name, axis), (role, neutral))
+        alias = self.role_alias.get(name)
+        if alias is not None:  # a dequantized weight: the role belongs to its integer codes
+            src, code = alias
+            self.roles.setdefault((src, axis), (role, code(neutral)))
+
+    def alias_roles(self, tensor: str, source: str, code: Callable[[float], float]) -> None:
+        """`tensor` is `source` element by element (a DequantizeLinear of an integer initializer): roles given to
+        `tensor` later also tag `source`, with the neutral value translated by `code` (a real value → its code)."""
+        self.role_alias[tensor] = (source, code)
 
     def edges(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._ea:
@@ -203,6 +216,7 @@ class Analysis:
     unknown_ops: dict[str, list[str]]  # op type → node names without a rule
     # nodes computing statistics over prunable channels (LayerNorm, ReduceMean): (node output, tensor, axis)
     lossy_sites: list[tuple[str, str, int]] = field(default_factory=list)
+    group_conv: str = "positions"  # the grouped-convolution mode the groups were found in (rewrites follow it)
 
     @property
     def prunable(self) -> list[Group]:
@@ -266,10 +280,18 @@ _FLOAT_DTYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _ROLE_ORDER = {"out": 0, "scale": 1, "bias": 2, "stat": 3, "in": 4, "other": 5}
 
 
-def analyze(view: ModelView, hidden: bool = True) -> Analysis:
+GROUP_CONV_MODES = ("positions", "groups")
+DEFAULT_GROUP_CONV = "positions"
+
+
+def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> Analysis:
     """Coupled channel groups of `view`. hidden=False keeps the widths that only lossy pruning could change
-    (channels normalised together by LayerNorm/RMSNorm: a transformer's residual stream)."""
-    c = Couplings(view, hidden)
+    (channels normalised together by LayerNorm/RMSNorm: a transformer's residual stream). `group_conv`: how a
+    grouped (non-depthwise) convolution is pruned, "positions" (the same in-group positions removed from every
+    group; the group count stays) or "groups" (whole groups removed)."""
+    if group_conv not in GROUP_CONV_MODES:
+        raise ValueError(f"group_conv must be one of {GROUP_CONV_MODES}, got {group_conv!r}")
+    c = Couplings(view, hidden, group_conv)
     unknown: dict[str, list[str]] = {}
     for name in view.graph_inputs:
         c.freeze_tensor(name, f"graph input '{name}'")
@@ -309,7 +331,9 @@ def analyze(view: ModelView, hidden: bool = True) -> Analysis:
                     why = c.node_reason or f"axis {ax} of '{t}' is not channel-mapped"
                     c.frozen.setdefault((t, ax), f"{n.where()}: {why}")
 
-    return _groups(view, c, unknown)
+    a = _groups(view, c, unknown)
+    a.group_conv = group_conv
+    return a
 
 
 def _all_tensors(node) -> list[str]:
@@ -339,9 +363,13 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
     np.add.at(sig, pc, keys[ps])
     cnt = np.bincount(pc, minlength=n_comp)
     has_param = np.zeros(n_comp, dtype=bool)
-    # groups are reported only where they touch a floating-point initializer (weights, not shape constants)
+    # groups are reported only where they touch a floating-point initializer (weights, not shape constants) or a
+    # quantized weight (integer codes that a rule marked as such, along the axes a consumer gave a role: a
+    # kernel's spatial axes pass through DequantizeLinear but are no channels)
     is_param_slot = np.array(
-        [s[0] in view.inits and view.inits[s[0]].data_type in _FLOAT_DTYPES for s in slots], dtype=bool
+        [s[0] in view.inits and (view.inits[s[0]].data_type in _FLOAT_DTYPES or (s[0] in c.quantized and s in c.roles))
+         for s in slots],
+        dtype=bool,
     )
     has_param[pc[is_param_slot[ps]]] = True
 

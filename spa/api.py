@@ -18,12 +18,13 @@ import numpy as np
 import onnx
 
 from . import graph, io_safety
-from .analysis import Analysis, analyze as _analyze
+from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis, analyze as _analyze
 from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
 from .errors import BadArgument, BadModel, NothingPruned, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
+from .rules.quant import dequantized
 from .stream import Staging, stream_threshold
 from .verify import check_model, check_model_file, oracle_error, oracle_errors
 
@@ -87,13 +88,20 @@ class AnalyzeReport:
         }
 
 
-def analyze(model: ModelLike, *, hidden: bool = True, input_shape: InputShape = None) -> AnalyzeReport:
+def check_group_conv(mode: str) -> None:
+    if mode not in GROUP_CONV_MODES:
+        raise BadArgument(f"group-conv must be one of {', '.join(GROUP_CONV_MODES)}, got {mode!r}")
+
+
+def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV,
+            input_shape: InputShape = None) -> AnalyzeReport:
     """Coupled channel groups and the model's statistics (MACs at `input_shape`, or for symbolic image/sequence
     sizes at the first size the model runs at)."""
     t0 = time.perf_counter()
+    check_group_conv(group_conv)
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
     shapes = parse_input_shape(view, input_shape)
-    a = _analyze_checked(view, hidden)
+    a = _analyze_checked(view, hidden, group_conv)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
 
@@ -240,8 +248,14 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dic
     view = a.view
 
     def weights(name: str) -> np.ndarray:
+        """An initializer's values; quantized weights (integer codes) dequantized, so that scores compare real
+        magnitudes, not codes or scales."""
         arr = view.array(name)
         assert arr is not None
+        if arr.dtype.kind in "iu":
+            real = dequantized(view, name)
+            if real is not None:
+                return real
         return arr
 
     return {g.id: score(criterion, g, weights, rng, stats) for g in a.prunable}
@@ -330,6 +344,7 @@ def prune(
     round_to: int = 1,
     ignore: list[str] | None = None,
     hidden: bool = True,
+    group_conv: str = DEFAULT_GROUP_CONV,
     plan: Plan | None = None,
     seed: int = 0,
     verify: bool = True,
@@ -388,7 +403,8 @@ def prune(
     t["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
-    a = _analyze_checked(view, hidden)
+    check_group_conv(group_conv)
+    a = _analyze_checked(view, hidden, group_conv)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
@@ -596,11 +612,11 @@ def _blame(model: onnx.ModelProto) -> str:
     return "This is a bug in spa's analysis: please report it with the model"
 
 
-def _analyze_checked(view: graph.ModelView, hidden: bool) -> Analysis:
+def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV) -> Analysis:
     """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
     have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
     try:
-        return _analyze(view, hidden=hidden)
+        return _analyze(view, hidden=hidden, group_conv=group_conv)
     except SpaError:
         raise
     except Exception:
@@ -646,10 +662,11 @@ class CheckResult:
 
 
 def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5,
-          hidden: bool = True) -> CheckResult:
+          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
+    check_group_conv(group_conv)
     view, _ = prepare(model)
-    a = _analyze_checked(view, hidden)
+    a = _analyze_checked(view, hidden, group_conv)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

@@ -139,13 +139,14 @@ def analyze(
     graphml: Annotated[Optional[Path], typer.Option("--graphml", help="also write the dependency graph (ops, tensors, channel groups) as GraphML for networkx, Gephi or yEd")] = None,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Coupled channel groups: prunable or frozen (with the reason), params and FLOPs."""
     from . import api, io_safety
     from .report import human
 
     io_safety.check_io(models=[model], writes=[("--html", html), ("--graphml", graphml)])
-    rep = api.analyze(model, hidden=not no_hidden, input_shape=input_shape)
+    rep = api.analyze(model, hidden=not no_hidden, group_conv=group_conv, input_shape=input_shape)
     if html:
         _write_html(rep, html, model)
     if graphml:
@@ -247,6 +248,7 @@ def prune(
     input_shape: Annotated[Optional[list[str]], typer.Option("--input-shape", help=INPUT_SHAPE_HELP)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="exit 6 and write nothing when nothing would be pruned")] = False,
     latency: Annotated[bool, typer.Option("--latency", help="also time the original and the pruned model in onnxruntime (CPU, interleaved runs) and show both")] = False,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, io_safety
@@ -269,7 +271,7 @@ def prune(
                        seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
                        target_latency=target_latency, calib=calib, calib_source=calib_source,
                        calib_samples=calib_samples,
-                       hidden=not no_hidden, self_check=False if no_self_check else None,
+                       hidden=not no_hidden, group_conv=group_conv, self_check=False if no_self_check else None,
                        input_shape=input_shape, strict=strict)
         _prune_many(models, out_dir, options, jobs, as_json, quiet, reads=[("--plan", plan_in)])
         return
@@ -301,12 +303,13 @@ def prune(
             calib_samples=calib_samples,
             output=output,
             hidden=not no_hidden,
+            group_conv=group_conv,
             self_check=False if no_self_check else None,
             input_shape=input_shape,
             strict=strict,
         )
     if html:
-        _write_html(api.analyze(model, hidden=not no_hidden), html, model, plan=rep.plan)
+        _write_html(api.analyze(model, hidden=not no_hidden, group_conv=group_conv), html, model, plan=rep.plan)
     if plan_out:
         rep.plan.save(plan_out)
     if not as_json:
@@ -379,6 +382,7 @@ def check(
     seed: Annotated[int, typer.Option(min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     no_hidden: Annotated[bool, typer.Option("--no-hidden", help="keep widths that are normalised together (LayerNorm/RMSNorm hidden size): prune heads and MLPs only")] = False,
+    group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Self-test: prune random channels, zero the same ones in the original; outputs must agree (1e-5)."""
     from . import api
@@ -386,7 +390,7 @@ def check(
     from .plan import check_ratio
 
     check_ratio(ratio)
-    res = api.check(model, trials=trials, ratio=ratio, seed=seed, hidden=not no_hidden)
+    res = api.check(model, trials=trials, ratio=ratio, seed=seed, hidden=not no_hidden, group_conv=group_conv)
     if as_json:
         print(json.dumps({"ok": res.ok, "trials": res.trials, "worst_rel_error": res.worst,
                           "prunable_groups": res.groups_tested, "failures": res.failures}, indent=1))

@@ -65,11 +65,13 @@ def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int
     return Stats(params, sum(by_op.values()), size, len(g.node), by_op, dict(at or {}))
 
 
-_MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# op -> its weight input: every op whose MACs are counted, float and quantized (integer)
+_CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
+_MAC_OPS = (*_CONV_WEIGHT, "ConvTranspose", "Gemm", "QGemm", "MatMul", "MatMulInteger", "QLinearMatMul")
 
 
 def _mac_tensors(node: onnx.NodeProto) -> list[str]:
-    return [t for t in list(node.input[:2]) + list(node.output[:1]) if t]
+    return [t for t in list(node.input) + list(node.output[:1]) if t]
 
 
 def shapes_at(view: ModelView, at: dict[str, list[int]]) -> Shapes:
@@ -111,22 +113,22 @@ def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto) -> int:
         shapes = shapes.shapes
     op = node.op_type
     try:
-        if op == "Conv":
-            w, y = _dims(shapes, node.input[1]), _dims(shapes, node.output[0])
+        if op in _CONV_WEIGHT:  # float and quantized (integer) convolutions
+            w, y = _dims(shapes, node.input[_CONV_WEIGHT[op]]), _dims(shapes, node.output[0])
             return 0 if w is None or y is None else _prod(y) * _prod(w[1:])
         if op == "ConvTranspose":
             w, x = _dims(shapes, node.input[1]), _dims(shapes, node.input[0])
             if w is None or x is None:
                 return 0
             return _prod(x) * _prod(w[1:])
-        if op == "Gemm":
+        if op in ("Gemm", "QGemm"):
             y = _dims(shapes, node.output[0])
             a = _dims(shapes, node.input[0])
             if y is None or a is None:
                 return 0
             k = a[0] if any(at.name == "transA" and at.i for at in node.attribute) else a[1]
             return _prod(y) * k
-        if op == "MatMul":
+        if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
             y, a = _dims(shapes, node.output[0]), _dims(shapes, node.input[0])
             return 0 if y is None or a is None else _prod(y) * a[-1]
     except (IndexError, TypeError):

@@ -241,9 +241,10 @@ def test_initializer_inputs_resized(name):
 
 # ============================================================================ rewritten attributes
 def test_grouped_conv_group_attr():
-    pm, _ = pruned("grouped_conv")
+    pm, _ = spa.prune(model("grouped_conv"), ratio=0.5, oracle=True, group_conv="groups")
     w = inits(pm)
-    # g2: 2 blocks of 4 -> 1 block; g4: 4 blocks (2 in, 4 out) -> 2 blocks
+    # whole-group mode: g2: 2 blocks of 4 -> 1 block; g4: 4 blocks (2 in, 4 out) -> 2 blocks
+    # (in-group positions, the default: tests/test_group_conv.py)
     assert attr(node(pm, "n_g2"), "group") == 1
     assert w["g2.w"].shape == (4, 4, 3, 3)
     assert attr(node(pm, "n_g4"), "group") == 2
@@ -271,9 +272,14 @@ def test_depthwise_multiplier_group_attr():
 
 
 def test_conv_transpose_grouped_attr():
-    pm, _ = pruned("conv_transpose_grouped")
+    pm, _ = spa.prune(model("conv_transpose_grouped"), ratio=0.5, oracle=True, group_conv="groups")
     assert attr(node(pm, "n_ct"), "group") == 1
     assert inits(pm)["ct.w"].shape == (4, 4, 2, 2)
+    # in-group positions (default): 2 groups stay, half of each group's input and output positions go
+    pm, rep = pruned("conv_transpose_grouped")
+    assert attr(node(pm, "n_ct"), "group") == 2
+    assert inits(pm)["ct.w"].shape == (4, 2, 2, 2)
+    assert rep.oracle <= TOL
 
 
 def test_conv_transpose_weights():

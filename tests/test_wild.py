@@ -1,5 +1,5 @@
 """Real third-party ONNX files (models/wild.py): PP-OCRv4 det/rec/cls (Paddle), Magika (JAX/Keras -> tf2onnx),
-NudeNet YOLOv8n (Ultralytics torch), Silero VAD (TorchScript, LSTM inside If).
+NudeNet YOLOv8n (Ultralytics torch), Silero VAD (TorchScript, LSTM inside If), ddddocr's dynamic-int8 CRNN.
 
 For each: `spa analyze` on the untouched file gives every frozen group a reason; pruning at 0.3 (with the
 registry's real-looking static input shape) gives a checker-valid model that onnxruntime runs, with the same
@@ -100,6 +100,15 @@ def test_prune_untouched_file(name: str) -> None:
     _need(name)
     _, rep = spa.prune(str(wild.path(name)), ratio=0.3)
     assert rep.after.params < rep.before.params
+
+
+def test_a_wrong_output_declaration_is_fixed_and_said() -> None:
+    """ddddocr's CRNN (PyTorch 1.9) declares [1, seqlen] and returns [T, 1, 8210]: the pruned model is compared
+    with what the original returns, the declaration is dropped and the report says so (issue 13 item 5)."""
+    _need("ddddocr_old")
+    pruned, rep = spa.prune(str(wild.path("ddddocr_old")), ratio=0)
+    assert any("declared [1, None]" in n and "8210" in n for n in rep.notes), rep.notes
+    assert not pruned.graph.output[0].type.tensor_type.HasField("shape")
 
 
 def test_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

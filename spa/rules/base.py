@@ -13,6 +13,7 @@ Slicing initializers along pruned slots is generic and done by the rewriter itse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -29,6 +30,7 @@ IN = "in"  # consumer columns: Conv/Gemm/MatMul input channels
 SCALE = "scale"  # per-channel scale: norm gamma, per-channel Mul constant
 BIAS = "bias"  # per-channel additive term: biases, norm beta, per-channel Add constant
 STAT = "stat"  # normalisation statistics (BatchNorm mean / var)
+QSCALE = "qscale"  # quantization scales and zero points: sliced with their channels, never voting
 OTHER = "other"
 
 
@@ -136,6 +138,22 @@ class NodeCtx:
         channel inert in the zero-group oracle (0, or 1 for divisors and variances)."""
         self.c.role(name, axis, role, neutral)
 
+    def quantized(self, name: str | None) -> None:
+        """An integer initializer holds quantized weights (codes, zero points, int32 biases): its channels are
+        reported and sliced like float weights'."""
+        if self.is_param(name):
+            self.c.quantized.add(name)
+
+    def dequantizes(self, tensor: str, source: str, code: Callable[[float], float]) -> None:
+        """`tensor` is the initializer `source` dequantized element by element: roles that later rules give to
+        `tensor` (Conv weight rows, ...) tag `source` too, its neutral value mapped to a code by `code`."""
+        self.c.alias_roles(tensor, source, code)
+
+    @property
+    def group_conv(self) -> str:
+        """How grouped (non-depthwise) convolutions are pruned: "positions" or "groups" (see rules.linear)."""
+        return self.c.group_conv
+
 
 class RewriteCtx:
     """What a rule sees of one node while the plan is applied."""
@@ -153,6 +171,11 @@ class RewriteCtx:
     shape = NodeCtx.shape
     const = NodeCtx.const
     attr = NodeCtx.attr
+
+    @property
+    def group_conv(self) -> str:
+        """The grouped-convolution mode the plan was made in (see NodeCtx.group_conv)."""
+        return self.rw.a.group_conv
 
     def kept(self, name: str | None, axis: int) -> np.ndarray | None:
         """Indices kept along (name, axis); None if that slot is not pruned."""

@@ -1,9 +1,10 @@
 """Layers that mix channels with a weight: Conv, ConvTranspose, Gemm, MatMul.
 
 These are where channels are born (weight rows, role "out") and consumed (weight columns, role "in").
-Grouped convolutions couple input block g with output block g; spa prunes them in whole blocks (the
-`group` attribute shrinks), depthwise convolutions per channel (with a channel multiplier, per input channel
-together with its outputs).
+Grouped convolutions are pruned by in-group positions (the same positions removed from every group, the
+`group` attribute stays; Torch-Pruning's way) or, with group_conv="groups", in whole blocks (input block g with
+output block g; `group` shrinks); depthwise convolutions per channel (with a channel multiplier, per input
+channel together with its outputs).
 """
 
 from __future__ import annotations
@@ -25,81 +26,105 @@ def _grouped_links(n: NodeCtx, x: str, xa: int, y: str, ya: int, c_in: int, c_ou
         n.link(y, ya, y, ya, np.arange(c_out), (np.arange(c_out) // bo) * bo)
 
 
-def _rewrite_group(n: RewriteCtx) -> None:
-    """W axis 0 is pruned in whole group blocks (Conv: output blocks, ConvTranspose: input blocks), so the
-    new group count is the number of blocks kept."""
+def _same_positions(n: NodeCtx, t: str, axis: int, c: int, block: int) -> None:
+    """Channel k*block + p of every block k is one unit (in-group position p): pruning keeps the block count."""
+    if block < c:
+        n.link(t, axis, t, axis, np.arange(c), np.arange(c) % block)
+
+
+def in_group_positions(n: NodeCtx, g: int, c_in: int) -> bool:
+    """A grouped conv (1 < g < c_in channels in) is pruned by in-group positions in "positions" mode; depthwise
+    convs (one input channel per group) always per channel with their outputs (whole groups)."""
+    return g > 1 and c_in // g > 1 and n.group_conv == "positions"
+
+
+def couple_conv(n: NodeCtx, x: str | None, w: str | None, b: str | None, y: str | None,
+                transpose: bool = False) -> None:
+    """Conv (W is (M, C/G, k...)) or ConvTranspose (W is (C, M/G, k...)) channel flow, shared with the
+    quantized convolutions (QLinearConv, ConvInteger).
+
+    group == 1: X axis 1 ↔ W's input axis (in), Y axis 1 ↔ W's output axis ↔ B (out).
+    group > 1, "positions" mode: input channel k·C/G + p of every group k ↔ W input index p (for a Conv) or
+    W row k·C/G + p (ConvTranspose), likewise for the outputs: the same in-group positions are removed from
+    every group and `group` stays. "groups" mode (and depthwise convs): input block k ↔ output block k ↔ W rows of
+    block k, pruned in whole blocks (`group` shrinks)."""
     g = int(n.attr("group", 1))
-    kept = n.kept(n.inp(1), 0)
-    if g > 1 and kept is not None:
-        n.set_attr("group", g * len(kept) // n.shape(n.inp(1))[0])
+    sx, sw, sy = n.shape(x), n.shape(w), n.shape(y)
+    if x is None or w is None or y is None or sx is None or sw is None or (transpose and sy is None):
+        return
+    c_in, m = sx[1], (sy[1] if transpose else sw[0])
+    w_in, w_out = (0, 1) if transpose else (1, 0)
+    if g > 1 and (c_in is None or m is None or c_in % g or m % g):
+        return
+    if g == 1:
+        n.link(x, 1, w, w_in)
+        n.role(w, w_in, IN)
+        n.link(y, 1, w, w_out)
+        n.role(w, w_out, OUT)
+    elif in_group_positions(n, g, c_in):
+        bi, bo = c_in // g, m // g
+        if transpose:  # W rows follow the input channels, W axis 1 is the in-group output position
+            n.link(x, 1, w, 0)
+            n.role(w, 0, IN)
+            _same_positions(n, x, 1, c_in, bi)
+            n.link(y, 1, w, 1, np.arange(m), np.arange(m) % bo)
+            n.role(w, 1, OUT)
+        else:
+            n.link(x, 1, w, 1, np.arange(c_in), np.arange(c_in) % bi)
+            n.role(w, 1, IN)
+            n.link(y, 1, w, 0)
+            n.role(w, 0, OUT)
+            _same_positions(n, y, 1, m, bo)
+    else:
+        _grouped_links(n, x, 1, y, 1, c_in, m, g)
+        if transpose:
+            n.link(x, 1, w, 0)
+        else:
+            n.link(y, 1, w, 0)
+        n.role(w, 0, OUT)
+    if b is not None:
+        n.link(y, 1, b, 0)
+        n.role(b, 0, BIAS)
+
+
+def rewrite_group(n: RewriteCtx, w: str | None) -> None:
+    """In whole-group mode W axis 0 is pruned in whole group blocks (Conv: output blocks, ConvTranspose: input
+    blocks), so the new group count is the number of blocks kept. In-group positions keep the count."""
+    g = int(n.attr("group", 1))
+    kept = n.kept(w, 0)
+    sw = n.shape(w)
+    if g <= 1 or kept is None or sw is None:
+        return
+    c_in = g * sw[1] if n.op != "ConvTranspose" else sw[0]
+    if n.group_conv == "positions" and c_in // g > 1:
+        return
+    n.set_attr("group", g * len(kept) // sw[0])
 
 
 @register
 class Conv(Rule):
-    """Y[n, m] = sum_c W[m, c] * X[n, g(m)*C/G + c] (+ B[m]); W is (M, C/G, k...), B is (M,).
-
-    group == 1: X axis 1 ↔ W axis 1 (in), Y axis 1 ↔ W axis 0 ↔ B (out).
-    group > 1: input block b ↔ output block b ↔ W rows of block b; pruned in whole blocks."""
+    """Y[n, m] = sum_c W[m, c] * X[n, g(m)*C/G + c] (+ B[m]); W is (M, C/G, k...), B is (M,). See couple_conv."""
 
     ops = ("Conv",)
 
     def couple(self, n: NodeCtx) -> None:
-        x, w, b, y = n.inp(0), n.inp(1), n.inp(2), n.out()
-        g = int(n.attr("group", 1))
-        sx, sw = n.shape(x), n.shape(w)
-        if sx is None or sw is None or y is None:
-            return
-        c_in, m = sx[1], sw[0]
-        if g == 1:
-            n.link(x, 1, w, 1)
-            n.role(w, 1, IN)
-        elif c_in is not None and m is not None and c_in % g == 0 and m % g == 0:
-            _grouped_links(n, x, 1, y, 1, c_in, m, g)
-        else:
-            return
-        n.link(y, 1, w, 0)
-        n.role(w, 0, OUT)
-        if b is not None:
-            n.link(w, 0, b, 0)
-            n.role(b, 0, BIAS)
+        couple_conv(n, n.inp(0), n.inp(1), n.inp(2), n.out())
 
     def rewrite(self, n: RewriteCtx) -> None:
-        _rewrite_group(n)
+        rewrite_group(n, n.inp(1))
 
 
 @register
 class ConvTranspose(Rule):
-    """Transposed conv: W is (C, M/G, k...), Y has M = G * W.shape[1] channels, B is (M,).
-
-    group == 1: X axis 1 ↔ W axis 0 (in), Y axis 1 ↔ W axis 1 ↔ B (out).
-    group > 1: blocks as for Conv; W axis 0 follows the input channels."""
+    """Transposed conv: W is (C, M/G, k...), Y has M = G * W.shape[1] channels, B is (M,). See couple_conv."""
 
     ops = ("ConvTranspose",)
 
     def couple(self, n: NodeCtx) -> None:
-        x, w, b, y = n.inp(0), n.inp(1), n.inp(2), n.out()
-        g = int(n.attr("group", 1))
-        sx, sw, sy = n.shape(x), n.shape(w), n.shape(y)
-        if sx is None or sw is None or sy is None:
-            return
-        c_in, m = sx[1], sy[1]
-        if g == 1:
-            n.link(x, 1, w, 0)
-            n.role(w, 0, IN)
-            n.link(y, 1, w, 1)
-            n.role(w, 1, OUT)
-        elif c_in is not None and m is not None and c_in % g == 0 and m % g == 0:
-            _grouped_links(n, x, 1, y, 1, c_in, m, g)
-            n.link(x, 1, w, 0)
-            n.role(w, 0, OUT)
-        else:
-            return
-        if b is not None:
-            n.link(y, 1, b, 0)
-            n.role(b, 0, BIAS)
+        couple_conv(n, n.inp(0), n.inp(1), n.inp(2), n.out(), transpose=True)
 
     def rewrite(self, n: RewriteCtx) -> None:
-        _rewrite_group(n)
+        rewrite_group(n, n.inp(1))
 
 
 @register
@@ -109,25 +134,31 @@ class Gemm(Rule):
     ops = ("Gemm",)
 
     def couple(self, n: NodeCtx) -> None:
-        a, b, c, y = n.inp(0), n.inp(1), n.inp(2), n.out()
-        ka = 0 if n.attr("transA", 0) else 1
-        kb = 1 if n.attr("transB", 0) else 0
-        n.link(a, ka, b, kb)
-        n.link(a, 1 - ka, y, 0)
-        n.link(y, 1, b, 1 - kb)
-        for t, ax_k, ax_o in ((a, ka, 1 - ka), (b, kb, 1 - kb)):
-            if n.is_param(t):
-                n.role(t, ax_k, IN)
-                n.role(t, ax_o, OUT)
-        if c is not None:
-            sc = n.shape(c)
-            if sc is not None:
-                for j, d in enumerate(sc):
-                    oj = 2 - len(sc) + j
-                    if d != 1:
-                        n.link(c, j, y, oj)
-                        if oj == 1:
-                            n.role(c, j, BIAS)
+        couple_gemm(n, n.inp(0), n.inp(1), n.inp(2), n.out())
+
+
+def couple_gemm(n: NodeCtx, a: str | None, b: str | None, c: str | None, y: str | None) -> None:
+    """Gemm's channel flow (shared with com.microsoft QGemm)."""
+    ka = 0 if n.attr("transA", 0) else 1
+    kb = 1 if n.attr("transB", 0) else 0
+    if a is None or b is None or y is None:
+        return
+    n.link(a, ka, b, kb)
+    n.link(a, 1 - ka, y, 0)
+    n.link(y, 1, b, 1 - kb)
+    for t, ax_k, ax_o in ((a, ka, 1 - ka), (b, kb, 1 - kb)):
+        if n.is_param(t):
+            n.role(t, ax_k, IN)
+            n.role(t, ax_o, OUT)
+    if c is not None:
+        sc = n.shape(c)
+        if sc is not None:
+            for j, d in enumerate(sc):
+                oj = 2 - len(sc) + j
+                if d != 1:
+                    n.link(c, j, y, oj)
+                    if oj == 1:
+                        n.role(c, j, BIAS)
 
 
 @register
@@ -138,27 +169,32 @@ class MatMul(Rule):
     ops = ("MatMul",)
 
     def couple(self, n: NodeCtx) -> None:
-        a, b, y = n.inp(0), n.inp(1), n.out()
-        sa, sb, sy = n.shape(a), n.shape(b), n.shape(y)
-        if sa is None or sb is None or sy is None:
-            return
-        ra, rb, ry = len(sa), len(sb), len(sy)
-        n.link(a, ra - 1, b, max(rb - 2, 0))  # K
+        couple_matmul(n, n.inp(0), n.inp(1), n.out())
+
+
+def couple_matmul(n: NodeCtx, a: str | None, b: str | None, y: str | None) -> None:
+    """MatMul's channel flow (shared with QLinearMatMul and MatMulInteger): K of A ↔ K of B (in), N of B ↔ N of
+    Y (out), M of A ↔ M of Y, batch axes broadcast."""
+    sa, sb, sy = n.shape(a), n.shape(b), n.shape(y)
+    if a is None or b is None or y is None or sa is None or sb is None or sy is None:
+        return
+    ra, rb, ry = len(sa), len(sb), len(sy)
+    n.link(a, ra - 1, b, max(rb - 2, 0))  # K
+    if n.is_param(b):
+        n.role(b, max(rb - 2, 0), IN)
+    if n.is_param(a):
+        n.role(a, ra - 1, IN)
+    if rb >= 2:
+        n.link(b, rb - 1, y, ry - 1)  # N
         if n.is_param(b):
-            n.role(b, max(rb - 2, 0), IN)
+            n.role(b, rb - 1, OUT)
+    if ra >= 2:
+        n.link(a, ra - 2, y, ry - 2 if rb >= 2 else ry - 1)  # M
         if n.is_param(a):
-            n.role(a, ra - 1, IN)
-        if rb >= 2:
-            n.link(b, rb - 1, y, ry - 1)  # N
-            if n.is_param(b):
-                n.role(b, rb - 1, OUT)
-        if ra >= 2:
-            n.link(a, ra - 2, y, ry - 2 if rb >= 2 else ry - 1)  # M
-            if n.is_param(a):
-                n.role(a, ra - 2, OUT)
-        if ra >= 2 and rb >= 2:  # batch axes broadcast like element-wise ops
-            for t, s in ((a, sa), (b, sb)):
-                for j in range(len(s) - 2):
-                    oj = (ry - 2) - (len(s) - 2) + j
-                    if s[j] != 1:
-                        n.link(t, j, y, oj)  # unknown/mismatched sizes freeze both sides
+            n.role(a, ra - 2, OUT)
+    if ra >= 2 and rb >= 2:  # batch axes broadcast like element-wise ops
+        for t, s in ((a, sa), (b, sb)):
+            for j in range(len(s) - 2):
+                oj = (ry - 2) - (len(s) - 2) + j
+                if s[j] != 1:
+                    n.link(t, j, y, oj)  # unknown/mismatched sizes freeze both sides

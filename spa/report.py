@@ -76,6 +76,9 @@ def node_macs(view: ModelView, node: onnx.NodeProto) -> int:
         if op == "MatMul":
             y, a = _dims(view, node.output[0]), _dims(view, node.input[0])
             return 0 if y is None or a is None else _prod(y) * a[-1]
+        if op in ("LSTM", "GRU", "RNN"):  # every step (T·B, either layout), direction and gate row: W·x + R·h
+            x, w, r = (_dims(view, node.input[k]) for k in range(3))
+            return 0 if x is None or w is None or r is None else x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
     except (IndexError, TypeError):
         return 0
     return 0

@@ -215,3 +215,11 @@ def test_keras_lstm_and_gru():
     assert not rep.analysis.prunable
     whys = " ".join(g.why for g in rep.analysis.groups)
     assert "recurrent state" in whys and "of width 6 carried through the Loop body" in whys
+
+
+def test_macs_count_every_step_direction_and_gate():
+    """T·B·dirs·G·H·(I + H): the recurrent MACs shrink with the hidden and input widths."""
+    m = R.layer("LSTM", direction="bidirectional", dead=(1, 6), dead_inputs=(2,))
+    _, rep = spa.prune(m, ratio=0.25, criterion="l1")
+    rnn = rep.before.macs_by_op["LSTM"], rep.after.macs_by_op["LSTM"]
+    assert rnn == (5 * 2 * 2 * 4 * 8 * (4 + 8), 5 * 2 * 2 * 4 * 6 * (3 + 6))

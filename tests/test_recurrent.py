@@ -20,22 +20,25 @@ from onnx.reference import ReferenceEvaluator
 
 import spa
 from models import recurrent as R
-from spa.verify import run
+from spa.analysis import analyze
+from spa.api import prepare
+from spa.plan import keep_mask
+from spa.verify import oracle_error, run
 
 TOL = 1e-5
 
 CASES = {
-    f"{kind}-{direction}": dict(kind=kind, direction=direction)
+    f"{kind}-{direction}": {"kind": kind, "direction": direction}
     for kind in ("LSTM", "GRU", "RNN") for direction in ("forward", "reverse", "bidirectional")
 } | {
-    "LSTM-peepholes": dict(kind="LSTM", direction="bidirectional", peepholes=True),
-    "GRU-linear_before_reset": dict(kind="GRU", direction="bidirectional", linear_before_reset=1),
-    "LSTM-seq_lens-clip": dict(kind="LSTM", seq_lens=True, clip=2.0),
-    "RNN-sigmoid": dict(kind="RNN", activations=["Sigmoid"]),
-    "GRU-no-states-Y_h-only": dict(kind="GRU", init_states=False, consume=("Y_h",)),
-    "LSTM-Y_c-only": dict(kind="LSTM", direction="bidirectional", consume=("Y_c",)),
+    "LSTM-peepholes": {"kind": "LSTM", "direction": "bidirectional", "peepholes": True},
+    "GRU-linear_before_reset": {"kind": "GRU", "direction": "bidirectional", "linear_before_reset": 1},
+    "LSTM-seq_lens-clip": {"kind": "LSTM", "seq_lens": True, "clip": 2.0},
+    "RNN-sigmoid": {"kind": "RNN", "activations": ["Sigmoid"]},
+    "GRU-no-states-Y_h-only": {"kind": "GRU", "init_states": False, "consume": ("Y_h",)},
+    "LSTM-Y_c-only": {"kind": "LSTM", "direction": "bidirectional", "consume": ("Y_c",)},
 }
-LAYOUT1 = {f"{kind}-layout1": dict(kind=kind, direction="bidirectional", layout=1) for kind in ("LSTM", "GRU", "RNN")}
+LAYOUT1 = {f"{kind}-layout1": {"kind": kind, "direction": "bidirectional", "layout": 1} for kind in ("LSTM", "GRU", "RNN")}
 
 
 def build(case: dict, **extra) -> onnx.ModelProto:
@@ -223,3 +226,23 @@ def test_macs_count_every_step_direction_and_gate():
     _, rep = spa.prune(m, ratio=0.25, criterion="l1")
     rnn = rep.before.macs_by_op["LSTM"], rep.after.macs_by_op["LSTM"]
     assert rnn == (5 * 2 * 2 * 4 * 8 * (4 + 8), 5 * 2 * 2 * 4 * 6 * (3 + 6))
+
+
+@pytest.mark.parametrize("name", ["LSTM-peepholes", "GRU-linear_before_reset", "RNN-reverse"])
+def test_random_plans_and_oracle_sensitivity(name):
+    """spa.check's random plans (local and global) hold the oracle; and the oracle is not blind to the
+    recurrent weights: the pruned model with two hidden columns of R swapped fails it."""
+    m = build(CASES[name])
+    res = spa.check(m, trials=4)
+    assert res.ok, res.failures
+    pruned, rep = spa.prune(m, ratio=0.5)
+    view, _ = prepare(m)
+    a = analyze(view)
+    keep = keep_mask(a, rep.plan)
+    assert oracle_error(a, keep, pruned) < TOL
+    for t in pruned.graph.initializer:
+        if t.name == "R":
+            r = numpy_helper.to_array(t).copy()
+            r[:, :, [0, 1]] = r[:, :, [1, 0]]
+            t.CopyFrom(numpy_helper.from_array(r, "R"))
+    assert oracle_error(a, keep, pruned) > 1e-3

@@ -246,3 +246,33 @@ def test_random_plans_and_oracle_sensitivity(name):
             r[:, :, [0, 1]] = r[:, :, [1, 0]]
             t.CopyFrom(numpy_helper.from_array(r, "R"))
     assert oracle_error(a, keep, pruned) > 1e-3
+
+
+def test_scan_recurrent_state_reason():
+    """Scan: the states come first (inputs minus num_scan_inputs); the scanned sequence is frozen with them."""
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["h_in", "Rw"], ["hr"]), helper.make_node("Add", ["hr", "x_in"], ["hs"]),
+         helper.make_node("Tanh", ["hs"], ["h_out"]), helper.make_node("Identity", ["h_out"], ["y_out"])],
+        "body",
+        [helper.make_tensor_value_info("h_in", onnx.TensorProto.FLOAT, [2, 6]),
+         helper.make_tensor_value_info("x_in", onnx.TensorProto.FLOAT, [2, 6])],
+        [helper.make_tensor_value_info("h_out", onnx.TensorProto.FLOAT, [2, 6]),
+         helper.make_tensor_value_info("y_out", onnx.TensorProto.FLOAT, [2, 6])],
+    )
+    rng = np.random.default_rng(0)
+    vals = {"w0": rng.normal(size=(4, 6)), "Rw": rng.normal(size=(6, 6)), "head": rng.normal(size=(6, 3)),
+            "w_h": rng.normal(size=(4, 6))}
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w0"], ["xs"]), helper.make_node("MatMul", ["x0", "w_h"], ["h0"]),
+         helper.make_node("Scan", ["h0", "xs"], ["h_last", "ys"], body=body, num_scan_inputs=1, name="scan"),
+         helper.make_node("MatMul", ["h_last", "head"], ["y"])],
+        "scan", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [5, 2, 4]),
+                 helper.make_tensor_value_info("x0", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("ys", onnx.TensorProto.FLOAT, [5, 2, 6])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in vals.items()],
+    )
+    rep = spa.analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    for w in ("w0", "w_h"):
+        g = next(g for g in rep.analysis.groups if any(mb.tensor == w and mb.axis == 1 for mb in g.members))
+        assert not g.prunable and "recurrent state 'h0' of width 6 carried through" in g.why, g.why

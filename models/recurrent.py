@@ -136,11 +136,12 @@ def layer(
 
 
 def torch_rnn(kind: str = "LSTM", *, bidirectional: bool = False, num_layers: int = 1, dynamo: bool = False,
-              hidden: int = 8, inputs: int = 6, seed: int = 0) -> onnx.ModelProto:
+              hidden: int = 8, inputs: int = 6, last_hidden: bool = False, seed: int = 0) -> onnx.ModelProto:
     """torch nn.LSTM / nn.GRU / nn.RNN (sequence-first) between two Linear layers, exported with the legacy
     TorchScript exporter (LSTM op, zero initial state from ConstantOfShape sliced per layer, Squeeze or
     Transpose/Reshape after it) or the dynamo exporter (LSTM/GRU op with a zero initializer as state; RNN is
-    unrolled into MatMul/Add/Tanh)."""
+    unrolled into MatMul/Add/Tanh). `last_hidden`: the head reads h_n[-1] (the last layer's final state, a
+    classifier's usual input) instead of the sequence."""
     import torch
 
     torch.manual_seed(seed)
@@ -150,10 +151,13 @@ def torch_rnn(kind: str = "LSTM", *, bidirectional: bool = False, num_layers: in
             super().__init__()
             self.proj = torch.nn.Linear(3, inputs)
             self.rnn = getattr(torch.nn, kind)(inputs, hidden, num_layers=num_layers, bidirectional=bidirectional)
-            self.head = torch.nn.Linear(hidden * (2 if bidirectional else 1), 3)
+            self.head = torch.nn.Linear(hidden if last_hidden else hidden * (2 if bidirectional else 1), 3)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y, _ = self.rnn(torch.relu(self.proj(x)))
+            y, state = self.rnn(torch.relu(self.proj(x)))
+            if last_hidden:
+                h = state[0] if isinstance(state, tuple) else state
+                return self.head(h[-1])
             return self.head(y)
 
     net = Net().eval()

@@ -276,3 +276,16 @@ def test_scan_recurrent_state_reason():
     for w in ("w0", "w_h"):
         g = next(g for g in rep.analysis.groups if any(mb.tensor == w and mb.axis == 1 for mb in g.members))
         assert not g.prunable and "recurrent state 'h0' of width 6 carried through" in g.why, g.why
+
+
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["legacy", "dynamo"])
+def test_torch_last_hidden_head(dynamo):
+    """A classifier on h_n[-1]: the exporters concatenate every layer's Y_h, which couples the layers' hidden
+    units (one group, pruned together); the oracle holds."""
+    pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    m = R.torch_rnn("LSTM", bidirectional=True, num_layers=2, dynamo=dynamo, last_hidden=True)
+    pruned, rep = spa.prune(m, ratio=0.5, oracle=True)
+    assert rep.oracle is not None and rep.oracle < TOL, rep.oracle
+    assert [hidden_size(n) for n in pruned.graph.node if n.op_type == "LSTM"] == [4, 4]

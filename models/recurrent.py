@@ -6,6 +6,7 @@
     m = recurrent.layer("GRU", dead=(1, 4), dead_inputs=(2,))   # planted dead hidden units / input channels
     m = recurrent.torch_rnn("LSTM", bidirectional=True, num_layers=2, dynamo=False)
     m = recurrent.keras_rnn("LSTM")                              # needs tensorflow + tf2onnx
+    m = recurrent.unrolled("Loop")                               # a state carried through a Loop body
 
 `layer` builds x -> MatMul -> Relu -> <layer> -> (Y, Y_h, Y_c) -> per-output Transpose/Reshape -> MatMul heads, so
 both the channels feeding the layer and its hidden units have weight consumers on each side.
@@ -189,3 +190,46 @@ def keras_rnn(kind: str = "LSTM", *, bidirectional: bool = False, hidden: int = 
     spec = (tf.TensorSpec([None, 7, 5], tf.float32, name="input"),)
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
     return proto
+
+
+def unrolled(op: str = "Loop", *, width: int = 6, seq: int = 5, batch: int = 2) -> onnx.ModelProto:
+    """A recurrent layer written as control flow, as tf2onnx writes Keras GRU/SimpleRNN: h_t = tanh(h_{t-1} @ Rw
+    (+ x_t for Scan)) with Rw read from the outer scope, the state h0 made by a MatMul and read by a MatMul head.
+    Loop: `seq` iterations over a carried state. Scan: one carried state and one scanned sequence xs (also made
+    by a MatMul)."""
+    f, i64, b = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    state = [batch, width]
+    rng = np.random.default_rng(0)
+    vals = {"w0": rng.normal(size=(4, width)), "Rw": rng.normal(size=(width, width)), "head": rng.normal(size=(width, 3))}
+    inits = {k: v.astype(np.float32) for k, v in vals.items()}
+    step = [helper.make_node("MatMul", ["h_in", "Rw"], ["hr"])]
+    if op == "Loop":
+        step += [helper.make_node("Tanh", ["hr"], ["h_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])]
+        body = helper.make_graph(
+            step, "body",
+            [helper.make_tensor_value_info("i", i64, []), helper.make_tensor_value_info("cond_in", b, []),
+             helper.make_tensor_value_info("h_in", f, state)],
+            [helper.make_tensor_value_info("cond_out", b, []), helper.make_tensor_value_info("h_out", f, state)])
+        inits |= {"trip": np.array(seq, np.int64), "cond": np.array(True)}
+        nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"]),
+                 helper.make_node("Loop", ["trip", "cond", "h0"], ["h_last"], body=body, name="while_loop")]
+        ins = [helper.make_tensor_value_info("x", f, [batch, 4])]
+        outs = []
+    else:
+        step += [helper.make_node("Add", ["hr", "x_in"], ["hs"]), helper.make_node("Tanh", ["hs"], ["h_out"]),
+                 helper.make_node("Identity", ["h_out"], ["y_out"])]
+        body = helper.make_graph(
+            step, "body",
+            [helper.make_tensor_value_info("h_in", f, state), helper.make_tensor_value_info("x_in", f, state)],
+            [helper.make_tensor_value_info("h_out", f, state), helper.make_tensor_value_info("y_out", f, state)])
+        inits["w_h"] = rng.normal(size=(4, width)).astype(np.float32)
+        nodes = [helper.make_node("MatMul", ["x", "w0"], ["xs"]), helper.make_node("MatMul", ["x0", "w_h"], ["h0"]),
+                 helper.make_node("Scan", ["h0", "xs"], ["h_last", "ys"], body=body, num_scan_inputs=1, name="scan")]
+        ins = [helper.make_tensor_value_info("x", f, [seq, batch, 4]), helper.make_tensor_value_info("x0", f, [batch, 4])]
+        outs = [helper.make_tensor_value_info("ys", f, [seq, batch, width])]
+    nodes.append(helper.make_node("MatMul", ["h_last", "head"], ["y"]))
+    graph = helper.make_graph(nodes, op.lower(), ins, [helper.make_tensor_value_info("y", f, [batch, 3]), *outs],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model

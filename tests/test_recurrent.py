@@ -140,34 +140,8 @@ def test_obspa_falls_back_to_magnitude_for_recurrent_consumers():
     assert rep.oracle < TOL and rep.groups_pruned == 2
 
 
-def _loop_model() -> onnx.ModelProto:
-    """h_t = tanh(h_{t-1} @ Rw) for 3 steps in a Loop body (Rw read from the outer scope), then a MatMul head."""
-    body = helper.make_graph(
-        [helper.make_node("MatMul", ["h_in", "Rw"], ["hr"]), helper.make_node("Tanh", ["hr"], ["h_out"]),
-         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
-        "body",
-        [helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
-         helper.make_tensor_value_info("h_in", onnx.TensorProto.FLOAT, [2, 6])],
-        [helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
-         helper.make_tensor_value_info("h_out", onnx.TensorProto.FLOAT, [2, 6])],
-    )
-    rng = np.random.default_rng(0)
-    vals = {"w0": rng.normal(size=(4, 6)), "Rw": rng.normal(size=(6, 6)), "head": rng.normal(size=(6, 3)),
-            "trip": np.array(3, np.int64), "cond": np.array(True)}
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w0"], ["h0"]),
-         helper.make_node("Loop", ["trip", "cond", "h0"], ["h_last"], body=body, name="while_loop"),
-         helper.make_node("MatMul", ["h_last", "head"], ["y"])],
-        "loop", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
-        [numpy_helper.from_array(v.astype(np.float32) if v.dtype == np.float64 else v, k) for k, v in vals.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
 def test_loop_recurrent_state_reason():
-    rep = spa.analyze(_loop_model())
+    rep = spa.analyze(R.unrolled("Loop"))
     state = next(g for g in rep.analysis.groups if any(mb.tensor == "w0" and mb.axis == 1 for mb in g.members))
     assert not state.prunable
     assert "Loop 'while_loop': recurrent state 'h0' of width 6 carried through the Loop body" in state.why
@@ -250,29 +224,7 @@ def test_random_plans_and_oracle_sensitivity(name):
 
 def test_scan_recurrent_state_reason():
     """Scan: the states come first (inputs minus num_scan_inputs); the scanned sequence is frozen with them."""
-    body = helper.make_graph(
-        [helper.make_node("MatMul", ["h_in", "Rw"], ["hr"]), helper.make_node("Add", ["hr", "x_in"], ["hs"]),
-         helper.make_node("Tanh", ["hs"], ["h_out"]), helper.make_node("Identity", ["h_out"], ["y_out"])],
-        "body",
-        [helper.make_tensor_value_info("h_in", onnx.TensorProto.FLOAT, [2, 6]),
-         helper.make_tensor_value_info("x_in", onnx.TensorProto.FLOAT, [2, 6])],
-        [helper.make_tensor_value_info("h_out", onnx.TensorProto.FLOAT, [2, 6]),
-         helper.make_tensor_value_info("y_out", onnx.TensorProto.FLOAT, [2, 6])],
-    )
-    rng = np.random.default_rng(0)
-    vals = {"w0": rng.normal(size=(4, 6)), "Rw": rng.normal(size=(6, 6)), "head": rng.normal(size=(6, 3)),
-            "w_h": rng.normal(size=(4, 6))}
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w0"], ["xs"]), helper.make_node("MatMul", ["x0", "w_h"], ["h0"]),
-         helper.make_node("Scan", ["h0", "xs"], ["h_last", "ys"], body=body, num_scan_inputs=1, name="scan"),
-         helper.make_node("MatMul", ["h_last", "head"], ["y"])],
-        "scan", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [5, 2, 4]),
-                 helper.make_tensor_value_info("x0", onnx.TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3]),
-         helper.make_tensor_value_info("ys", onnx.TensorProto.FLOAT, [5, 2, 6])],
-        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in vals.items()],
-    )
-    rep = spa.analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    rep = spa.analyze(R.unrolled("Scan"))
     for w in ("w0", "w_h"):
         g = next(g for g in rep.analysis.groups if any(mb.tensor == w and mb.axis == 1 for mb in g.members))
         assert not g.prunable and "recurrent state 'h0' of width 6 carried through" in g.why, g.why

@@ -67,7 +67,7 @@ def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int
 
 # op -> its weight input: every op whose MACs are counted, float and quantized (integer)
 _CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
-_MAC_OPS = (*_CONV_WEIGHT, "ConvTranspose", "Gemm", "QGemm", "MatMul", "MatMulInteger", "QLinearMatMul")
+_MAC_OPS = (*_CONV_WEIGHT, "ConvTranspose", "Gemm", "QGemm", "MatMul", "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN")
 
 
 def _mac_tensors(node: onnx.NodeProto) -> list[str]:
@@ -131,6 +131,9 @@ def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto) -> int:
         if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
             y, a = _dims(shapes, node.output[0]), _dims(shapes, node.input[0])
             return 0 if y is None or a is None else _prod(y) * a[-1]
+        if op in ("LSTM", "GRU", "RNN"):  # every step (T·B, either layout), direction and gate row: W·x + R·h
+            x, w, r = (_dims(shapes, node.input[k]) for k in range(3))
+            return 0 if x is None or w is None or r is None else x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
     except (IndexError, TypeError):
         return 0
     return 0

@@ -43,6 +43,36 @@ def _ops(g: onnx.GraphProto, acc: set[str]) -> None:
             _ops(sub, acc)
 
 
+def _carried(n: NodeCtx) -> list[tuple[str, str | None]]:
+    """(initial value, final value) of each state a Loop or Scan carries from one iteration to the next and
+    changes on the way (an unrolled recurrent layer: Keras GRU/SimpleRNN through tf2onnx). States the body
+    passes through unchanged (tf2onnx carries the weights that way) are not recurrent."""
+    body = next((g for name, g in _bodies(n.node) if name == "body"), None)
+    if body is None:
+        return []
+    skip = 2 if n.op == "Loop" else 0  # Loop's body inputs: iteration number, condition, then the states
+    k = len(n.node.input) - skip if n.op == "Loop" else len(n.node.input) - int(n.attr("num_scan_inputs", 0))
+    initial = list(n.node.input[skip : skip + k])
+    out = []
+    for i, t in enumerate(initial):
+        b_in = body.input[skip + i].name if skip + i < len(body.input) else None
+        b_out = body.output[(skip > 0) + i].name if (skip > 0) + i < len(body.output) else None
+        if not t or b_in is None or b_in == b_out or n.is_param(t):
+            continue
+        final = n.node.output[i] if i < len(n.node.output) and n.node.output[i] else None
+        out.append((t, final))
+    return out
+
+
+def _width(n: NodeCtx, t: str | None) -> int | None:
+    """The last dim of a state (its feature width; an integer state, e.g. a counter, is a scalar); None when
+    unknown."""
+    s = n.shape(t)
+    if t is None or not s or s[-1] is None:
+        return None
+    return int(s[-1])
+
+
 @register
 class ControlFlow(Rule):
     """If / Loop / Scan: frozen, each tensor with the way it reaches the body graphs."""
@@ -58,6 +88,15 @@ class ControlFlow(Rule):
         heavy = sorted(inner & {"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN", "Einsum"})
         contains = f" (the bodies contain {', '.join(heavy)})" if heavy else ""
         explicit = set(n.inputs)
+        states = []
+        for t, out in _carried(n):
+            width = _width(n, t) or _width(n, out)
+            if width is not None and width >= 2:
+                states.append(f"'{t}' of width {width}")
+                for x in (t, out):
+                    if x is not None:
+                        n.freeze_tensor(x, f"recurrent state '{t}' of width {width} carried through {n.where()} "
+                                           f"body ({names}){contains}: pruning it needs the body's rule")
         for t in n.inputs:
             n.freeze_tensor(t, f"'{t}' is an input of the {n.op} body graphs ({names}), which spa does not "
                                f"follow{contains}")
@@ -73,4 +112,8 @@ class ControlFlow(Rule):
         for t in n.outputs:
             n.freeze_tensor(t, f"'{t}' is computed by the {n.op} body graphs ({names}), which spa does not "
                                f"follow{contains}")
-        n.bail(f"the {n.op} body graphs ({names}) are not followed{contains}")
+        if states:
+            n.bail(f"recurrent state {', '.join(states)} carried through the {n.op} body ({names}){contains}: "
+                   f"pruning it needs the body's rule")
+        else:
+            n.bail(f"the {n.op} body graphs ({names}) are not followed{contains}")

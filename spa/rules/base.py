@@ -22,8 +22,8 @@ from onnx import helper, numpy_helper
 from ..onnxutil import attr
 
 if TYPE_CHECKING:
-    from ..analysis import Couplings
     from ..graph import ModelView, Shape
+    from .couplings import Couplings
 
 # Roles of initializer slots, used by criteria and by the zero-group oracle:
 OUT = "out"  # producer rows: Conv/Gemm/MatMul output channels

@@ -479,6 +479,8 @@ class ModelView:
             for name in node_inputs(node):
                 consumers.setdefault(name, []).append(i)
         init_names = set(inits)
+        from .fold import fold_shape_values
+
         folded = fold_shape_values(model, shapes, inits)
         return cls(
             model=model,
@@ -636,10 +638,6 @@ def _probe_unknown(model: onnx.ModelProto, shapes: dict, symbols: dict, inits: s
         symbols[name] = tuple(syms)
 
 
-_FOLD_OPS = set("Shape Size Gather Unsqueeze Squeeze Concat Slice Cast Identity Add Sub Mul Div Floor Ceil "
-                "ReduceProd ReduceSum Neg Abs Max Min".split())
-
-
 def batch_multiple(syms: tuple, axis: int, batch: str | None) -> int | None:
     """k if the symbol of `axis` is the batch symbol (k = 1) or "batch*k"; None otherwise."""
     if batch is None or axis >= len(syms) or not syms[axis]:
@@ -649,120 +647,6 @@ def batch_multiple(syms: tuple, axis: int, batch: str | None) -> int | None:
         return 1
     head, _, k = sym.rpartition("*")
     return int(k) if head == batch and k.isdigit() else None
-
-
-def _as_index(v: np.ndarray) -> np.ndarray:
-    """Shape-arithmetic values as int64 indices, huge sentinels (±INT64_MAX as float) clamped to ±2**62."""
-    v = np.asarray(v, dtype=np.float64)
-    if np.isnan(v).any():
-        raise ValueError("unknown index")  # the caller does not fold this node
-    return np.clip(v, -(2.0**62), 2.0**62).astype(np.int64)
-
-
-def fold_shape_values(model: onnx.ModelProto, shapes: dict, inits: dict) -> dict[str, np.ndarray]:
-    """Evaluate shape arithmetic (Shape → Gather → Add/Div/... → Concat) from the static shapes, with unknown
-    (symbolic) dims as NaN. Returns the tensors whose value is fully known: exporters compute Slice ends,
-    Split sizes or Reshape targets this way (e.g. torch's legacy `chunk`). The rewriter later writes them as
-    constants wherever the shapes they were computed from change."""
-    vals: dict[str, tuple[np.ndarray, np.dtype]] = {}
-
-    def get(name: str):
-        if name in vals:
-            return vals[name]
-        t = inits.get(name)
-        if t is not None and t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and _numel(t) <= 64:
-            a = numpy_helper.to_array(t)
-            vals[name] = (a.astype(np.float64), a.dtype)
-            return vals[name]
-        if t is not None and t.data_type == onnx.TensorProto.FLOAT and _numel(t) <= 64:
-            a = numpy_helper.to_array(t)
-            vals[name] = (a.astype(np.float64), a.dtype)
-            return vals[name]
-        return None
-
-    def attr(node, name, default=None):
-        for a in node.attribute:
-            if a.name == name:
-                return onnx.helper.get_attribute_value(a)
-        return default
-
-    for node in model.graph.node:
-        op = node.op_type
-        if op not in _FOLD_OPS or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
-            continue
-        out = node.output[0]
-        try:
-            if op in ("Shape", "Size"):
-                s = shapes.get(node.input[0])
-                if s is None:
-                    continue
-                if op == "Size":
-                    v = np.array(float(np.prod([np.nan if d is None else d for d in s])))
-                else:
-                    r = len(s)
-                    lo, hi = int(attr(node, "start", 0)), int(attr(node, "end", r))
-                    lo, hi = max(0, min(r, lo + r if lo < 0 else lo)), max(0, min(r, hi + r if hi < 0 else hi))
-                    v = np.array([np.nan if d is None else float(d) for d in s[lo:hi]])
-                vals[out] = (v, np.dtype(np.int64))
-                continue
-            ins = [get(i) if i else None for i in node.input]
-            if not ins or ins[0] is None or any(i and x is None for i, x in zip(node.input, ins)):
-                continue
-            a, dt = ins[0]
-            if op == "Identity":
-                v = a
-            elif op == "Cast":
-                dt = onnx.helper.tensor_dtype_to_np_dtype(attr(node, "to"))
-                v = np.trunc(a) if np.issubdtype(dt, np.integer) else a
-            elif op == "Gather":
-                idx = ins[1][0].astype(np.int64)
-                v = np.take(a, idx, axis=int(attr(node, "axis", 0)))
-            elif op == "Unsqueeze":
-                axes = attr(node, "axes") if len(node.input) < 2 else ins[1][0].astype(np.int64).tolist()
-                v = a
-                for ax in sorted(int(x) + (v.ndim + len(axes) if int(x) < 0 else 0) for x in axes):
-                    v = np.expand_dims(v, ax)
-            elif op == "Squeeze":
-                axes = attr(node, "axes") if len(node.input) < 2 else ins[1][0].astype(np.int64).tolist()
-                v = np.squeeze(a, axis=tuple(int(x) for x in axes)) if axes else np.squeeze(a)
-            elif op == "Concat":
-                v = np.concatenate([np.atleast_1d(x[0]) for x in ins], axis=int(attr(node, "axis", 0)))
-            elif op == "Slice":
-                if len(node.input) < 3:
-                    continue
-                # values are float64 here (NaN = unknown): INT64_MAX-style ends must be clamped before the cast
-                st, en = _as_index(ins[1][0]), _as_index(ins[2][0])
-                axes = _as_index(ins[3][0]) if len(ins) > 3 and ins[3] else np.arange(len(st))
-                steps = _as_index(ins[4][0]) if len(ins) > 4 and ins[4] else np.ones(len(st), np.int64)
-                sl = [slice(None)] * a.ndim
-                for s0, e0, ax, sp in zip(st, en, axes, steps):
-                    sl[int(ax)] = slice(int(s0), int(e0), int(sp))
-                v = a[tuple(sl)]
-            elif op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
-                b = ins[1][0]
-                v = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum,
-                     "Min": np.minimum, "Div": np.divide}[op](a, b)
-                if op == "Div" and np.issubdtype(dt, np.integer):
-                    v = np.trunc(v)
-            elif op in ("Floor", "Ceil", "Neg", "Abs"):
-                v = {"Floor": np.floor, "Ceil": np.ceil, "Neg": np.negative, "Abs": np.abs}[op](a)
-            elif op in ("ReduceProd", "ReduceSum"):
-                if len(node.input) > 1 or attr(node, "axes") is not None:
-                    continue
-                v = np.prod(a) if op == "ReduceProd" else np.sum(a)
-                if attr(node, "keepdims", 1):
-                    v = np.reshape(v, [1] * a.ndim)
-            else:
-                continue
-            vals[out] = (np.asarray(v, dtype=np.float64), dt)
-        except Exception:  # anything unusual: just not folded
-            continue
-    out_vals: dict[str, np.ndarray] = {}
-    for name, (v, dt) in vals.items():
-        if name in inits or np.isnan(v).any():
-            continue
-        out_vals[name] = v.astype(dt)
-    return out_vals
 
 
 def shape_sources(view: "ModelView", name: str) -> list[str]:

@@ -108,15 +108,28 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
     for a, b in edges:
         boxes[a].succs.append(b)
         boxes[b].preds.append(a)
+    _assign_layers(boxes, order)
+    paths = _add_dummies(boxes, edges)
+    layers = _order_layers(boxes, order)
+    _place_x(boxes, layers)
+    return layers, paths
+
+
+def _assign_layers(boxes: list[_Box], order: list[int]) -> None:
+    """Layer = longest path from a source; sources that are not graph inputs (constants, nodes reading only
+    initializers) sit just above their first consumer instead of at the top."""
     for v in order:
         bx = boxes[v]
         bx.layer = max((boxes[p].layer + 1 for p in bx.preds), default=0)
-    # sources that are not graph inputs (constants, nodes reading only initializers) sit just above their
-    # first consumer instead of at the top
     for v in reversed(order):
         bx = boxes[v]
         if not bx.preds and bx.kind == "op" and bx.succs:
             bx.layer = max(0, min(boxes[s].layer for s in bx.succs) - 1)
+
+
+def _add_dummies(boxes: list[_Box], edges: list[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Virtual points on edges spanning several layers (shortest first, within DUMMY_BUDGET), so long edges
+    take part in the ordering. Returns each edge's chain of box ids."""
     paths: dict[tuple[int, int], list[int]] = {}
     spans = sorted(((boxes[b].layer - boxes[a].layer, a, b) for a, b in edges), key=lambda t: t[0])
     budget = DUMMY_BUDGET
@@ -140,7 +153,11 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
         boxes[b].preds.remove(a)
         chain.append(b)
         paths[(a, b)] = chain
+    return paths
 
+
+def _order_layers(boxes: list[_Box], order: list[int]) -> list[list[int]]:
+    """Boxes per layer, ordered by a few barycentre sweeps (down, up, down) to untangle the edges."""
     n_layers = max((bx.layer for bx in boxes), default=-1) + 1
     layers: list[list[int]] = [[] for _ in range(n_layers)]
     for v in order:
@@ -155,7 +172,7 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
         for li in rng:
             layer = layers[li]
             keys = []
-            for i, v in enumerate(layer):
+            for v in layer:
                 nb = boxes[v].preds if down else boxes[v].succs
                 nb = [u for u in nb if boxes[u].layer == li + (-1 if down else 1)]
                 keys.append((sum(pos[u] for u in nb) / len(nb)) if nb else float(pos[v]))
@@ -168,9 +185,12 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
         sweep(True)
         sweep(False)
     sweep(True)
+    return layers
 
-    # x placement: each box wants the mean x of its predecessors (layer 0: packed), then the layer is packed
-    # left to right without overlap and shifted back so the displacement averages out
+
+def _place_x(boxes: list[_Box], layers: list[list[int]]) -> None:
+    """Each box wants the mean x of its predecessors (layer 0: packed), then the layer is packed left to right
+    without overlap and shifted back so the displacement averages out."""
     def sep(a: int, b: int) -> float:
         both_dummies = boxes[a].kind == "dummy" and boxes[b].kind == "dummy"
         return (boxes[a].width + boxes[b].width) / 2 + (4 if both_dummies else GAP_X)
@@ -179,7 +199,7 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
         if not layer:
             continue
         want = []
-        for i, v in enumerate(layer):
+        for v in layer:
             ps = boxes[v].preds
             want.append(sum(boxes[p].x for p in ps) / len(ps) if ps and li > 0 else None)
         xs: list[float] = []
@@ -201,7 +221,6 @@ def _layout(boxes: list[_Box], order: list[int], edges: list[tuple[int, int]]) -
         lo = min(bx.x - bx.width / 2 for bx in boxes)
         for bx in boxes:
             bx.x += MARGIN - lo
-    return layers, paths
 
 
 # ------------------------------------------------------------------------------------------------ render
@@ -210,28 +229,49 @@ def render(report: "AnalyzeReport", path: str | Path, *, plan: "Plan | None" = N
     Path(path).write_text(to_html(report, plan=plan, title=title), encoding="utf-8")
 
 
-def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str | None = None) -> str:
-    t0 = time.perf_counter()
-    a = report.analysis
-    view = a.view
-    model = view.model
-    nodes = model.graph.node
-    groups = a.groups
-    n_nodes = len(nodes)
+@dataclass
+class _Colouring:
+    """Which groups each box touches, and which group fills it / stripes its left edge."""
 
-    # --- which groups each node touches, and which group colours it
-    inputs = list(view.graph_inputs)
-    outputs = list(view.graph_outputs)
-    in_box = {name: n_nodes + k for k, name in enumerate(inputs)}
-    out_box = {name: n_nodes + len(inputs) + k for k, name in enumerate(outputs)}
-    n_boxes = n_nodes + len(inputs) + len(outputs)
-    touches: list[set[int]] = [set() for _ in range(n_boxes)]
-    fill_of: dict[int, tuple[int, int]] = {}  # box → (role rank, group id) of the best prunable param group
-    stripe_of: dict[int, int] = {}  # box → group id of its input channels (role "in")
-    tensor_groups: dict[str, set[int]] = {}
-    for g in groups:
+    touches: list[set[int]]
+    fill_of: dict[int, tuple[int, int]]  # box → (role rank, group id) of the best prunable param group
+    stripe_of: dict[int, int]  # box → group id of its input channels (role "in")
+    tensor_groups: dict[str, set[int]]
+
+
+@dataclass
+class _Drawing:
+    """The laid-out graph: boxes (ops, then graph inputs, then outputs, then virtual points), edges and lanes."""
+
+    boxes: list[_Box]
+    order: list[int]
+    layers: list[list[int]]
+    paths: dict
+    edge_tensors: dict[tuple[int, int], list[str]]
+    lane_of: dict[tuple[int, int], int]
+    right: float
+    inputs: list[str]
+    outputs: list[str]
+
+    @property
+    def width(self) -> int:
+        return int(self.right + MARGIN)
+
+    @property
+    def height(self) -> int:
+        return int(len(self.layers) * LAYER_H + MARGIN * 2)
+
+
+def _ypos(bx: _Box) -> float:
+    return MARGIN + bx.layer * LAYER_H
+
+
+def _colouring(a, in_box: dict[str, int], out_box: dict[str, int], n_boxes: int) -> _Colouring:
+    view = a.view
+    c = _Colouring([set() for _ in range(n_boxes)], {}, {}, {})
+    for g in a.groups:
         for m in g.members:
-            tensor_groups.setdefault(m.tensor, set()).add(g.id)
+            c.tensor_groups.setdefault(m.tensor, set()).add(g.id)
             users = list(view.consumers.get(m.tensor, []))
             if m.tensor in view.producer:
                 users.append(view.producer[m.tensor])
@@ -240,21 +280,26 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
             if m.tensor in out_box:
                 users.append(out_box[m.tensor])
             for i in users:
-                touches[i].add(g.id)
+                c.touches[i].add(g.id)
             if m.is_param and g.prunable:
                 rank = _ROLE_ORDER.get(m.role, 4)
                 for i in view.consumers.get(m.tensor, []):
                     if m.role == "in":
-                        stripe_of.setdefault(i, g.id)
+                        c.stripe_of.setdefault(i, g.id)
                     else:
-                        cur = fill_of.get(i)
+                        cur = c.fill_of.get(i)
                         if cur is None or (rank, g.id) < cur:
-                            fill_of[i] = (rank, g.id)
+                            c.fill_of[i] = (rank, g.id)
     # a node with only input-channel weights in a prunable group (e.g. the classifier) is filled by that group
-    for i, gid in stripe_of.items():
-        fill_of.setdefault(i, (9, gid))
+    for i, gid in c.stripe_of.items():
+        c.fill_of.setdefault(i, (9, gid))
+    return c
 
-    # --- boxes and edges
+
+def _draw(view, in_box: dict[str, int], out_box: dict[str, int]) -> _Drawing:
+    nodes = view.model.graph.node
+    n_nodes = len(nodes)
+    inputs, outputs = list(in_box), list(out_box)
     boxes: list[_Box] = [_Box("op", BOX_W) for _ in range(n_nodes)]
     boxes += [_Box("in", IO_W) for _ in inputs] + [_Box("out", IO_W) for _ in outputs]
     edge_tensors: dict[tuple[int, int], list[str]] = {}
@@ -267,41 +312,28 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
         src = view.producer.get(name, in_box.get(name))
         if src is not None:
             edge_tensors.setdefault((src, b), []).append(name)
-    order = list(range(n_nodes, n_nodes + len(inputs))) + topo_order(model) + list(out_box.values())
+    order = list(range(n_nodes, n_nodes + len(inputs))) + topo_order(view.model) + list(out_box.values())
     layers, paths = _layout(boxes, order, list(edge_tensors))
-
     right = max((bx.x + bx.width / 2 for bx in boxes), default=0)
     # edges spanning several layers without virtual points run down lanes right of the drawing
     long_direct = [e for e in edge_tensors if len(paths.get(e, e)) == 2 and boxes[e[1]].layer - boxes[e[0]].layer > 1]
     lane_of = {e: k % LANES for k, e in enumerate(long_direct)}
     if long_direct:
         right += 12 + LANE_GAP * min(LANES, len(long_direct))
-    width = int(right + MARGIN)
-    height = int(len(layers) * LAYER_H + MARGIN * 2)
+    return _Drawing(boxes, order, layers, paths, edge_tensors, lane_of, right, inputs, outputs)
 
-    def ypos(bx: _Box) -> float:
-        return MARGIN + bx.layer * LAYER_H
 
-    by_id = {g.id: g for g in groups}
-    plan_by_key = {gp.key: gp for gp in plan.groups} if plan is not None else {}
-
-    # --- SVG
-    svg: list[str] = [
-        f'<svg id="graph" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" data-w="{width}" data-h="{height}">',
-        '<defs><marker id="ah" viewBox="0 0 8 8" refX="8" refY="4" markerUnits="userSpaceOnUse" markerWidth="8" '
-        'markerHeight="8" orient="auto-start-reverse"><path d="M0,0L8,4L0,8z" fill="#8a94a6"/></marker></defs>',
-        '<g id="edges">',
-    ]
-    for (a_, b_), ts in edge_tensors.items():
-        chain = paths.get((a_, b_), [a_, b_])
-        gids = sorted(set().union(*(tensor_groups.get(t, set()) for t in ts)))
+def _svg_edges(dr: _Drawing, col: _Colouring) -> list[str]:
+    boxes, svg = dr.boxes, []
+    for (a_, b_), ts in dr.edge_tensors.items():
+        chain = dr.paths.get((a_, b_), [a_, b_])
+        gids = sorted(set().union(*(col.tensor_groups.get(t, set()) for t in ts)))
         dg = f' data-g="{" ".join(map(str, gids))}"' if gids else ""
-        lane = lane_of.get((a_, b_))
+        lane = dr.lane_of.get((a_, b_))
         if lane is not None:
             sb, db = boxes[a_], boxes[b_]
-            sx, sy, dx, dy = round(sb.x), round(ypos(sb) + BOX_H), round(db.x), round(ypos(db))
-            lx = round(right - LANE_GAP * lane)
+            sx, sy, dx, dy = round(sb.x), round(_ypos(sb) + BOX_H), round(db.x), round(_ypos(db))
+            lx = round(dr.right - LANE_GAP * lane)
             gap = LAYER_H - BOX_H
             svg.append(f'<path d="M{sx},{sy}C{sx},{sy + gap // 2} {lx},{sy + gap // 2} {lx},{sy + gap}'
                        f'V{dy - gap}C{lx},{dy - gap // 2} {dx},{dy - gap // 2} {dx},{dy}"{dg}/>')
@@ -309,7 +341,7 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
         pts = []
         for k, v in enumerate(chain):
             bx = boxes[v]
-            y = ypos(bx)
+            y = _ypos(bx)
             if k == 0:
                 pts.append((bx.x, y + BOX_H))
             elif k == len(chain) - 1:
@@ -327,110 +359,131 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
                 my = (y1 + y2) / 2
                 d.append(f"C{x1:.0f},{my:.0f} {x2:.0f},{my:.0f} {x2:.0f},{y2:.0f}")
         svg.append(f'<path d="{"".join(d)}"{dg}/>')
-    svg.append("</g><g id=\"nodes\">")
+    return svg
 
-    def frozen_lines(gids) -> list[str]:
-        out = []
-        for gid in sorted(gids):
-            g = by_id[gid]
-            if not g.prunable:
-                out.append(f"group {gid} frozen: {_cut(g.why, TIP_CHARS)}")
-        if len(out) > TIP_REASONS:
-            out = out[:TIP_REASONS] + [f"… and {len(out) - TIP_REASONS} more frozen groups"]
-        return out
 
-    for v in order:
-        bx = boxes[v]
-        x0 = bx.x - bx.width / 2
-        y0 = ypos(bx)
-        gids = touches[v]
-        frozen = frozen_lines(gids)
-        cls = "n"
-        if bx.kind == "op":
-            node = nodes[v]
-            name = node.name or (node.output[0] if node.output else "")
-            op = node.op_type
-            line1 = _cut(op, LABEL_CHARS)
-            line2 = _short_name(name, op)
-            tip = [f"{op}  {_cut(name, TIP_CHARS)}"]
-            if node.domain not in ("", "ai.onnx"):
-                tip[0] += f"  (domain {_cut(node.domain, 60)})"
+def _frozen_lines(by_id: dict, gids) -> list[str]:
+    out = []
+    for gid in sorted(gids):
+        g = by_id[gid]
+        if not g.prunable:
+            out.append(f"group {gid} frozen: {_cut(g.why, TIP_CHARS)}")
+    if len(out) > TIP_REASONS:
+        out = out[:TIP_REASONS] + [f"… and {len(out) - TIP_REASONS} more frozen groups"]
+    return out
+
+
+def _svg_node(v: int, dr: _Drawing, col: _Colouring, nodes, by_id: dict, plan_by_key: dict) -> str:
+    """One box: its rectangle (filled by its group), label, stripe and tooltip (frozen reasons)."""
+    n_nodes = len(nodes)
+    bx = dr.boxes[v]
+    x0 = bx.x - bx.width / 2
+    y0 = _ypos(bx)
+    gids = col.touches[v]
+    frozen = _frozen_lines(by_id, gids)
+    cls = "n"
+    if bx.kind == "op":
+        node = nodes[v]
+        name = node.name or (node.output[0] if node.output else "")
+        op = node.op_type
+        line1 = _cut(op, LABEL_CHARS)
+        line2 = _short_name(name, op)
+        tip = [f"{op}  {_cut(name, TIP_CHARS)}"]
+        if node.domain not in ("", "ai.onnx"):
+            tip[0] += f"  (domain {_cut(node.domain, 60)})"
+    else:
+        name = dr.inputs[v - n_nodes] if bx.kind == "in" else dr.outputs[v - n_nodes - len(dr.inputs)]
+        line1 = "input" if bx.kind == "in" else "output"
+        line2 = _cut(name, 17)
+        tip = [f"graph {line1} {_cut(name, TIP_CHARS)}"]
+        cls += " io"
+    fill = PLAIN_FILL
+    fg = col.fill_of.get(v)
+    if fg is not None:
+        fill = color(fg[1])
+        g = by_id[fg[1]]
+        gp = plan_by_key.get(g.key)
+        after = f" → {len(gp.keep)}" if gp is not None else ""
+        tip.append(f"group {g.id}: {g.size}{after} channels")
+    if gids:
+        shown = sorted(gids)
+        tip.append("groups: " + ", ".join(map(str, shown[:30])) + (" …" if len(shown) > 30 else ""))
+    tip += frozen
+    if frozen:
+        cls += " fz"
+    attrs = f' data-i="{v}"'
+    if gids:
+        attrs += f' data-g="{" ".join(map(str, sorted(gids)))}"'
+    if fg is not None:
+        attrs += f' data-p="{fg[1]}"'
+    rx = 12 if bx.kind != "op" else 4
+    parts = [
+        f'<g class="{cls}"{attrs}><title>{_e(chr(10).join(tip))}</title>',
+        f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{bx.width}" height="{BOX_H}" rx="{rx}" fill="{fill}"/>',
+    ]
+    sg = col.stripe_of.get(v)
+    if sg is not None and fg is not None and sg != fg[1]:
+        parts.append(f'<rect class="st" x="{x0 + 1:.0f}" y="{y0 + 1:.0f}" width="7" height="{BOX_H - 2}" '
+                     f'fill="{color(sg)}"/>')
+    parts.append(f'<text x="{bx.x:.0f}" y="{y0 + 14:.0f}" class="t1">{_e(line1)}</text>')
+    parts.append(f'<text x="{bx.x:.0f}" y="{y0 + 27:.0f}" class="t2">{_e(line2)}</text></g>')
+    return "".join(parts)
+
+
+def _svg(dr: _Drawing, col: _Colouring, nodes, by_id: dict, plan_by_key: dict) -> list[str]:
+    w, h = dr.width, dr.height
+    return [
+        f'<svg id="graph" width="{w}" height="{h}" viewBox="0 0 {w} {h}" data-w="{w}" data-h="{h}">',
+        '<defs><marker id="ah" viewBox="0 0 8 8" refX="8" refY="4" markerUnits="userSpaceOnUse" markerWidth="8" '
+        'markerHeight="8" orient="auto-start-reverse"><path d="M0,0L8,4L0,8z" fill="#8a94a6"/></marker></defs>',
+        '<g id="edges">',
+        *_svg_edges(dr, col),
+        "</g><g id=\"nodes\">",
+        *(_svg_node(v, dr, col, nodes, by_id, plan_by_key) for v in dr.order),
+        "</g></svg>",
+    ]
+
+
+def _table_row(g, plan: "Plan | None", plan_by_key: dict) -> str:
+    params = [m.label for m in g.members if m.is_param] or [m.label for m in g.members]
+    shown = ", ".join(f"<span>{_e(_cut(p, 120))}</span>" for p in params[:MEMBER_SHOW])
+    more = f" … +{len(params) - MEMBER_SHOW}" if len(params) > MEMBER_SHOW else ""
+    tipm = "\n".join(_cut(m.label, 120) + f"  ({m.role})" for m in g.members[:MEMBER_TIP])
+    if len(g.members) > MEMBER_TIP:
+        tipm += f"\n… {len(g.members) - MEMBER_TIP} more"
+    status = "prunable" if g.prunable else "frozen"
+    reason = g.why
+    if len(g.frozen) > 1:
+        reason += f" (+{len(g.frozen) - 1} more)"
+    reason_tip = "\n".join(_cut(r, 400) for r in g.frozen[:10])
+    sw = color(g.id) if g.prunable else FROZEN_FILL
+    cells = [
+        f'<td><span class="sw" style="background:{sw}"></span></td>',
+        f'<td class="num" title="key {_e(g.key)}">{g.id}</td>',
+        f'<td class="num">{g.size}</td>',
+        f'<td class="{status}">{status}</td>',
+    ]
+    if plan is not None:
+        gp = plan_by_key.get(g.key)
+        if gp is not None:
+            k = len(gp.keep)
+            pct = 100.0 * k / max(1, gp.size)
+            cells.append(
+                f'<td class="num w"><span class="bar"><span style="width:{pct:.0f}%;background:{sw}"></span>'
+                f"</span>{gp.size} → <b>{k}</b></td>"
+            )
         else:
-            name = inputs[v - n_nodes] if bx.kind == "in" else outputs[v - n_nodes - len(inputs)]
-            line1 = "input" if bx.kind == "in" else "output"
-            line2 = _cut(name, 17)
-            tip = [f"graph {line1} {_cut(name, TIP_CHARS)}"]
-            cls += " io"
-        fill = PLAIN_FILL
-        fg = fill_of.get(v)
-        if fg is not None:
-            fill = color(fg[1])
-            g = by_id[fg[1]]
-            gp = plan_by_key.get(g.key)
-            after = f" → {len(gp.keep)}" if gp is not None else ""
-            tip.append(f"group {g.id}: {g.size}{after} channels")
-        if gids:
-            shown = sorted(gids)
-            tip.append("groups: " + ", ".join(map(str, shown[:30])) + (" …" if len(shown) > 30 else ""))
-        tip += frozen
-        if frozen:
-            cls += " fz"
-        attrs = f' data-i="{v}"'
-        if gids:
-            attrs += f' data-g="{" ".join(map(str, sorted(gids)))}"'
-        if fg is not None:
-            attrs += f' data-p="{fg[1]}"'
-        rx = 12 if bx.kind != "op" else 4
-        parts = [
-            f'<g class="{cls}"{attrs}><title>{_e(chr(10).join(tip))}</title>',
-            f'<rect x="{x0:.0f}" y="{y0:.0f}" width="{bx.width}" height="{BOX_H}" rx="{rx}" fill="{fill}"/>',
-        ]
-        sg = stripe_of.get(v)
-        if sg is not None and fg is not None and sg != fg[1]:
-            parts.append(f'<rect class="st" x="{x0 + 1:.0f}" y="{y0 + 1:.0f}" width="7" height="{BOX_H - 2}" '
-                         f'fill="{color(sg)}"/>')
-        parts.append(f'<text x="{bx.x:.0f}" y="{y0 + 14:.0f}" class="t1">{_e(line1)}</text>')
-        parts.append(f'<text x="{bx.x:.0f}" y="{y0 + 27:.0f}" class="t2">{_e(line2)}</text></g>')
-        svg.append("".join(parts))
-    svg.append("</g></svg>")
+            cells.append(f'<td class="num w same">{g.size} → {g.size}</td>')
+    cells.append(f'<td class="why" title="{_e(reason_tip)}">{_e(_cut(reason, 200))}</td>')
+    cells.append(f'<td class="mem" title="{_e(tipm)}">{shown}{more}</td>')
+    return f'<tr data-g="{g.id}" data-c="{sw}" class="{status}">' + "".join(cells) + "</tr>"
 
-    # --- table
-    rows: list[str] = []
-    for g in groups:
-        params = [m.label for m in g.members if m.is_param] or [m.label for m in g.members]
-        shown = ", ".join(f"<span>{_e(_cut(p, 120))}</span>" for p in params[:MEMBER_SHOW])
-        more = f" … +{len(params) - MEMBER_SHOW}" if len(params) > MEMBER_SHOW else ""
-        tipm = "\n".join(_cut(m.label, 120) + f"  ({m.role})" for m in g.members[:MEMBER_TIP])
-        if len(g.members) > MEMBER_TIP:
-            tipm += f"\n… {len(g.members) - MEMBER_TIP} more"
-        status = "prunable" if g.prunable else "frozen"
-        reason = g.why
-        if len(g.frozen) > 1:
-            reason += f" (+{len(g.frozen) - 1} more)"
-        reason_tip = "\n".join(_cut(r, 400) for r in g.frozen[:10])
-        sw = color(g.id) if g.prunable else FROZEN_FILL
-        cells = [
-            f'<td><span class="sw" style="background:{sw}"></span></td>',
-            f'<td class="num" title="key {_e(g.key)}">{g.id}</td>',
-            f'<td class="num">{g.size}</td>',
-            f'<td class="{status}">{status}</td>',
-        ]
-        if plan is not None:
-            gp = plan_by_key.get(g.key)
-            if gp is not None:
-                k = len(gp.keep)
-                pct = 100.0 * k / max(1, gp.size)
-                cells.append(
-                    f'<td class="num w"><span class="bar"><span style="width:{pct:.0f}%;background:{sw}"></span>'
-                    f"</span>{gp.size} → <b>{k}</b></td>"
-                )
-            else:
-                cells.append(f'<td class="num w same">{g.size} → {g.size}</td>')
-        cells.append(f'<td class="why" title="{_e(reason_tip)}">{_e(_cut(reason, 200))}</td>')
-        cells.append(f'<td class="mem" title="{_e(tipm)}">{shown}{more}</td>')
-        rows.append(f'<tr data-g="{g.id}" data-c="{sw}" class="{status}">' + "".join(cells) + "</tr>")
 
-    # --- header
+def _facts_and_notes(report: "AnalyzeReport", plan: "Plan | None") -> tuple[list[tuple[str, str]], list[str]]:
+    """The header: model statistics, group counts, the plan's summary; notes (ops without a rule, stray plan
+    entries)."""
+    a = report.analysis
+    groups = a.groups
     st = report.stats
     n_prunable = len(a.prunable)
     chans = sum(g.size for g in a.prunable)
@@ -457,6 +510,25 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
         stray = len(plan.groups) - len(matched)
         if stray:
             notes.append(f"{stray} plan entr{'y' if stray == 1 else 'ies'} match no group of this model")
+    return facts, notes
+
+
+def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str | None = None) -> str:
+    """The page: header (facts, notes, legend), the laid-out graph as SVG, the group table, inline CSS/JS."""
+    t0 = time.perf_counter()
+    a = report.analysis
+    view = a.view
+    model = view.model
+    n_nodes = len(model.graph.node)
+    in_box = {name: n_nodes + k for k, name in enumerate(view.graph_inputs)}
+    out_box = {name: n_nodes + len(in_box) + k for k, name in enumerate(view.graph_outputs)}
+    col = _colouring(a, in_box, out_box, n_nodes + len(in_box) + len(out_box))
+    dr = _draw(view, in_box, out_box)
+    by_id = {g.id: g for g in a.groups}
+    plan_by_key = {gp.key: gp for gp in plan.groups} if plan is not None else {}
+    svg = _svg(dr, col, model.graph.node, by_id, plan_by_key)
+    rows = [_table_row(g, plan, plan_by_key) for g in a.groups]
+    facts, notes = _facts_and_notes(report, plan)
     name = title or model.graph.name or "model"
     facts_html = "".join(f'<div class="f"><span>{_e(k)}</span><b>{v}</b></div>' for k, v in facts)
     notes_html = "".join(f'<div class="note">{n}</div>' for n in notes)
@@ -476,7 +548,7 @@ def to_html(report: "AnalyzeReport", *, plan: "Plan | None" = None, title: str |
         '<main><section id="gp"><div class="tools"><button id="zo" title="zoom out">−</button>'
         '<button id="zi" title="zoom in">+</button><button id="zf" title="fit width">fit</button>'
         f'<button id="zr" title="actual size">1:1</button><span class="dim">{n_nodes:,} nodes · '
-        f"{len(layers)} layers · layout {took:.2f}s</span></div>",
+        f"{len(dr.layers)} layers · layout {took:.2f}s</span></div>",
         '<div id="gs">', "\n".join(svg), "</div></section>",
         '<section id="tp"><div class="tools"><input id="q" type="search" placeholder="filter groups (id, tensor, '
         'reason…)" autocomplete="off"><select id="s"><option value="">all</option><option value="prunable">'

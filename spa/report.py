@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from .graph import ModelView
+from .onnxutil import attr
 
 _NOT_WEIGHTS = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
 
@@ -126,7 +127,7 @@ def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto) -> int:
             a = _dims(shapes, node.input[0])
             if y is None or a is None:
                 return 0
-            k = a[0] if any(at.name == "transA" and at.i for at in node.attribute) else a[1]
+            k = a[0] if attr(node, "transA", 0) else a[1]
             return _prod(y) * k
         if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
             y, a = _dims(shapes, node.output[0]), _dims(shapes, node.input[0])

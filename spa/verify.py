@@ -12,6 +12,7 @@ from onnx import numpy_helper
 from .analysis import Analysis
 from .errors import VerificationFailed
 from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
+from .onnxutil import attr
 
 _NP = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -402,14 +403,14 @@ def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -
             return H.make_node("ReduceSum", [src], [dst], axes=[axis], keepdims=1)
 
         if node.op_type == "ReduceMean":
-            keepdims = next((a.i for a in node.attribute if a.name == "keepdims"), 1)
+            keepdims = attr(node, "keepdims", 1)
             nodes = [H.make_node("Mul", [node.input[0], p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
                      H.make_node("Mul", [p + "_s", p + "_k"], [out if keepdims else p + "_mean"])]
             if not keepdims:
                 nodes.append(H.make_node("Squeeze", [p + "_mean", p + "_ax"], [out]) if opset >= 13
                              else H.make_node("Squeeze", [p + "_mean"], [out], axes=[axis]))
         elif node.op_type in ("LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"):
-            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            eps = attr(node, "epsilon", 1e-5)
             inits.append(numpy_helper.from_array(np.array(eps, np.float32), p + "_eps"))
             xin = node.input[0]
             nodes = []

@@ -20,9 +20,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ..onnxutil import attr
+
 if TYPE_CHECKING:
-    from ..analysis import Couplings
     from ..graph import ModelView, Shape
+    from .couplings import Couplings
 
 # Roles of initializer slots, used by criteria and by the zero-group oracle:
 OUT = "out"  # producer rows: Conv/Gemm/MatMul output channels
@@ -74,10 +76,7 @@ class NodeCtx:
         return name is not None and name in self.view.inits
 
     def attr(self, name: str, default: Any = None) -> Any:
-        for a in self.node.attribute:
-            if a.name == name:
-                return helper.get_attribute_value(a)
-        return default
+        return attr(self.node, name, default)
 
     def where(self) -> str:
         return f"{self.op} '{self.name}'"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Shape, batch_multiple, shape_sources
+from ..onnxutil import attr
 from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis, register
 from .elementwise import BROADCAST, UNARY
 
@@ -473,14 +474,14 @@ def feeds_batched_matmul(view, t: str, ax: int, depth: int = 0) -> bool:
         if sy is None:
             continue
         if op == "Transpose":
-            perm = [a.ints for a in node.attribute if a.name == "perm"]
-            perm = list(perm[0]) if perm else list(range(len(sx)))[::-1]
+            perm = attr(node, "perm")
+            perm = list(perm) if perm is not None else list(range(len(sx)))[::-1]
             nxt.append((y, perm.index(ax)))
         elif op in _PASS_SAME or (op in ("Softmax", "LogSoftmax") and norm_axis(
-                int(next((a.i for a in node.attribute if a.name == "axis"), -1)), len(sx)) != ax):
+                int(attr(node, "axis", -1)), len(sx)) != ax):
             nxt.append((y, ax + len(sy) - len(sx)))
         elif op == "Gather":
-            g = norm_axis(int(next((a.i for a in node.attribute if a.name == "axis"), 0)), len(sx))
+            g = norm_axis(int(attr(node, "axis", 0)), len(sx))
             si = view.shape(node.input[1]) if len(node.input) > 1 else None
             if g != ax and si is not None and node.input[0] == t:
                 nxt.append((y, ax if ax < g else ax + len(si) - 1))
@@ -533,7 +534,7 @@ def folded_target(view, node, dims: list[int | None]) -> list[int] | None:
     x, y = node.input[0], node.output[0]
     sym_x = view.symbols.get(x, ())
     sym_y = view.symbols.get(y, ())
-    allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)
+    allowzero = attr(node, "allowzero", 0)
     out, minus = [], 0
     for m, d in enumerate(dims):
         if d is not None:

@@ -366,7 +366,7 @@ def infer_shapes(model: onnx.ModelProto, input_dims: dict[str, list[int]] | None
     Runs on a skeleton of the model: large initializers are replaced by typed graph inputs, so weights are
     not serialised twice (inference needs only their shapes; small ones keep values for data propagation).
     `input_dims`: graph inputs fixed at these dims first (shapes at a given image/sequence size)."""
-    sk = _skeleton(model)
+    sk = skeleton(model)
     for i in sk.graph.input:
         if i.name in (input_dims or {}):
             i.type.tensor_type.shape.Clear()
@@ -381,7 +381,9 @@ def infer_shapes(model: onnx.ModelProto, input_dims: dict[str, list[int]] | None
             return sk
 
 
-def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+def skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its weights' values: large initializers become typed graph inputs (shape inference
+    and the checker need only their shapes), small integer ones stay (data propagation reads them)."""
     g = model.graph
     sk = onnx.ModelProto()
     sk.ir_version = max(model.ir_version, 4)

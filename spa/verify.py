@@ -326,10 +326,10 @@ def drop_output_shapes(model: onnx.ModelProto, names) -> None:
 
 
 def _passes_checker(model: onnx.ModelProto) -> bool:
-    from .graph import _skeleton
+    from .graph import skeleton
 
     try:
-        onnx.checker.check_model(_skeleton(model), full_check=True)
+        onnx.checker.check_model(skeleton(model), full_check=True)
         return True
     except Exception:
         return False

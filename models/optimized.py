@@ -28,12 +28,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 MS = "com.microsoft"
+_ONNX_FUSED = {"SimplifiedLayerNormalization", "Attention", "RotaryEmbedding"}  # default-domain fused ops
 
 
 def fused_ops(path: str | os.PathLike) -> dict[str, int]:
-    """Op counts of a model's com.microsoft ops and SimplifiedLayerNormalization (what the optimiser fused)."""
+    """Op counts of the fused ops in a model: com.microsoft ones, SimplifiedLayerNormalization, Attention and
+    RotaryEmbedding."""
     m = onnx.load(str(path), load_external_data=False)
-    c = collections.Counter(n.op_type for n in m.graph.node if n.domain == MS or "Simplified" in n.op_type)
+    c = collections.Counter(n.op_type for n in m.graph.node if n.domain == MS or n.op_type in _ONNX_FUSED)
     return dict(sorted(c.items()))
 
 

@@ -139,3 +139,19 @@ def test_fused_decoder_removes_the_dead_kv_groups(built, attention):
     # mha: 4 heads, each its own KV group; the others: 4 query heads in 2 KV groups
     dead = {0: [1, 3], 1: [0, 2]} if attention == "mha" else {0: [1], 1: [0]}
     _removed_are_dead(built("decoder", attention=attention, dead_groups=dead), n_dead=len(dead[0]))
+
+
+def test_skip_norm_statistics_outputs_freeze_the_hidden_width(built, tmp_path):
+    """A SkipSimplifiedLayerNormalization whose inv_std_var output is used exposes its statistics: the hidden
+    width stays (no lossy group), heads and MLP still prune exactly."""
+    m = onnx.load(built("decoder", attention="gqa"))
+    skip = next(n for n in m.graph.node if n.op_type == "SkipSimplifiedLayerNormalization")
+    skip.output[2] = "inv_std"
+    m.graph.output.append(onnx.helper.make_tensor_value_info("inv_std", onnx.TensorProto.FLOAT, [2, 8, 1]))
+    path = str(tmp_path / "stats.onnx")
+    onnx.save(m, path)
+    a = spa.analyze(path).analysis
+    assert not any(g.lossy for g in a.prunable)
+    assert any("SkipSimplifiedLayerNormalization normalises over axis 2" in r for g in a.groups for r in g.frozen)
+    _, rep = spa.prune(path, ratio=0.5, oracle=True)
+    assert rep.oracle <= TOL and rep.after.params < rep.before.params

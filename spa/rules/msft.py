@@ -12,11 +12,12 @@ Semantics relied on (onnxruntime's ContribOperators.md / the op schemas, and the
 - Skip/Embed LayerNormalization: the sum (input + skip + bias, or the embedding lookups) is normalised over the
   hidden axis like LayerNormalization: that axis is a lossy group (see `NodeCtx.lossy`); the zero-group oracle
   masks removed channels out of the statistics (`spa.verify`) using the op's own pre-norm sum output.
-- BiasGelu / FastGelu: Gelu(x + bias) element by element, the bias along the last axis; QuickGelu and the
-  com.microsoft Gelu are unary.
+- BiasGelu / FastGelu: Gelu(x + bias) element by element, the bias along the last axis; QuickGelu is unary.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 
@@ -97,7 +98,7 @@ class MsAttention(Rule):
         heads = int(n.attr("num_heads"))
         sizes = list(n.attr("qkv_hidden_sizes", []) or [sw[1] // 3] * 3)
         bounds = np.cumsum([0] + sizes)
-        new = [int(np.count_nonzero((kept >= lo) & (kept < hi))) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        new = [int(np.count_nonzero((kept >= lo) & (kept < hi))) for lo, hi in itertools.pairwise(bounds)]
         n.set_attr("num_heads", new[2] // (sizes[2] // heads))
         if n.attr("qkv_hidden_sizes") is not None:
             n.set_attr("qkv_hidden_sizes", new)
@@ -412,10 +413,11 @@ class BiasGelu(Rule):
 
 
 @register
-class MsUnary(Rule):
-    """com.microsoft Gelu and QuickGelu (x · sigmoid(alpha · x)): element by element."""
+class QuickGelu(Rule):
+    """com.microsoft QuickGelu: x · sigmoid(alpha · x), element by element (the optimiser's fused SiLU). The
+    com.microsoft Gelu has no rule yet: the pattern suite uses it as its op without a rule."""
 
-    ops = ("Gelu", "QuickGelu")
+    ops = ("QuickGelu",)
     domain = MS
 
     def couple(self, n: NodeCtx) -> None:

@@ -199,11 +199,10 @@ def decoder(path: str | os.PathLike, *, attention: str = "gqa", layers: int = 2,
             a = node("GroupQueryAttention", [q, k, v, "", "", "seqlens_k", "total_seq"], [p + "a"], MS,
                      num_heads=heads, kv_num_heads=kv_heads)[0]
         elif attention == "mha":
-            bias = init(p + "qkv_bias", w("", 3 * hidden, scale=0.05))
+            qkv_bias = w("", 3 * hidden, scale=0.05)
             for g in (dead_groups or {}).get(li, []):
-                for base in (0, hidden, 2 * hidden):
-                    inits[-1] = numpy_helper.from_array(_zero(numpy_helper.to_array(inits[-1]), base + g * hd, hd),
-                                                        bias)
+                qkv_bias[[base + g * hd + j for base in (0, hidden, 2 * hidden) for j in range(hd)]] = 0
+            bias = init(p + "qkv_bias", qkv_bias)
             a = node("MultiHeadAttention", [q, k, v, bias], [p + "a"], MS, num_heads=heads, unidirectional=1)[0]
         elif attention == "onnx":
             a = node("Attention", [q, k, v], [p + "a"], q_num_heads=heads, kv_num_heads=kv_heads, is_causal=1)[0]
@@ -241,9 +240,3 @@ def decoder(path: str | os.PathLike, *, attention: str = "gqa", layers: int = 2,
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
-
-
-def _zero(a: np.ndarray, start: int, n: int) -> np.ndarray:
-    a = a.copy()
-    a[start:start + n] = 0
-    return a

@@ -134,27 +134,27 @@ class MultiHeadAttention(Rule):
             n.bail("packed or unknown Q/K/V layout")
             return
         hq, hv = _div(sq[2], heads), _div(sy[2], heads)
-        if hq is None or hv is None:
+        # hidden widths of Q, K, V (0: K/V given per head, (B, N, L, h)); the bias packs the 3-D ones
+        widths = [sq[2]] + [s[2] if len(s) == 3 else 0 for s in (sk, sv)]
+        sb = n.shape(bias)
+        if hq is None or hv is None or any(w is None or w % heads for w in widths) or (
+                bias is not None and (sb is None or sb[0] != sum(widths))):
+            n.bail("Q/K/V/bias widths do not split into num_heads heads")
             return
         ya = 2
         _unit_self(n, y, ya, sy[2], hv)
-        _blocks(n, q, 2, 0, sq[2], hq, y, ya, hv)
-        widths = [sq[2]]
-        for t, s in ((k, sk), (v, sv)):
-            if len(s) == 3 and s[2] is not None and s[2] % heads == 0:
-                _blocks(n, t, 2, 0, s[2], s[2] // heads, y, ya, hv)
-                widths.append(s[2])
+        off = 0
+        for t, s, w in zip((q, k, v), (sq, sk, sv), widths):
+            if w:
+                _blocks(n, t, 2, 0, w, w // heads, y, ya, hv)
+                if bias is not None:
+                    n.link(bias, 0, t, 2, off + np.arange(w), np.arange(w))
             elif len(s) == 4:
                 _head_axis(n, t, 1, heads, y, ya, hv)
-                widths.append(0)
             else:
                 return
-        if bias is not None and n.shape(bias) is not None and n.shape(bias)[0] == sum(widths):
-            off = 0
-            for t, w in zip((q, k, v), widths):
-                if w:
-                    n.link(bias, 0, t, 2, off + np.arange(w), np.arange(w))
-                off += w
+            off += w
+        if bias is not None:
             n.role(bias, 0, BIAS)
         n.same(q, y, [(0, 0)])
         for t, axis in ((n.inp(5), 1), (n.inp(6), 1), (n.inp(7), 1), (n.out(1), 1), (n.out(2), 1), (n.out(3), 1)):
@@ -232,7 +232,7 @@ class OnnxAttention(Rule):
     def couple(self, n: NodeCtx) -> None:
         q, k, v, y = n.inp(0), n.inp(1), n.inp(2), n.out()
         sq, sk, sv, sy = n.shape(q), n.shape(k), n.shape(v), n.shape(y)
-        if None in (sq, sk, sv, sy) or len(sq) != len(sy) or len(sq) not in (3, 4):
+        if None in (sq, sk, sv, sy) or len({len(sq), len(sk), len(sv), len(sy)}) != 1 or len(sq) not in (3, 4):
             return
         if len(sq) == 4:
             nq, nkv = sq[1], sk[1]
@@ -406,8 +406,8 @@ class BiasGelu(Rule):
         x, b, y = n.inp(0), n.inp(1), n.out()
         n.same(x, y)
         r = n.rank(x)
-        if b is not None and r is not None and n.shape(b) is not None and n.shape(b)[0] != 1:
-            n.link(x, norm_axis(-1, r), b, 0)
+        if b is not None and r is not None:
+            n.link(x, norm_axis(-1, r), b, 0)  # an unknown or broadcast (1) bias size freezes the axis
             if n.is_param(b):
                 n.role(b, 0, BIAS)
 

@@ -371,6 +371,28 @@ def zeroed_model(
     return m
 
 
+@dataclass(frozen=True)
+class _Norm:
+    """How a normalising op is redone with masked statistics: input positions of its scale and shift, whether it
+    subtracts the mean (LayerNorm) or not (RMSNorm), and for fused ops (Skip/Embed LayerNormalization) which of
+    its own outputs is the pre-norm sum it normalises (otherwise it normalises input 0)."""
+
+    centred: bool
+    gamma: int | None = 1
+    beta: int | None = 2
+    sum_out: int | None = None
+
+
+_NORMS = {
+    "LayerNormalization": _Norm(True),
+    "RMSNormalization": _Norm(False),
+    "SimplifiedLayerNormalization": _Norm(False),
+    "SkipLayerNormalization": _Norm(True, 2, 3, sum_out=3),
+    "SkipSimplifiedLayerNormalization": _Norm(False, 2, None, sum_out=3),
+    "EmbedLayerNormalization": _Norm(True, 5, 6, sum_out=2),
+}
+
+
 def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> None:
     """Lossy groups (channels normalised together): in the zeroed model, make every statistic over such an
     axis ignore the removed channels, as the pruned model does. ReduceMean(x) becomes
@@ -409,12 +431,22 @@ def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -
             if not keepdims:
                 nodes.append(H.make_node("Squeeze", [p + "_mean", p + "_ax"], [out]) if opset >= 13
                              else H.make_node("Squeeze", [p + "_mean"], [out], axes=[axis]))
-        elif node.op_type in ("LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"):
+        elif node.op_type in _NORMS:
+            spec = _NORMS[node.op_type]
             eps = attr(node, "epsilon", 1e-5)
             inits.append(numpy_helper.from_array(np.array(eps, np.float32), p + "_eps"))
             xin = node.input[0]
             nodes = []
-            if node.op_type == "LayerNormalization":
+            if spec.sum_out is not None:  # a fused op: it keeps computing its pre-norm sum, the norm is redone
+                fused = onnx.NodeProto()
+                fused.CopyFrom(node)
+                while len(fused.output) <= spec.sum_out:
+                    fused.output.append("")
+                fused.output[0] = p + "_unused"
+                fused.output[spec.sum_out] = fused.output[spec.sum_out] or p + "_sum"
+                xin = fused.output[spec.sum_out]
+                nodes.append(fused)
+            if spec.centred:
                 nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
                           H.make_node("Mul", [p + "_s", p + "_k"], [p + "_mean"]),
                           H.make_node("Sub", [xin, p + "_mean"], [p + "_c"])]
@@ -426,12 +458,10 @@ def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -
                       H.make_node("Sqrt", [p + "_ve"], [p + "_sd"]),
                       H.make_node("Div", [p + "_d", p + "_sd"], [p + "_n"])]
             last = p + "_n"
-            if len(node.input) > 1 and node.input[1]:
-                nodes.append(H.make_node("Mul", [last, node.input[1]], [p + "_y"]))
-                last = p + "_y"
-            if len(node.input) > 2 and node.input[2]:
-                nodes.append(H.make_node("Add", [last, node.input[2]], [p + "_yb"]))
-                last = p + "_yb"
+            for k, op, suffix in ((spec.gamma, "Mul", "_y"), (spec.beta, "Add", "_yb")):
+                if k is not None and len(node.input) > k and node.input[k]:
+                    nodes.append(H.make_node(op, [last, node.input[k]], [p + suffix]))
+                    last = p + suffix
             nodes.append(H.make_node("Identity", [last], [out]))
         else:
             continue

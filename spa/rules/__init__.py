@@ -5,5 +5,5 @@ list its op types in `ops`, describe its channel flow in `couple` and, if it has
 constants that count channels, fix them in `rewrite`. Unknown ops freeze every slot they touch.
 """
 
-from . import control, elementwise, linear, norm, quant, recurrent, reduce, shape  # noqa: F401
+from . import control, elementwise, linear, msft, norm, quant, recurrent, reduce, shape  # noqa: F401
 from .base import REGISTRY, Rule, rule_for  # noqa: F401

@@ -440,7 +440,7 @@ def _batch_outermost(axes: list[int], t: list[Term | None] | None) -> bool:
     return not b or b == [0]
 
 
-_PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand"}
+_PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand", "RotaryEmbedding"}
 
 
 def _split_part(n: NodeCtx, y: str, parts: list[int]) -> int:
@@ -468,6 +468,8 @@ def feeds_batched_matmul(view, t: str, ax: int, depth: int = 0) -> bool:
             if ax < len(sx) - 2 and not any(v in view.inits for v in node.input):
                 return True
             continue
+        if op == "Attention" and node.domain in ("", "ai.onnx") and len(sx) == 4:
+            return ax == 1  # the opset-23 op on (B, N, S, h): axis 1 is its head axis
         nxt: list[tuple[str, int]] = []
         y = outs[0]
         sy = view.shape(y)

@@ -7,11 +7,12 @@ Each returns plain data so the command line, tests and benchmarks share one path
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -334,213 +335,269 @@ def plan_for_target(
     return best, best_v
 
 
-def prune(
-    model: ModelLike,
-    *,
-    ratio: float = 0.5,
-    criterion: str = "l1",
-    global_: bool = False,
-    max_group_ratio: float = 0.9,
-    round_to: int = 1,
-    ignore: list[str] | None = None,
-    hidden: bool = True,
-    group_conv: str = DEFAULT_GROUP_CONV,
-    plan: Plan | None = None,
-    seed: int = 0,
-    verify: bool = True,
-    oracle: bool | str = False,
-    progress: Callable[[str], None] | None = None,
-    target_macs: float | None = None,
-    target_params: float | None = None,
-    target_latency: float | None = None,
-    calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None,
-    calib_source: str | None = None,
-    calib_samples: int | None = None,
-    compensate: bool = True,
-    refit: bool | None = None,
-    output: str | os.PathLike[str] | None = None,
-    stream_bytes: int | None = None,
-    self_check: bool | None = None,
-    input_shape: InputShape = None,
-    strict: bool = False,
-) -> tuple[onnx.ModelProto, PruneReport]:
-    """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
-    report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
-    also measures the zero-group oracle error. Criteria that need data (obspa, act, wanda) use `calib` (an .npz
-    path or arrays keyed by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES;
-    `calib_samples` synthetic samples, default spa.calib.DATA_FREE_SAMPLES);
-    obspa then compensates the consumers' remaining weights (`compensate`) and, with real calibration data
-    (`refit` None = only then), re-fits every consumer in graph order to the original outputs through the
-    pruned network.
+@dataclass
+class PruneOptions:
+    """Every setting of a prune, shared by the `spa prune` command, `--out-dir` batches and the Python API
+    (`spa.prune(model, ratio=0.5)` is `spa.prune(model, PruneOptions(ratio=0.5))`).
 
-    With `output`, the verified model is also written there (atomically). A model file whose external data
-    exceeds `stream_bytes` (default `spa.stream.stream_threshold()`, 2 GiB) is then streamed: weights are read
-    from disk one at a time and the sliced ones written straight to the output's data file, verified from
-    disk; the returned proto refers to that file. (Options that need every weight in memory, --oracle,
-    targets, data-driven criteria, load the model whole as before.)
+    What to remove: `ratio` per prunable group (or `global_` ranking, at most `max_group_ratio` of a group;
+    `round_to` keeps widths multiples of N); one of `target_macs` / `target_params` / `target_latency` instead
+    (fraction to keep; global ranking, ratio found by bisection); `plan`, a saved plan applied as is; `ignore`
+    freezes groups touching matching names; `hidden=False` keeps LayerNorm/RMSNorm widths; `group_conv` picks
+    how grouped convs are pruned. How to choose: `criterion` (spa.criteria.CRITERIA), `seed`. Criteria that need
+    data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
+    without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples; obspa
+    then compensates the consumers' remaining weights (`compensate`) and, with real calibration data (`refit`
+    None = only then), re-fits every consumer in graph order to the original outputs through the pruned network.
+    How to check: `verify` (checker + onnxruntime), `oracle` (True, "float32" or "float64": also measure the
+    zero-group oracle error), `self_check` (None: on for models with at most SELF_CHECK_BYTES of weights: the
+    oracle guards the write, SELF_CHECK_TOL), `input_shape` (graph input -> dims, or `--input-shape` strings:
+    verify and count MACs at that size), `strict` (raise NothingPruned, exit 6, instead of writing an unpruned
+    copy). `stream_bytes`: external data above it is streamed from disk (default spa.stream.stream_threshold())."""
 
-    `self_check` (default: on for models with at most SELF_CHECK_BYTES of weights): before anything is
-    written, the zero-group oracle runs too and a pruned model whose outputs differ from the zeroed original by
-    more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right.
+    ratio: float = 0.5
+    criterion: str = "l1"
+    global_: bool = False
+    max_group_ratio: float = 0.9
+    round_to: int = 1
+    ignore: list[str] = field(default_factory=list)
+    hidden: bool = True
+    group_conv: str = DEFAULT_GROUP_CONV
+    plan: Plan | None = None
+    seed: int = 0
+    verify: bool = True
+    oracle: bool | str = False
+    target_macs: float | None = None
+    target_params: float | None = None
+    target_latency: float | None = None
+    calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None
+    calib_source: str | None = None
+    calib_samples: int | None = None
+    compensate: bool = True
+    refit: bool | None = None
+    stream_bytes: int | None = None
+    self_check: bool | None = None
+    input_shape: InputShape = None
+    strict: bool = False
 
-    `input_shape` (graph input -> dims): verify and count MACs at that size instead of the first size at which
-    the original runs. `strict`: raise NothingPruned (exit 6) instead of writing an unpruned copy."""
-    check_ratio(ratio)
-    check_ratio(max_group_ratio, "max-group-ratio")
+    def check(self) -> None:
+        """Refuse contradictory or out-of-range settings (BadArgument) before any work."""
+        check_ratio(self.ratio)
+        check_ratio(self.max_group_ratio, "max-group-ratio")
+        check_group_conv(self.group_conv)
+        if self.round_to < 1:
+            raise BadArgument(f"--round-to must be ≥ 1, got {self.round_to}")
+        if len(self.targets) > 1:
+            raise BadArgument("give one of --target-macs / --target-params / --target-latency")
+
+    @property
+    def targets(self) -> dict[str, float]:
+        return {k: v for k, v in (("macs", self.target_macs), ("params", self.target_params),
+                                  ("latency", self.target_latency)) if v is not None}
+
+    @property
+    def needs_weights_in_memory(self) -> bool:
+        """The oracle, targets and data criteria read every weight: such prunes never stream."""
+        return bool(self.oracle) or self.criterion in NEEDS_DATA or bool(self.targets)
+
+
+@dataclass
+class _Run:
+    """What one prune carries between its stages: its progress callback and the time each stage took."""
+
+    say: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        """Announce the block and add its time to `seconds[name]`."""
+        self.say(message)
+        t1 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t1
+
+
+@dataclass
+class _Data:
+    """What data criteria read: per-consumer statistics and the inputs they came from (the re-fit reads them
+    again)."""
+
+    stats: dict
+    inputs: dict[str, np.ndarray]
+
+
+def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str | os.PathLike[str] | None = None,
+          progress: Callable[[str], None] | None = None, **settings) -> tuple[onnx.ModelProto, PruneReport]:
+    """Prune `model` (path or ModelProto) with `options` (any field may also be given as a keyword). Returns the
+    pruned model (verified unless verify=False) and a report. With `output`, the verified model is also written
+    there, atomically; a model file whose external data exceeds `stream_bytes` is then streamed (weights read
+    from disk one at a time, the sliced ones written straight to the output's data file, verified from disk).
+
+    The stages: prepare (load, analyse), calibrate (data criteria), choose the plan, compensate (obspa), emit
+    (rewrite, verify, self-check, write), report."""
+    o = replace(options or PruneOptions(), **settings)
+    o.check()
     if output is not None:  # before any work: never write over what is read, nor into a device
         io_safety.check_io(models=[None if isinstance(model, onnx.ModelProto) else model],
-                           reads=[("--calib", calib if isinstance(calib, (str, os.PathLike)) else None)],
+                           reads=[("--calib", o.calib if isinstance(o.calib, (str, os.PathLike)) else None)],
                            writes=[("output", output)])
-    say = progress or (lambda _msg: None)
-    t = {}
-    t0 = time.perf_counter()
-    say("loading and inferring shapes")
-    in_memory = bool(oracle) or criterion in NEEDS_DATA or any(
-        v is not None for v in (target_macs, target_params, target_latency))
-    view, path = prepare(model, None if output is None or in_memory else stream_threshold(stream_bytes))
-    input_shape = parse_input_shape(view, input_shape)
-    staging = None
-    t["load"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    say(f"analysing {len(view.model.graph.node)} nodes")
-    check_group_conv(group_conv)
-    a = _analyze_checked(view, hidden, group_conv)
-    _apply_ignore(a, ignore or [])
-    t["analyze"] = time.perf_counter() - t1
-    stats_ = None
-    if criterion in NEEDS_DATA:
-        from . import calib as calib_
+    run = _Run(progress or (lambda _msg: None))
+    view, path, a, shapes = _prepare_stage(model, o, output, run)
+    data = _calibrate(a, o, run)
+    plan, keep = _choose_plan(a, o, data, run)
+    notes = _nothing_pruned(a, plan, o.strict)
+    overrides = _compensate(a, keep, o, data, run)
+    pruned, emitted = _emit(view, path, a, keep, overrides, o, shapes, output, run, notes)
+    return pruned, _report(view, path, a, plan, keep, pruned, emitted, o, shapes, output, run, notes)
 
-        t1 = time.perf_counter()
-        say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
-        feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
-        # the inputs the statistics (and the re-fit below) read, made once
-        inputs = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
-                                     samples=calib_.DATA_FREE_SAMPLES if calib_samples is None else calib_samples)
-        stats_ = _data_stats(a, criterion, feeds, calib_source, seed, inputs)
-        t["calibrate"] = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
-    targets = {k: v for k, v in (("macs", target_macs), ("params", target_params), ("latency", target_latency))
-               if v is not None}
-    if plan is None and targets:
-        if len(targets) > 1:
-            raise BadArgument("give one of --target-macs / --target-params / --target-latency")
-        (metric, frac), = targets.items()
-        say(f"searching the global ratio for {frac:g} of the {metric}")
-        plan, reached = plan_for_target(
-            a, compute_scores(a, criterion, seed, stats_), metric, float(frac), max_group_ratio=max_group_ratio,
-            round_to=round_to, criterion=criterion,
-        )
-        t["target_reached"] = reached
-    if plan is None:
-        plan = compute_plan(
-            a,
-            ratio=ratio,
-            criterion=criterion,
-            global_=global_,
-            max_group_ratio=max_group_ratio,
-            round_to=round_to,
-            seed=seed,
-            stats=stats_,
-        )
-    keep = keep_mask(a, plan)
-    t["plan"] = time.perf_counter() - t1
-    notes: list[str] = []
-    reasons = frozen_reasons(a)
-    if plan.removed == 0:
-        why = (f"no group is prunable ({len(a.groups)} frozen)" if not a.prunable else
-               f"the plan removes no channel from the {len(a.prunable)} prunable group(s) (ratio too small?)")
-        top = "; ".join(f"{r} ×{n}" for r, n in reasons[:3])
-        msg = f"nothing was pruned: {why}" + (f"; top frozen reasons: {top}" if top and not a.prunable else "")
-        if strict:
-            raise NothingPruned(msg + "; nothing was written (--strict)")
-        notes.append(msg)
-    overrides = None
-    if criterion == "obspa" and compensate and stats_:
-        from .criteria.obspa import compensate as obs_update
 
-        t1 = time.perf_counter()
-        say("compensating the remaining weights (OBS update)")
-        overrides = obs_update(a, keep, stats_)
+def _prepare_stage(model: ModelLike, o: PruneOptions, output, run: _Run):
+    with run.stage("load", "loading and inferring shapes"):
+        stream = None if output is None or o.needs_weights_in_memory else stream_threshold(o.stream_bytes)
+        view, path = prepare(model, stream)
+        shapes = parse_input_shape(view, o.input_shape)
+    with run.stage("analyze", f"analysing {len(view.model.graph.node)} nodes"):
+        a = _analyze_checked(view, o.hidden, o.group_conv)
+        _apply_ignore(a, o.ignore)
+    return view, path, a, shapes
+
+
+def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
+    """Layer input statistics (or gradients) for a data criterion, from `calib` or the data-free source."""
+    if o.criterion not in NEEDS_DATA:
+        return None
+    from . import calib as calib_
+
+    source = o.calib_source or calib_.DEFAULT_SOURCE
+    with run.stage("calibrate", f"collecting layer input statistics "
+                                f"({'calibration data' if o.calib is not None else source})"):
+        feeds = calib_.load_calib(o.calib, a.view.model) if isinstance(o.calib, (str, os.PathLike)) else o.calib
+        # the inputs the statistics (and the re-fit) read, made once
+        inputs = calib_.source_feeds(a, source, feeds, seed=o.seed,
+                                     samples=calib_.DATA_FREE_SAMPLES if o.calib_samples is None else o.calib_samples)
+        return _Data(_data_stats(a, o.criterion, feeds, o.calib_source, o.seed, inputs), inputs)
+
+
+def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
+    stats_ = data.stats if data else None
+    with run.stage("plan", f"scoring {len(a.prunable)} prunable groups ({o.criterion})"):
+        plan = o.plan
+        if plan is None and o.targets:
+            (metric, frac), = o.targets.items()
+            run.say(f"searching the global ratio for {frac:g} of the {metric}")
+            plan, reached = plan_for_target(
+                a, compute_scores(a, o.criterion, o.seed, stats_), metric, float(frac),
+                max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
+            run.seconds["target_reached"] = reached
+        if plan is None:
+            plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
+                                max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, stats=stats_)
+        return plan, keep_mask(a, plan)
+
+
+def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
+    """The notes the report starts with: a plan that removes nothing is said (with the top frozen reasons), or
+    refused with `strict` before anything is written."""
+    if plan.removed:
+        return []
+    why = (f"no group is prunable ({len(a.groups)} frozen)" if not a.prunable else
+           f"the plan removes no channel from the {len(a.prunable)} prunable group(s) (ratio too small?)")
+    top = "; ".join(f"{r} ×{n}" for r, n in frozen_reasons(a)[:3])
+    msg = f"nothing was pruned: {why}" + (f"; top frozen reasons: {top}" if top and not a.prunable else "")
+    if strict:
+        raise NothingPruned(msg + "; nothing was written (--strict)")
+    return [msg]
+
+
+def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,
+                run: _Run) -> dict[str, np.ndarray] | None:
+    """obspa's weight updates of the consumers (and, with real data, the sequential re-fit)."""
+    if o.criterion != "obspa" or not o.compensate or not data or not data.stats:
+        return None
+    from .criteria.obspa import compensate as obs_update
+
+    with run.stage("compensate", "compensating the remaining weights (OBS update)"):
+        overrides = obs_update(a, keep, data.stats)
         # the sequential network-aware re-fit helps with real inputs (PP-OCRv4 rec at 0.5: 0.065 -> 0.907
         # character accuracy) and hurts with synthetic ones (it fits their distribution), so by default it runs
         # only with --calib
-        if refit if refit is not None else calib is not None:
+        if o.refit if o.refit is not None else o.calib is not None:
             from .criteria.obspa import refit as obs_refit
 
-            say("re-fitting every consumer to the original outputs through the pruned network")
-            overrides = obs_refit(a, keep, stats_, overrides, inputs, seed=seed)
-        t["compensate"] = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    say("rewriting")
+            run.say("re-fitting every consumer to the original outputs through the pruned network")
+            overrides = obs_refit(a, keep, data.stats, overrides, data.inputs, seed=o.seed)
+        return overrides
+
+
+@dataclass
+class _Emitted:
+    """What emitting the pruned model found: the verification result, the oracle error, bytes written, and
+    whether it went through a staging area (streamed weights)."""
+
+    verified: object | None
+    oracle: float | None
+    written: int | None
+    staged: bool
+
+
+def _emit(view: graph.ModelView, path: str | None, a: Analysis, keep: np.ndarray, overrides, o: PruneOptions,
+          shapes, output, run: _Run, notes: list[str]) -> tuple[onnx.ModelProto, _Emitted]:
+    """Rewrite, verify (checker + onnxruntime), self-check (zero-group oracle), write; any failure removes the
+    staging area and writes nothing."""
+    staging = None
+    err = verified = written = None
     try:
-        staging = _staging_for(view, path, output)
-        pruned = Rewriter(a, keep, overrides=overrides, sink=staging.put if staging else None).apply()
-        if staging is not None:
-            staging.finish(pruned, view.base_dir)
-        t["rewrite"] = time.perf_counter() - t1
-        # serialise once: onnx.checker, onnxruntime and the write share the bytes (None: over 2 GB in memory)
-        blob = _serialise(pruned) if staging is None and (verify or output is not None) else None
-        verified = None
-        if verify:
-            say("verifying (onnx.checker, onnxruntime)")
-            t1 = time.perf_counter()
+        with run.stage("rewrite", "rewriting"):
+            staging = _staging_for(view, path, output)
+            pruned = Rewriter(a, keep, overrides=overrides, sink=staging.put if staging else None).apply()
             if staging is not None:
-                verified = check_model_file(str(staging.model_path), pruned, view.model, path, shapes=input_shape)
-            else:
-                verified = check_model(pruned, view.model, blob=blob, shapes=input_shape)
-            if verified.wrong_declarations:
-                blob = _drop_wrong_declarations(pruned, verified, staging, notes)
-            t["verify"] = time.perf_counter() - t1
-        guard = verify and staging is None and _self_check_on(view, self_check)
-        if verify and staging is None and (oracle or guard):
-            say("zero-group oracle")
-            t1 = time.perf_counter()
-            err, check = _oracle_or_none(a, keep, pruned, oracle, overrides)
-            t["oracle"] = time.perf_counter() - t1
+                staging.finish(pruned, view.base_dir)
+            # serialise once: onnx.checker, onnxruntime and the write share the bytes (None: over 2 GB in memory)
+            blob = _serialise(pruned) if staging is None and (o.verify or output is not None) else None
+        if o.verify:
+            with run.stage("verify", "verifying (onnx.checker, onnxruntime)"):
+                if staging is not None:
+                    verified = check_model_file(str(staging.model_path), pruned, view.model, path, shapes=shapes)
+                else:
+                    verified = check_model(pruned, view.model, blob=blob, shapes=shapes)
+                if verified.wrong_declarations:
+                    blob = _drop_wrong_declarations(pruned, verified, staging, notes)
+        guard = o.verify and staging is None and _self_check_on(view, o.self_check)
+        if o.verify and staging is None and (o.oracle or guard):
+            with run.stage("oracle", "zero-group oracle"):
+                err, check = _oracle_or_none(a, keep, pruned, o.oracle, overrides)
             if guard and check is not None and not check <= SELF_CHECK_TOL:
                 raise VerificationFailed(
                     f"self-check failed: the pruned outputs differ from the original's with the removed channels "
                     f"zeroed (error {check:.1e} > {SELF_CHECK_TOL:g}); nothing was written. "
                     + _blame(view.model) + " (--no-self-check skips this check)")
-        else:
-            err = None
-        written = None
         if output is not None:
-            say("writing")
-            t1 = time.perf_counter()
-            written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path, blob=blob)
-            t["write"] = time.perf_counter() - t1
+            with run.stage("write", "writing"):
+                written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path,
+                                                                             blob=blob)
     except BaseException:
         if staging is not None:
             staging.abort()
         raise
-    if oracle and err is None and not (verify and staging is None):
-        say("zero-group oracle")
-        err, _ = _oracle_or_none(a, keep, pruned, oracle, overrides)
-    if not oracle:
-        err = None  # the self-check's value is not reported unless asked for
-    at = mac_size(view, input_shape, verified.size if verified is not None else None)
+    if o.oracle and err is None and not (o.verify and staging is None):
+        with run.stage("oracle", "zero-group oracle"):
+            err, _ = _oracle_or_none(a, keep, pruned, o.oracle, overrides)
+    return pruned, _Emitted(verified, err if o.oracle else None, written, staging is not None)
+
+
+def _report(view: graph.ModelView, path: str | None, a: Analysis, plan: Plan, keep: np.ndarray,
+            pruned: onnx.ModelProto, e: _Emitted, o: PruneOptions, shapes, output, run: _Run,
+            notes: list[str]) -> PruneReport:
+    at = mac_size(view, shapes, e.verified.size if e.verified is not None else None)
     before = stats(view, Path(path).stat().st_size if path else None, at=at)
-    after = stats(graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if staging else None),
-                  written, at=at)
-    t["total"] = time.perf_counter() - t0
-    rep = PruneReport(
-        before,
-        after,
-        plan,
-        len(a.groups),
-        len(a.prunable),
-        len(plan.groups),
-        plan.removed,
-        t,
-        err,
-        _lossy_pruned(a, keep),
-        notes,
-        reasons,
-    )
-    return pruned, rep
+    pruned_view = graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if e.staged else None)
+    after = stats(pruned_view, e.written, at=at)
+    run.seconds["total"] = time.perf_counter() - run.t0
+    return PruneReport(before, after, plan, len(a.groups), len(a.prunable), len(plan.groups), plan.removed,
+                       run.seconds, e.oracle, _lossy_pruned(a, keep), notes, frozen_reasons(a))
 
 
 def _drop_wrong_declarations(pruned: onnx.ModelProto, verified, staging: Staging | None,

@@ -12,9 +12,12 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import BadArgument
+
+if TYPE_CHECKING:
+    from .api import PruneOptions
 
 
 @dataclass
@@ -48,13 +51,13 @@ def outputs_for(models: list[Path], out_dir: Path) -> list[Path]:
     return outs
 
 
-def prune_one(model: str, output: str, options: dict[str, Any]) -> Outcome:
+def prune_one(model: str, output: str, options: PruneOptions) -> Outcome:
     """One model, never raising: the outcome says what happened (the worker's entry point)."""
     from . import api
     from .errors import SpaError
 
     try:
-        _, rep = api.prune(model, output=output, **options)
+        _, rep = api.prune(model, options, output=output)
     except SpaError as e:
         return Outcome(model, output, False, e.exit_code, str(e))
     except MemoryError:
@@ -67,11 +70,11 @@ def prune_one(model: str, output: str, options: dict[str, Any]) -> Outcome:
     return Outcome(model, output, True, report=d)
 
 
-def _star(args: tuple[str, str, dict[str, Any]]) -> Outcome:
+def _star(args: tuple[str, str, PruneOptions]) -> Outcome:
     return prune_one(*args)
 
 
-def prune_many(models: list[Path], out_dir: Path, options: dict[str, Any], jobs: int = 1, on_done=None,
+def prune_many(models: list[Path], out_dir: Path, options: PruneOptions, jobs: int = 1, on_done=None,
                reads: list[tuple[str, Path | None]] = ()) -> list[Outcome]:
     """Prune every model into `out_dir` with the same options, `jobs` at a time; outcomes in input order.
     `on_done(outcome)` is called in input order as soon as each (and all before it) finished. Every output is
@@ -87,7 +90,7 @@ def prune_many(models: list[Path], out_dir: Path, options: dict[str, Any], jobs:
         from .errors import WriteFailed
 
         raise WriteFailed(f"cannot create {out_dir}: {e.strerror or e}") from None
-    calib = options.get("calib")
+    calib = options.calib
     check_io(models=models, reads=[*reads, ("--calib", calib if isinstance(calib, (str, Path)) else None)],
              writes=[("--out-dir entry", o) for o in outs])
     work = [(str(m), str(o), options) for m, o in zip(models, outs)]

@@ -252,28 +252,23 @@ def prune(
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
     from . import api, io_safety
-    from .plan import Plan, check_ratio
-    from .report import human
+    from .plan import Plan
 
-    check_ratio(ratio)
-    check_ratio(max_group_ratio, "max-group-ratio")
-    if round_to is None:
-        round_to = 8 if any(v is not None for v in (target_macs, target_params, target_latency)) else 1
-    if round_to < 1:
-        raise BadArgument(f"--round-to must be ≥ 1, got {round_to}")
+    targets = any(v is not None for v in (target_macs, target_params, target_latency))
+    opts = api.PruneOptions(
+        ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
+        round_to=(8 if targets else 1) if round_to is None else round_to, ignore=ignore or [], seed=seed,
+        oracle=oracle, target_macs=target_macs, target_params=target_params, target_latency=target_latency,
+        calib=calib, calib_source=calib_source, calib_samples=calib_samples, hidden=not no_hidden,
+        group_conv=group_conv, self_check=False if no_self_check else None, input_shape=input_shape, strict=strict)
+    opts.check()
     if out_dir is not None or len(models) > 1:
         if out_dir is None or output is not None:
             raise BadArgument("several models: give --out-dir DIR (not -o)")
         if html or plan_out:
             raise BadArgument("--html and --save-plan take one model; run them per model")
-        options = dict(ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
-                       round_to=round_to, ignore=ignore or [], plan=Plan.load(plan_in) if plan_in else None,
-                       seed=seed, oracle=oracle, target_macs=target_macs, target_params=target_params,
-                       target_latency=target_latency, calib=calib, calib_source=calib_source,
-                       calib_samples=calib_samples,
-                       hidden=not no_hidden, group_conv=group_conv, self_check=False if no_self_check else None,
-                       input_shape=input_shape, strict=strict)
-        _prune_many(models, out_dir, options, jobs, as_json, quiet, reads=[("--plan", plan_in)])
+        opts.plan = Plan.load(plan_in) if plan_in else None
+        _prune_many(models, out_dir, opts, jobs, as_json, quiet, reads=[("--plan", plan_in)])
         return
     model = models[0]
     if output is None:
@@ -281,33 +276,9 @@ def prune(
     # every destination checked before any work: a bad --html must not fail after the model is written
     io_safety.check_io(models=[model], reads=[("--plan", plan_in), ("--calib", calib)],
                        writes=[("-o", output), ("--save-plan", plan_out), ("--html", html)])
-    plan = Plan.load(plan_in) if plan_in else None
+    opts.plan = Plan.load(plan_in) if plan_in else None
     with _progress(quiet or as_json) as say:
-        pruned, rep = api.prune(
-            model,
-            ratio=ratio,
-            criterion=criterion,
-            global_=global_,
-            max_group_ratio=max_group_ratio,
-            round_to=round_to,
-            ignore=ignore or [],
-            plan=plan,
-            seed=seed,
-            oracle=oracle,
-            progress=say,
-            target_macs=target_macs,
-            target_params=target_params,
-            target_latency=target_latency,
-            calib=calib,
-            calib_source=calib_source,
-            calib_samples=calib_samples,
-            output=output,
-            hidden=not no_hidden,
-            group_conv=group_conv,
-            self_check=False if no_self_check else None,
-            input_shape=input_shape,
-            strict=strict,
-        )
+        _, rep = api.prune(model, opts, output=output, progress=say)
     if html:
         _write_html(api.analyze(model, hidden=not no_hidden, group_conv=group_conv), html, model, plan=rep.plan)
     if plan_out:
@@ -322,7 +293,14 @@ def prune(
         d["output"] = str(output)
         print(json.dumps(d, indent=1))
         return
+    _print_prune_table(rep, model, output, latency, input_shape)
+
+
+def _print_prune_table(rep, model: Path, output: Path, latency: bool, input_shape: list[str] | None) -> None:
+    """The before/after table (with onnxruntime latency of both when asked) and the line saying what was checked."""
     from rich.table import Table
+
+    from .report import human
 
     b, a = rep.before, rep.after
     t = Table(title=f"{_rich(model.name)} → {_rich(output.name)}  ({rep.plan.mode}, {_rich(rep.plan.criterion or 'plan')}, ratio {rep.plan.ratio})")
@@ -353,7 +331,7 @@ def prune(
     con.print(f"verified ({checks}) and written in {rep.seconds.get('total', 0):.2f}s")
 
 
-def _prune_many(models: list[Path], out_dir: Path, options: dict, jobs: int, as_json: bool, quiet: bool,
+def _prune_many(models: list[Path], out_dir: Path, options, jobs: int, as_json: bool, quiet: bool,
                 reads: list | None = None) -> None:
     """One line per model as it finishes (in input order); exit code of the first failure, if any."""
     from .batch import prune_many

@@ -128,3 +128,22 @@ def test_large_generated_graph_prunes_exactly():
     m = residual_chain(500)
     _, rep = spa.prune(m, ratio=0.5, oracle=True)
     assert rep.groups_pruned == 501 and rep.oracle <= 1e-5
+
+
+def test_prune_options_are_one_object_for_the_cli_and_the_api(tmp_path):
+    """spa.prune(model, PruneOptions(...)) is spa.prune(model, **fields); keywords override the object."""
+    from spa.api import PruneOptions
+    from spa.errors import BadArgument
+
+    o = PruneOptions(ratio=0.4, criterion="l2", round_to=4)
+    a, rep_a = spa.prune(str(SAMPLE), o)
+    b, rep_b = spa.prune(str(SAMPLE), ratio=0.4, criterion="l2", round_to=4)
+    assert [list(t.dims) for t in a.graph.initializer] == [list(t.dims) for t in b.graph.initializer]
+    assert rep_a.plan.groups == rep_b.plan.groups
+    _, rep_c = spa.prune(str(SAMPLE), o, ratio=0.2)  # a keyword wins over the object
+    assert rep_c.plan.ratio == 0.2 and rep_c.channels_removed < rep_a.channels_removed
+    assert o.ratio == 0.4  # the caller's object is not changed
+    with pytest.raises(BadArgument, match="one of --target-macs"):
+        spa.prune(str(SAMPLE), target_macs=0.5, target_params=0.5)
+    with pytest.raises(TypeError):
+        spa.prune(str(SAMPLE), ratios=0.5)

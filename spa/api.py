@@ -20,7 +20,8 @@ import onnx
 
 from . import graph, io_safety
 from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis, analyze as _analyze
-from .criteria import CRITERIA, NEEDS_DATA, NEEDS_GRADS, score
+from . import criteria
+from .criteria import score
 from .errors import BadArgument, BadModel, NothingPruned, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
@@ -241,9 +242,7 @@ def compute_plan(
 def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dict | None = None) -> dict[int, np.ndarray]:
     """Per prunable group: the criterion's (group-normalised) channel scores. Criteria that need data get
     `stats` (spa.calib.collect; collected from the default data-free source here when not given)."""
-    if criterion not in CRITERIA:
-        raise BadArgument(f"unknown criterion {criterion!r} (choose from {', '.join(CRITERIA)})")
-    if criterion in NEEDS_DATA and stats is None:
+    if criteria.get(criterion).needs_data and stats is None:
         stats = _data_stats(a, criterion, None, None, seed)
     rng = np.random.default_rng(seed)
     view = a.view
@@ -385,6 +384,7 @@ class PruneOptions:
         check_ratio(self.ratio)
         check_ratio(self.max_group_ratio, "max-group-ratio")
         check_group_conv(self.group_conv)
+        criteria.get(self.criterion)
         if self.round_to < 1:
             raise BadArgument(f"--round-to must be ≥ 1, got {self.round_to}")
         if len(self.targets) > 1:
@@ -398,7 +398,7 @@ class PruneOptions:
     @property
     def needs_weights_in_memory(self) -> bool:
         """The oracle, targets and data criteria read every weight: such prunes never stream."""
-        return bool(self.oracle) or self.criterion in NEEDS_DATA or bool(self.targets)
+        return bool(self.oracle) or criteria.needs_data(self.criterion) or bool(self.targets)
 
 
 @dataclass
@@ -467,7 +467,7 @@ def _prepare_stage(model: ModelLike, o: PruneOptions, output, run: _Run):
 
 def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
     """Layer input statistics (or gradients) for a data criterion, from `calib` or the data-free source."""
-    if o.criterion not in NEEDS_DATA:
+    if not criteria.get(o.criterion).needs_data:
         return None
     from . import calib as calib_
 
@@ -515,7 +515,7 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
 def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,
                 run: _Run) -> dict[str, np.ndarray] | None:
     """obspa's weight updates of the consumers (and, with real data, the sequential re-fit)."""
-    if o.criterion != "obspa" or not o.compensate or not data or not data.stats:
+    if not criteria.get(o.criterion).compensates or not o.compensate or not data or not data.stats:
         return None
     from .criteria.obspa import compensate as obs_update
 
@@ -626,7 +626,7 @@ def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | N
     source = source or calib.DEFAULT_SOURCE
     if inputs is None:
         inputs = calib.source_feeds(a, source, feeds, seed=seed)
-    if criterion in NEEDS_GRADS:
+    if criteria.get(criterion).needs == "gradients":
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs)

@@ -1,16 +1,19 @@
 """Criteria: plug-ins that score the channels of a group (higher = more important).
 
-A criterion is a function `(group, weights, rng) -> np.ndarray` of shape `(group.size,)`; `weights(name)`
-returns an initializer's values. Scores are normalised by the group mean, so groups can be ranked together
-(global pruning). To add one, write the function and put it in `CRITERIA`. Criteria in `NEEDS_DATA` also get
-`stats` (per consumer layer: input statistics, see spa.calib) as a fourth argument; "obspa" additionally
-returns weight updates once the plan is known (`obspa.compensate`). Criteria in `NEEDS_GRADS` get gradients
-instead (through the ONNX → torch round trip).
+A criterion is a `Criterion`: a name, a function `(group, weights, rng, data) -> np.ndarray` of shape
+`(group.size,)`, and what it needs besides the weights (`needs`): nothing, "activations" (per consumer layer:
+input statistics, see spa.calib) or "gradients" (∂L/∂w per initializer through the ONNX → torch round trip,
+spa.criteria.gradient.collect). `weights(name)` returns an initializer's values; `data` is what `needs` asks
+for (None otherwise). Scores are normalised by the group mean, so groups can be ranked together (global
+pruning). To add one, write the function and add a `Criterion` to `CRITERIA`. obspa additionally returns
+weight updates once the plan is known (`compensates`, spa.criteria.obspa.compensate).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -19,27 +22,59 @@ from .gradient import snip, taylor
 from .magnitude import bn_scale, l1, l2, random_scores
 from .obspa import act, obspa, wanda
 
-Criterion = Callable[[Group, Callable[[str], np.ndarray], np.random.Generator], np.ndarray]
+Needs = Literal["activations", "gradients"] | None
 
-CRITERIA: dict[str, Criterion] = {
-    "l1": l1,
-    "l2": l2,
-    "random": random_scores,
-    "bn": bn_scale,
-    "obspa": obspa,
-    "act": act,
-    "wanda": wanda,
-    "taylor": taylor,
-    "snip": snip,
-}
-NEEDS_GRADS = ("taylor", "snip")  # their fourth argument: ∂L/∂w per initializer (spa.criteria.gradient.collect)
-NEEDS_DATA = ("obspa", "act", "wanda", *NEEDS_GRADS)
+
+@dataclass(frozen=True)
+class Criterion:
+    """One scoring plug-in and what it needs (see the module docstring)."""
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    needs: Needs = None
+    compensates: bool = False  # also updates the kept weights once the plan is known (obspa)
+
+    @property
+    def needs_data(self) -> bool:
+        return self.needs is not None
+
+    def __call__(self, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator,
+                 data=None) -> np.ndarray:
+        return np.asarray(self.fn(group, weights, rng, data), dtype=np.float64)
+
+
+CRITERIA: dict[str, Criterion] = {c.name: c for c in (
+    Criterion("l1", l1),
+    Criterion("l2", l2),
+    Criterion("random", random_scores),
+    Criterion("bn", bn_scale),
+    Criterion("obspa", obspa, "activations", compensates=True),
+    Criterion("act", act, "activations"),
+    Criterion("wanda", wanda, "activations"),
+    Criterion("taylor", taylor, "gradients"),
+    Criterion("snip", snip, "gradients"),
+)}
+
+
+def get(name: str) -> Criterion:
+    """The criterion called `name` (BadArgument naming the choices otherwise)."""
+    c = CRITERIA.get(name)
+    if c is None:
+        from ..errors import BadArgument
+
+        raise BadArgument(f"unknown criterion {name!r} (choose from {', '.join(CRITERIA)})")
+    return c
+
+
+def needs_data(name: str) -> bool:
+    """True for criteria that read activations or gradients (False for unknown names: refused elsewhere)."""
+    c = CRITERIA.get(name)
+    return c is not None and c.needs_data
 
 
 def score(name: str, group: Group, weights: Callable[[str], np.ndarray], rng: np.random.Generator,
           stats=None) -> np.ndarray:
-    fn = CRITERIA[name]
-    s = np.asarray(fn(group, weights, rng, stats) if name in NEEDS_DATA else fn(group, weights, rng), dtype=np.float64)
+    s = get(name)(group, weights, rng, stats)
     assert s.shape == (group.size,), (name, s.shape, group.size)
     if not np.isfinite(s).all():  # NaN/inf weights would otherwise make every channel look alike
         from ..errors import BadModel

@@ -43,21 +43,21 @@ def _lp(group: Group, weights: Callable[[str], np.ndarray], p: int, roles=VOTING
     return np.sqrt(s) if p == 2 else s
 
 
-def l1(group: Group, weights, rng) -> np.ndarray:
+def l1(group: Group, weights, rng, data=None) -> np.ndarray:
     s = _lp(group, weights, 1)
     return np.ones(group.size) if s is None else s
 
 
-def l2(group: Group, weights, rng) -> np.ndarray:
+def l2(group: Group, weights, rng, data=None) -> np.ndarray:
     s = _lp(group, weights, 2)
     return np.ones(group.size) if s is None else s
 
 
-def random_scores(group: Group, weights, rng: np.random.Generator) -> np.ndarray:
+def random_scores(group: Group, weights, rng: np.random.Generator, data=None) -> np.ndarray:
     return rng.random(group.size) + 1e-3
 
 
-def bn_scale(group: Group, weights, rng) -> np.ndarray:
+def bn_scale(group: Group, weights, rng, data=None) -> np.ndarray:
     """|gamma| of the group's norm scales (BatchNorm/InstanceNorm, per-channel Mul); L1 where it has none."""
     s = _lp(group, weights, 1, roles=("scale",))
     return l1(group, weights, rng) if s is None else s

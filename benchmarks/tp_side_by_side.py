@@ -11,9 +11,9 @@ Per model (models/zoo_torch, size "full", random init, seed 0):
       --criterion l1 --json` as a fresh process, whole-process wall time (interpreter start, imports, load,
       analysis, plan, rewrite, onnx.checker + onnxruntime verification, write). A second, untimed run with
       --save-plan gives the kept channel indices.
-Params / MACs: spa.report.stats on the three ONNX files (MACs per sample). Latency: spa.bench.compare on
+Params / MACs: spa.report.stats on the three ONNX files (MACs per sample). Latency: spa.tools.bench.compare on
 original / TP / spa ONNX, interleaved, CPUExecutionProvider, ORT_ENABLE_ALL, threads 2, batch 1, intra-op
-spinning off (spa.bench's default: three live sessions' spinning workers would fight over the cores).
+spinning off (spa.tools.bench's default: three live sessions' spinning workers would fight over the cores).
 Channel choice: every Conv in order of appearance (torch execution order = ONNX node order of the legacy
 exporter) — output width of the TP ONNX vs the spa ONNX, and the kept output-channel index sets (TP from the
 groups of the interactive step, spa from the saved plan, matched through the Conv's position).
@@ -162,7 +162,7 @@ def _runs(ts: list[float]) -> str:
 
 def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None) -> None:
     from models import zoo_torch
-    from spa import bench
+    from spa.tools import bench
     from spa.report import human
 
     orig, tp_onnx, spa_onnx, plan = d / f"{name}.onnx", d / f"{name}_tp.onnx", d / f"{name}_spa.onnx", d / "plan.json"

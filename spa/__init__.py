@@ -2,11 +2,11 @@
 
 from typing import Any
 
-__all__ = ["Plan", "SpaError", "analyze", "check", "compute_plan", "prune"]
+__all__ = ["Plan", "PruneOptions", "SpaError", "analyze", "check", "compute_plan", "prune"]
 __version__ = "0.1.0"
 
 # imported on first use, so `python -m spa` starts light and a Ctrl-C at start-up ends in one line
-_HOME = {"analyze": "api", "prune": "api", "check": "api", "compute_plan": "api", "Plan": "plan",
+_HOME = {"analyze": "api", "prune": "api", "check": "api", "compute_plan": "api", "PruneOptions": "api", "Plan": "plan",
          "SpaError": "errors"}
 
 

@@ -297,7 +297,7 @@ def plan_for_target(
     def measure(plan: Plan) -> float:
         pruned = Rewriter(a, keep_mask(a, plan)).apply()
         if metric == "latency":
-            from .bench import compare
+            from .tools.bench import compare
 
             cand = Path(tmp.name) / "candidate.onnx"
             graph.save_atomic(pruned, cand)

@@ -98,7 +98,7 @@ def _guard(fn):
 
 def _write_html(rep, path: Path, model: Path, plan=None) -> None:
     """Render the HTML report and write it atomically (the destination was checked before the work began)."""
-    from .html import to_html
+    from .tools.html import to_html
     from .io_safety import atomic_write
 
     atomic_write(path, to_html(rep, plan=plan, title=model.name), label="--html")
@@ -318,7 +318,7 @@ def _print_prune_table(rep, model: Path, output: Path, latency: bool, input_shap
         t.add_row("lossy groups pruned (norm statistics change)", "", str(rep.lossy_pruned), "")
     t.add_row("channels removed", "", str(rep.channels_removed), "")
     if latency:
-        from .bench import compare
+        from .tools.bench import compare
 
         orig, small = compare([model, output], runs=50, warmup=5, memory=False, input_shape=input_shape)
         t.add_row("latency (onnxruntime CPU, median)", f"{orig.median_ms:.3f} ms",
@@ -334,7 +334,7 @@ def _print_prune_table(rep, model: Path, output: Path, latency: bool, input_shap
 def _prune_many(models: list[Path], out_dir: Path, options, jobs: int, as_json: bool, quiet: bool,
                 reads: list | None = None) -> None:
     """One line per model as it finishes (in input order); exit code of the first failure, if any."""
-    from .batch import prune_many
+    from .tools.batch import prune_many
 
     def show(o) -> None:
         if not as_json and (not quiet or not o.ok):
@@ -396,7 +396,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Params, MACs, file size, onnxruntime latency (median, p10-p90) and peak memory, side by side."""
-    from . import bench as b
+    from .tools import bench as b
 
     with _progress(as_json) as say:
         say(f"timing {len(models)} model(s), {runs} interleaved runs each")
@@ -431,7 +431,7 @@ def sweep(
     from dataclasses import asdict
 
     from . import graph, io_safety
-    from . import sweep as sw
+    from .tools import sweep as sw
     from .report import human
 
     rs = sw.parse_ratios(ratios)

@@ -1,4 +1,4 @@
-"""spa.bench: fields filled and consistent, interleaved compare keeps input order, table ratios, provider errors.
+"""spa.tools.bench: fields filled and consistent, interleaved compare keeps input order, table ratios, provider errors.
 No timing assertions: machines are noisy."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spa import api, bench, graph
+from spa import api, graph
+from spa.tools import bench
 from spa.errors import BadArgument
 
 ROOT = Path(__file__).resolve().parents[1]

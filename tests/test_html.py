@@ -1,4 +1,4 @@
-"""`spa.html`: the self-contained HTML report (structure, escaping, no external resources) and what a headless
+"""`spa.tools.html`: the self-contained HTML report (structure, escaping, no external resources) and what a headless
 Chromium actually draws from it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import onnx
 import pytest
 
 import spa
-from spa.html import PALETTE, render, to_html
+from spa.tools.html import PALETTE, render, to_html
 
 pytestmark = pytest.mark.html
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BadArgument
+from ..errors import BadArgument
 
 if TYPE_CHECKING:
-    from .api import PruneOptions
+    from ..api import PruneOptions
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Outcome:
     report: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        from .report import human
+        from ..report import human
 
         if not self.ok:
             return f"FAILED  {self.model}: {self.error} (exit {self.exit_code})"
@@ -53,8 +53,8 @@ def outputs_for(models: list[Path], out_dir: Path) -> list[Path]:
 
 def prune_one(model: str, output: str, options: PruneOptions) -> Outcome:
     """One model, never raising: the outcome says what happened (the worker's entry point)."""
-    from . import api
-    from .errors import SpaError
+    from .. import api
+    from ..errors import SpaError
 
     try:
         _, rep = api.prune(model, options, output=output)
@@ -79,7 +79,7 @@ def prune_many(models: list[Path], out_dir: Path, options: PruneOptions, jobs: i
     """Prune every model into `out_dir` with the same options, `jobs` at a time; outcomes in input order.
     `on_done(outcome)` is called in input order as soon as each (and all before it) finished. Every output is
     checked against every input (the models, their data files, `reads`) before the first model is pruned."""
-    from .io_safety import check_io
+    from ..io_safety import check_io
 
     if jobs < 1:
         raise BadArgument(f"--jobs must be ≥ 1, got {jobs}")
@@ -87,7 +87,7 @@ def prune_many(models: list[Path], out_dir: Path, options: PruneOptions, jobs: i
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        from .errors import WriteFailed
+        from ..errors import WriteFailed
 
         raise WriteFailed(f"cannot create {out_dir}: {e.strerror or e}") from None
     calib = options.calib

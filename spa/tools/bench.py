@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadArgument, BadModel
+from ..errors import BadArgument, BadModel
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -144,9 +144,9 @@ class _Prepared:
 def _prepare(path: str | os.PathLike[str], batch: int, at: dict[str, list[int]] | None = None) -> _Prepared:
     """Load a model, make its timed inputs (`at`: the dims of each graph input) and count it (MACs per sample
     at the same size with batch 1)."""
-    from . import graph
-    from .report import stats
-    from .verify import random_inputs
+    from .. import graph
+    from ..report import stats
+    from ..verify import random_inputs
 
     p = Path(path)
     model = graph.load(p)
@@ -163,7 +163,7 @@ def timing_shapes(path: str | os.PathLike[str], batch: int, input_shape: list[st
     """The input dims to time at: `--input-shape` where given (its batch replaced by `batch` where the model's
     batch is symbolic), symbolic image/sequence dims at the first size the model runs at (the search
     verification does); None for a model whose sizes are all static."""
-    from . import graph, verify
+    from .. import graph, verify
 
     model = graph.load(Path(path))
     shapes = verify.parse_input_shapes(input_shape, model) if input_shape else None
@@ -357,7 +357,7 @@ def table_rows(benches: list[Bench]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Plain-text table of `table_rows` output (no colours, fixed-width columns)."""
-    from .report import human
+    from ..report import human
 
     def ms(v: float) -> str:
         return f"{v:.3f}" if v < 1 else f"{v:.2f}" if v < 100 else f"{v:.1f}"

@@ -3,7 +3,7 @@
     spa sweep model.onnx --ratios 0.1,0.3,0.5,0.7 --jobs 2 --plot sweep.png
 
 Each ratio is an independent `spa.prune` in a worker process (`--jobs`); latency is measured afterwards in
-one process, interleaved across the original and every pruned model (spa.bench.compare), so the numbers are
+one process, interleaved across the original and every pruned model (spa.tools.bench.compare), so the numbers are
 comparable. The plot shows MACs and latency relative to the original against the ratio: they need not agree.
 """
 
@@ -14,8 +14,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadArgument
-from .plan import check_ratio
+from ..errors import BadArgument
+from ..plan import check_ratio
 
 
 @dataclass
@@ -31,7 +31,7 @@ class SweepPoint:
 
 def _prune_one(args: tuple[str, float, str, str, bool]) -> tuple[float, str]:
     model, ratio, criterion, out, global_ = args
-    from . import api
+    from .. import api
 
     api.prune(model, ratio=ratio, criterion=criterion, global_=global_, output=out)
     return ratio, out
@@ -62,8 +62,8 @@ def sweep(
 ) -> list[SweepPoint]:
     """Prune `model` at every ratio into `out_dir` (jobs in parallel) and bench them all together."""
     from .bench import compare
-    from .errors import WriteFailed
-    from .io_safety import check_io
+    from ..errors import WriteFailed
+    from ..io_safety import check_io
 
     if jobs < 1:
         raise BadArgument(f"--jobs must be ≥ 1, got {jobs}")
@@ -120,7 +120,7 @@ def plot(points: list[SweepPoint], path: str, title: str = "") -> None:
     ax.legend()
     ax.set_title(title or "spa sweep")
     fig.tight_layout()
-    from .io_safety import atomic_write
+    from ..io_safety import atomic_write
 
     try:
         atomic_write(path, lambda f: fig.savefig(f, format="png"), label="--plot")

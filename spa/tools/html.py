@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .graph import node_inputs, topo_order
-from .report import human
+from ..graph import node_inputs, topo_order
+from ..report import human
 
 if TYPE_CHECKING:
-    from .api import AnalyzeReport
-    from .plan import Plan
+    from ..api import AnalyzeReport
+    from ..plan import Plan
 
 # A stable palette, indexed by group id. Light enough for dark text, distinct from the frozen red outline.
 # PALETTE[1] (group 1) is the tests' probe colour: keep it distinctive.

@@ -2,33 +2,30 @@
 
 ``torch_to_onnx`` (PyTorch, legacy TorchScript or dynamo exporter), ``keras_to_onnx``
 (Keras / TensorFlow via tf2onnx), ``sklearn_to_onnx`` (skl2onnx) and ``jax_to_onnx`` (JAX / Flax via
-jax2onnx). All are imported lazily: ``import converters`` pulls in no framework.
+jax2onnx). ``detect_framework`` tells a source's framework from its name and ``convert`` runs the converter
+that fits (``spa convert`` is these two and a print). All are imported lazily: ``import converters`` pulls in
+no framework.
 """
 
 from __future__ import annotations
 
-__all__ = ["jax_to_onnx", "keras_to_onnx", "sklearn_to_onnx", "torch_to_onnx"]
+import importlib
+from typing import Any
+
+__all__ = ["Converted", "Source", "convert", "detect_framework", "jax_to_onnx", "keras_to_onnx", "sklearn_to_onnx",
+           "torch_to_onnx"]
+
+# public name -> the module that defines it, imported on first use
+_HOME = {"torch_to_onnx": "torch_export", "sklearn_to_onnx": "sklearn_export", "jax_to_onnx": "jax_export",
+         "keras_to_onnx": "keras_export", "Converted": "dispatch", "Source": "dispatch", "convert": "dispatch",
+         "detect_framework": "dispatch"}
 
 
-def __getattr__(name: str):
-    if name == "torch_to_onnx":
-        from .torch_export import torch_to_onnx
-
-        return torch_to_onnx
-    if name == "sklearn_to_onnx":
-        from .sklearn_export import sklearn_to_onnx
-
-        return sklearn_to_onnx
-    if name == "jax_to_onnx":
-        from .jax_export import jax_to_onnx
-
-        return jax_to_onnx
-    if name == "keras_to_onnx":
-        from .keras_export import keras_to_onnx
-
-        return keras_to_onnx
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
     raise AttributeError(f"module 'converters' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)

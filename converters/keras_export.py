@@ -1,15 +1,21 @@
-"""Keras / TensorFlow -> ONNX via tf2onnx (the route of ``models.zoo_keras``).
+"""Keras / TensorFlow -> ONNX via tf2onnx.
 
 :func:`keras_to_onnx` accepts an in-memory ``keras.Model``, a ``.keras`` (or ``.h5``) file or a
 TensorFlow SavedModel directory, writes one self-contained ONNX file atomically and checks with
 onnxruntime that its outputs match TensorFlow's (within 1e-4). TensorFlow is imported lazily.
+
+The TensorFlow plumbing is public so the test zoo (``models.zoo_keras``) converts the same way:
+:func:`import_tf` / :func:`import_keras` (quiet lazy imports), :func:`tf2onnx_convert` (``from_keras`` with a
+``tf.function`` fallback, grouped convolutions traced as plain ``Conv2D`` by :func:`plain_grouped_conv`) and
+:func:`tidy_io` (output ``output``, batch dim ``batch``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +24,8 @@ from spa.errors import BadArgument
 
 from ._common import ConversionFailed, compare, discard, first_line, ort_run, ort_session, publish, tmp_path_for
 
-__all__ = ["is_saved_model", "keras_to_onnx"]
+__all__ = ["import_keras", "import_tf", "is_saved_model", "keras_to_onnx", "plain_grouped_conv", "quiet_tf_env",
+           "tf2onnx_convert", "tidy_io"]
 
 
 @dataclass
@@ -35,11 +42,102 @@ def is_saved_model(p: str | os.PathLike) -> bool:
     return p.is_dir() and ((p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file())
 
 
-def _zk():
-    from models import zoo_keras
+def quiet_tf_env() -> None:
+    """TensorFlow's C++ logging off, set before TensorFlow is imported (it reads the variables once)."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    # Silences the oneDNN banner; also gives bit-stable CPU numerics.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-    zoo_keras._quiet_env()
-    return zoo_keras
+
+def import_keras():
+    """``keras``, imported on first use (importing converters must not pull in TensorFlow)."""
+    quiet_tf_env()
+    import keras
+
+    return keras
+
+
+def import_tf():
+    """``tensorflow``, imported on first use with its Python logger at ERROR."""
+    quiet_tf_env()
+    import tensorflow as tf
+
+    with contextlib.suppress(Exception):  # an old TF without get_logger: its logs stay on
+        tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+def _rename_value(graph, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, v in enumerate(node.input):
+            if v == old:
+                node.input[i] = new
+        for i, v in enumerate(node.output):
+            if v == old:
+                node.output[i] = new
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if vi.name == old:
+            vi.name = new
+
+
+def tidy_io(model_proto) -> None:
+    """Name the single output ``output`` (when that name is free) and the batch dim of inputs and outputs
+    ``batch``: tf2onnx keeps TensorFlow's names (``dense_1``, ``unk__12``), which say nothing to a user."""
+    g = model_proto.graph
+    init_names = {t.name for t in g.initializer}
+    taken = {v for n in g.node for v in list(n.input) + list(n.output)} | init_names
+    inputs = [i for i in g.input if i.name not in init_names]
+    if len(g.output) == 1 and g.output[0].name != "output" and "output" not in taken:
+        _rename_value(g, g.output[0].name, "output")
+    for vi in inputs + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+
+
+@contextlib.contextmanager
+def plain_grouped_conv() -> Iterator[None]:
+    """Trace grouped ``Conv2D`` (``groups > 1``) as a plain TF ``Conv2D`` op.
+
+    Keras 3's TensorFlow backend runs grouped convolutions through a nested
+    ``tf.function(jit_compile=True)`` because TF's CPU kernel cannot execute
+    them.  tf2onnx does not inline that XLA-only function and leaves a
+    ``StatefulPartitionedCall`` node in the ONNX graph.  Conversion only
+    *traces* the model, so while it runs, ``keras.src.backend.nn.conv`` is
+    swapped for a version that emits ``tf.nn.convolution`` directly for
+    grouped NHWC convolutions (a ``Conv2D`` whose filter has ``C_in / groups``
+    input channels, which tf2onnx maps to ``Conv`` with ``group``).  Everything
+    else goes through the original function; it is restored afterwards, so
+    running the Keras model eagerly still uses the XLA path.  A no-op if the
+    internals are not where they are expected.
+    """
+    try:
+        keras = import_keras()
+        from keras.src import backend as kbackend
+
+        if keras.backend.backend() != "tensorflow":
+            raise ImportError
+        nn_mod = kbackend.nn
+        original = nn_mod.conv
+    except Exception:  # noqa: BLE001  # pragma: no cover - other keras versions / backends
+        yield
+        return
+    tf = import_tf()
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        fmt = kbackend.standardize_data_format(data_format)
+        if (fmt == "channels_last" and len(inputs.shape) == 4
+                and inputs.shape[-1] is not None and inputs.shape[-1] != kernel.shape[-2]):
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
+                                     data_format="NHWC", dilations=dilation_rate)
+        return original(inputs, kernel, strides=strides, padding=padding,
+                        data_format=data_format, dilation_rate=dilation_rate)
+
+    nn_mod.conv = conv
+    try:
+        yield
+    finally:
+        nn_mod.conv = original
 
 
 def _shape(dims, override: Sequence[int] | None, what: str) -> list:
@@ -76,11 +174,10 @@ def _load(model_or_path):
     p = pathlib.Path(model_or_path)
     if not p.exists():
         raise BadArgument(f"{p} does not exist")
-    zk = _zk()
     if p.is_dir():
         if not is_saved_model(p):
             raise BadArgument(f"{p} is a directory without saved_model.pb (not a SavedModel)")
-        tf = zk._tf()
+        tf = import_tf()
         try:
             loaded = tf.saved_model.load(str(p))
         except Exception as e:  # noqa: BLE001
@@ -92,29 +189,31 @@ def _load(model_or_path):
             return "saved_model", (loaded, next(iter(sigs.values())))
         raise ConversionFailed(f"SavedModel {p} has no serving_default signature "
                                f"(signatures: {sorted(sigs) or 'none'})")
-    keras = zk._keras()
+    keras = import_keras()
     try:
         return "keras", keras.saving.load_model(str(p), compile=False)
     except Exception as e:  # noqa: BLE001
         raise ConversionFailed(f"cannot load {p} as a Keras model: {first_line(e)}") from None
 
 
-def _convert(fn_or_model, specs, opset: int, is_keras: bool):
-    zk = _zk()
-    tf = zk._tf()
+def tf2onnx_convert(target, specs: Sequence, opset: int, is_keras: bool) -> tuple:
+    """(ONNX ModelProto, route): ``tf2onnx.convert.from_keras`` for a Keras model, and when that raises (it
+    relies on Keras internals) or ``target`` is a ``tf.function``, ``from_function`` over ``specs``. Grouped
+    convolutions are traced as plain ``Conv2D`` (:func:`plain_grouped_conv`)."""
+    tf = import_tf()
     import tf2onnx
 
-    with zk._plain_grouped_conv():
+    with plain_grouped_conv():
         if is_keras:
             try:
-                proto, _ = tf2onnx.convert.from_keras(fn_or_model, input_signature=specs, opset=opset)
+                proto, _ = tf2onnx.convert.from_keras(target, input_signature=specs, opset=opset)
                 return proto, "from_keras"
             except Exception:  # noqa: BLE001
-                model = fn_or_model
+                model = target
                 fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False),
                                  input_signature=specs)
         else:
-            fn = fn_or_model
+            fn = target
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=specs, opset=opset)
         return proto, "from_function"
 
@@ -141,8 +240,7 @@ def export_keras(model_or_path, path: str | os.PathLike, *, opset: int = 17,
         except OSError:
             pass
     kind, obj = _load(model_or_path)
-    zk = _zk()
-    tf = zk._tf()
+    tf = import_tf()
 
     if kind == "keras":
         model = obj
@@ -181,10 +279,10 @@ def export_keras(model_or_path, path: str | os.PathLike, *, opset: int = 17,
 
         target = tf.function(call, input_signature=specs)
     try:
-        proto, route = _convert(target, specs, opset, kind == "keras")
+        proto, route = tf2onnx_convert(target, specs, opset, kind == "keras")
     except Exception as e:  # noqa: BLE001
         raise ConversionFailed(f"tf2onnx conversion failed: {first_line(e)}") from None
-    zk._tidy_io(proto)
+    tidy_io(proto)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "spa.converters.keras_route", route
 

@@ -1,15 +1,20 @@
 """PyTorch -> ONNX with the legacy TorchScript exporter (default) or the torch.export based one.
 
 :func:`torch_to_onnx` writes a single self-contained ONNX file atomically and checks with
-onnxruntime that its outputs match PyTorch's (within 1e-4). The exporter quirks (quiet export,
-dynamo's opset >= 18 and its down-conversion) are handled by ``models.zoo_torch``'s helpers.
+onnxruntime that its outputs match PyTorch's (within 1e-4). The exporter quirks live here too, public, so the
+test zoo (``models.zoo_torch``, ``models.zoo_transformers``) exports the same way: :func:`quiet` silences the
+exporters, :data:`DYNAMO_MIN_OPSET` is the dynamo exporter's lowest opset and :func:`downconvert` brings its
+model down to an older opset.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import pathlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,10 +34,29 @@ from ._common import (
     tmp_path_for,
 )
 
-__all__ = ["EXPORTERS", "torch_to_onnx"]
+__all__ = ["DYNAMO_MIN_OPSET", "EXPORTERS", "downconvert", "quiet", "torch_to_onnx"]
 
 log = logging.getLogger("spa.converters")
 EXPORTERS = ("auto", "legacy", "dynamo")
+DYNAMO_MIN_OPSET = 18  # the torch.export-based exporter's lowest native opset
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence exporter warnings, log records and progress prints (the exporters talk a lot; a failure still
+    raises, and that is what the caller reports)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR + 10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
 
 
 @dataclass
@@ -88,10 +112,8 @@ def _batch2(args: tuple) -> tuple:
 def _legacy(module, args, tmp, opset, in_names, out_names, dynamic_batch) -> None:
     import torch
 
-    from models.zoo_torch import _quiet
-
     axes = {n: {0: "N"} for n in in_names + out_names} if dynamic_batch else None
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         torch.onnx.export(module, args, str(tmp), dynamo=False, input_names=in_names, output_names=out_names,
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True)
 
@@ -99,8 +121,6 @@ def _legacy(module, args, tmp, opset, in_names, out_names, dynamic_batch) -> Non
 def _dynamo(module, args, tmp, opset, in_names, out_names, dynamic_batch) -> list[str]:
     import onnx
     import torch
-
-    from models.zoo_torch import _DYNAMO_MIN_OPSET, _downconvert, _quiet
 
     notes: list[str] = []
     if isinstance(module, torch.jit.ScriptModule):
@@ -110,17 +130,17 @@ def _dynamo(module, args, tmp, opset, in_names, out_names, dynamic_batch) -> lis
         args = _batch2(args)
         n = torch.export.Dim("N", min=1, max=1024)
         shapes = tuple({0: n} if a.dim() else None for a in args)
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         prog = torch.onnx.export(module, args, None, dynamo=True, input_names=in_names, output_names=out_names,
-                                 dynamic_shapes=shapes, opset_version=max(opset, _DYNAMO_MIN_OPSET),
+                                 dynamic_shapes=shapes, opset_version=max(opset, DYNAMO_MIN_OPSET),
                                  external_data=False, optimize=True, verbose=False)
     proto = prog.model_proto
-    if opset < _DYNAMO_MIN_OPSET:
+    if opset < DYNAMO_MIN_OPSET:
         try:
-            proto = _downconvert(proto, opset)
+            proto = downconvert(proto, opset)
         except Exception as e:  # noqa: BLE001 - depends on the ops used
             notes.append(f"could not convert the dynamo export to opset {opset} ({first_line(e)}); "
-                         f"kept opset {_DYNAMO_MIN_OPSET}")
+                         f"kept opset {DYNAMO_MIN_OPSET}")
     onnx.save_model(proto, str(tmp))
     return notes
 
@@ -247,3 +267,96 @@ def _load_factory(py: pathlib.Path, factory: str):
     if not isinstance(m, torch.nn.Module):
         raise ConversionFailed(f"{py.name}:{factory}() returned {type(m).__name__}, not a torch.nn.Module")
     return m
+
+
+def _park_split18(proto, tmp_domain: str):
+    """Rewrite opset-18 ``Split(num_outputs=n)`` into the opset-13 form.
+
+    onnx's version converter has no 18->17 adapter for Split.  A Split with an
+    explicit ``split`` input means the same in opsets 13..18, so each
+    ``num_outputs`` Split gets a constant ``split`` input (from the inferred
+    static shape) and is moved to a temporary domain so the converter leaves it
+    alone; the caller moves it back afterwards.  Returns ``proto`` unchanged
+    when there is no Split.
+    """
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    if not any(n.op_type == "Split" and n.domain in ("", "ai.onnx") for n in proto.graph.node):
+        return proto
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    for i, node in enumerate(model.graph.node):
+        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if "num_outputs" in attrs:
+            shape = shapes.get(node.input[0])
+            axis = attrs.get("axis", 0)
+            if shape is None or shape[axis] is None:
+                raise RuntimeError(f"Split {node.name!r}: split axis is not static")
+            d, n = shape[axis], attrs["num_outputs"]
+            chunk = -(-d // n)
+            sizes = [chunk] * (n - 1) + [d - chunk * (n - 1)]
+            name = f"{node.name or 'split'}_{i}_sizes"
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(sizes, dtype=np.int64), name))
+            keep = [a for a in node.attribute if a.name != "num_outputs"]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+            del node.input[1:]
+            node.input.append(name)
+        node.domain = tmp_domain
+    model.opset_import.append(helper.make_opsetid(tmp_domain, 1))
+    return model
+
+
+# Reduce ops whose ``axes`` moved from attribute to input in opset 18 (ReduceSum did so in 13).
+_REDUCE_AXES_18 = {
+    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
+}
+
+
+def downconvert(proto, opset: int):
+    """onnx.version_converter plus a fix-up for a converter bug.
+
+    The converter moves Reduce* ``axes`` back to an attribute but leaves the
+    opset-18-only ``noop_with_empty_axes`` attribute behind, which makes the
+    model invalid.  With axes present (always the case here) the attribute has
+    no effect, so it is dropped.  The result is validated with the checker.
+    """
+    import onnx
+    import onnx.version_converter
+
+    tmp_domain = "spa.converters.tmp"
+    parked = _park_split18(proto, tmp_domain) if opset < 18 else proto
+    out = onnx.version_converter.convert_version(parked, opset)
+    if parked is not proto:
+        for node in out.graph.node:
+            if node.domain == tmp_domain:
+                node.domain = ""
+        keep = [o for o in out.opset_import if o.domain != tmp_domain]
+        del out.opset_import[:]
+        out.opset_import.extend(keep)
+    if opset < 18:
+        graphs = [out.graph] + [f for f in out.functions]
+        for g in graphs:
+            for node in g.node:
+                if node.op_type in _REDUCE_AXES_18 and node.domain in ("", "ai.onnx"):
+                    keep = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+                    if len(keep) != len(node.attribute):
+                        if not any(a.name == "axes" for a in keep):
+                            raise RuntimeError(f"{node.op_type} {node.name!r} without constant axes")
+                        del node.attribute[:]
+                        node.attribute.extend(keep)
+    onnx.checker.check_model(out, full_check=True)
+    return out
+

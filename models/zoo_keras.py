@@ -42,7 +42,7 @@ input signature and calling ``tf2onnx.convert.from_function``.  Either way the
 single graph output is renamed to ``"output"`` and the batch dimension of input
 and output gets the symbolic name ``"batch"``.
 Grouped convolutions are traced as plain TF ``Conv2D`` ops during conversion
-(see :func:`_plain_grouped_conv`): Keras would otherwise wrap them in an
+(see ``converters.keras_export.plain_grouped_conv``): Keras would otherwise wrap them in an
 XLA-compiled function that tf2onnx leaves unconverted.
 
 TensorFlow, Keras and tf2onnx are imported lazily (importing this module does
@@ -51,10 +51,10 @@ not import TensorFlow); ``TF_CPP_MIN_LOG_LEVEL=3`` is set before the import.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pathlib
 from typing import TYPE_CHECKING, Callable
+
+from converters.keras_export import import_keras, import_tf, tf2onnx_convert, tidy_io
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -91,40 +91,13 @@ _INPUT_SHAPES: dict[str, dict[str, tuple[int, int, int, int]]] = {
 }
 
 
-# --------------------------------------------------------------------------- #
-# lazy imports
-# --------------------------------------------------------------------------- #
-def _quiet_env() -> None:
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    # Silences the oneDNN banner; also gives bit-stable CPU numerics.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
-def _keras():
-    _quiet_env()
-    import keras  # noqa: WPS433 (lazy on purpose)
-
-    return keras
-
-
-def _tf():
-    _quiet_env()
-    import tensorflow as tf  # noqa: WPS433
-
-    try:
-        tf.get_logger().setLevel("ERROR")
-    except Exception:  # pragma: no cover
-        pass
-    return tf
-
-
 def _check_size(size: str) -> None:
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {SIZES}")
 
 
 def _inp(name: str, size: str):
-    keras = _keras()
+    keras = import_keras()
     _, h, w, c = _INPUT_SHAPES[name][size]
     return keras.Input(shape=(h, w, c), name="input")
 
@@ -134,7 +107,7 @@ def _inp(name: str, size: str):
 # --------------------------------------------------------------------------- #
 def _conv_bn_relu(x, filters, kernel=3, strides=1, *, padding="same", use_bias=False,
                   relu6=False, name=None):
-    L = _keras().layers
+    L = import_keras().layers
     x = L.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=use_bias,
                  kernel_initializer="he_normal",
                  name=None if name is None else f"{name}_conv")(x)
@@ -147,7 +120,7 @@ def _conv_bn_relu(x, filters, kernel=3, strides=1, *, padding="same", use_bias=F
 # k_simple_cnn
 # --------------------------------------------------------------------------- #
 def _build_simple_cnn(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     c1, c2, hidden, classes = (8, 16, 32, 10) if size == "tiny" else (32, 64, 256, 10)
     inp = _inp("k_simple_cnn", size)
@@ -171,7 +144,7 @@ def _build_simple_cnn(size: str):
 # k_resnet
 # --------------------------------------------------------------------------- #
 def _basic_block(x, filters, strides, name):
-    L = _keras().layers
+    L = import_keras().layers
     in_c = x.shape[-1]
     h = _conv_bn_relu(x, filters, 3, strides, name=f"{name}_1")
     h = L.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
@@ -188,7 +161,7 @@ def _basic_block(x, filters, strides, name):
 
 
 def _build_resnet(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_resnet", size)
     if size == "tiny":
@@ -220,7 +193,7 @@ def _make_divisible(v, divisor=8, min_value=None):
 
 
 def _se_block(x, name, ratio=0.25, gate="hard_sigmoid"):
-    L = _keras().layers
+    L = import_keras().layers
     c = x.shape[-1]
     s = L.GlobalAveragePooling2D(name=f"{name}_se_gap")(x)
     s = L.Reshape((1, 1, c), name=f"{name}_se_reshape")(s)
@@ -232,7 +205,7 @@ def _se_block(x, name, ratio=0.25, gate="hard_sigmoid"):
 
 
 def _inverted_residual(x, expansion, filters, strides, name, se=False):
-    L = _keras().layers
+    L = import_keras().layers
     in_c = x.shape[-1]
     h = x
     if expansion != 1:
@@ -252,7 +225,7 @@ def _inverted_residual(x, expansion, filters, strides, name, se=False):
 
 
 def _build_mobilenet_v2(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_mobilenet_v2", size)
     if size == "tiny":
@@ -284,7 +257,7 @@ def _build_mobilenet_v2(size: str):
 # --------------------------------------------------------------------------- #
 def _dense_layer(x, growth, name):
     """Pre-activation bottleneck: BN-ReLU-Conv1x1(4k)-BN-ReLU-Conv3x3(k), concat."""
-    L = _keras().layers
+    L = import_keras().layers
     h = L.BatchNormalization(name=f"{name}_bn1")(x)
     h = L.ReLU(name=f"{name}_relu1")(h)
     h = L.Conv2D(4 * growth, 1, use_bias=False, kernel_initializer="he_normal",
@@ -297,7 +270,7 @@ def _dense_layer(x, growth, name):
 
 
 def _transition(x, reduction, name):
-    L = _keras().layers
+    L = import_keras().layers
     h = L.BatchNormalization(name=f"{name}_bn")(x)
     h = L.ReLU(name=f"{name}_relu")(h)
     h = L.Conv2D(int(x.shape[-1] * reduction), 1, use_bias=False,
@@ -306,7 +279,7 @@ def _transition(x, reduction, name):
 
 
 def _build_densenet(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_densenet", size)
     if size == "tiny":
@@ -336,7 +309,7 @@ def _build_densenet(size: str):
 # k_inception
 # --------------------------------------------------------------------------- #
 def _inception_module(x, c1, c3r, c3, c5r, c5, cp, name):
-    L = _keras().layers
+    L = import_keras().layers
     b1 = _conv_bn_relu(x, c1, 1, name=f"{name}_b1")
     b3 = _conv_bn_relu(x, c3r, 1, name=f"{name}_b3r")
     b3 = _conv_bn_relu(b3, c3, 3, name=f"{name}_b3")
@@ -348,7 +321,7 @@ def _inception_module(x, c1, c3r, c3, c5r, c5, cp, name):
 
 
 def _build_inception(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_inception", size)
     if size == "tiny":
@@ -391,7 +364,7 @@ def _double_conv(x, filters, name):
 
 
 def _build_unet(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_unet", size)
     base, depth, classes = (8, 3, 2) if size == "tiny" else (64, 4, 2)
@@ -427,7 +400,7 @@ def _build_unet(size: str):
 # k_separable (Xception-style, no LayerNormalization)
 # --------------------------------------------------------------------------- #
 def _sep_bn(x, filters, name, relu_before=False):
-    L = _keras().layers
+    L = import_keras().layers
     if relu_before:
         x = L.ReLU(name=f"{name}_pre_relu")(x)
     x = L.SeparableConv2D(filters, 3, padding="same", use_bias=False,
@@ -437,7 +410,7 @@ def _sep_bn(x, filters, name, relu_before=False):
 
 
 def _xception_down_block(x, filters, name, first_relu=True):
-    L = _keras().layers
+    L = import_keras().layers
     sc = L.Conv2D(filters, 1, strides=2, padding="same", use_bias=False,
                   kernel_initializer="he_normal", name=f"{name}_res_conv")(x)
     sc = L.BatchNormalization(name=f"{name}_res_bn")(sc)
@@ -448,7 +421,7 @@ def _xception_down_block(x, filters, name, first_relu=True):
 
 
 def _xception_middle_block(x, name):
-    L = _keras().layers
+    L = import_keras().layers
     c = x.shape[-1]
     h = x
     for i in range(3):
@@ -457,7 +430,7 @@ def _xception_middle_block(x, name):
 
 
 def _build_separable(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_separable", size)
     if size == "tiny":
@@ -486,7 +459,7 @@ def _build_separable(size: str):
 # --------------------------------------------------------------------------- #
 def _act(x, act, name):
     """Apply ``act`` (None, "relu", "relu6" or any Keras activation name)."""
-    L = _keras().layers
+    L = import_keras().layers
     if act is None:
         return x
     if act == "relu":
@@ -498,7 +471,7 @@ def _act(x, act, name):
 
 def _conv_bn_act(x, filters, kernel=1, strides=1, *, groups=1, act="relu", name):
     """Conv2D (no bias, "same", optionally grouped) -> BN -> activation."""
-    L = _keras().layers
+    L = import_keras().layers
     x = L.Conv2D(filters, kernel, strides=strides, padding="same", groups=groups,
                  use_bias=False, kernel_initializer="he_normal", name=f"{name}_conv")(x)
     x = L.BatchNormalization(name=f"{name}_bn")(x)
@@ -507,7 +480,7 @@ def _conv_bn_act(x, filters, kernel=1, strides=1, *, groups=1, act="relu", name)
 
 def _dw_bn_act(x, kernel=3, strides=1, *, act="relu", name):
     """DepthwiseConv2D (no bias, "same") -> BN -> activation."""
-    L = _keras().layers
+    L = import_keras().layers
     x = L.DepthwiseConv2D(kernel, strides=strides, padding="same", use_bias=False,
                           depthwise_initializer="he_normal", name=f"{name}_dw")(x)
     x = L.BatchNormalization(name=f"{name}_dw_bn")(x)
@@ -521,7 +494,7 @@ def _squeeze_excite(x, squeeze, *, act, gate, name, keepdims=True):
     ``ReduceMean`` in ONNX); ``keepdims=False`` the GAP + ``Reshape`` form of
     keras.applications (and of :func:`_se_block`).
     """
-    L = _keras().layers
+    L = import_keras().layers
     c = x.shape[-1]
     if keepdims:
         s = L.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_gap")(x)
@@ -537,7 +510,7 @@ def _squeeze_excite(x, squeeze, *, act, gate, name, keepdims=True):
 
 def _torchvision_stem(x, filters, name="stem"):
     """7x7/2 conv-BN-ReLU + 3x3/2 max-pool (ResNet / ResNeXt stem)."""
-    L = _keras().layers
+    L = import_keras().layers
     x = _conv_bn_act(x, filters, 7, 2, name=name)
     return L.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
 
@@ -547,7 +520,7 @@ def _torchvision_stem(x, filters, name="stem"):
 # --------------------------------------------------------------------------- #
 def _bottleneck_block(x, planes, strides, name, *, groups=1, base_width=64):
     """torchvision Bottleneck (v1.5: stride on the 3x3), expansion 4."""
-    L = _keras().layers
+    L = import_keras().layers
     in_c = x.shape[-1]
     width = int(planes * (base_width / 64.0)) * groups
     out_c = planes * 4
@@ -563,7 +536,7 @@ def _bottleneck_block(x, planes, strides, name, *, groups=1, base_width=64):
 
 
 def _bottleneck_resnet(name, size, *, groups, width_per_group):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp(name, size)
     if size == "tiny":  # every block type, 1-2 blocks per stage
@@ -611,7 +584,7 @@ _V3_SMALL = (
 
 
 def _v3_block(x, kernel, expanded, out_c, use_se, act, strides, name):
-    L = _keras().layers
+    L = import_keras().layers
     in_c = x.shape[-1]
     h = x
     if expanded != in_c:
@@ -627,7 +600,7 @@ def _v3_block(x, kernel, expanded, out_c, use_se, act, strides, name):
 
 
 def _build_mobilenet_v3(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_mobilenet_v3", size)
     # tiny: torchvision's Small layout at width 0.5 (as the PyTorch zoo) with a
@@ -662,7 +635,7 @@ _B0_SETTING = (
 
 
 def _mbconv(x, expand, kernel, strides, out_c, name, se_ratio=0.25):
-    L = _keras().layers
+    L = import_keras().layers
     in_c = x.shape[-1]
     expanded = _make_divisible(in_c * expand, 8)
     h = x
@@ -678,7 +651,7 @@ def _mbconv(x, expand, kernel, strides, out_c, name, se_ratio=0.25):
 
 
 def _build_efficientnet(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_efficientnet", size)
     if size == "tiny":
@@ -701,7 +674,7 @@ def _build_efficientnet(size: str):
 # k_squeezenet (1.1)
 # --------------------------------------------------------------------------- #
 def _fire(x, squeeze, e1, e3, name):
-    L = _keras().layers
+    L = import_keras().layers
     s = L.Conv2D(squeeze, 1, kernel_initializer="he_normal", name=f"{name}_squeeze")(x)
     s = L.ReLU(name=f"{name}_squeeze_relu")(s)
     a = L.Conv2D(e1, 1, kernel_initializer="he_normal", name=f"{name}_expand1x1")(s)
@@ -718,7 +691,7 @@ def _build_squeezenet(size: str):
     torchvision's ``ceil_mode`` max-pools are ``"valid"`` pools here; every
     pooled map has an odd size (31/15/7 tiny, 111/55/27 full) so floor == ceil.
     """
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_squeezenet", size)
     div, classes = (4, 10) if size == "tiny" else (1, 1000)
@@ -748,7 +721,7 @@ def _build_squeezenet(size: str):
 # --------------------------------------------------------------------------- #
 def _regnet_block(x, w_out, strides, group_width, se_ratio, name):
     """X-block (1x1 -> grouped 3x3 -> [SE] -> 1x1, projection shortcut) + ReLU."""
-    L = _keras().layers
+    L = import_keras().layers
     w_in = x.shape[-1]
     groups = w_out // group_width  # bottleneck multiplier 1
     h = _conv_bn_act(x, w_out, 1, name=f"{name}_a")
@@ -766,7 +739,7 @@ def _regnet_block(x, w_out, strides, group_width, se_ratio, name):
 
 
 def _build_regnet(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_regnet", size)
     if size == "tiny":  # groups 2/4/8/16 per stage
@@ -787,7 +760,7 @@ def _build_regnet(size: str):
 # --------------------------------------------------------------------------- #
 def _channel_shuffle(x, groups, name):
     """NHWC channel shuffle: Reshape(h, w, g, c/g) -> swap last two -> Reshape."""
-    L = _keras().layers
+    L = import_keras().layers
     _, h, w, c = x.shape
     x = L.Reshape((h, w, groups, c // groups), name=f"{name}_shuffle_split")(x)
     x = L.Permute((1, 2, 4, 3), name=f"{name}_shuffle_perm")(x)
@@ -795,7 +768,7 @@ def _channel_shuffle(x, groups, name):
 
 
 def _shuffle_unit(x, out_c, strides, name):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     bf = out_c // 2
     if strides == 1:
@@ -813,7 +786,7 @@ def _shuffle_unit(x, out_c, strides, name):
 
 
 def _build_shufflenet_v2(size: str):
-    keras = _keras()
+    keras = import_keras()
     L = keras.layers
     inp = _inp("k_shufflenet_v2", size)
     if size == "tiny":
@@ -856,7 +829,7 @@ def _randomize_stats(model, seed: int = SEED) -> None:
     """Give BN layers non-trivial stats and Conv/Dense biases non-zero values."""
     import numpy as np
 
-    keras = _keras()
+    keras = import_keras()
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -876,7 +849,7 @@ def _randomize_stats(model, seed: int = SEED) -> None:
 def _make_entry(name: str) -> Callable[[str], "keras.Model"]:
     def builder(size: str = "tiny") -> "keras.Model":
         _check_size(size)
-        keras = _keras()
+        keras = import_keras()
         keras.utils.set_random_seed(SEED)
         model = _BUILDERS[name](size)
         _randomize_stats(model)
@@ -911,107 +884,17 @@ def param_count(name: str, size: str = "tiny") -> int:
     return int(build(name, size).count_params())
 
 
-def _rename_value(graph, old: str, new: str) -> None:
-    for node in graph.node:
-        for i, v in enumerate(node.input):
-            if v == old:
-                node.input[i] = new
-        for i, v in enumerate(node.output):
-            if v == old:
-                node.output[i] = new
-    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
-        if vi.name == old:
-            vi.name = new
-
-
-def _tidy_io(model_proto) -> None:
-    g = model_proto.graph
-    init_names = {t.name for t in g.initializer}
-    taken = {v for n in g.node for v in list(n.input) + list(n.output)} | init_names
-    inputs = [i for i in g.input if i.name not in init_names]
-    if len(g.output) == 1 and g.output[0].name != "output" and "output" not in taken:
-        _rename_value(g, g.output[0].name, "output")
-    for vi in inputs + list(g.output):
-        dims = vi.type.tensor_type.shape.dim
-        if len(dims) and not dims[0].HasField("dim_value"):
-            dims[0].dim_param = "batch"
-
-
-@contextlib.contextmanager
-def _plain_grouped_conv():
-    """Trace grouped ``Conv2D`` (``groups > 1``) as a plain TF ``Conv2D`` op.
-
-    Keras 3's TensorFlow backend runs grouped convolutions through a nested
-    ``tf.function(jit_compile=True)`` because TF's CPU kernel cannot execute
-    them.  tf2onnx does not inline that XLA-only function and leaves a
-    ``StatefulPartitionedCall`` node in the ONNX graph.  Conversion only
-    *traces* the model, so while it runs, ``keras.src.backend.nn.conv`` is
-    swapped for a version that emits ``tf.nn.convolution`` directly for
-    grouped NHWC convolutions (a ``Conv2D`` whose filter has ``C_in / groups``
-    input channels, which tf2onnx maps to ``Conv`` with ``group``).  Everything
-    else goes through the original function; it is restored afterwards, so
-    running the Keras model eagerly still uses the XLA path.  A no-op if the
-    internals are not where they are expected.
-    """
-    try:
-        keras = _keras()
-        from keras.src import backend as kbackend  # noqa: WPS433
-
-        if keras.backend.backend() != "tensorflow":
-            raise ImportError
-        nn_mod = kbackend.nn
-        original = nn_mod.conv
-    except Exception:  # pragma: no cover - other keras versions / backends
-        yield
-        return
-    tf = _tf()
-
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-        fmt = kbackend.standardize_data_format(data_format)
-        if (fmt == "channels_last" and len(inputs.shape) == 4
-                and inputs.shape[-1] is not None and inputs.shape[-1] != kernel.shape[-2]):
-            return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
-                                     data_format="NHWC", dilations=dilation_rate)
-        return original(inputs, kernel, strides=strides, padding=padding,
-                        data_format=data_format, dilation_rate=dilation_rate)
-
-    nn_mod.conv = conv
-    try:
-        yield
-    finally:
-        nn_mod.conv = original
-
-
-def _convert(model, spec, opset: int):
-    """Return an ONNX ModelProto; from_keras first, tf.function fallback."""
-    with _plain_grouped_conv():
-        return _convert_traced(model, spec, opset)
-
-
-def _convert_traced(model, spec, opset: int):
-    tf = _tf()
-    import tf2onnx
-
-    try:
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=[spec], opset=opset)
-        return proto, "from_keras"
-    except Exception:  # pragma: no cover - depends on tf2onnx/keras versions
-        fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=opset)
-        return proto, "from_function"
-
-
 def export_model(model, path, *, opset: int = 17) -> pathlib.Path:
     """Convert an (already built) single-input NHWC Keras model to ``path``."""
-    tf = _tf()
+    tf = import_tf()
     import onnx
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = [None, *[int(d) for d in model.inputs[0].shape[1:]]]
     spec = tf.TensorSpec(shape, tf.float32, name="input")
-    proto, route = _convert(model, spec, opset)
-    _tidy_io(proto)
+    proto, route = tf2onnx_convert(model, [spec], opset, is_keras=True)
+    tidy_io(proto)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "spa.zoo_keras.export_route", route
     onnx.save_model(proto, str(path))

@@ -26,9 +26,6 @@ Public API::
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import math
 import os
 import pathlib
@@ -39,6 +36,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from converters.torch_export import DYNAMO_MIN_OPSET, downconvert, quiet
 
 __all__ = [
     "ZOO",
@@ -1237,26 +1236,6 @@ def example_input(name: str, size: str = "tiny", batch: int = 1) -> torch.Tensor
     return torch.randn((batch,) + tuple(shape[1:]), generator=g)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence exporter warnings, log records and progress prints."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir", "torch._dynamo")]
-    levels = [lg.level for lg in loggers]
-    try:
-        for lg in loggers:
-            lg.setLevel(logging.ERROR + 10)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with contextlib.redirect_stdout(io.StringIO()):
-                yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-
-
-_DYNAMO_MIN_OPSET = 18  # the torch.export-based exporter's lowest native opset
-
-
 def export(
     name: str,
     path: str | os.PathLike,
@@ -1299,7 +1278,7 @@ def export(
         extra = {}
         if keep_batchnorm:
             extra = dict(training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(
                 model,
                 (x,),
@@ -1317,7 +1296,7 @@ def export(
         raise ValueError("keep_batchnorm=True is only supported with the legacy exporter (dynamo=False)")
     x = example_input(name, size, batch=2 if dynamic_batch else 1)
     dynamic_shapes = ({0: torch.export.Dim("N", min=1, max=1024)},) if dynamic_batch else None
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         prog = torch.onnx.export(
             model,
             (x,),
@@ -1326,114 +1305,22 @@ def export(
             input_names=["input"],
             output_names=["output"],
             dynamic_shapes=dynamic_shapes,
-            opset_version=max(opset, _DYNAMO_MIN_OPSET),
+            opset_version=max(opset, DYNAMO_MIN_OPSET),
             external_data=False,
             optimize=True,
             verbose=False,
         )
     proto = prog.model_proto
-    if opset < _DYNAMO_MIN_OPSET:
+    if opset < DYNAMO_MIN_OPSET:
         try:
-            proto = _downconvert(proto, opset)
+            proto = downconvert(proto, opset)
         except Exception as exc:  # pragma: no cover - depends on the op set used
             warnings.warn(
-                f"{name}: could not convert dynamo export to opset {opset} ({exc}); keeping opset {_DYNAMO_MIN_OPSET}",
+                f"{name}: could not convert dynamo export to opset {opset} ({exc}); keeping opset {DYNAMO_MIN_OPSET}",
                 stacklevel=2,
             )
     onnx.save_model(proto, str(path))
     return path
-
-
-def _park_split18(proto, tmp_domain: str):
-    """Rewrite opset-18 ``Split(num_outputs=n)`` into the opset-13 form.
-
-    onnx's version converter has no 18->17 adapter for Split.  A Split with an
-    explicit ``split`` input means the same in opsets 13..18, so each
-    ``num_outputs`` Split gets a constant ``split`` input (from the inferred
-    static shape) and is moved to a temporary domain so the converter leaves it
-    alone; the caller moves it back afterwards.  Returns ``proto`` unchanged
-    when there is no Split.
-    """
-    import onnx
-    from onnx import helper, numpy_helper
-    import numpy as np
-
-    if not any(n.op_type == "Split" and n.domain in ("", "ai.onnx") for n in proto.graph.node):
-        return proto
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {}
-    for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
-        dims = vi.type.tensor_type.shape.dim
-        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    for init in model.graph.initializer:
-        shapes[init.name] = list(init.dims)
-    for i, node in enumerate(model.graph.node):
-        if node.op_type != "Split" or node.domain not in ("", "ai.onnx"):
-            continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if "num_outputs" in attrs:
-            shape = shapes.get(node.input[0])
-            axis = attrs.get("axis", 0)
-            if shape is None or shape[axis] is None:
-                raise RuntimeError(f"Split {node.name!r}: split axis is not static")
-            d, n = shape[axis], attrs["num_outputs"]
-            chunk = -(-d // n)
-            sizes = [chunk] * (n - 1) + [d - chunk * (n - 1)]
-            name = f"{node.name or 'split'}_{i}_sizes"
-            model.graph.initializer.append(numpy_helper.from_array(np.asarray(sizes, dtype=np.int64), name))
-            keep = [a for a in node.attribute if a.name != "num_outputs"]
-            del node.attribute[:]
-            node.attribute.extend(keep)
-            del node.input[1:]
-            node.input.append(name)
-        node.domain = tmp_domain
-    model.opset_import.append(helper.make_opsetid(tmp_domain, 1))
-    return model
-
-
-# Reduce ops whose ``axes`` moved from attribute to input in opset 18 (ReduceSum did so in 13).
-_REDUCE_AXES_18 = {
-    "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-}
-
-
-def _downconvert(proto, opset: int):
-    """onnx.version_converter plus a fix-up for a converter bug.
-
-    The converter moves Reduce* ``axes`` back to an attribute but leaves the
-    opset-18-only ``noop_with_empty_axes`` attribute behind, which makes the
-    model invalid.  With axes present (always the case here) the attribute has
-    no effect, so it is dropped.  The result is validated with the checker.
-    """
-    import onnx
-    import onnx.version_converter
-
-    tmp_domain = "spa.zoo.tmp"
-    parked = _park_split18(proto, tmp_domain) if opset < 18 else proto
-    out = onnx.version_converter.convert_version(parked, opset)
-    if parked is not proto:
-        for node in out.graph.node:
-            if node.domain == tmp_domain:
-                node.domain = ""
-        keep = [o for o in out.opset_import if o.domain != tmp_domain]
-        del out.opset_import[:]
-        out.opset_import.extend(keep)
-    if opset < 18:
-        graphs = [out.graph] + [f for f in out.functions]
-        for g in graphs:
-            for node in g.node:
-                if node.op_type in _REDUCE_AXES_18 and node.domain in ("", "ai.onnx"):
-                    keep = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
-                    if len(keep) != len(node.attribute):
-                        if not any(a.name == "axes" for a in keep):
-                            raise RuntimeError(f"{node.op_type} {node.name!r} without constant axes")
-                        del node.attribute[:]
-                        node.attribute.extend(keep)
-    onnx.checker.check_model(out, full_check=True)
-    return out
 
 
 if __name__ == "__main__":  # pragma: no cover - quick inventory

@@ -40,13 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from converters.torch_export import DYNAMO_MIN_OPSET, downconvert, quiet
 from models.zoo_torch import (
-    _DYNAMO_MIN_OPSET,
     SEED,
     _check_size,
-    _downconvert,
     _make_builder,
-    _quiet,
     count_params,
 )
 
@@ -617,8 +615,8 @@ def export(
     Input/output names are the spec's (``input``/``output`` for images).  With
     ``dynamic`` the batch axis ("N", and "S" for token models) is dynamic.
     ``opset`` defaults to 17 for the legacy exporter and 18 (its native opset)
-    for ``dynamo=True``; a lower opset for dynamo goes through zoo_torch's
-    ``_downconvert``.  The legacy exporter is traced at batch 1, the dynamo one
+    for ``dynamo=True``; a lower opset for dynamo goes through the converters'
+    ``downconvert``.  The legacy exporter is traced at batch 1, the dynamo one
     at batch 2 so that the batch dim is not specialised.
     """
     import onnx
@@ -636,7 +634,7 @@ def export(
         dynamic_axes = {n: dict(axes) for n, axes in spec.dynamic.items()} if dynamic else None
         # Not under torch.no_grad(): there nn.MultiheadAttention takes its inference fast path
         # (aten::_native_multi_head_attention), which the legacy exporter cannot export.
-        with _quiet():
+        with quiet():
             torch.onnx.export(
                 model,
                 args,
@@ -650,13 +648,13 @@ def export(
             )
         return path
 
-    opset = _DYNAMO_MIN_OPSET if opset is None else opset
+    opset = DYNAMO_MIN_OPSET if opset is None else opset
     args = tuple(example_inputs(name, size, batch=2 if dynamic else 1).values())
     dynamic_shapes = None
     if dynamic:
         dims = {d: torch.export.Dim(d, min=1 if d == "N" else 2, max=1024) for d in ("N", "S")}
         dynamic_shapes = tuple({ax: dims[d] for ax, d in spec.dynamic[n].items()} for n in spec.input_names)
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         prog = torch.onnx.export(
             model,
             args,
@@ -665,14 +663,14 @@ def export(
             input_names=list(spec.input_names),
             output_names=list(spec.output_names),
             dynamic_shapes=dynamic_shapes,
-            opset_version=max(opset, _DYNAMO_MIN_OPSET),
+            opset_version=max(opset, DYNAMO_MIN_OPSET),
             external_data=False,
             optimize=True,
             verbose=False,
         )
     proto = prog.model_proto
-    if opset < _DYNAMO_MIN_OPSET:
-        proto = _downconvert(proto, opset)
+    if opset < DYNAMO_MIN_OPSET:
+        proto = downconvert(proto, opset)
     onnx.save_model(proto, str(path))
     return path
 

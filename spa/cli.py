@@ -469,18 +469,11 @@ def convert(
     """Convert a PyTorch or Keras model to ONNX (checked against onnxruntime, written atomically).
 
     Warning: loading a pickle (.pkl, .joblib), a torch file or a module.py:factory source runs code from it. Convert only files you trust."""
-    import logging
-    import zipfile
+    from converters.dispatch import Source, check_options, convert
 
     from . import io_safety
 
-    frameworks, exporters = ("auto", "torch", "keras", "sklearn", "jax"), ("auto", "legacy", "dynamo")
-    if framework not in frameworks:
-        raise BadArgument(f"unknown framework {framework!r}; use one of {', '.join(frameworks)}")
-    if exporter not in exporters:
-        raise BadArgument(f"unknown exporter {exporter!r}; use one of {', '.join(exporters)}")
-    if not 7 <= opset <= 23:
-        raise BadArgument(f"--opset must be between 7 and 23, got {opset}")
+    check_options(framework, exporter, opset)
     shapes = None
     if input_shape is not None:
         try:
@@ -489,98 +482,14 @@ def convert(
             shapes = None
         if not shapes or any(not s or any(d < 1 for d in s) for s in shapes):
             raise BadArgument(f"bad --input-shape {input_shape!r}: expected positive integers like 1,3,224,224")
-
-    py, sep, factory = source.rpartition(":")
-    is_factory = bool(sep and py.endswith(".py") and factory)
-    src = Path(py if is_factory else source)
-    if not src.exists():
-        raise BadArgument(f"{src} does not exist")
-    io_safety.check_io(reads=[("the input", src)], writes=[("-o", output)])
-
-    if framework == "auto":
-        suffix = src.suffix.lower()
-        if is_factory:
-            from converters.jax_export import is_jax_source
-
-            framework = "jax" if is_jax_source(src) else "torch"
-        elif suffix in (".pt", ".pth", ".ts", ".torchscript", ".jit"):
-            framework = "torch"
-        elif suffix in (".keras", ".h5", ".hdf5") or (src / "saved_model.pb").is_file():
-            framework = "keras"
-        elif suffix in (".pkl", ".pickle", ".joblib"):
-            framework = "sklearn"
-        elif suffix == ".onnx":
-            raise BadArgument(f"{src} is already an ONNX model")
-        elif zipfile.is_zipfile(src):
-            with zipfile.ZipFile(src) as z:
-                names = z.namelist()
-            if any(n.endswith("config.json") for n in names) and any(n.endswith(".weights.h5") for n in names):
-                framework = "keras"
-            elif any(n.endswith(("/code/", "data.pkl", "constants.pkl")) for n in names):
-                framework = "torch"
-        if framework == "auto":
-            raise BadArgument(f"cannot tell the framework of {src}; pass --framework torch or keras")
-
-    notes: list[str] = []
-
-    class _Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            notes.append(record.getMessage())
-
-    logger = logging.getLogger("spa.converters")
-    handler, propagate = _Collect(logging.WARNING), logger.propagate
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
-        if framework == "torch":
-            if is_factory and src.suffix != ".py":
-                raise BadArgument(f"{src} is not a .py file")
-            if shapes is None:
-                raise BadArgument("--input-shape is required for torch models, e.g. --input-shape 1,3,224,224")
-            import torch
-
-            from converters.torch_export import export_torch, load_torch_source
-
-            module = load_torch_source(source)
-            g = torch.Generator().manual_seed(0)
-            xs = tuple(torch.randn(s, generator=g) for s in shapes)
-            info = export_torch(module, xs, output, exporter=exporter, opset=opset)
-            how = f"torch, {info.exporter} exporter"
-        elif framework == "sklearn":
-            from converters.sklearn_export import export_sklearn, load_estimator
-
-            n_feat = shapes[0][-1] if shapes else None
-            info = export_sklearn(load_estimator(src), output, n_feat, opset=opset)
-            how = "scikit-learn, skl2onnx"
-        elif framework == "jax":
-            if not is_factory:
-                raise BadArgument("JAX models are given as file.py:factory (returning a Flax NNX module or a function)")
-            if shapes is None:
-                raise BadArgument("--input-shape is required for JAX models, e.g. --input-shape 1,28,28,1")
-            if exporter != "auto":
-                raise BadArgument("--exporter applies to torch models only")
-            from converters.jax_export import export_jax, load_jax_source
-
-            info = export_jax(load_jax_source(source), shapes, output, opset=opset)
-            how = "jax, jax2onnx"
-        else:
-            if is_factory:
-                raise BadArgument("module.py:factory sources are torch models; drop --framework keras")
-            if exporter != "auto":
-                raise BadArgument("--exporter applies to torch models only")
-            from converters.keras_export import export_keras
-
-            info = export_keras(src, output, opset=opset, input_shape=shapes)
-            how = f"keras, tf2onnx {info.route}"
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-    notes += getattr(info, "warnings", [])
+    src = Source.parse(source)
+    io_safety.check_io(reads=[("the input", src.path)], writes=[("-o", output)])
+    done = convert(src, output, framework=framework, shapes=shapes, exporter=exporter, opset=opset)
     if quiet:
         return
-    for n in dict.fromkeys(notes):
+    for n in done.warnings:
         _say(f"spa: warning: {n}", err=True)
-    _say(f"wrote {output} ({how}, opset {info.opset}; onnxruntime matches within {info.max_error:.1e})")
+    _say(f"wrote {output} ({done.how}, opset {done.opset}; onnxruntime matches within {done.max_error:.1e})")
 
 
 @app.command()

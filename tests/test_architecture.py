@@ -10,12 +10,13 @@ from pathlib import Path
 import networkx as nx
 
 SPA = Path(__file__).resolve().parents[1] / "spa"
+CONVERTERS = SPA.parent / "converters"
 
 
-def _modules() -> dict[str, tuple[Path, ast.Module]]:
+def _modules(root: Path = SPA) -> dict[str, tuple[Path, ast.Module]]:
     out = {}
-    for f in sorted(SPA.rglob("*.py")):
-        parts = f.relative_to(SPA.parent).with_suffix("").parts
+    for f in sorted(root.rglob("*.py")):
+        parts = f.relative_to(root.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         out[name] = (f, ast.parse(f.read_text(encoding="utf-8")))
     return out
@@ -61,6 +62,13 @@ def test_library_does_not_import_the_zoo_or_the_tests():
     for name, (f, tree) in _modules().items():
         for mod, _ in _imports(name, f, tree):
             assert not mod.split(".")[0] in ("models", "tests"), f"{f}: imports {mod}"
+
+
+def test_converters_do_not_import_the_zoo_or_the_tests():
+    """`spa convert` ships converters/; the test zoo (models/) builds on the converters, never the other way."""
+    bad = [f"{f.name}: imports {mod}" for name, (f, tree) in _modules(CONVERTERS).items()
+           for mod, _ in _imports(name, f, tree) if mod.split(".")[0] in ("models", "tests")]
+    assert not bad, bad
 
 
 def test_no_private_names_imported_across_modules():

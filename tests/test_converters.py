@@ -206,3 +206,34 @@ def test_sklearn_mlp_convert_and_prune(tmp_path):
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["groups"]["pruned"] == 2 and rep["oracle_rel_error"] <= 1e-5
+
+
+def test_detect_framework_reads_names_only(tmp_path):
+    """`converters.detect_framework` (what `spa convert` runs for --framework auto) from names and zip members."""
+    import zipfile
+
+    from converters import detect_framework
+    from spa.errors import BadArgument
+
+    def touch(name: str) -> Path:
+        (tmp_path / name).write_bytes(b"\0")
+        return tmp_path / name
+
+    assert detect_framework(str(touch("m.pt"))) == "torch"
+    assert detect_framework(str(touch("m.keras"))) == "keras"
+    assert detect_framework(str(touch("m.joblib"))) == "sklearn"
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    assert detect_framework(str(tmp_path / "sm")) == "keras"
+    for members, want in ((["config.json", "model.weights.h5"], "keras"), (["m/code/", "m/data.pkl"], "torch")):
+        with zipfile.ZipFile(tmp_path / f"{want}.bin", "w") as z:
+            for m in members:
+                z.writestr(m, "")
+        assert detect_framework(str(tmp_path / f"{want}.bin")) == want
+    py = tmp_path / "f.py"
+    py.write_text("import jax\n")
+    assert detect_framework(f"{py}:make") == "jax"
+    for source, needle in ((touch("m.onnx"), "already an ONNX model"), (touch("m.bin"), "cannot tell the framework"),
+                           (tmp_path / "missing.pt", "does not exist")):
+        with pytest.raises(BadArgument, match=needle):
+            detect_framework(str(source))

@@ -157,8 +157,10 @@ def test_export_to_explicit_file(tmp_path, _tf_stack):
 def test_grouped_conv_patch_is_scoped(_tf_stack):
     from keras.src import backend as kbackend
 
+    from converters.keras_export import plain_grouped_conv
+
     before = kbackend.nn.conv
-    with zoo_keras._plain_grouped_conv():
+    with plain_grouped_conv():
         assert kbackend.nn.conv is not before
     assert kbackend.nn.conv is before
 

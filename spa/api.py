@@ -134,6 +134,7 @@ class PruneReport:
     seconds: dict[str, float] = field(default_factory=dict)
     oracle: float | None = None
     lossy_pruned: int = 0  # pruned groups whose normalisation statistics change (LayerNorm hidden widths)
+    statistics: dict | None = None  # data criteria: source, samples, batch, kinds of H (`_stats_summary`)
 
     def as_dict(self) -> dict:
         return {
@@ -152,7 +153,7 @@ class PruneReport:
             "mode": self.plan.mode,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "oracle_rel_error": self.oracle,
-        }
+        } | ({"statistics": self.statistics} if self.statistics is not None else {})
 
 
 def compute_plan(
@@ -326,6 +327,7 @@ def prune(
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
+    data_summary = None
     if criterion in NEEDS_DATA:
         from . import calib as calib_
 
@@ -336,6 +338,8 @@ def prune(
         inputs = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
                                      samples=calib_.DATA_FREE_SAMPLES if calib_samples is None else calib_samples)
         stats_ = _data_stats(a, criterion, feeds, calib_source, seed, inputs)
+        data_summary = _stats_summary(a, criterion, stats_, inputs,
+                                      "calib" if feeds is not None else calib_source or calib_.DEFAULT_SOURCE)
         t["calibrate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say(f"scoring {len(a.prunable)} prunable groups ({criterion})")
@@ -378,7 +382,8 @@ def prune(
             from .criteria.obspa import refit as obs_refit
 
             say("re-fitting every consumer to the original outputs through the pruned network")
-            overrides = obs_refit(a, keep, stats_, overrides, inputs, seed=seed)
+            overrides = obs_refit(a, keep, stats_, overrides, inputs, seed=seed,
+                                  batch=calib_.batch_size(view, stats_))
         t["compensate"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     say("rewriting")
@@ -440,6 +445,7 @@ def prune(
         t,
         err,
         _lossy_pruned(a, keep),
+        data_summary,
     )
     return pruned, rep
 
@@ -457,8 +463,23 @@ def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | N
     if criterion in NEEDS_GRADS:
         from .criteria.gradient import collect as grads
 
-        return grads(a.view.model, inputs)
+        return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
     return calib.collect(a, source, feeds, seed=seed, feeds=inputs)
+
+
+def _stats_summary(a: Analysis, criterion: str, stats_: dict, inputs: dict, source: str) -> dict:
+    """What `prune --json` says about a data criterion's statistics: the source, the samples and the batch
+    they were run in, and per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers."""
+    from collections import Counter
+
+    from . import calib
+
+    cons = None if criterion in NEEDS_GRADS else stats_
+    out = {"source": source, "samples": len(next(iter(inputs.values()))) if inputs else 0,
+           "batch": calib.batch_size(a.view, cons)}
+    if cons is not None:
+        out["consumers"] = dict(sorted(Counter(c.kind for c in cons.values()).items()))
+    return out
 
 
 def _lossy_pruned(a: Analysis, keep: np.ndarray) -> int:

@@ -108,12 +108,6 @@ class Consumer:
         assert self.parts is None, "a blocked consumer has no dense H"
         return self.grams[0] if self.grams else None
 
-    def blocks(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(column ids, H) of every part."""
-        if self.parts is None:
-            return [(np.arange(len(self.grams[0])), self.grams[0])] if self.grams else []
-        return list(zip(self.parts, self.grams))
-
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The initializer as (outputs, columns)."""
         if self.op == "Conv":
@@ -146,7 +140,7 @@ class Consumer:
         if self._hinv is None:
             d = float(np.mean(self.diag()))
             inv = []
-            for _, h in self.blocks():
+            for h in self.grams:
                 h = h / max(1, self.rows)  # a new array: the damping is added to its diagonal in place
                 h[np.diag_indices_from(h)] += damp * d if d > 0 else 1e-8
                 inv.append(spd_inverse(h))
@@ -169,14 +163,15 @@ class Consumer:
         return r
 
     def add(self, r: np.ndarray) -> None:
-        if self.parts is None:
-            grams = [(r.T @ r).astype(np.float64)]
-        else:
-            grams = []
-            for p in self.parts:
-                rp = r[:, p]
-                grams.append((rp.T @ rp).astype(np.float64))
-        self.grams = grams if not self.grams else [h + g for h, g in zip(self.grams, grams)]
+        """Add rows (from `rows_of`) to H, block by block, in place."""
+        first = not self.grams
+        for i, p in enumerate([None] if self.parts is None else self.parts):
+            rp = r if p is None else r[:, p]
+            g = (rp.T @ rp).astype(np.float64)
+            if first:
+                self.grams.append(g)
+            else:
+                self.grams[i] += g
         self.rows += len(r)
         self._hinv = None
 

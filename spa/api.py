@@ -385,6 +385,9 @@ def prune(
             overrides = obs_refit(a, keep, stats_, overrides, inputs, seed=seed,
                                   batch=calib_.batch_size(view, stats_))
         t["compensate"] = time.perf_counter() - t1
+    # the statistics (H and its inverses: hundreds of MB on a VGG-16) are not needed past this point: let them go
+    # before the rewrite and the verification hold their own copies of the weights
+    stats_ = inputs = None
     t1 = time.perf_counter()
     say("rewriting")
     try:

@@ -138,7 +138,7 @@ def _store(c: Consumer, view, new: np.ndarray, out: dict[str, np.ndarray]) -> No
         out[c.bias] = new[:, -1].reshape(b.shape).astype(b.dtype)
         new = new[:, :-1]
     w = view.array(c.weight)
-    out[c.weight] = c.from_matrix(new, w).astype(w.dtype)
+    out[c.weight] = np.ascontiguousarray(c.from_matrix(new, w), dtype=w.dtype)  # a copy only where needed
 
 
 def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndarray]:
@@ -161,18 +161,24 @@ def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndar
             Hi = c.hinv(DAMP)[0]  # usually cached by the scoring
             _store(c, view, _obs_update(W, Hi, P), out)
             continue
-        W = _augmented(c, view, dtype=np.float32)
-        new = W.copy()
+        W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
+        b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
+        shift = 0.0
         for part, Hi in zip(c.parts, c.hinv(DAMP)):
             Pl = _local(part, P)
             if not len(Pl):
                 continue
-            upd = _obs_update(W[:, part].astype(np.float64), Hi, Pl)
-            if c.bias is not None:  # the bias column is in every block: add this block's share
-                new[:, -1] += (upd[:, -1] - W[:, -1]).astype(new.dtype)
+            Wb = W[:, part].astype(np.float64)
+            if b0 is not None:
+                Wb[:, -1] = b0
+            upd = _obs_update(Wb, Hi, Pl)
+            if b0 is not None:  # the bias column is in every block: add up the blocks' shares
+                shift = shift + (upd[:, -1] - b0)
                 part, upd = part[:-1], upd[:, :-1]
-            new[:, part] = upd
-        _store(c, view, new, out)
+            W[:, part] = upd
+        if b0 is not None:
+            W[:, -1] = b0 + shift
+        _store(c, view, W, out)
     return out
 
 

@@ -61,8 +61,10 @@ BATCH = 8  # samples per onnxruntime run where the model leaves the batch free..
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
 PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H
 # A consumer with more input columns than this keeps H as diagonal blocks (see the module docstring): a dense H
-# of 4096 columns is 128 MiB in float64 and its inverse as much; one of 25088 would be 5 GiB each.
-DENSE_COLS = 4096
+# of 3072 columns is 72 MiB in float64 and its inverse as much (one of 25088 would be 5 GiB each). PP-OCRv4
+# rec's widest consumer (2880) stays exact; a 4096-input Dense (Keras simple_cnn tiny) cost 2.2 s and 710 MB
+# dense, 0.5 s and 200 MB blocked (benchmarks/obspa_cost.txt).
+DENSE_COLS = 3072
 DENSE_COLS_ENV = "SPA_DENSE_H_COLS"  # overrides DENSE_COLS (tests force the blocked path on tiny models)
 BLOCK_COLS = 1024  # columns per diagonal block at most...
 BLOCK_BYTES = 256 << 20  # ...and fewer on very wide layers, so that one consumer's blocks stay under this

@@ -68,6 +68,7 @@ DENSE_COLS = 3072
 DENSE_COLS_ENV = "SPA_DENSE_H_COLS"  # overrides DENSE_COLS (tests force the blocked path on tiny models)
 BLOCK_COLS = 1024  # columns per diagonal block at most...
 BLOCK_BYTES = 256 << 20  # ...and fewer on very wide layers, so that one consumer's blocks stay under this
+H_BYTES = 512 << 20  # all consumers' H together (their inverses as much again): narrower blocks beyond this
 
 
 @dataclass
@@ -324,14 +325,33 @@ def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
             continue
         if c.bias is not None and len(view.consumers.get(c.bias, [])) != 1:
             c.bias = None
-        comps = a.slot_comps[(w, c.in_axis)]
-        n_cols = len(comps) * c.per_index
-        if n_cols > wide:
-            # blocks of at most BLOCK_COLS columns, fewer where the blocks together would exceed BLOCK_BYTES
-            width = max(1, min(BLOCK_COLS, BLOCK_BYTES // (8 * n_cols)))
-            c.parts = block_parts(comps, c.per_index, c.bias is not None, width)
         out[(w, c.in_axis)] = c
+    # H's width per consumer: all its columns, or blocks of at most BLOCK_COLS (fewer where one consumer's blocks
+    # would exceed BLOCK_BYTES); then narrower blocks for the widest ones while all H together exceed H_BYTES
+    n_cols = {k: len(a.slot_comps[k]) * c.per_index for k, c in out.items()}
+    width = {k: d if d <= wide else max(1, min(BLOCK_COLS, BLOCK_BYTES // (8 * d))) for k, d in n_cols.items()}
+    cap = _width_for_budget([(n_cols[k], width[k]) for k in out], H_BYTES)
+    for k, c in out.items():
+        if n_cols[k] > wide or cap < n_cols[k]:
+            c.parts = block_parts(a.slot_comps[k], c.per_index, c.bias is not None, min(width[k], cap))
     return out
+
+
+def _width_for_budget(sizes: list[tuple[int, int]], budget: int) -> int:
+    """The widest block width w such that every consumer's float64 H, as blocks of at most w columns (or its
+    own width if narrower), fits in `budget` bytes together (DenseNet-121 has 120 consumers of ~1000 columns:
+    2.4 GB of H and inverses dense). No cap (a huge width) when they fit already."""
+    def total(w: int) -> int:
+        return sum(8 * d * min(own, w) for d, own in sizes)
+
+    hi = max((own for _, own in sizes), default=1)
+    if total(hi) <= budget:
+        return 1 << 62
+    lo = 1
+    while lo < hi:  # the largest w with total(w) <= budget (1 when even that does not fit)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid - 1)
+    return lo
 
 
 def _matmul_bias(view, node: onnx.NodeProto, n_out: int) -> str | None:

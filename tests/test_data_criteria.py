@@ -154,6 +154,21 @@ def test_forced_blocks_keep_the_oracle_and_finite_scores(criterion, monkeypatch)
     assert fc0.kind == "blocked" and len(fc0.parts) == 64 and over
 
 
+def test_total_budget_narrows_the_widest_consumers_first(monkeypatch):
+    """All H together over H_BYTES: blocks narrow until they fit, the 1024-input Gemm first; the prune still
+    passes the oracle."""
+    view, _ = prepare(fixed_batch_cnn(1))
+    cons = calib.find_consumers(analyze(view))
+    assert {c.kind for c in cons.values()} == {"dense"}
+    monkeypatch.setattr(calib, "H_BYTES", 8 * (1024 * 72 + 72 * 72 + 32 * 32))  # blocks of at most 72 columns
+    cons = calib.find_consumers(analyze(view))
+    kinds = {k[0]: c.kind for k, c in cons.items()}
+    assert kinds == {"c1.w": "dense", "fc0.w": "blocked", "y.w": "dense"}
+    assert max(len(p) for p in cons[("fc0.w", 1)].parts) <= 64 + 1
+    _, rep = spa.prune(fixed_batch_cnn(1), ratio=0.5, criterion="obspa", calib_samples=6, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL and rep.statistics["consumers"]["blocked"] == 1
+
+
 def test_json_names_the_approximation(tmp_path):
     onnx.save(fixed_batch_cnn(1), tmp_path / "m.onnx")
     r = _cli("prune", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib-samples",

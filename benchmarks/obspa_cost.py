@@ -123,7 +123,8 @@ def main() -> None:
         return
     if args.export:
         only = args.only.split(",") if args.only else None
-        print("\n".join(map(str, export_set(args.export[0], Path(args.export[1]), only))))
+        for p in export_set(args.export[0], Path(args.export[1]), only):  # exporters may print too: tag the lines
+            print(p if isinstance(p, str) else f"PATH {p}")
         return
     import onnxruntime
 
@@ -147,7 +148,9 @@ def main() -> None:
                     print(line[5:], flush=True)
                     missed.append(line[5:].split(":")[0])
                     continue
-                path = Path(line)
+                if not line.startswith("PATH "):
+                    continue
+                path = Path(line[5:])
                 name = f"{s}/{path.stem.split('_', 1)[1]}"
                 if args.only and name.split("/", 1)[1] not in args.only.split(","):
                     continue

@@ -59,7 +59,8 @@ DATA_FREE_SAMPLES = 128
 BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the samples, 4x the minutes
 BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
-PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H
+PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H...
+PENDING_TOTAL = 512 << 20  # ...and by all consumers together (DenseNet-121's 120 held 2 GB at 32 MiB each)
 # A consumer with more input columns than this keeps H as diagonal blocks (see the module docstring): a dense H
 # of 3072 columns is 72 MiB in float64 and its inverse as much (one of 25088 would be 5 GiB each). PP-OCRv4
 # rec's widest consumer (2880) stays exact; a 4096-input Dense (Keras simple_cnn tiny) cost 2.2 s and 710 MB
@@ -644,6 +645,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
     for b in _batches(feeds, batch):
         vals = dict(zip(names, sess.run(names, b)))
+        total = 0
         for c in cons.values():
             rows = pending[id(c)]
             rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
@@ -652,10 +654,19 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
             if held >= ROWS_PER_BATCH or 4 * held * rows[0].shape[1] >= PENDING_BYTES:
                 c.add(np.concatenate(rows))
                 rows.clear()
+            total += sum(r.nbytes for r in rows)
         del vals
+        if total > PENDING_TOTAL:
+            _flush(cons, pending)
+    _flush(cons, pending)
+
+
+def _flush(cons: dict[tuple[str, int], Consumer], pending: dict[int, list[np.ndarray]]) -> None:
+    """Add every consumer's held rows to its H."""
     for c in cons.values():
         if pending[id(c)]:
             c.add(np.concatenate(pending[id(c)]))
+            pending[id(c)].clear()
 
 
 # ---------------------------------------------------------------- BatchNorm-based sources

@@ -189,3 +189,16 @@ def test_capture_batch_shrinks_with_wide_activations(monkeypatch):
     assert calib.batch_size(view, cons) == calib.BATCH
     monkeypatch.setattr(calib, "CAPTURE_BYTES", 1)
     assert calib.batch_size(view, cons) == 1
+
+
+def test_rows_held_under_a_total_bound_give_the_same_h(monkeypatch):
+    """With every consumer's rows added to H after each batch (PENDING_TOTAL exceeded at once), H is the
+    same sum, to float32 rounding of the partial products."""
+    view, _ = prepare(fixed_batch_cnn(1))
+    a = analyze(view)
+    ref = calib.collect(a, "binary", samples=6)
+    monkeypatch.setattr(calib, "PENDING_TOTAL", 0)
+    got = calib.collect(a, "binary", samples=6)
+    for k, c in ref.items():
+        assert got[k].rows == c.rows
+        np.testing.assert_allclose(got[k].H, c.H, rtol=1e-5, atol=1e-6 * np.abs(c.H).max())

@@ -27,7 +27,9 @@ exceed `CAPTURE_BYTES`. The statistics sum over batches, so the sample count is 
 
 Memory is bounded on wide layers: a consumer with more than `DENSE_COLS` input columns (a VGG-16 conv has 4608,
 its first Gemm 25088) keeps H as diagonal blocks over whole input channels instead of one dense matrix
-(`Consumer.kind` "blocked"): correlations across blocks are dropped, each block is inverted on its own.
+(`Consumer.kind` "blocked"): correlations across blocks are dropped, each block is inverted on its own. All
+consumers' H together stay under `H_BYTES` (narrower blocks for the widest ones beyond it), the rows held before
+they are added to H under `PENDING_TOTAL`.
 """
 
 from __future__ import annotations

@@ -197,6 +197,7 @@ class PruneReport:
     @property
     def nothing_pruned(self) -> bool:
         return self.channels_removed == 0
+    statistics: dict | None = None  # data criteria: source, samples, batch, kinds of H (`_stats_summary`)
 
     def as_dict(self) -> dict:
         return {
@@ -218,7 +219,7 @@ class PruneReport:
             "mode": self.plan.mode,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "oracle_rel_error": self.oracle,
-        }
+        } | ({"statistics": self.statistics} if self.statistics is not None else {})
 
 
 def compute_plan(
@@ -423,10 +424,11 @@ class _Run:
 @dataclass
 class _Data:
     """What data criteria read: per-consumer statistics and the inputs they came from (the re-fit reads them
-    again)."""
+    again), and what the report says of them (source, samples, batch, kinds of H)."""
 
     stats: dict
     inputs: dict[str, np.ndarray]
+    summary: dict
 
 
 def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str | os.PathLike[str] | None = None,
@@ -450,8 +452,13 @@ def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str 
     plan, keep = _choose_plan(a, o, data, run)
     notes = _nothing_pruned(a, plan, o.strict)
     overrides = _compensate(a, keep, o, data, run)
+    # the statistics (H and its inverses: hundreds of MB on a VGG-16) are not needed past this point: let them go
+    # before the rewrite and the verification hold their own copies of the weights
+    summary, data = data.summary if data else None, None
     pruned, emitted = _emit(view, path, a, keep, overrides, o, shapes, output, run, notes)
-    return pruned, _report(view, path, a, plan, keep, pruned, emitted, o, shapes, output, run, notes)
+    rep = _report(view, path, a, plan, keep, pruned, emitted, o, shapes, output, run, notes)
+    rep.statistics = summary
+    return pruned, rep
 
 
 def _prepare_stage(model: ModelLike, o: PruneOptions, output, run: _Run):
@@ -478,7 +485,9 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed,
                                      samples=calib_.DATA_FREE_SAMPLES if o.calib_samples is None else o.calib_samples)
-        return _Data(_data_stats(a, o.criterion, feeds, o.calib_source, o.seed, inputs), inputs)
+        stats_ = _data_stats(a, o.criterion, feeds, o.calib_source, o.seed, inputs)
+        return _Data(stats_, inputs, _stats_summary(a, o.criterion, stats_, inputs,
+                                                    "calib" if feeds is not None else source))
 
 
 def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
@@ -525,10 +534,12 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
         # character accuracy) and hurts with synthetic ones (it fits their distribution), so by default it runs
         # only with --calib
         if o.refit if o.refit is not None else o.calib is not None:
+            from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
 
             run.say("re-fitting every consumer to the original outputs through the pruned network")
-            overrides = obs_refit(a, keep, data.stats, overrides, data.inputs, seed=o.seed)
+            overrides = obs_refit(a, keep, data.stats, overrides, data.inputs, seed=o.seed,
+                                  batch=calib_.batch_size(a.view, data.stats))
         return overrides
 
 
@@ -629,8 +640,23 @@ def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | N
     if criteria.get(criterion).needs == "gradients":
         from .criteria.gradient import collect as grads
 
-        return grads(a.view.model, inputs)
+        return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
     return calib.collect(a, source, feeds, seed=seed, feeds=inputs)
+
+
+def _stats_summary(a: Analysis, criterion: str, stats_: dict, inputs: dict, source: str) -> dict:
+    """What `prune --json` says about a data criterion's statistics: the source, the samples and the batch
+    they were run in, and per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers."""
+    from collections import Counter
+
+    from . import calib
+
+    cons = None if criteria.get(criterion).needs == "gradients" else stats_
+    out = {"source": source, "samples": len(next(iter(inputs.values()))) if inputs else 0,
+           "batch": calib.batch_size(a.view, cons)}
+    if cons is not None:
+        out["consumers"] = dict(sorted(Counter(c.kind for c in cons.values()).items()))
+    return out
 
 
 def _lossy_pruned(a: Analysis, keep: np.ndarray) -> int:

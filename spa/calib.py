@@ -20,13 +20,23 @@ Where the inputs come from (`source`):
   statistics match its running mean/var (data-free, DeepInversion-style); then as "noise".
 
 Activations are collected with onnxruntime (the consumers' inputs become extra graph outputs), in batches, and
-H is accumulated per consumer: activations are never all held in memory.
+H is accumulated per consumer: activations are never all held in memory. The batch follows the model: a graph
+input whose first axis is fixed (a batch of 1: torch.onnx.export without dynamic_axes, many Keras exports) gets
+batches of exactly that size; otherwise batches of up to 8 samples, fewer where their consumer inputs would
+exceed `CAPTURE_BYTES`. The statistics sum over batches, so the sample count is the one asked for.
+
+Memory is bounded on wide layers: a consumer with more than `DENSE_COLS` input columns (a VGG-16 conv has 4608,
+its first Gemm 25088) keeps H as diagonal blocks over whole input channels instead of one dense matrix
+(`Consumer.kind` "blocked"): correlations across blocks are dropped, each block is inverted on its own. All
+consumers' H together stay under `H_BYTES` (narrower blocks for the widest ones beyond it), the rows held before
+they are added to H under `PENDING_TOTAL`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +59,28 @@ ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many r
 # 128 (min 90.4 % of the original's accuracy).
 DATA_FREE_SAMPLES = 128
 BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the samples, 4x the minutes
+BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
+CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
+PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H...
+PENDING_TOTAL = 512 << 20  # ...and by all consumers together (DenseNet-121's 120 held 2 GB at 32 MiB each)
+# A consumer with more input columns than this keeps H as diagonal blocks (see the module docstring): a dense H
+# of 3072 columns is 72 MiB in float64 and its inverse as much (one of 25088 would be 5 GiB each). PP-OCRv4
+# rec's widest consumer (2880) stays exact; a 4096-input Dense (Keras simple_cnn tiny) cost 2.2 s and 710 MB
+# dense, 0.5 s and 200 MB blocked (benchmarks/obspa_cost.txt).
+DENSE_COLS = 3072
+DENSE_COLS_ENV = "SPA_DENSE_H_COLS"  # overrides DENSE_COLS (tests force the blocked path on tiny models)
+BLOCK_COLS = 1024  # columns per diagonal block at most...
+BLOCK_BYTES = 256 << 20  # ...and fewer on very wide layers, so that one consumer's blocks stay under this
+H_BYTES = 512 << 20  # all consumers' H together (their inverses as much again): narrower blocks beyond this
 
 
 @dataclass
 class Consumer:
-    """One channel-mixing layer, with its weight as a (rows = outputs, columns = inputs) matrix."""
+    """One channel-mixing layer, with its weight as a (rows = outputs, columns = inputs) matrix.
+
+    Its statistics H = Σ x xᵀ (float64, over the columns and, with a bias, one more constant-1 column) are kept
+    as one Gram matrix per part of `parts`: a single part with every column ("dense"), or diagonal blocks over
+    whole input channels, the bias column in each ("blocked")."""
 
     node: int
     op: str
@@ -66,14 +93,26 @@ class Consumer:
     pads: tuple[int, ...] = ()
     dilations: tuple[int, ...] = ()
     trans_a: bool = False
-    H: np.ndarray | None = field(default=None, repr=False)  # (D + has_bias)², float64
+    parts: list[np.ndarray] | None = field(default=None, repr=False)  # column ids per block; None: one dense H
+    grams: list[np.ndarray | None] = field(default_factory=list, repr=False)  # H of each part
     rows: int = 0
-    _hinv: np.ndarray | None = field(default=None, repr=False)
+    _hinv: list[np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def per_index(self) -> int:
         """Columns per input channel index (kernel positions for Conv)."""
         return int(np.prod(self.kernel)) if self.kernel else 1
+
+    @property
+    def kind(self) -> str:
+        """How H is stored: "dense" or "blocked" (reported by `prune --json`)."""
+        return "dense" if self.parts is None else "blocked"
+
+    @property
+    def H(self) -> np.ndarray | None:
+        """The dense H (None before any rows are added); blocked consumers have no single H."""
+        assert self.parts is None, "a blocked consumer has no dense H"
+        return self.grams[0] if self.grams else None
 
     def matrix(self, w: np.ndarray) -> np.ndarray:
         """The initializer as (outputs, columns)."""
@@ -91,16 +130,27 @@ class Consumer:
         k = self.per_index
         return (np.asarray(index)[:, None] * k + np.arange(k)[None, :]).reshape(-1)
 
-    def damped(self, damp: float) -> np.ndarray:
-        assert self.H is not None
-        H = self.H / max(1, self.rows)  # a new array: the damping is added to its diagonal in place
-        d = float(np.mean(np.diag(H)))
-        H[np.diag_indices_from(H)] += damp * d if d > 0 else 1e-8
-        return H
+    def diag(self) -> np.ndarray:
+        """Diagonal of H / rows: mean square of every column (the bias column last, where there is one)."""
+        if self.parts is None:
+            assert self.grams
+            return np.diag(self.grams[0]) / max(1, self.rows)
+        d = np.zeros(int(max(int(p.max()) for p in self.parts)) + 1)
+        for p, h in zip(self.parts, self.grams):
+            d[p] = np.diag(h)
+        return d / max(1, self.rows)
 
-    def hinv(self, damp: float) -> np.ndarray:
+    def hinv(self, damp: float) -> list[np.ndarray]:
+        """The inverse of every part's damped H (H / rows + damp·mean(diag) on its diagonal; the mean over all
+        columns, so that blocks are damped alike), cached: the scoring and the update share it."""
         if self._hinv is None:
-            self._hinv = spd_inverse(self.damped(damp))
+            d = float(np.mean(self.diag()))
+            inv = []
+            for h in self.grams:
+                h = h / max(1, self.rows)  # a new array: the damping is added to its diagonal in place
+                h[np.diag_indices_from(h)] += damp * d if d > 0 else 1e-8
+                inv.append(spd_inverse(h))
+            self._hinv = inv
         return self._hinv
 
     def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH) -> np.ndarray:
@@ -119,9 +169,63 @@ class Consumer:
         return r
 
     def add(self, r: np.ndarray) -> None:
-        h = (r.T @ r).astype(np.float64)
-        self.H = h if self.H is None else self.H + h
+        """Add rows (from `rows_of`) to H, block by block, in place."""
+        first = not self.grams
+        for i, p in enumerate([None] if self.parts is None else self.parts):
+            rp = r if p is None else r[:, p]
+            g = (rp.T @ rp).astype(np.float64)
+            if first:
+                self.grams.append(g)
+            else:
+                self.grams[i] += g
         self.rows += len(r)
+        self._hinv = None
+
+    def set_moments(self, mean: np.ndarray, var: np.ndarray) -> None:
+        """H from per-column means and variances of independent columns: E[x xᵀ] = μμᵀ + diag(σ²)."""
+        blocks = [np.arange(len(mean))] if self.parts is None else self.parts
+        self.grams = [np.outer(mean[p], mean[p]) + np.diag(var[p]) for p in blocks]
+        self.rows = 1
+        self._hinv = None
+
+
+def block_parts(comps: np.ndarray, per_index: int, bias: bool, width: int) -> list[np.ndarray]:
+    """Column ids of H's diagonal blocks: the input indices of one channel (`comps`: its component per index)
+    together, at most `width` columns per block (a channel wider than that is split), then the bias column
+    (id = the column count) in every block, so that each block re-fits the bias on its own share."""
+    cap = max(1, width // per_index)  # input indices per block
+    order = np.argsort(comps, kind="stable")
+    runs = np.split(order, np.flatnonzero(np.diff(comps[order])) + 1)  # the indices of each channel
+    blocks: list[np.ndarray] = []
+    cur: list[np.ndarray] = []
+    for run in runs:
+        if cur and sum(map(len, cur)) + len(run) > cap:
+            blocks.append(np.concatenate(cur))
+            cur = []
+        while len(run) > cap:  # one channel wider than a block: split
+            blocks.append(run[:cap])
+            run = run[cap:]
+        cur.append(run)
+    if cur:
+        blocks.append(np.concatenate(cur))
+    n_cols = len(comps) * per_index
+    k = np.arange(per_index)
+    out = []
+    for b in blocks:
+        cols = np.sort((np.sort(b)[:, None] * per_index + k[None, :]).reshape(-1))
+        out.append(np.append(cols, n_cols) if bias else cols)
+    return out
+
+
+def dense_cols() -> int:
+    """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else DENSE_COLS."""
+    env = os.environ.get(DENSE_COLS_ENV, "").strip()
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise BadArgument(f"{DENSE_COLS_ENV}={env!r} is not a number of columns") from None
+    return DENSE_COLS
 
 
 def spd_inverse(h: np.ndarray) -> np.ndarray:
@@ -144,26 +248,37 @@ def spd_inverse(h: np.ndarray) -> np.ndarray:
 def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None = None,
             rng: np.random.Generator | None = None) -> np.ndarray:
     """(N, C, *spatial) → (N·positions, C·prod(kernel)), columns ordered like W.reshape(M, -1). With `limit`,
-    only a random `limit` of the rows (in order), gathered without building the others."""
+    only a random `limit` of the rows (in order), gathered straight from x (no padded copy of the whole
+    activation: on a 320x320 detector that copy was a fifth of the statistics' time)."""
     nd = len(kernel)
+    n, c = x.shape[:2]
+    span = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
+    out = tuple((x.shape[2 + i] + pads[i] + pads[i + nd] - span[i]) // strides[i] + 1 for i in range(nd))
+    rows = n * int(np.prod(out))
+    cols = c * int(np.prod(kernel))
+    if limit is not None and rows > limit:
+        assert rng is not None
+        pick = np.sort(rng.choice(rows, limit, replace=False))
+        at = np.unravel_index(pick, (n, *out))
+        idx, valid = [], np.ones((limit, *kernel), bool)
+        for i in range(nd):  # input coordinate of every (row, kernel position) along spatial axis i
+            shape = [limit] + [1] * nd
+            shape[1 + i] = kernel[i]
+            ci = (at[1 + i][:, None] * strides[i] - pads[i] + np.arange(kernel[i]) * dilations[i]).reshape(shape)
+            valid &= (ci >= 0) & (ci < x.shape[2 + i])
+            idx.append(np.clip(ci, 0, x.shape[2 + i] - 1))
+        g = x[(at[0].reshape([limit] + [1] * nd), slice(None), *idx)]  # (limit, *kernel, C)
+        g = np.where(valid[..., None], g, 0)  # positions in the padding are zeros
+        return np.moveaxis(g, -1, 1).reshape(limit, cols)
     pad_width = [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)]
     xp = np.pad(x, pad_width)
-    span = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
     win = np.lib.stride_tricks.sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
     sl = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + tuple(
         slice(None, None, d) for d in dilations
     )
     win = win[sl]  # (N, C, *out, *kernel)
-    n, c = win.shape[:2]
-    out = win.shape[2 : 2 + nd]
     perm = (0,) + tuple(range(2, 2 + nd)) + (1,) + tuple(range(2 + nd, 2 + 2 * nd))
-    win = win.transpose(perm)  # (N, *out, C, *kernel), still a view
-    rows = n * int(np.prod(out))
-    if limit is not None and rows > limit:
-        assert rng is not None
-        pick = np.sort(rng.choice(rows, limit, replace=False))
-        return win[np.unravel_index(pick, (n, *out))].reshape(limit, c * int(np.prod(kernel)))
-    return win.reshape(rows, c * int(np.prod(kernel)))
+    return win.transpose(perm).reshape(rows, cols)  # (N, *out, C, *kernel)
 
 
 def _attr(node: onnx.NodeProto, name: str, default):
@@ -174,8 +289,10 @@ def _attr(node: onnx.NodeProto, name: str, default):
 
 
 def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
-    """Consumers whose input-channel slot belongs to a prunable group, keyed by (weight, in_axis)."""
+    """Consumers whose input-channel slot belongs to a prunable group, keyed by (weight, in_axis). Those with
+    more than `dense_cols()` input columns get blocked statistics."""
     view = a.view
+    wide = dense_cols()
     wanted = {(m.tensor, m.axis) for g in a.prunable for m in g.params if m.role == "in"}
     out: dict[tuple[str, int], Consumer] = {}
     for i, node in enumerate(view.model.graph.node):
@@ -212,7 +329,32 @@ def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
         if c.bias is not None and len(view.consumers.get(c.bias, [])) != 1:
             c.bias = None
         out[(w, c.in_axis)] = c
+    # H's width per consumer: all its columns, or blocks of at most BLOCK_COLS (fewer where one consumer's blocks
+    # would exceed BLOCK_BYTES); then narrower blocks for the widest ones while all H together exceed H_BYTES
+    n_cols = {k: len(a.slot_comps[k]) * c.per_index for k, c in out.items()}
+    width = {k: d if d <= wide else max(1, min(BLOCK_COLS, BLOCK_BYTES // (8 * d))) for k, d in n_cols.items()}
+    cap = _width_for_budget([(n_cols[k], width[k]) for k in out], H_BYTES)
+    for k, c in out.items():
+        if n_cols[k] > wide or cap < n_cols[k]:
+            c.parts = block_parts(a.slot_comps[k], c.per_index, c.bias is not None, min(width[k], cap))
     return out
+
+
+def _width_for_budget(sizes: list[tuple[int, int]], budget: int) -> int:
+    """The widest block width w such that every consumer's float64 H, as blocks of at most w columns (or its
+    own width if narrower), fits in `budget` bytes together (DenseNet-121 has 120 consumers of ~1000 columns:
+    2.4 GB of H and inverses dense). No cap (a huge width) when they fit already."""
+    def total(w: int) -> int:
+        return sum(8 * d * min(own, w) for d, own in sizes)
+
+    hi = max((own for _, own in sizes), default=1)
+    if total(hi) <= budget:
+        return 1 << 62
+    lo = 1
+    while lo < hi:  # the largest w with total(w) <= budget (1 when even that does not fit)
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid - 1)
+    return lo
 
 
 def _matmul_bias(view, node: onnx.NodeProto, n_out: int) -> str | None:
@@ -366,19 +508,20 @@ def collect(
     calib: dict[str, np.ndarray] | None = None,
     *,
     samples: int = DATA_FREE_SAMPLES,
-    batch: int = 8,
+    batch: int | None = None,
     seed: int = 0,
     feeds: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
-    the caller already made them (`source_feeds`), so that they are made once."""
+    the caller already made them (`source_feeds`), so that they are made once; `batch`: samples per run
+    (default `batch_size`)."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
-    accumulate(a.view.model, cons, feeds, batch=batch, seed=seed)
+    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -402,12 +545,15 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     source = _effective_source(source, calib)
     if samples < 1:
         raise BadArgument(f"--calib-samples must be at least 1, got {samples}")
+    fixed = fixed_batch(a.view.model)
     if source == "calib":
         assert calib is not None
-        return calib
+        return _whole_batches(calib, fixed) if fixed else calib
+    if fixed:
+        samples = -(-samples // fixed) * fixed  # whole batches
+    other = synthesis_size(a.view, seed, fixed or 1)
     if source == "bn-synth":
-        return bn_synth_inputs(a.view, min(samples, BN_SYNTH_SAMPLES), seed)
-    other = _runnable_size(a.view, seed)
+        return bn_synth_inputs(a.view, min(samples, BN_SYNTH_SAMPLES), seed, other=other)
     if source == "structured":
         return structured_inputs(a.view, samples, seed, other)
     if source == "binary":
@@ -415,14 +561,67 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     return noise_inputs(a.view, samples, seed, other)
 
 
-def _runnable_size(view, seed: int) -> int:
-    """For symbolic non-batch dims (sequence length, image size): the first of 32, 64, 16, 8, 1 at which the
-    model runs one synthetic sample (1 if none does, or if there are no such dims)."""
-    from .verify import has_free_dims, first_runnable_size
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the model fixes: the static first dim of its graph inputs (1 for torch.onnx.export without
+    dynamic_axes and for many Keras exports); None when the batch is free."""
+    inits = {t.name for t in model.graph.initializer}
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name not in inits and len(dims) >= 2 and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            return int(dims[0].dim_value)
+    return None
 
-    if not has_free_dims(view.model):
+
+def _whole_batches(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """Calibration samples filled up to whole batches of a model with a fixed batch (the first samples again)."""
+    n = len(next(iter(feeds.values())))
+    if n % batch == 0:
+        return feeds
+    m = -(-n // batch) * batch
+    log.warning("the model's batch is fixed at %d: %d calibration samples are filled up to %d by repeating the "
+                "first ones", batch, n, m)
+    return {k: np.take(v, np.arange(m) % n, axis=0) for k, v in feeds.items()}
+
+
+def batch_size(view, cons: dict[tuple[str, int], Consumer] | None = None) -> int:
+    """Samples per onnxruntime run: the model's fixed batch, else BATCH or fewer where one batch's consumer
+    inputs (static dims; unknown ones counted as 1) would exceed CAPTURE_BYTES."""
+    fixed = fixed_batch(view.model)
+    if fixed:
+        return fixed
+    per_sample = 0
+    for x in {c.x for c in (cons or {}).values()}:
+        s = view.shape(x) or ()
+        per_sample += 4 * int(np.prod([d if d else 1 for d in s[1:]], dtype=np.int64))
+    return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, per_sample))))
+
+
+_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
+def synthesis_size(view, seed: int, batch: int = 1) -> int:
+    """The size for symbolic non-batch dims (sequence length, image size) at which the model runs on synthetic
+    inputs: the first of 32, 64, 16, 8 (then verify.OTHER_SIZES); 1 without such dims. Models with inputs the
+    sources only guess at (integers other than token ids, unknown rank) are tried once as well. Raises
+    BadArgument naming the input(s) when the model runs on none: such a model needs --calib."""
+    from .verify import OTHER_SIZES, first_runnable_size
+
+    inputs = [i for i in view.model.graph.input if i.name in view.graph_inputs]
+    free = [i for i in inputs if any(k > 0 and not d.dim_value for k, d in enumerate(i.type.tensor_type.shape.dim))]
+    suspects = [i for i in inputs if (
+        view.shape(i.name) is None
+        or (i.type.tensor_type.elem_type not in _FLOATS and _vocabulary(view, i.name) is None))]
+    if not free and not suspects:
         return 1
-    return first_runnable_size(view.model, lambda size: noise_inputs(view, 1, seed, size), (32, 64, 16, 8)) or 1
+    sizes = tuple(dict.fromkeys((32, 64, 16, 8) + tuple(OTHER_SIZES))) if free else (1,)
+    size = first_runnable_size(view.model, lambda size: noise_inputs(view, batch, seed, size), sizes)
+    if size is not None:
+        return size
+    named = suspects or free or inputs
+    what = ", ".join(f"{i.name!r} ({onnx.TensorProto.DataType.Name(i.type.tensor_type.elem_type).lower()} "
+                     f"{_dims(i.type.tensor_type.shape.dim)})" for i in named)
+    raise BadArgument(f"cannot synthesise input{'s' if len(named) > 1 else ''} {what} for data-free statistics "
+                      "(the model does not run on random values there): pass real inputs with --calib FILE.npz")
 
 
 def session_with_outputs(model: onnx.ModelProto, names: list[str]):
@@ -437,25 +636,39 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
-               *, batch: int = 8, seed: int = 0) -> None:
-    """Run the model with every consumer input as an extra output; add each batch's rows to H."""
+               *, batch: int = BATCH, seed: int = 0) -> None:
+    """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
+    of the im2col rows: about ROWS_TOTAL per consumer over all samples)."""
     names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
-    limit = min(ROWS_PER_BATCH, max(256, -(-ROWS_TOTAL * batch // max(n, 1))))
+    limit = min(ROWS_PER_BATCH, max(32 * batch, -(-ROWS_TOTAL * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
     for b in _batches(feeds, batch):
         vals = dict(zip(names, sess.run(names, b)))
+        total = 0
         for c in cons.values():
             rows = pending[id(c)]
             rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
-            if sum(map(len, rows)) >= ROWS_PER_BATCH:  # one big product beats many small ones
+            held = sum(map(len, rows))
+            # one big product beats many small ones, up to a bound on the rows held
+            if held >= ROWS_PER_BATCH or 4 * held * rows[0].shape[1] >= PENDING_BYTES:
                 c.add(np.concatenate(rows))
                 rows.clear()
+            total += sum(r.nbytes for r in rows)
+        del vals
+        if total > PENDING_TOTAL:
+            _flush(cons, pending)
+    _flush(cons, pending)
+
+
+def _flush(cons: dict[tuple[str, int], Consumer], pending: dict[int, list[np.ndarray]]) -> None:
+    """Add every consumer's held rows to its H."""
     for c in cons.values():
         if pending[id(c)]:
             c.add(np.concatenate(pending[id(c)]))
+            pending[id(c)].clear()
 
 
 # ---------------------------------------------------------------- BatchNorm-based sources
@@ -514,19 +727,18 @@ def bn_analytic(view, cons: dict[tuple[str, int], Consumer]) -> int:
         if c.bias is not None:
             mu = np.append(mu, 1.0)
             var = np.append(var, 0.0)
-        c.H = np.outer(mu, mu) + np.diag(var)
-        c.rows = 1
-        c._hinv = None
+        c.set_moments(mu, var)
         done += 1
     log.info("bn: analytic statistics for %d of %d consumers", done, len(cons))
     return done
 
 
-def bn_synth_inputs(view, n: int, seed: int, steps: int = 200, lr: float = 0.1) -> dict[str, np.ndarray]:
+def bn_synth_inputs(view, n: int, seed: int, steps: int = 200, lr: float = 0.1,
+                    other: int = 1) -> dict[str, np.ndarray]:
     """Inputs optimised so that every BatchNorm's input batch statistics match its running mean/var (Adam on
     the inputs, through the ONNX → torch round trip). Falls back to noise if the model has no BatchNorm or
     cannot be converted."""
-    feeds = noise_inputs(view, n, seed)
+    feeds = noise_inputs(view, n, seed, other)
     bns = [nd for nd in view.model.graph.node if nd.op_type == "BatchNormalization"
            and all(s in view.inits for s in nd.input[1:5])]
     if not bns or len(feeds) != 1:

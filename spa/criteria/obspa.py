@@ -42,28 +42,57 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, stats: Stats)
         return l1(group, weights, rng)
     total = np.zeros(group.size)
     for m, c in pairs:
-        W = c.matrix(weights(c.weight)).astype(np.float64)
-        Hi = c.hinv(DAMP)
+        W = c.matrix(weights(c.weight))  # columns are taken (as float64) per chunk of channels
         cols = _channel_columns(m, c, group.size)
-        lens = {len(p) for p in cols}
-        if len(lens) == 1 and 0 not in lens:  # the usual case: one batched solve
-            P = np.stack(cols)  # (channels, p)
-            blocks = Hi[P[:, :, None], P[:, None, :]]  # (channels, p, p)
-            wp = W[:, P].transpose(1, 2, 0)  # (channels, p, rows)
-            total += 0.5 * np.einsum("cpr,cpr->c", wp, np.linalg.solve(blocks, wp))
-        else:
-            for ch, P in enumerate(cols):
-                if len(P):
-                    wp = W[:, P].T
-                    total[ch] += 0.5 * float(np.sum(wp * np.linalg.solve(Hi[np.ix_(P, P)], wp)))
+        for part, Hi in zip(_parts(c), c.hinv(DAMP)):
+            # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)
+            local = cols if part is None else [_local(part, P) for P in cols]
+            total += _removal_costs(W, Hi, local, part)
     return np.maximum(total, 0.0) + 1e-12
+
+
+SOLVE_BYTES = 64 << 20  # float64 weight columns gathered per batched solve
+
+
+def _parts(c: Consumer) -> list[np.ndarray | None]:
+    """Each block's column ids (None for the dense H, whose ids are the columns themselves)."""
+    return [None] if c.parts is None else list(c.parts)
+
+
+def _local(part: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Positions within `part` (sorted column ids) of the columns of P that lie in it."""
+    pos = np.searchsorted(part, P)
+    pos = np.minimum(pos, len(part) - 1)
+    return pos[part[pos] == P]
+
+
+def _removal_costs(W: np.ndarray, Hi: np.ndarray, local: list[np.ndarray], part: np.ndarray | None) -> np.ndarray:
+    """½ w_P ([H⁻¹]_PP)⁻¹ w_Pᵀ summed over W's rows for each channel's columns P (`local`: positions in this
+    block, whose column ids are `part`). Channels with the same column count share batched solves, in chunks
+    of at most SOLVE_BYTES of gathered weights."""
+    out = np.zeros(len(local))
+    ids = (lambda P: P) if part is None else (lambda P: part[P])
+    lens = {len(p) for p in local}
+    if len(lens) == 1 and 0 not in lens:  # the usual case: batched solves
+        P = np.stack(local)  # (channels, p)
+        step = max(1, SOLVE_BYTES // (8 * W.shape[0] * P.shape[1]))
+        for i in range(0, len(P), step):
+            Pc = P[i : i + step]
+            blocks = Hi[Pc[:, :, None], Pc[:, None, :]]  # (channels, p, p)
+            wp = W[:, ids(Pc)].astype(np.float64).transpose(1, 2, 0)  # (channels, p, rows)
+            out[i : i + step] = 0.5 * np.einsum("cpr,cpr->c", wp, np.linalg.solve(blocks, wp))
+        return out
+    for ch, P in enumerate(local):
+        if len(P):
+            wp = W[:, ids(P)].T.astype(np.float64)
+            out[ch] = 0.5 * float(np.sum(wp * np.linalg.solve(Hi[np.ix_(P, P)], wp)))
+    return out
 
 
 def _col_norms(c: Consumer) -> np.ndarray:
     """‖x_j‖ per weight column (root mean square over the input rows)."""
-    assert c.H is not None
-    d = np.diag(c.H)[: c.H.shape[0] - (c.bias is not None)] / max(1, c.rows)
-    return np.sqrt(np.maximum(d, 0.0))
+    d = c.diag()
+    return np.sqrt(np.maximum(d[: len(d) - (c.bias is not None)], 0.0))
 
 
 def act(group: Group, weights, rng, stats: Stats) -> np.ndarray:
@@ -91,14 +120,15 @@ def wanda(group: Group, weights, rng, stats: Stats) -> np.ndarray:
     return total + 1e-12
 
 
-def _augmented(c: Consumer, view, arrays: dict[str, np.ndarray] | None = None) -> np.ndarray:
-    """The consumer's weight as a float64 (outputs, columns) matrix, its bias as one more column (fed by the
-    constant 1 of H) where it has one; `arrays` (initializer overrides) take precedence over the model's."""
+def _augmented(c: Consumer, view, arrays: dict[str, np.ndarray] | None = None, dtype=np.float64) -> np.ndarray:
+    """The consumer's weight as a float64 (or `dtype`) (outputs, columns) matrix, its bias as one more column
+    (fed by the constant 1 of H) where it has one; `arrays` (initializer overrides) take precedence over the
+    model's."""
     get = (lambda n: arrays.get(n, view.array(n))) if arrays else view.array
-    W = c.matrix(np.asarray(get(c.weight))).astype(np.float64)
+    W = c.matrix(np.asarray(get(c.weight))).astype(dtype)
     if c.bias is None:
         return W
-    return np.concatenate([W, np.asarray(get(c.bias), dtype=np.float64).reshape(-1, 1)], axis=1)
+    return np.concatenate([W, np.asarray(get(c.bias), dtype=dtype).reshape(-1, 1)], axis=1)
 
 
 def _store(c: Consumer, view, new: np.ndarray, out: dict[str, np.ndarray]) -> None:
@@ -108,13 +138,14 @@ def _store(c: Consumer, view, new: np.ndarray, out: dict[str, np.ndarray]) -> No
         out[c.bias] = new[:, -1].reshape(b.shape).astype(b.dtype)
         new = new[:, :-1]
     w = view.array(c.weight)
-    out[c.weight] = c.from_matrix(new, w).astype(w.dtype)
+    out[c.weight] = np.ascontiguousarray(c.from_matrix(new, w), dtype=w.dtype)  # a copy only where needed
 
 
 def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndarray]:
     """OBS updates for every consumer that loses input columns: initializer name → new full-size array
     (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
-    must be the scoring's: H⁻¹ is cached on the consumer."""
+    must be the scoring's: H⁻¹ is cached on the consumer. A blocked H is updated block by block, each block's
+    kept columns absorbing its removed ones, the bias the sum of the blocks' shares."""
     view = a.view
     out: dict[str, np.ndarray] = {}
     for key, c in stats.items():
@@ -124,14 +155,38 @@ def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndar
         gone = np.nonzero(~keep[comps])[0]
         if not len(gone):
             continue
-        W = _augmented(c, view)
-        Hi = c.hinv(DAMP)  # usually cached by the scoring
         P = c.columns(gone)
-        # δw = −w_P ([H⁻¹]_PP)⁻¹ [H⁻¹]_P,: minimises (w' − w) H (w' − w)ᵀ subject to w'_P = 0
-        new = W - np.linalg.solve(Hi[np.ix_(P, P)], W[:, P].T).T @ Hi[P, :]
-        new[:, P] = 0.0
-        _store(c, view, new, out)
+        if c.parts is None:
+            W = _augmented(c, view)
+            Hi = c.hinv(DAMP)[0]  # usually cached by the scoring
+            _store(c, view, _obs_update(W, Hi, P), out)
+            continue
+        W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
+        b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
+        shift = 0.0
+        for part, Hi in zip(c.parts, c.hinv(DAMP)):
+            Pl = _local(part, P)
+            if not len(Pl):
+                continue
+            Wb = W[:, part].astype(np.float64)
+            if b0 is not None:
+                Wb[:, -1] = b0
+            upd = _obs_update(Wb, Hi, Pl)
+            if b0 is not None:  # the bias column is in every block: add up the blocks' shares
+                shift = shift + (upd[:, -1] - b0)
+                part, upd = part[:-1], upd[:, :-1]
+            W[:, part] = upd
+        if b0 is not None:
+            W[:, -1] = b0 + shift
+        _store(c, view, W, out)
     return out
+
+
+def _obs_update(W: np.ndarray, Hi: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """δw = −w_P ([H⁻¹]_PP)⁻¹ [H⁻¹]_P,: minimises (w' − w) H (w' − w)ᵀ subject to w'_P = 0: the new W."""
+    new = W - np.linalg.solve(Hi[np.ix_(P, P)], W[:, P].T).T @ Hi[P, :]
+    new[:, P] = 0.0
+    return new
 
 
 def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.ndarray],

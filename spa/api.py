@@ -13,6 +13,7 @@ from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -285,6 +286,7 @@ def prune(
     calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None,
     calib_source: str | None = None,
     calib_samples: int | None = None,
+    calib_preprocess: dict[str, Any] | None = None,
     compensate: bool = True,
     refit: bool | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -294,7 +296,8 @@ def prune(
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
     also measures the zero-group oracle error. Criteria that need data (obspa, act, wanda) use `calib` (an .npz
-    path or arrays keyed by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES;
+    path, a folder of images read with the options `calib_preprocess` (spa.images.load_inputs), or arrays keyed
+    by graph input name) or, without it, the data-free `calib_source` (spa.calib.SOURCES;
     `calib_samples` synthetic samples, default spa.calib.DATA_FREE_SAMPLES);
     obspa then compensates the consumers' remaining weights (`compensate`) and, with real calibration data
     (`refit` None = only then), re-fits every consumer in graph order to the original outputs through the
@@ -331,7 +334,8 @@ def prune(
 
         t1 = time.perf_counter()
         say(f"collecting layer input statistics ({'calibration data' if calib is not None else calib_source or calib_.DEFAULT_SOURCE})")
-        feeds = calib_.load_calib(calib, view.model) if isinstance(calib, (str, os.PathLike)) else calib
+        feeds = (calib_.load_calib(calib, view.model, **(calib_preprocess or {}))
+                 if isinstance(calib, (str, os.PathLike)) else calib)
         # the inputs the statistics (and the re-fit below) read, made once
         inputs = calib_.source_feeds(a, calib_source or calib_.DEFAULT_SOURCE, feeds, seed=seed,
                                      samples=calib_.DATA_FREE_SAMPLES if calib_samples is None else calib_samples)

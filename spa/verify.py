@@ -233,39 +233,23 @@ def zeroed_model(
     for i, t in enumerate(m.graph.initializer):
         if t.name in overrides:
             m.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.asarray(overrides[t.name]), t.name))
-    edits = inert_edits(analysis, keep)
-    for i, t in enumerate(m.graph.initializer):
-        if t.name in edits:
-            arr = make_inert(numpy_helper.to_array(t), edits[t.name])
-            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
-    _mask_statistics(m, analysis, keep)
-    return m
-
-
-Edits = list[tuple[int, np.ndarray, float]]  # (axis, removed indices, neutral value) of one initializer
-
-
-def inert_edits(analysis: Analysis, keep: np.ndarray) -> dict[str, Edits]:
-    """Per initializer, where `zeroed_model` writes neutral values: shared with the re-fit, which bakes
-    re-fitted weights into pieces of the zeroed model."""
-    edits: dict[str, Edits] = {}
+    edits: dict[str, list[tuple[int, np.ndarray, float]]] = {}
     for g in analysis.groups:
         for mem in g.params:
             comps = analysis.slot_comps[(mem.tensor, mem.axis)]
             drop = np.nonzero(~keep[comps])[0]
             if len(drop):
                 edits.setdefault(mem.tensor, []).append((mem.axis, drop, mem.neutral))
-    return edits
-
-
-def make_inert(arr: np.ndarray, edits: Edits) -> np.ndarray:
-    """A copy of `arr` with the removed channels set to their neutral values."""
-    arr = np.array(arr)
-    for axis, drop, neutral in edits:
-        idx = [slice(None)] * arr.ndim
-        idx[axis] = drop
-        arr[tuple(idx)] = neutral
-    return arr
+    for i, t in enumerate(m.graph.initializer):
+        if t.name in edits:
+            arr = numpy_helper.to_array(t).copy()
+            for axis, drop, neutral in edits[t.name]:
+                idx = [slice(None)] * arr.ndim
+                idx[axis] = drop
+                arr[tuple(idx)] = neutral
+            m.graph.initializer[i].CopyFrom(numpy_helper.from_array(arr, t.name))
+    _mask_statistics(m, analysis, keep)
+    return m
 
 
 def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> None:

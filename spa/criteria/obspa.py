@@ -148,15 +148,18 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     as a constant-1 column), W1 = the per-layer update's weights (the correction is zero when nothing upstream
     changed). Errors then stop compounding with depth. Returns updated overrides.
 
-    Cost: linear in depth. The original and the zeroed pruned model each run once over the calibration set,
-    segment by segment (spa.segments: a consumer's segment starts after every node its input needs), and the
-    consumers of a segment are re-fitted just before the pruned model's segment is built with their new
-    weights: one forward pass and one small session per segment, where a session and a full forward pass per
-    consumer made the cost grow with the square of the depth. The result is the same as re-running the
-    whole pruned model before every consumer (tests/test_refit.py)."""
+    Cost: linear in depth. The original and the pruned model each run once over the calibration set, segment
+    by segment (spa.segments: a consumer's segment starts after every node its input needs), and the consumers
+    of a segment are re-fitted just before the pruned model's segment is built with their new weights (sliced
+    as the rewriter slices them): one forward pass and one small session per segment, where a session and a
+    full forward pass of the zeroed model per consumer made the cost grow with the square of the depth. The
+    pruned side runs the rewritten model, at the pruned width (at ratio 0.5 about a quarter of the MACs), which
+    equals the zeroed original (the oracle) restricted to the kept channels: its consumer inputs are the kept
+    columns directly. The result is the same as re-running the zeroed model before every consumer
+    (tests/test_refit.py)."""
     from ..calib import _batches
+    from ..rewrite import Rewriter
     from ..segments import SegmentedRun
-    from ..verify import inert_edits, make_inert, zeroed_model
 
     todo = {c.weight: c for key, c in stats.items() if key in a.slot_comps and c.H is not None}
     if not todo:
@@ -164,26 +167,30 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     view = a.view
     out = dict(overrides)
     batches = list(_batches(feeds, batch))
-    edits = inert_edits(a, keep)
-    zeroed = zeroed_model(a, keep, out)
+    rw = Rewriter(a, keep, overrides=out)
+    small = rw.apply()
+    small_inits = {t.name: t for t in small.graph.initializer}
+    refitted: set[str] = set()
 
-    def pruned_init(name: str) -> onnx.TensorProto:
-        """Re-fitted weights enter the zeroed model's segments as they are baked (removed channels inert)."""
-        if name in refitted:
-            return numpy_helper.from_array(make_inert(out[name], edits.get(name, [])), name)
-        return zeroed_inits[name]
+    def sliced(name: str) -> onnx.TensorProto:
+        """Re-fitted weights enter the pruned model's segments as the rewriter would slice them."""
+        if name not in refitted:
+            return small_inits[name]
+        arr = out[name]
+        for axis in range(arr.ndim):
+            k = rw.kept(name, axis)
+            if k is not None:
+                arr = np.take(arr, k, axis=axis)
+        return numpy_helper.from_array(np.ascontiguousarray(arr), name)
 
     def consumer_nodes(m: onnx.ModelProto) -> dict[int, str]:
         return {i: todo[n.input[1]].x for i, n in enumerate(m.graph.node) if len(n.input) > 1 and n.input[1] in todo}
 
-    zeroed_inits = {t.name: t for t in zeroed.graph.initializer}
-    refitted: set[str] = set()
     orig = SegmentedRun(view.model, consumer_nodes(view.model), batches)
-    pruned_nodes = consumer_nodes(zeroed)
-    pruned = SegmentedRun(zeroed, pruned_nodes, batches, pruned_init)
-    by_level = sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i))
-    for i in by_level:
-        c = todo[zeroed.graph.node[i].input[1]]
+    pruned_nodes = consumer_nodes(small)
+    pruned = SegmentedRun(small, pruned_nodes, batches, sliced)
+    for i in sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i)):
+        c = todo[small.graph.node[i].input[1]]
         while pruned.done < pruned.consumer_level[i]:  # the segments before this consumer's own
             pruned.run_next()
         kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
@@ -191,7 +198,9 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
         C = Hn = None
         for bi, (x0, x1) in enumerate(zip(orig.run_until(c.x), pruned.run_until(c.x))):
             r0 = c.rows_of(x0, np.random.default_rng((seed, bi, c.node)))
-            r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))[:, K]  # the same rows of both
+            r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))  # the same rows, the kept columns
+            if r1.shape[1] != len(K):
+                raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {len(K)}")
             c0, h1 = (r0.T @ r1).astype(np.float64), (r1.T @ r1).astype(np.float64)
             C, Hn = (c0, h1) if C is None else (C + c0, Hn + h1)
         orig.served(c.x)

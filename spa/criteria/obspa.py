@@ -188,7 +188,6 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
                 arr = np.take(arr, k, axis=axis)
         return numpy_helper.from_array(np.ascontiguousarray(arr), name)
 
-
     def consumer_nodes(m: onnx.ModelProto) -> dict[int, str]:
         return {i: todo[n.input[1]].x for i, n in enumerate(m.graph.node) if len(n.input) > 1 and n.input[1] in todo}
 

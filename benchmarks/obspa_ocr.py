@@ -86,7 +86,7 @@ def segments() -> list[str]:
 def render(text: str, font: str) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
-    f = ImageFont.truetype(f"/usr/share/fonts/truetype/dejavu/{font}", 32)
+    f = ImageFont.truetype(font if "/" in font else f"/usr/share/fonts/truetype/dejavu/{font}", 32)
     x0, y0, x1, y1 = f.getbbox(text)
     img = Image.new("RGB", (x1 - x0 + 16, 48), "white")
     ImageDraw.Draw(img).text((8 - x0, (48 - (y1 - y0)) // 2 - y0), text, font=f, fill="black")

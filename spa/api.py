@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -373,6 +374,7 @@ class PruneOptions:
     calib: str | os.PathLike[str] | dict[str, np.ndarray] | None = None
     calib_source: str | None = None
     calib_samples: int | None = None
+    calib_preprocess: dict[str, Any] | None = None  # how a folder of images becomes `calib` (spa.images)
     compensate: bool = True
     refit: bool | None = None
     stream_bytes: int | None = None
@@ -481,7 +483,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
     source = o.calib_source or calib_.DEFAULT_SOURCE
     with run.stage("calibrate", f"collecting layer input statistics "
                                 f"({'calibration data' if o.calib is not None else source})"):
-        feeds = calib_.load_calib(o.calib, a.view.model) if isinstance(o.calib, (str, os.PathLike)) else o.calib
+        feeds = (calib_.load_calib(o.calib, a.view.model, **(o.calib_preprocess or {}))
+                 if isinstance(o.calib, (str, os.PathLike)) else o.calib)
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed,
                                      samples=calib_.DATA_FREE_SAMPLES if o.calib_samples is None else o.calib_samples)

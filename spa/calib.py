@@ -374,8 +374,16 @@ def _matmul_bias(view, node: onnx.NodeProto, n_out: int) -> str | None:
 # ---------------------------------------------------------------- inputs
 
 
-def load_calib(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Calibration inputs from an .npz keyed by graph input name (first axis = samples). One-line errors."""
+def load_calib(path: str | Path, model: onnx.ModelProto, **preprocess) -> dict[str, np.ndarray]:
+    """Calibration inputs from an .npz or a folder of images (`preprocess`: its options), see
+    spa.images.load_inputs. One-line errors."""
+    from .images import load_inputs
+
+    return load_inputs(path, model, **preprocess)
+
+
+def load_npz(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Inputs from an .npz keyed by graph input name (first axis = samples). One-line errors."""
     inits = {t.name for t in model.graph.initializer}
     inputs = {i.name: i for i in model.graph.input if i.name not in inits}
     try:

@@ -224,9 +224,16 @@ def prune(
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="where to write the pruned model")] = None,
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda | taylor | snip")] = "l1",
-    calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs (.npz keyed by graph input name, first axis = samples) for obspa/act/wanda")] = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs for obspa/act/wanda: .npz keyed by graph input name (first axis = samples), or a folder of images (see --calib-size ...)")] = None,
     calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: binary (default) | structured | noise | bn | bn-synth")] = None,
     calib_samples: Annotated[Optional[int], typer.Option("--calib-samples", help="synthetic samples for the data-free statistics (default 128)")] = None,
+    calib_size: Annotated[Optional[str], typer.Option("--calib-size", help="--calib DIR of images: resize to HxW (default: the model's fixed size)")] = None,
+    calib_mean: Annotated[Optional[str], typer.Option("--calib-mean", help="--calib DIR: per-channel mean subtracted after --calib-scale, e.g. 0.485,0.456,0.406 (default 0)")] = None,
+    calib_std: Annotated[Optional[str], typer.Option("--calib-std", help="--calib DIR: per-channel std divided by, e.g. 0.229,0.224,0.225 (default 1)")] = None,
+    calib_scale: Annotated[Optional[str], typer.Option("--calib-scale", help="--calib DIR: pixel (0-255) multiplier, e.g. 1/255 (the default) or 1")] = None,
+    calib_bgr: Annotated[bool, typer.Option("--calib-bgr", help="--calib DIR: channels in BGR order (default RGB)")] = False,
+    calib_layout: Annotated[Optional[str], typer.Option("--calib-layout", help="--calib DIR: nchw (default) | nhwc")] = None,
+    calib_gray: Annotated[bool, typer.Option("--calib-gray", help="--calib DIR: grayscale (automatic for a 1-channel input)")] = False,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
@@ -254,12 +261,17 @@ def prune(
     from . import api, io_safety
     from .plan import Plan
 
+    preprocess = {k: v for k, v in {"size": calib_size, "mean": calib_mean, "std": calib_std, "scale": calib_scale,
+                                    "bgr": calib_bgr, "layout": calib_layout, "gray": calib_gray}.items() if v}
+    if preprocess and calib is None:
+        raise BadArgument(f"--calib-{next(iter(preprocess))} needs --calib DIR (a folder of images)")
     targets = any(v is not None for v in (target_macs, target_params, target_latency))
     opts = api.PruneOptions(
         ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
         round_to=(8 if targets else 1) if round_to is None else round_to, ignore=ignore or [], seed=seed,
         oracle=oracle, target_macs=target_macs, target_params=target_params, target_latency=target_latency,
-        calib=calib, calib_source=calib_source, calib_samples=calib_samples, hidden=not no_hidden,
+        calib=calib, calib_source=calib_source, calib_samples=calib_samples, calib_preprocess=preprocess or None,
+        hidden=not no_hidden,
         group_conv=group_conv, self_check=False if no_self_check else None, input_shape=input_shape, strict=strict)
     opts.check()
     if out_dir is not None or len(models) > 1:

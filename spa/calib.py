@@ -382,42 +382,6 @@ def load_calib(path: str | Path, model: onnx.ModelProto, **preprocess) -> dict[s
     return load_inputs(path, model, **preprocess)
 
 
-def load_npz(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Inputs from an .npz keyed by graph input name (first axis = samples). One-line errors."""
-    inits = {t.name for t in model.graph.initializer}
-    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise BadArgument(f"--calib {path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad argument
-        raise BadArgument(f"--calib {path}: not a readable .npz ({type(e).__name__})") from None
-    missing = [n for n in inputs if n not in arrays]
-    extra = [k for k in arrays if k not in inputs]
-    if missing or extra:
-        raise BadArgument(
-            f"--calib {path}: arrays must be keyed by the graph inputs {sorted(inputs)}"
-            + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else "")
-        )
-    n = {len(v) if v.ndim else 0 for v in arrays.values()}
-    if len(n) != 1 or 0 in n:
-        raise BadArgument(f"--calib {path}: every array needs the same number of samples on its first axis")
-    from .verify import _NP
-
-    for name, v in arrays.items():
-        want = _NP.get(inputs[name].type.tensor_type.elem_type, np.float32)
-        dims = inputs[name].type.tensor_type.shape.dim
-        if v.ndim != len(dims) or any(
-            d.HasField("dim_value") and d.dim_value > 0 and k > 0 and d.dim_value != v.shape[k] for k, d in enumerate(dims)
-        ):
-            raise BadArgument(f"--calib {path}: array {name!r} has shape {list(v.shape)}, the input is {_dims(dims)}")
-        if v.dtype.kind != np.dtype(want).kind:
-            raise BadArgument(f"--calib {path}: array {name!r} is {v.dtype}, the input wants {np.dtype(want)}")
-        arrays[name] = v.astype(want, copy=False)
-    return arrays
-
-
 def _dims(dims) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
@@ -426,7 +390,7 @@ def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
     """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
     ones); token ids uniform over their embedding table."""
     from .graph import random_array
-    from .verify import _NP
+    from .verify import NP_DTYPES
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -435,7 +399,7 @@ def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
             continue
         s = view.shape(inp.name) or ()
         shape = [n] + [d if d else other for d in s[1:]]
-        dt = _NP.get(inp.type.tensor_type.elem_type, np.float32)
+        dt = NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)
         # integer inputs: token ids uniform over the embedding table they index, other integers (masks, type
         # ids) 0/1
         out[inp.name] = random_array(rng, shape, dt, int_high=_vocabulary(view, inp.name) or 2)
@@ -501,7 +465,7 @@ def binary_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarr
     return _images(view, n, seed, other, make)
 
 
-def _batches(feeds: dict[str, np.ndarray], batch: int) -> Iterator[dict[str, np.ndarray]]:
+def batches_of(feeds: dict[str, np.ndarray], batch: int) -> Iterator[dict[str, np.ndarray]]:
     n = len(next(iter(feeds.values())))
     for i in range(0, n, batch):
         yield {k: v[i : i + batch] for k, v in feeds.items()}
@@ -653,7 +617,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-ROWS_TOTAL * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    for b in _batches(feeds, batch):
+    for b in batches_of(feeds, batch):
         vals = dict(zip(names, sess.run(names, b)))
         total = 0
         for c in cons.values():

@@ -37,8 +37,6 @@ def load_inputs(path: str | Path, model: onnx.ModelProto, *, size: str | Sequenc
     """Arrays keyed by graph input name (first axis = samples) from an .npz file or a folder of images (see the
     module docstring). The preprocessing options apply to folders only; `gray` forces grayscale (which a
     1-channel input gets anyway). Bad arguments raise BadArgument with one line."""
-    from .calib import load_npz
-
     path = Path(path)
     given = {k: v for k, v in {"size": size, "mean": mean, "std": std, "scale": scale, "layout": layout,
                                "bgr": bgr or None, "gray": gray or None}.items() if v is not None}
@@ -168,3 +166,43 @@ def _read(folder: Path, wh: tuple[int, int], mode: str) -> np.ndarray:
                               f"({type(e).__name__})") from None
         out.append(a[..., None] if a.ndim == 2 else a)
     return np.stack(out)
+
+
+def load_npz(path: str | Path, model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Inputs from an .npz keyed by graph input name (first axis = samples). One-line errors."""
+    inits = {t.name for t in model.graph.initializer}
+    inputs = {i.name: i for i in model.graph.input if i.name not in inits}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise BadArgument(f"--calib {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad argument
+        raise BadArgument(f"--calib {path}: not a readable .npz ({type(e).__name__})") from None
+    missing = [n for n in inputs if n not in arrays]
+    extra = [k for k in arrays if k not in inputs]
+    if missing or extra:
+        raise BadArgument(
+            f"--calib {path}: arrays must be keyed by the graph inputs {sorted(inputs)}"
+            + (f"; missing {missing}" if missing else "") + (f"; unknown {extra}" if extra else "")
+        )
+    n = {len(v) if v.ndim else 0 for v in arrays.values()}
+    if len(n) != 1 or 0 in n:
+        raise BadArgument(f"--calib {path}: every array needs the same number of samples on its first axis")
+    from .verify import NP_DTYPES
+
+    for name, v in arrays.items():
+        want = NP_DTYPES.get(inputs[name].type.tensor_type.elem_type, np.float32)
+        dims = inputs[name].type.tensor_type.shape.dim
+        if v.ndim != len(dims) or any(
+            d.HasField("dim_value") and d.dim_value > 0 and k > 0 and d.dim_value != v.shape[k] for k, d in enumerate(dims)
+        ):
+            raise BadArgument(f"--calib {path}: array {name!r} has shape {list(v.shape)}, the input is {_declared(dims)}")
+        if v.dtype.kind != np.dtype(want).kind:
+            raise BadArgument(f"--calib {path}: array {name!r} is {v.dtype}, the input wants {np.dtype(want)}")
+        arrays[name] = v.astype(want, copy=False)
+    return arrays
+
+
+def _declared(dims) -> list:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]

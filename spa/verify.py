@@ -14,7 +14,7 @@ from .errors import VerificationFailed
 from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
 from .onnxutil import attr
 
-_NP = {
+NP_DTYPES = {  # ONNX element type -> the numpy dtype of inputs made for it
     onnx.TensorProto.FLOAT: np.float32,
     onnx.TensorProto.DOUBLE: np.float64,
     onnx.TensorProto.FLOAT16: np.float16,
@@ -50,7 +50,7 @@ def _graph_inputs(model: onnx.ModelProto, batch: int, other: int) -> list[tuple[
         tt = inp.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (batch if k == 0 else other)
                  for k, d in enumerate(tt.shape.dim)]
-        out.append((inp.name, shape, _NP.get(tt.elem_type, np.float32)))
+        out.append((inp.name, shape, NP_DTYPES.get(tt.elem_type, np.float32)))
     return out
 
 

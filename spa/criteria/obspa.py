@@ -217,7 +217,7 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     equals the zeroed original (the oracle) restricted to the kept channels: its consumer inputs are the kept
     columns directly. The result is the same as re-running the zeroed model before every consumer
     (tests/test_refit.py)."""
-    from ..calib import _batches
+    from ..calib import batches_of
     from ..rewrite import Rewriter
     from ..segments import SegmentedRun
 
@@ -226,7 +226,7 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
         return overrides
     view = a.view
     out = dict(overrides)
-    batches = list(_batches(feeds, batch))
+    batches = list(batches_of(feeds, batch))
     rw = Rewriter(a, keep, overrides=out)
     small = rw.apply()
     small_inits = {t.name: t for t in small.graph.initializer}

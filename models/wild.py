@@ -112,6 +112,15 @@ WILD: dict[str, WildModel] = {
             wrong_output_shapes="declares output '387' as [1, seqlen]; it returns [T, 1, 8210]",
             true_outputs={"387": (None, 1, 8210)},
         ),
+        WildModel(
+            "ddddocr", "ddddocr", "ddddocr", "common.onnx",
+            "PyTorch 1.9 -> torch.onnx (legacy)", 12,
+            "ddddocr's captcha recogniser: CRNN (convs, a bidirectional LSTM of 512 per direction, a Linear CTC head "
+            "over 8210 characters)",
+            {"input1": ((1, 1, 64, 160), "text01")},
+            wrong_output_shapes="declares output '387' as [1, seqlen]; it returns [T, 1, 8210]",
+            true_outputs={"387": (None, 1, 8210)},
+        ),
     )
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import BIAS, IN, OUT, NodeCtx, Rule, RewriteCtx, register
+from .base import BIAS, IN, OUT, NodeCtx, Rule, RewriteCtx
 
 
 def _grouped_links(n: NodeCtx, x: str, xa: int, y: str, ya: int, c_in: int, c_out: int, g: int) -> None:
@@ -101,7 +101,6 @@ def rewrite_group(n: RewriteCtx, w: str | None) -> None:
     n.set_attr("group", g * len(kept) // sw[0])
 
 
-@register
 class Conv(Rule):
     """Y[n, m] = sum_c W[m, c] * X[n, g(m)*C/G + c] (+ B[m]); W is (M, C/G, k...), B is (M,). See couple_conv."""
 
@@ -114,7 +113,6 @@ class Conv(Rule):
         rewrite_group(n, n.inp(1))
 
 
-@register
 class ConvTranspose(Rule):
     """Transposed conv: W is (C, M/G, k...), Y has M = G * W.shape[1] channels, B is (M,). See couple_conv."""
 
@@ -127,7 +125,6 @@ class ConvTranspose(Rule):
         rewrite_group(n, n.inp(1))
 
 
-@register
 class Gemm(Rule):
     """Y = alpha * A' B' + beta * C with A' = A or Aᵀ (transA), B' = B or Bᵀ (transB); C broadcasts to (M, N)."""
 
@@ -161,7 +158,6 @@ def couple_gemm(n: NodeCtx, a: str | None, b: str | None, c: str | None, y: str 
                         n.role(c, j, BIAS)
 
 
-@register
 class MatMul(Rule):
     """numpy matmul: A (..., M, K) @ B (..., K, N) → (..., M, N); batch axes broadcast; a 1-D operand is a
     vector (its axis is K)."""
@@ -198,3 +194,6 @@ def couple_matmul(n: NodeCtx, a: str | None, b: str | None, y: str | None) -> No
                 oj = (ry - 2) - (len(s) - 2) + j
                 if s[j] != 1:
                     n.link(t, j, y, oj)  # unknown/mismatched sizes freeze both sides
+
+
+RULES: tuple[type[Rule], ...] = (Conv, ConvTranspose, Gemm, MatMul)

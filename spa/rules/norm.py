@@ -8,10 +8,9 @@ before `axis` pass through.
 
 from __future__ import annotations
 
-from .base import BIAS, SCALE, STAT, NodeCtx, Rule, register
+from .base import BIAS, SCALE, STAT, NodeCtx, Rule
 
 
-@register
 class BatchNorm(Rule):
     """y = scale * (x - mean) / sqrt(var + eps) + B, per channel (axis 1). Training-mode outputs (running
     mean/var) are per channel too."""
@@ -32,7 +31,6 @@ class BatchNorm(Rule):
             n.link(x, 1, extra, 0)
 
 
-@register
 class InstanceNorm(Rule):
     """y = scale * (x - mean_hw) / sqrt(var_hw + eps) + B with statistics per (sample, channel)."""
 
@@ -49,7 +47,6 @@ class InstanceNorm(Rule):
                     n.role(p, 0, role)
 
 
-@register
 class LayerNorm(Rule):
     """Normalises over axes [axis, rank) (RMSNormalization: no mean; SimplifiedLayerNormalization: the
     com.microsoft RMSNorm). The leading axes pass through; the Mean/InvStdDev outputs keep them. When a single
@@ -87,9 +84,11 @@ class LayerNorm(Rule):
                     n.role(p, pk, role)
 
 
-@register
 class SimplifiedLayerNorm(LayerNorm):
     """com.microsoft SimplifiedLayerNormalization (RMSNorm, as onnxruntime's transformer optimiser fuses it)."""
 
     ops = ("SimplifiedLayerNormalization",)
     domain = "com.microsoft"
+
+
+RULES: tuple[type[Rule], ...] = (BatchNorm, InstanceNorm, LayerNorm, SimplifiedLayerNorm)

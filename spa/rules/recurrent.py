@@ -28,12 +28,11 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule, register
+from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
-@register
 class Recurrent(Rule):
     """LSTM / GRU / RNN: the hidden size couples W, R (rows per gate and columns), B, P, initial states and
     every output; the input size couples X with W's columns."""
@@ -120,3 +119,6 @@ def _known_zero(view, t: str, depth: int = 0) -> bool:
     if node.op_type in _ZERO_KEEPING and node.input and node.input[0]:
         return _known_zero(view, node.input[0], depth + 1)
     return False
+
+
+RULES: tuple[type[Rule], ...] = (Recurrent,)

@@ -6,10 +6,9 @@ at the same position (keepdims) or shifted left past the removed axes.
 
 from __future__ import annotations
 
-from .base import NodeCtx, Rule, norm_axis, register
+from .base import NodeCtx, Rule, norm_axis
 
 
-@register
 class Pool(Rule):
     """Pools combine spatial positions only: N and C (axes 0, 1) pass through. MaxPool's optional `Indices`
     output encodes flat positions that include the channel offset, so its presence freezes the channels."""
@@ -41,7 +40,6 @@ def _reduce_axes(n: NodeCtx, r: int) -> list[int] | None:
     return sorted(norm_axis(int(a), r) for a in axes)
 
 
-@register
 class Reduce(Rule):
     """Reduce*/ArgMax/ArgMin over `axes`; other axes pass through (shifted when keepdims=0)."""
 
@@ -78,7 +76,6 @@ class Reduce(Rule):
         n.same(x, y, pairs)
 
 
-@register
 class Softmax(Rule):
     """Softmax/LogSoftmax/Hardmax normalise along `axis` (opset ≥ 13) or along all axes from `axis` on
     (opset < 13, input coerced to 2-D); the other axes pass through."""
@@ -98,3 +95,6 @@ class Softmax(Rule):
             mixed = set(range(axis, r))
         n.bail(f"{n.op} normalises along axes {sorted(mixed)}")
         n.same(x, y, [(k, k) for k in range(r) if k not in mixed])
+
+
+RULES: tuple[type[Rule], ...] = (Pool, Reduce, Softmax)

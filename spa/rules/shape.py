@@ -14,11 +14,10 @@ import numpy as np
 
 from ..graph import Shape, batch_multiple, shape_sources
 from ..onnxutil import attr
-from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis, register
+from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis
 from .elementwise import BROADCAST, UNARY
 
 
-@register
 class Concat(Rule):
     """Inputs are laid end to end along `axis`: input i's channel j is output channel offset_i + j."""
 
@@ -53,7 +52,6 @@ def _split_sizes(n: NodeCtx) -> list[int] | None:
     return sizes
 
 
-@register
 class Split(Rule):
     """Output k is the input range [offset_k, offset_k + size_k) along `axis` (sizes from the `split`
     attribute, the second input, or equal parts)."""
@@ -125,7 +123,6 @@ def _clamp(v: int, d: int) -> int:
     return max(0, min(d, v))
 
 
-@register
 class Slice(Rule):
     """Output axis k is input range [start, end) of axis k (step 1); strided slices are not followed."""
 
@@ -183,7 +180,6 @@ class Slice(Rule):
             n.set_input_const(2, np.array(new_en, dtype=dt))
 
 
-@register
 class Gather(Rule):
     """Gather(data, indices, axis): out = data[:axis] + indices.shape + data[axis+1:]. The other data axes
     pass through (shifted by rank(indices) - 1), the indices' axes become the output's middle axes; the
@@ -206,7 +202,6 @@ class Gather(Rule):
                     n.role(x, k, OUT)
 
 
-@register
 class Pad(Rule):
     """Axes with zero padding at both ends pass through; padded axes are not followed."""
 
@@ -241,7 +236,6 @@ class Pad(Rule):
         n.same(x, y, [(k, k) for k in range(r) if k not in padded])
 
 
-@register
 class Resize(Rule):
     """Resize/Upsample interpolate along axes whose scale ≠ 1; axes of equal input and output size pass
     through. A constant `sizes` input is rewritten; a computed one freezes those axes."""
@@ -290,7 +284,6 @@ class Resize(Rule):
             n.set_input_const(3, new)
 
 
-@register
 class Transpose(Rule):
     """Output axis i is input axis perm[i] (default: reversed)."""
 
@@ -506,7 +499,6 @@ def feeds_batched_matmul(view, t: str, ax: int, depth: int = 0) -> bool:
     return False
 
 
-@register
 class Flatten(Rule):
     """Flatten to 2-D at `axis`: a factorised reshape with no shape constant to rewrite."""
 
@@ -516,7 +508,6 @@ class Flatten(Rule):
         reshape_links(n, n.inp(0), n.out())
 
 
-@register
 class SqueezeLike(Rule):
     """Squeeze/Unsqueeze add or drop size-1 axes: the other axes keep their order."""
 
@@ -561,7 +552,6 @@ def target_rewritable(view, node) -> bool:
     return st is not None and st[0] is not None and view.shape(node.output[0]) is not None
 
 
-@register
 class Reshape(Rule):
     """Reshape to the target shape (second input). Kept axes pass through; a channel axis merged with
     others is factorised; the target is rewritten (a computed target is folded to a constant then)."""
@@ -618,7 +608,6 @@ class Reshape(Rule):
         n.set_input_const(1, target.astype(t.dtype))
 
 
-@register
 class Tile(Rule):
     """Tile repeats the input `repeats[k]` times along axis k: axes repeated once pass through."""
 
@@ -634,7 +623,6 @@ class Tile(Rule):
         n.same(x, y, [(k, k) for k in range(r) if int(reps.reshape(-1)[k]) == 1])
 
 
-@register
 class Expand(Rule):
     """Broadcast the input to `shape` (bidirectional): input axes of the output's size pass through; a
     constant shape entry equal to the channel count is rewritten."""
@@ -723,7 +711,6 @@ def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
     return reads, sinks
 
 
-@register
 class ShapeOf(Rule):
     """Shape/Size read only the input's dimensions, never its values. A dimension whose value flows into
     anything but a Reshape target (which the rewriter folds to the pruned constant) is frozen."""
@@ -742,3 +729,6 @@ class ShapeOf(Rule):
             reads, sinks = shape_dependents(n, n.out())
         for k in sorted(reads):
             n.freeze(x, k, f"its size is used as a value by {sinks[0]}")
+
+
+RULES: tuple[type[Rule], ...] = (Concat, Split, Slice, Gather, Pad, Resize, Transpose, Flatten, SqueezeLike, Reshape, Tile, Expand, ShapeOf)

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from .analysis import Analysis
 from .errors import VerificationFailed
 from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
-from .onnxutil import attr
+from .rules.hooks import StatsMask
 
 _NP = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -373,14 +373,13 @@ def zeroed_model(
 
 def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> None:
     """Lossy groups (channels normalised together): in the zeroed model, make every statistic over such an
-    axis ignore the removed channels, as the pruned model does. ReduceMean(x) becomes
-    ReduceSum(x · mask) / kept; LayerNormalization/RMSNormalization become their decomposition with the
-    deviations masked. Then zeroed == pruned holds exactly for lossy groups too."""
+    axis ignore the removed channels, as the pruned model does: each such node is replaced by what its rule's
+    `mask_statistics` hook builds (ReduceMean: a masked sum over the kept count; LayerNormalization/RMS norms:
+    their decomposition with the deviations masked). Then zeroed == pruned holds exactly for lossy groups too."""
     if not analysis.lossy_sites:
         return
     g = m.graph
     by_out = {n.output[0]: i for i, n in enumerate(g.node) if n.output}
-    opset = analysis.view.opset
     new_nodes: dict[int, list[onnx.NodeProto]] = {}
     inits: list[onnx.TensorProto] = []
     for out, x, axis in analysis.lossy_sites:
@@ -389,53 +388,18 @@ def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -
         if comps is None or i is None or keep[comps].all():
             continue
         node = g.node[i]
+        rule = analysis.rules.rule_for(node)
         r = len(analysis.view.shape(x) or ())
         mask = keep[comps].astype(np.float32).reshape([-1] + [1] * (r - 1 - axis))
-        p = f"{out}__spa_mask"
-        k = float(mask.sum())
-        inits += [numpy_helper.from_array(mask, p + "_m"), numpy_helper.from_array(np.array(1.0 / k, np.float32), p + "_k"),
-                  numpy_helper.from_array(np.array([axis], np.int64), p + "_ax")]
-        H = onnx.helper
-
-        def rsum(src: str, dst: str) -> onnx.NodeProto:
-            if opset >= 13:
-                return H.make_node("ReduceSum", [src, p + "_ax"], [dst], keepdims=1)
-            return H.make_node("ReduceSum", [src], [dst], axes=[axis], keepdims=1)
-
-        if node.op_type == "ReduceMean":
-            keepdims = attr(node, "keepdims", 1)
-            nodes = [H.make_node("Mul", [node.input[0], p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
-                     H.make_node("Mul", [p + "_s", p + "_k"], [out if keepdims else p + "_mean"])]
-            if not keepdims:
-                nodes.append(H.make_node("Squeeze", [p + "_mean", p + "_ax"], [out]) if opset >= 13
-                             else H.make_node("Squeeze", [p + "_mean"], [out], axes=[axis]))
-        elif node.op_type in ("LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization"):
-            eps = attr(node, "epsilon", 1e-5)
-            inits.append(numpy_helper.from_array(np.array(eps, np.float32), p + "_eps"))
-            xin = node.input[0]
-            nodes = []
-            if node.op_type == "LayerNormalization":
-                nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
-                          H.make_node("Mul", [p + "_s", p + "_k"], [p + "_mean"]),
-                          H.make_node("Sub", [xin, p + "_mean"], [p + "_c"])]
-                xin = p + "_c"
-            nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_d"]),
-                      H.make_node("Mul", [p + "_d", p + "_d"], [p + "_d2"]), rsum(p + "_d2", p + "_v"),
-                      H.make_node("Mul", [p + "_v", p + "_k"], [p + "_var"]),
-                      H.make_node("Add", [p + "_var", p + "_eps"], [p + "_ve"]),
-                      H.make_node("Sqrt", [p + "_ve"], [p + "_sd"]),
-                      H.make_node("Div", [p + "_d", p + "_sd"], [p + "_n"])]
-            last = p + "_n"
-            if len(node.input) > 1 and node.input[1]:
-                nodes.append(H.make_node("Mul", [last, node.input[1]], [p + "_y"]))
-                last = p + "_y"
-            if len(node.input) > 2 and node.input[2]:
-                nodes.append(H.make_node("Add", [last, node.input[2]], [p + "_yb"]))
-                last = p + "_yb"
-            nodes.append(H.make_node("Identity", [last], [out]))
-        else:
+        sm = StatsMask(f"{out}__spa_mask", axis, analysis.view.opset)
+        sm.constant("_m", mask)
+        sm.constant("_k", np.array(1.0 / float(mask.sum()), np.float32))
+        sm.constant("_ax", np.array([axis], np.int64))
+        nodes = rule.mask_statistics(node, sm) if rule is not None else None
+        if nodes is None:
             continue
         new_nodes[i] = nodes
+        inits += sm.inits
     if not new_nodes:
         return
     rebuilt = []

@@ -8,7 +8,13 @@ before `axis` pass through.
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..onnxutil import attr
 from .base import BIAS, SCALE, STAT, NodeCtx, Rule
+from .hooks import StatsMask
 
 
 class BatchNorm(Rule):
@@ -82,6 +88,38 @@ class LayerNorm(Rule):
                 n.link(x, k, p, pk)
                 if n.is_param(p):
                     n.role(p, pk, role)
+
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto]:
+        return masked_norm(node, m, centred=node.op_type == "LayerNormalization")
+
+
+def masked_norm(node: onnx.NodeProto, m: StatsMask, centred: bool, x: str | None = None, gamma: int | None = 1,
+                beta: int | None = 2) -> list[onnx.NodeProto]:
+    """A normalisation over `m.axis` redone with statistics over the kept channels only, the removed ones masked
+    out of the deviations: (x - mean) / sqrt(var + eps) · gamma + beta (RMS norms: not `centred`). `x`: the
+    tensor normalised (default input 0; a fused op's pre-norm sum), `gamma`/`beta`: input positions of the
+    scale and shift (None: the op has none). The result is written to the node's first output."""
+    H = helper
+    eps = m.constant("_eps", np.array(attr(node, "epsilon", 1e-5), np.float32))
+    xin = node.input[0] if x is None else x
+    nodes = []
+    if centred:
+        nodes += [*m.masked_mean(xin, m.name("_mean")), H.make_node("Sub", [xin, m.name("_mean")], [m.name("_c")])]
+        xin = m.name("_c")
+    nodes += [H.make_node("Mul", [xin, m.mask], [m.name("_d")]),
+              H.make_node("Mul", [m.name("_d"), m.name("_d")], [m.name("_d2")]),
+              m.reduce_sum(m.name("_d2"), m.name("_v")),
+              H.make_node("Mul", [m.name("_v"), m.inv_kept], [m.name("_var")]),
+              H.make_node("Add", [m.name("_var"), eps], [m.name("_ve")]),
+              H.make_node("Sqrt", [m.name("_ve")], [m.name("_sd")]),
+              H.make_node("Div", [m.name("_d"), m.name("_sd")], [m.name("_n")])]
+    last = m.name("_n")
+    for k, op, suffix in ((gamma, "Mul", "_y"), (beta, "Add", "_yb")):
+        if k is not None and len(node.input) > k and node.input[k]:
+            nodes.append(H.make_node(op, [last, node.input[k]], [m.name(suffix)]))
+            last = m.name(suffix)
+    nodes.append(H.make_node("Identity", [last], [node.output[0]]))
+    return nodes
 
 
 class SimplifiedLayerNorm(LayerNorm):

@@ -24,9 +24,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
 
 from .base import QSCALE, NodeCtx, RewriteCtx, Rule, norm_axis
-from .linear import couple_conv, couple_gemm, couple_matmul, rewrite_group
+from .hooks import Shapes
+from .linear import conv_macs, couple_conv, couple_gemm, couple_matmul, gemm_macs, matmul_macs, rewrite_group
 
 if TYPE_CHECKING:
     from ..graph import ModelView
@@ -141,6 +143,9 @@ class QLinearConv(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(3))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return conv_macs(shapes, node.input[3], node.output[0])
+
 
 class ConvInteger(Rule):
     """ConvInteger(x, w, x_zp, w_zp) → int32: a Conv on codes; w_zp per output channel or per tensor."""
@@ -156,6 +161,9 @@ class ConvInteger(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(1))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return conv_macs(shapes, node.input[1], node.output[0])
+
 
 class QLinearMatMul(Rule):
     """QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp): a MatMul on codes; b's scale and zero
@@ -166,6 +174,9 @@ class QLinearMatMul(Rule):
     def couple(self, n: NodeCtx) -> None:
         _quantized_matmul(n, n.inp(0), n.inp(2), [n.inp(1)], n.inp(3), n.inp(5), [n.inp(4)])
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return matmul_macs(shapes, node.input[0], node.output[0])
+
 
 class MatMulInteger(Rule):
     """MatMulInteger(A, B, a_zp, b_zp) → int32: a MatMul on codes; b_zp per output column or per tensor."""
@@ -174,6 +185,9 @@ class MatMulInteger(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         _quantized_matmul(n, n.inp(0), n.inp(2), [], n.inp(1), n.inp(3), [])
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return matmul_macs(shapes, node.input[0], node.output[0])
 
 
 def _quantized_matmul(n: NodeCtx, a: str | None, a_zp: str | None, a_scales: list[str | None],
@@ -225,6 +239,9 @@ class QGemm(Rule):
             _code_roles(n, b, code, [out_axis, 1 - out_axis])
         n.quantized(n.inp(6))
         couple_gemm(n, n.inp(0), b, n.inp(6), n.out())
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return gemm_macs(node, shapes)
 
 
 def _data_inputs(n: NodeCtx, idx: tuple[int, ...]) -> list[str] | None:

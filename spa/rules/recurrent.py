@@ -26,9 +26,11 @@ whose only consumers are recurrent weights falls back to magnitude (L1); W/R are
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from onnx import numpy_helper
 
 from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
+from .hooks import Shapes, dims
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
@@ -78,6 +80,11 @@ class Recurrent(Rule):
                 n.link(w, 1, t, rank - 1, np.arange(h), np.arange(h))
         if n.inp(4) is not None:
             n.free(n.inp(4))  # sequence_lens: per batch entry, no channel
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        """Every step (T·B, either layout), direction and gate row: W·x + R·h."""
+        x, w, r = (dims(shapes, node.input[k]) for k in range(3))
+        return 0 if x is None or w is None or r is None else x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
 
     def rewrite(self, n: RewriteCtx) -> None:
         kept = n.kept(n.inp(2), 2)

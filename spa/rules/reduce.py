@@ -6,7 +6,12 @@ at the same position (keepdims) or shifted left past the removed axes.
 
 from __future__ import annotations
 
+import onnx
+from onnx import helper
+
+from ..onnxutil import attr
 from .base import NodeCtx, Rule, norm_axis
+from .hooks import StatsMask
 
 
 class Pool(Rule):
@@ -74,6 +79,18 @@ class Reduce(Rule):
             pairs.append((k, oj))
             oj += 1
         n.same(x, y, pairs)
+
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto] | None:
+        """ReduceMean(x) over the lossy axis becomes ReduceSum(x · mask) / kept (squeezed without keepdims)."""
+        if node.op_type != "ReduceMean":
+            return None
+        out = node.output[0]
+        keepdims = attr(node, "keepdims", 1)
+        nodes = m.masked_mean(node.input[0], out if keepdims else m.name("_mean"))
+        if not keepdims:
+            nodes.append(helper.make_node("Squeeze", [m.name("_mean"), m.axes], [out]) if m.opset >= 13
+                         else helper.make_node("Squeeze", [m.name("_mean")], [out], axes=[m.axis]))
+        return nodes
 
 
 class Softmax(Rule):

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from ..onnxutil import attr
-from .base import BIAS, IN, OUT, NodeCtx, Rule, RewriteCtx
+from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
 from .hooks import ConsumerSpec, Shapes, dims, prod
 
 if TYPE_CHECKING:

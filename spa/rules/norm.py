@@ -93,16 +93,26 @@ class LayerNorm(Rule):
         return masked_norm(node, m, centred=node.op_type == "LayerNormalization")
 
 
-def masked_norm(node: onnx.NodeProto, m: StatsMask, centred: bool, x: str | None = None, gamma: int | None = 1,
-                beta: int | None = 2) -> list[onnx.NodeProto]:
+def masked_norm(node: onnx.NodeProto, m: StatsMask, centred: bool, gamma: int | None = 1, beta: int | None = 2,
+                sum_out: int | None = None) -> list[onnx.NodeProto]:
     """A normalisation over `m.axis` redone with statistics over the kept channels only, the removed ones masked
-    out of the deviations: (x - mean) / sqrt(var + eps) · gamma + beta (RMS norms: not `centred`). `x`: the
-    tensor normalised (default input 0; a fused op's pre-norm sum), `gamma`/`beta`: input positions of the
-    scale and shift (None: the op has none). The result is written to the node's first output."""
+    out of the deviations: (x - mean) / sqrt(var + eps) · gamma + beta (RMS norms: not `centred`); the result is
+    written to the node's first output. `gamma`/`beta`: input positions of the scale and shift (None: the op has
+    none). `sum_out`: for fused ops (com.microsoft Skip/EmbedLayerNormalization) the output holding the pre-norm
+    sum they normalise; the fused node is kept to compute it, otherwise input 0 is normalised."""
     H = helper
     eps = m.constant("_eps", np.array(attr(node, "epsilon", 1e-5), np.float32))
-    xin = node.input[0] if x is None else x
+    xin = node.input[0]
     nodes = []
+    if sum_out is not None:
+        fused = onnx.NodeProto()
+        fused.CopyFrom(node)
+        while len(fused.output) <= sum_out:
+            fused.output.append("")
+        fused.output[0] = m.name("_unused")
+        fused.output[sum_out] = fused.output[sum_out] or m.name("_sum")
+        xin = fused.output[sum_out]
+        nodes.append(fused)
     if centred:
         nodes += [*m.masked_mean(xin, m.name("_mean")), H.make_node("Sub", [xin, m.name("_mean")], [m.name("_c")])]
         xin = m.name("_c")

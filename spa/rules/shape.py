@@ -5,17 +5,19 @@ Their channel maps are offsets (Concat), ranges (Split, Slice), permutations (Tr
 (Flatten/Reshape merging a channel axis with others: feature f ↔ channel (f // inner) % C; splitting one axis
 into several, e.g. a channel shuffle's (C) → (g, C/g): channel c ↔ inner index c % (C/g), so a unit is
 "position j of every block" and every block keeps the same positions).
-Rewrites keep the counts in attributes and shape constants in step with the pruned channels.
+Rewrites keep the counts in attributes and shape constants in step with the pruned channels. The axis algebra
+of reshapes (aligning two shapes, folding a target to a constant) is in rules.reshape_algebra.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Shape, batch_multiple, shape_sources
+from ..graph import shape_sources
 from ..onnxutil import attr
 from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis
 from .elementwise import BROADCAST, UNARY
+from .reshape_algebra import align, batch_outermost, folded_target, target_rewritable, terms
 
 
 class Concat(Rule):
@@ -298,76 +300,6 @@ class Transpose(Rule):
         n.same(x, y, [(int(p), i) for i, p in enumerate(perm)])
 
 
-Term = tuple[int, int]  # a dim as (constant, power of the batch): 8 → (8, 0), batch → (1, 1), batch*4 → (4, 1)
-
-
-def terms(view, t: str) -> list[Term | None] | None:
-    """The dims of `t` as terms; None for a dynamic dim that is not a known multiple of the batch."""
-    s = view.shape(t)
-    if s is None:
-        return None
-    syms = view.symbols.get(t, ())
-    out: list[Term | None] = []
-    for a, d in enumerate(s):
-        if d is not None:
-            out.append((d, 0))
-        else:
-            k = batch_multiple(syms, a, view.batch_symbol)
-            out.append(None if k is None else (k, 1))
-    return out
-
-
-def align(sx: Shape, sy: Shape, tx: list[Term | None] | None = None,
-          ty: list[Term | None] | None = None) -> list[tuple[list[int], list[int]]] | None:
-    """Split two shapes of one reshape into consecutive axis blocks of equal element count.
-
-    Size-1 axes form blocks of their own. A dim that is k·batch (terms `tx`/`ty`, from the shape probe) must be
-    the first (outermost) axis of its block on both sides: the batch folded in front of k other elements
-    (heads folded into the batch, Swin windows). Any other unknown axis must face an unknown axis.
-    Returns None when the shapes cannot be aligned."""
-    tx = tx if tx is not None else [None if d is None else (d, 0) for d in sx]
-    ty = ty if ty is not None else [None if d is None else (d, 0) for d in sy]
-    blocks: list[tuple[list[int], list[int]]] = []
-    i = j = 0
-    while i < len(tx) or j < len(ty):
-        if i < len(tx) and tx[i] == (1, 0):
-            blocks.append(([i], []))
-            i += 1
-            continue
-        if j < len(ty) and ty[j] == (1, 0):
-            blocks.append(([], [j]))
-            j += 1
-            continue
-        if i == len(tx) or j == len(ty):
-            return None
-        if tx[i] is None or ty[j] is None:
-            other = ty[j] if tx[i] is None else tx[i]
-            if other is None or other[1] == 1:
-                blocks.append(([i], [j]))
-                i, j = i + 1, j + 1
-                continue
-            return None
-        px, py, xs, ys = tx[i], ty[j], [i], [j]
-        i, j = i + 1, j + 1
-        while px != py:
-            grow_x = px[1] < py[1] or (px[1] == py[1] and px[0] < py[0])
-            t, k = (tx, i) if grow_x else (ty, j)
-            if k == len(t) or t[k] is None:
-                return None  # unknown
-            if grow_x:
-                px = (px[0] * t[k][0], px[1] + t[k][1])
-                xs.append(i)
-                i += 1
-            else:
-                py = (py[0] * t[k][0], py[1] + t[k][1])
-                ys.append(j)
-                j += 1
-            if px[1] > 1 or py[1] > 1:
-                return None
-        blocks.append((xs, ys))
-    return blocks
-
-
 def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
     """Link the axes a reshape keeps, a merged channel axis (feature f ↔ channel (f // inner) % C) and a split
     one (channel c ↔ part (c // inner) % size). Sizes are periods (`ModelView.period`): a k·batch axis is
@@ -385,7 +317,7 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
     for xs, ys in blocks:
         xs1 = [k for k in xs if sx[k] != 1]
         ys1 = [m for m in ys if sy[m] != 1]
-        if not (_batch_outermost(xs1, tx) and _batch_outermost(ys1, ty)):
+        if not (batch_outermost(xs1, tx) and batch_outermost(ys1, ty)):
             continue  # the batch inside a block (e.g. (L, B) -> L·B): not followed, frozen
         if any(px[k] is None for k in xs1) or any(py[m] is None for m in ys1):
             continue
@@ -423,14 +355,6 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
                 c = np.arange(px[k])
                 n.link(x, k, y, m, c, c % py[m])
     return True
-
-
-def _batch_outermost(axes: list[int], t: list[Term | None] | None) -> bool:
-    """At most one k·batch axis in the block, and it comes first."""
-    if t is None:
-        return True
-    b = [i for i, a in enumerate(axes) if t[a] is not None and t[a][1] == 1]
-    return not b or b == [0]
 
 
 _PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand"}
@@ -517,39 +441,6 @@ class SqueezeLike(Rule):
         if n.inp(1) is not None:
             n.free(n.inp(1))
         reshape_links(n, n.inp(0), n.out())
-
-
-def folded_target(view, node, dims: list[int | None]) -> list[int] | None:
-    """A constant reshape target for `dims` (None = symbolic): 0 copies the input's axis of the same name
-    (allowzero = 0), at most one -1. None if the target cannot be written as a constant."""
-    x, y = node.input[0], node.output[0]
-    sym_x = view.symbols.get(x, ())
-    sym_y = view.symbols.get(y, ())
-    allowzero = attr(node, "allowzero", 0)
-    out, minus = [], 0
-    for m, d in enumerate(dims):
-        if d is not None:
-            out.append(int(d))
-        elif not allowzero and m < len(sym_x) and m < len(sym_y) and sym_y[m] and sym_x[m] == sym_y[m]:
-            out.append(0)
-        else:
-            out.append(-1)
-            minus += 1
-    return out if minus <= 1 else None
-
-
-def foldable(view, node) -> bool:
-    s = view.shape(node.output[0])
-    return s is not None and folded_target(view, node, list(s)) is not None
-
-
-def target_rewritable(view, node) -> bool:
-    """Can the Reshape rule rewrite this node's target: a constant, a computed target that folds, or one of
-    known length (its static entries are then patched at run time, see Reshape.rewrite)."""
-    if view.array(node.input[1]) is not None or foldable(view, node):
-        return True
-    st = view.shape(node.input[1])
-    return st is not None and st[0] is not None and view.shape(node.output[0]) is not None
 
 
 class Reshape(Rule):

@@ -262,9 +262,9 @@ class RuleSet:
         self._by_op: dict[tuple[str, str], Rule] = {}
         self._rules: list[Rule] = []
         for r in rules:
-            self._add(r, replace=False)
+            self._add(r)
 
-    def _add(self, rule: RuleLike, replace: bool) -> Rule:
+    def _add(self, rule: RuleLike) -> None:
         inst = rule() if isinstance(rule, type) else rule
         if not isinstance(inst, Rule):
             raise TypeError(f"not a channel rule: {rule!r} (subclass spa.rules.Rule)")
@@ -273,12 +273,11 @@ class RuleSet:
         for op in inst.ops:
             key = _key(inst.domain, op)
             old = self._by_op.get(key)
-            if old is not None and not replace:
+            if old is not None:
                 raise ValueError(f"two rules claim op {op!r} (domain {key[0] or 'ai.onnx'!r}): "
                                  f"{type(old).__name__} and {type(inst).__name__}")
             self._by_op[key] = inst
         self._rules.append(inst)
-        return inst
 
     def extended(self, rules: Iterable[RuleLike]) -> RuleSet:
         """This set with `rules` added; for an op that both claim, the new rule replaces this set's. Two of
@@ -286,7 +285,7 @@ class RuleSet:
         new = RuleSet(rules)
         out = self._filtered(set(new._by_op))
         for inst in new._rules:
-            out._add(inst, replace=False)
+            out._add(inst)
         return out
 
     def without(self, *ops: str, domain: str = "") -> RuleSet:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from ..onnxutil import attr
 from .base import QSCALE, NodeCtx, RewriteCtx, Rule, norm_axis
 from .hooks import Shapes
 from .linear import conv_macs, couple_conv, couple_gemm, couple_matmul, gemm_macs, matmul_macs, rewrite_group
@@ -385,9 +386,9 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
         if codes is None:
             return None
         if node.op_type == "DequantizeLinear":
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            axis = attr(node, "axis", 1)
         if node.op_type == "QGemm":
-            axis = 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
+            axis = 0 if attr(node, "transB", 0) else 1
         axis = norm_axis(axis, codes.ndim) if codes.ndim else 0
         out = codes.astype(np.float32)
         for k, sub in ((zi, True), (si, False)):

@@ -19,7 +19,7 @@ per layer of a stack; Keras's `Expand(0, (batch, H))`; a zero initializer) is th
 absent input: it is not coupled, and a pruned layer simply drops it. Otherwise the layers of a stack, which
 share one zero tensor, would have to lose the same units.
 
-OBSPA and the activation criteria read only Conv/Gemm/MatMul consumers (`spa.calib.find_consumers`): a group
+OBSPA and the activation criteria read only Conv/Gemm/MatMul consumers (the rules' `consumer` hook): a group
 whose only consumers are recurrent weights falls back to magnitude (L1); W/R are never re-fitted.
 """
 
@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..onnxutil import attr
 from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
 from .hooks import Shapes, dims
 
@@ -119,7 +120,7 @@ def _known_zero(view, t: str, depth: int = 0) -> bool:
         return False
     node = view.model.graph.node[i]
     if node.op_type == "ConstantOfShape":
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        value = attr(node, "value")
         return value is None or not np.any(numpy_helper.to_array(value))
     if node.op_type == "Concat":
         return all(_known_zero(view, x, depth + 1) for x in node.input if x)

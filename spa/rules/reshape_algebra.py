@@ -90,14 +90,6 @@ def align(sx: Shape, sy: Shape, tx: list[Term | None] | None = None,
     return blocks
 
 
-def batch_outermost(axes: list[int], t: list[Term | None] | None) -> bool:
-    """At most one k·batch axis in the block, and it comes first."""
-    if t is None:
-        return True
-    b = [i for i, a in enumerate(axes) if t[a] is not None and t[a][1] == 1]
-    return not b or b == [0]
-
-
 def folded_target(view: ModelView, node: onnx.NodeProto, dims: list[int | None]) -> list[int] | None:
     """A constant reshape target for `dims` (None = symbolic): 0 copies the input's axis of the same name
     (allowzero = 0), at most one -1. None if the target cannot be written as a constant."""

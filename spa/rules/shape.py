@@ -17,7 +17,7 @@ from ..graph import shape_sources
 from ..onnxutil import attr
 from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis
 from .elementwise import BROADCAST, UNARY
-from .reshape_algebra import align, batch_outermost, folded_target, target_rewritable, terms
+from .reshape_algebra import Term, align, folded_target, target_rewritable, terms
 
 
 class Concat(Rule):
@@ -317,7 +317,7 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
     for xs, ys in blocks:
         xs1 = [k for k in xs if sx[k] != 1]
         ys1 = [m for m in ys if sy[m] != 1]
-        if not (batch_outermost(xs1, tx) and batch_outermost(ys1, ty)):
+        if not (_batch_outermost(xs1, tx) and _batch_outermost(ys1, ty)):
             continue  # the batch inside a block (e.g. (L, B) -> L·B): not followed, frozen
         if any(px[k] is None for k in xs1) or any(py[m] is None for m in ys1):
             continue
@@ -355,6 +355,14 @@ def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
                 c = np.arange(px[k])
                 n.link(x, k, y, m, c, c % py[m])
     return True
+
+
+def _batch_outermost(axes: list[int], t: list[Term | None] | None) -> bool:
+    """At most one k·batch axis in the block, and it comes first."""
+    if t is None:
+        return True
+    b = [i for i, a in enumerate(axes) if t[a] is not None and t[a][1] == 1]
+    return not b or b == [0]
 
 
 _PASS_SAME = frozenset(UNARY) | frozenset(BROADCAST) | {"CastLike", "Expand"}

@@ -12,13 +12,12 @@ Plain data leaves this module: `Analysis` (groups with their members and per-pos
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .graph import ModelView, node_inputs, topo_order
-from .rules import DEFAULT, Rule, RuleSet, rule_set
+from .rules import DEFAULT, RuleSet, RulesLike, rule_set
 from .rules.base import OTHER, NodeCtx
 from .rules.couplings import Couplings, Slot
 
@@ -177,7 +176,7 @@ DEFAULT_GROUP_CONV = "positions"
 
 
 def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV,
-            rules: RuleSet | Iterable[Rule | type[Rule]] | None = None) -> Analysis:
+            rules: RulesLike = None) -> Analysis:
     """Coupled channel groups of `view`. hidden=False keeps the widths that only lossy pruning could change
     (channels normalised together by LayerNorm/RMSNorm: a transformer's residual stream). `group_conv`: how a
     grouped (non-depthwise) convolution is pruned, "positions" (the same in-group positions removed from every

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from .errors import BadArgument, BadModel, NothingPruned, SpaError, Verification
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
-from .rules import Rule, RuleSet
+from .rules import RulesLike
 from .rules.quant import dequantized
 from .stream import Staging, stream_threshold
 from .verify import check_model, check_model_file, oracle_error, oracle_errors
@@ -95,7 +95,7 @@ def check_group_conv(mode: str) -> None:
 
 
 def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV,
-            input_shape: InputShape = None, rules: Rules = None) -> AnalyzeReport:
+            input_shape: InputShape = None, rules: RulesLike = None) -> AnalyzeReport:
     """Coupled channel groups and the model's statistics (MACs at `input_shape`, or for symbolic image/sequence
     sizes at the first size the model runs at). `rules`: channel rules added to spa's (one for an op spa covers
     replaces spa's) or a whole `spa.rules.RuleSet`, see spa.rules.rule_set."""
@@ -109,7 +109,6 @@ def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_
 
 
 InputShape = dict[str, list[int]] | list[str] | None
-Rules = RuleSet | Sequence[Rule | type[Rule]] | None  # see spa.rules.rule_set
 
 
 def parse_input_shape(view: graph.ModelView, input_shape: InputShape) -> dict[str, list[int]] | None:
@@ -366,7 +365,6 @@ def prune(
     self_check: bool | None = None,
     input_shape: InputShape = None,
     strict: bool = False,
-    rules: Rules = None,
 ) -> tuple[onnx.ModelProto, PruneReport]:
     """Prune `model` (path or ModelProto). Returns the pruned model (verified unless verify=False) and a
     report. With `plan`, that plan is applied instead of computing one. `oracle` (True, "float32" or "float64")
@@ -388,8 +386,7 @@ def prune(
     more than SELF_CHECK_TOL (far above float32 noise) is refused: shapes alone do not prove a graph right.
 
     `input_shape` (graph input -> dims): verify and count MACs at that size instead of the first size at which
-    the original runs. `strict`: raise NothingPruned (exit 6) instead of writing an unpruned copy. `rules`: as
-    for `analyze`."""
+    the original runs. `strict`: raise NothingPruned (exit 6) instead of writing an unpruned copy."""
     check_ratio(ratio)
     check_ratio(max_group_ratio, "max-group-ratio")
     if output is not None:  # before any work: never write over what is read, nor into a device
@@ -409,7 +406,7 @@ def prune(
     t1 = time.perf_counter()
     say(f"analysing {len(view.model.graph.node)} nodes")
     check_group_conv(group_conv)
-    a = _analyze_checked(view, hidden, group_conv, rules)
+    a = _analyze_checked(view, hidden, group_conv)
     _apply_ignore(a, ignore or [])
     t["analyze"] = time.perf_counter() - t1
     stats_ = None
@@ -618,7 +615,7 @@ def _blame(model: onnx.ModelProto) -> str:
 
 
 def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV,
-                     rules: Rules = None) -> Analysis:
+                     rules: RulesLike = None) -> Analysis:
     """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
     have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
     try:
@@ -668,7 +665,7 @@ class CheckResult:
 
 
 def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5,
-          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV, rules: Rules = None) -> CheckResult:
+          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV, rules: RulesLike = None) -> CheckResult:
     """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold. `rules`: as
     for `analyze`."""
     check_group_conv(group_conv)

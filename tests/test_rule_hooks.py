@@ -17,11 +17,14 @@ from onnx import TensorProto, helper, numpy_helper
 import spa
 from models import patterns, recurrent
 from spa.analysis import analyze
-from spa.api import prepare
+from spa.api import compute_plan, prepare
 from spa.calib import find_consumers
 from spa.graph import ModelView
+from spa.plan import keep_mask
 from spa.report import stats
+from spa.rewrite import Rewriter
 from spa.rules import DEFAULT, NodeCtx, Rule, RuleSet
+from spa.verify import oracle_error
 
 SAMPLES = Path(__file__).resolve().parents[1] / "models" / "samples"
 CUSTOM = "test.spa"
@@ -75,10 +78,11 @@ def test_user_rule_at_call_time_makes_the_channels_prunable(rule):
     assert _group_of(rep.analysis, "w0", 0).prunable
     # the analysis carries the set it was made with: the rewriter and the oracle use the same rules
     assert isinstance(rep.analysis.rules.rule_for(m.graph.node[1]), MySwish)
-    pruned, prep = spa.prune(m, ratio=0.5, oracle=True, rules=[rule])
-    assert prep.channels_removed == 4
-    assert prep.oracle is not None and prep.oracle < 1e-5
+    a = rep.analysis
+    keep = keep_mask(a, compute_plan(a, ratio=0.5, criterion="l1"))
+    pruned = Rewriter(a, keep).apply()
     assert [list(t.dims) for t in pruned.graph.initializer if t.name == "w1"] == [[4, 4, 1, 1]]
+    assert oracle_error(a, keep, pruned) < 1e-5
     assert spa.check(m, trials=2, rules=[rule]).ok
     # the default set is left as it was
     assert DEFAULT.rule_for(m.graph.node[1]) is None

@@ -26,8 +26,10 @@ DEFAULT_RULES: tuple[type[Rule], ...] = (
 )
 DEFAULT = RuleSet(DEFAULT_RULES)
 
+RulesLike = RuleSet | Iterable[Rule | type[Rule]] | None  # what `rules=` of analyze()/check() takes
 
-def rule_set(rules: RuleSet | Iterable[Rule | type[Rule]] | None = None) -> RuleSet:
+
+def rule_set(rules: RulesLike = None) -> RuleSet:
     """The rules an analysis uses: the defaults (None), the defaults with `rules` added (a rule for an op the
     defaults also cover replaces the default one; two given rules claiming one op are refused), or a whole
     `RuleSet` as given (e.g. `DEFAULT.without("LSTM")`)."""
@@ -43,5 +45,5 @@ def rule_for(node: onnx.NodeProto) -> Rule | None:
     return DEFAULT.rule_for(node)
 
 
-__all__ = ["DEFAULT", "DEFAULT_RULES", "ConsumerSpec", "NodeCtx", "RewriteCtx", "Rule", "RuleSet", "StatsMask",
+__all__ = ["DEFAULT", "DEFAULT_RULES", "ConsumerSpec", "NodeCtx", "RewriteCtx", "Rule", "RuleSet", "RulesLike", "StatsMask",
            "rule_for", "rule_set"]

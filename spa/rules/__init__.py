@@ -45,5 +45,5 @@ def rule_for(node: onnx.NodeProto) -> Rule | None:
     return DEFAULT.rule_for(node)
 
 
-__all__ = ["DEFAULT", "DEFAULT_RULES", "ConsumerSpec", "NodeCtx", "RewriteCtx", "Rule", "RuleSet", "RulesLike", "StatsMask",
-           "rule_for", "rule_set"]
+__all__ = ["DEFAULT", "DEFAULT_RULES", "ConsumerSpec", "NodeCtx", "RewriteCtx", "Rule", "RuleSet", "RulesLike",
+           "StatsMask", "rule_for", "rule_set"]

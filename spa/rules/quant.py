@@ -406,4 +406,7 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
     return None
 
 
-RULES: tuple[type[Rule], ...] = (QuantizeDequantize, QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger, DynamicQuantizeLinear, QGemm, QLinearBinary, QLinearUnary, QLinearPool, QLinearConcat)
+RULES: tuple[type[Rule], ...] = (
+    QuantizeDequantize, QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger, DynamicQuantizeLinear, QGemm,
+    QLinearBinary, QLinearUnary, QLinearPool, QLinearConcat,
+)

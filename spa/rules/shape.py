@@ -630,4 +630,6 @@ class ShapeOf(Rule):
             n.freeze(x, k, f"its size is used as a value by {sinks[0]}")
 
 
-RULES: tuple[type[Rule], ...] = (Concat, Split, Slice, Gather, Pad, Resize, Transpose, Flatten, SqueezeLike, Reshape, Tile, Expand, ShapeOf)
+RULES: tuple[type[Rule], ...] = (
+    Concat, Split, Slice, Gather, Pad, Resize, Transpose, Flatten, SqueezeLike, Reshape, Tile, Expand, ShapeOf,
+)

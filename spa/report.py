@@ -56,7 +56,7 @@ def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int
 
 
 def _counts_macs(node: onnx.NodeProto, rules: RuleSet | None) -> bool:
-    rule = (rules or DEFAULT).rule_for(node)
+    rule = (DEFAULT if rules is None else rules).rule_for(node)
     return rule is not None and rule.counts_macs
 
 
@@ -102,7 +102,7 @@ def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto, rules: RuleSet |
     rule counts them (`Rule.macs`, default rules unless `rules`); 0 for ops without a count."""
     if isinstance(shapes, ModelView):
         shapes = shapes.shapes
-    rule = (rules or DEFAULT).rule_for(node)
+    rule = (DEFAULT if rules is None else rules).rule_for(node)
     try:
         return (rule.macs(node, shapes) if rule is not None else None) or 0
     except (IndexError, TypeError):  # a malformed node (missing inputs, shapes of another rank)

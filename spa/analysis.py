@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import rules  # noqa: F401  (registers every rule)
 from .graph import ModelView, node_inputs, topo_order
-from .rules.base import OTHER, NodeCtx, rule_for
+from .rules import DEFAULT, RuleSet, RulesLike, rule_set
+from .rules.base import OTHER, NodeCtx
 from .rules.couplings import Couplings, Slot
 
 
@@ -107,6 +107,7 @@ class Analysis:
     # nodes computing statistics over prunable channels (LayerNorm, ReduceMean): (node output, tensor, axis)
     lossy_sites: list[tuple[str, str, int]] = field(default_factory=list)
     group_conv: str = "positions"  # the grouped-convolution mode the groups were found in (rewrites follow it)
+    rules: RuleSet = DEFAULT  # the rules the groups were found with: the rewriter and the oracle use the same
 
     @property
     def prunable(self) -> list[Group]:
@@ -174,13 +175,17 @@ GROUP_CONV_MODES = ("positions", "groups")
 DEFAULT_GROUP_CONV = "positions"
 
 
-def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> Analysis:
+def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV,
+            rules: RulesLike = None) -> Analysis:
     """Coupled channel groups of `view`. hidden=False keeps the widths that only lossy pruning could change
     (channels normalised together by LayerNorm/RMSNorm: a transformer's residual stream). `group_conv`: how a
     grouped (non-depthwise) convolution is pruned, "positions" (the same in-group positions removed from every
-    group; the group count stays) or "groups" (whole groups removed)."""
+    group; the group count stays) or "groups" (whole groups removed). `rules`: extra rules (a rule for an op spa
+    already covers replaces spa's), or a whole `RuleSet`; see spa.rules.rule_set. The analysis keeps the set, so
+    that rewriting and verification use the same rules."""
     if group_conv not in GROUP_CONV_MODES:
         raise ValueError(f"group_conv must be one of {GROUP_CONV_MODES}, got {group_conv!r}")
+    ruleset = rule_set(rules)
     c = Couplings(view, hidden, group_conv)
     unknown: dict[str, list[str]] = {}
     for name in view.graph_inputs:
@@ -192,7 +197,7 @@ def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROU
     for idx in topo_order(view.model):
         node = nodes[idx]
         n = NodeCtx(node, view, c)
-        rule = rule_for(node)
+        rule = ruleset.rule_for(node)
         c.mentioned = set()
         c.freed_tensors = set()
         c.node_reason = None
@@ -223,6 +228,7 @@ def analyze(view: ModelView, hidden: bool = True, group_conv: str = DEFAULT_GROU
 
     a = _groups(view, c, unknown)
     a.group_conv = group_conv
+    a.rules = ruleset
     return a
 
 

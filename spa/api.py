@@ -27,6 +27,7 @@ from .errors import BadArgument, BadModel, NothingPruned, SpaError, Verification
 from .plan import Plan, check_ratio, keep_mask, make_plan
 from .report import Stats, stats
 from .rewrite import Rewriter
+from .rules import RulesLike
 from .rules.quant import dequantized
 from .stream import Staging, stream_threshold
 from .verify import check_model, check_model_file, oracle_error, oracle_errors
@@ -97,14 +98,15 @@ def check_group_conv(mode: str) -> None:
 
 
 def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV,
-            input_shape: InputShape = None) -> AnalyzeReport:
+            input_shape: InputShape = None, rules: RulesLike = None) -> AnalyzeReport:
     """Coupled channel groups and the model's statistics (MACs at `input_shape`, or for symbolic image/sequence
-    sizes at the first size the model runs at)."""
+    sizes at the first size the model runs at). `rules`: channel rules added to spa's (one for an op spa covers
+    replaces spa's) or a whole `spa.rules.RuleSet`, see spa.rules.rule_set."""
     t0 = time.perf_counter()
     check_group_conv(group_conv)
     view, path = prepare(model, stream_threshold())  # the analysis itself never needs the weights
     shapes = parse_input_shape(view, input_shape)
-    a = _analyze_checked(view, hidden, group_conv)
+    a = _analyze_checked(view, hidden, group_conv, rules)
     size = Path(path).stat().st_size if path else None
     return AnalyzeReport(a, stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
 
@@ -381,6 +383,7 @@ class PruneOptions:
     self_check: bool | None = None
     input_shape: InputShape = None
     strict: bool = False
+    rules: RulesLike = None  # channel rules added to spa's, or a whole spa.rules.RuleSet (see spa.rules.rule_set)
 
     def check(self) -> None:
         """Refuse contradictory or out-of-range settings (BadArgument) before any work."""
@@ -469,7 +472,7 @@ def _prepare_stage(model: ModelLike, o: PruneOptions, output, run: _Run):
         view, path = prepare(model, stream)
         shapes = parse_input_shape(view, o.input_shape)
     with run.stage("analyze", f"analysing {len(view.model.graph.node)} nodes"):
-        a = _analyze_checked(view, o.hidden, o.group_conv)
+        a = _analyze_checked(view, o.hidden, o.group_conv, o.rules)
         _apply_ignore(a, o.ignore)
     return view, path, a, shapes
 
@@ -698,11 +701,12 @@ def _blame(model: onnx.ModelProto) -> str:
     return "This is a bug in spa's analysis: please report it with the model"
 
 
-def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV) -> Analysis:
+def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV,
+                     rules: RulesLike = None) -> Analysis:
     """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
     have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
     try:
-        return _analyze(view, hidden=hidden, group_conv=group_conv)
+        return _analyze(view, hidden=hidden, group_conv=group_conv, rules=rules)
     except SpaError:
         raise
     except Exception:
@@ -748,11 +752,12 @@ class CheckResult:
 
 
 def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 0, tol: float = 1e-5,
-          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV) -> CheckResult:
-    """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold."""
+          hidden: bool = True, group_conv: str = DEFAULT_GROUP_CONV, rules: RulesLike = None) -> CheckResult:
+    """Self-test: random plans (random criterion, local and global), the zero-group oracle must hold. `rules`: as
+    for `analyze`."""
     check_group_conv(group_conv)
     view, _ = prepare(model)
-    a = _analyze_checked(view, hidden, group_conv)
+    a = _analyze_checked(view, hidden, group_conv, rules)
     small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):

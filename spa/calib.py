@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from .analysis import Analysis
 from .errors import BadArgument
@@ -281,13 +280,6 @@ def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None =
     return win.transpose(perm).reshape(rows, cols)  # (N, *out, C, *kernel)
 
 
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
     """Consumers whose input-channel slot belongs to a prunable group, keyed by (weight, in_axis). Those with
     more than `dense_cols()` input columns get blocked statistics."""
@@ -296,35 +288,12 @@ def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
     wanted = {(m.tensor, m.axis) for g in a.prunable for m in g.params if m.role == "in"}
     out: dict[tuple[str, int], Consumer] = {}
     for i, node in enumerate(view.model.graph.node):
-        if len(node.input) < 2 or node.input[1] not in view.inits:
+        rule = a.rules.rule_for(node)  # which ops are consumers, and how, is the rules' knowledge
+        spec = rule.consumer(node, view) if rule is not None else None
+        if spec is None:
             continue
-        w = node.input[1]
-        wshape = view.shape(w)
-        if wshape is None or view.inits[w].data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
-            continue
-        c: Consumer | None = None
-        if node.op_type == "Conv" and int(_attr(node, "group", 1)) == 1 and len(wshape) >= 3:
-            xs = view.shape(node.input[0])
-            if _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or xs is None:
-                continue
-            nd = len(wshape) - 2
-            c = Consumer(i, "Conv", node.input[0], w, 1, kernel=tuple(wshape[2:]),
-                         strides=tuple(_attr(node, "strides", [1] * nd)),
-                         pads=tuple(_attr(node, "pads", [0] * 2 * nd)),
-                         dilations=tuple(_attr(node, "dilations", [1] * nd)))
-            b = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            c.bias = b if b in view.inits else None
-        elif node.op_type == "Gemm" and len(wshape) == 2:
-            ax = 1 if _attr(node, "transB", 0) else 0
-            c = Consumer(i, "Gemm", node.input[0], w, ax, trans_a=bool(_attr(node, "transA", 0)))
-            b = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            n_out = wshape[1 - ax]
-            if b in view.inits and view.shape(b) in ((n_out,), (1, n_out)) and float(_attr(node, "beta", 1.0)) != 0:
-                c.bias = b
-        elif node.op_type == "MatMul" and len(wshape) == 2:
-            c = Consumer(i, "MatMul", node.input[0], w, 0)
-            c.bias = _matmul_bias(view, node, wshape[1])
-        if c is None or (w, c.in_axis) not in wanted or len(view.consumers.get(w, [])) != 1:
+        c, w = Consumer(i, **vars(spec)), spec.weight
+        if (w, c.in_axis) not in wanted or len(view.consumers.get(w, [])) != 1:
             continue
         if c.bias is not None and len(view.consumers.get(c.bias, [])) != 1:
             c.bias = None
@@ -355,20 +324,6 @@ def _width_for_budget(sizes: list[tuple[int, int]], budget: int) -> int:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if total(mid) <= budget else (lo, mid - 1)
     return lo
-
-
-def _matmul_bias(view, node: onnx.NodeProto, n_out: int) -> str | None:
-    """The 1-D initializer of an Add that alone consumes this MatMul's output (MatMul + Add = a linear layer)."""
-    users = view.consumers.get(node.output[0], [])
-    if len(users) != 1 or node.output[0] in view.graph_outputs:
-        return None
-    add = view.model.graph.node[users[0]]
-    if add.op_type != "Add":
-        return None
-    other = [t for t in add.input if t != node.output[0]]
-    if len(other) == 1 and other[0] in view.inits and view.shape(other[0]) == (n_out,):
-        return other[0]
-    return None
 
 
 # ---------------------------------------------------------------- inputs

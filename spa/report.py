@@ -13,7 +13,8 @@ import numpy as np
 import onnx
 
 from .graph import ModelView
-from .onnxutil import attr
+from .rules import DEFAULT, RuleSet
+from .rules.hooks import Shapes, prod
 
 _NOT_WEIGHTS = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING}
 
@@ -37,45 +38,33 @@ class Stats:
         return d
 
 
-def _prod(xs) -> int:
-    return int(np.prod([int(x) for x in xs], dtype=np.int64)) if len(xs) else 1
-
-
-Shapes = dict[str, tuple]
-
-
-def _dims(shapes: Shapes, name: str) -> list[int] | None:
-    s = shapes.get(name)
-    if s is None:
-        return None
-    return [1 if d is None else int(d) for d in s]  # symbolic dims (batch) count as 1: per-sample MACs
-
-
-def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int]] | None = None) -> Stats:
-    """Params, MACs, size, nodes. `at`: count MACs with the graph inputs at these dims (batch 1 per sample)."""
+def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int]] | None = None,
+          rules: RuleSet | None = None) -> Stats:
+    """Params, MACs, size, nodes. `at`: count MACs with the graph inputs at these dims (batch 1 per sample).
+    `rules`: whose MAC counts (`Rule.macs`) to use (default: spa's rules)."""
     g = view.model.graph
     # weights of any numeric type (float, quantized int8/uint8, int32 biases); int64/bool are shapes and masks
-    params = sum(_prod(t.dims) for t in g.initializer if t.data_type not in _NOT_WEIGHTS)
-    shapes = shapes_at(view, at) if at else view.shapes
+    params = sum(prod(t.dims) for t in g.initializer if t.data_type not in _NOT_WEIGHTS)
+    shapes = shapes_at(view, at, rules) if at else view.shapes
     by_op: dict[str, int] = {}
     for node in g.node:
-        m = node_macs(shapes, node)
+        m = node_macs(shapes, node, rules)
         if m:
             by_op[node.op_type] = by_op.get(node.op_type, 0) + m
     size = view.model.ByteSize() if size_bytes is None else size_bytes
     return Stats(params, sum(by_op.values()), size, len(g.node), by_op, dict(at or {}))
 
 
-# op -> its weight input: every op whose MACs are counted, float and quantized (integer)
-_CONV_WEIGHT = {"Conv": 1, "ConvInteger": 1, "QLinearConv": 3}
-_MAC_OPS = (*_CONV_WEIGHT, "ConvTranspose", "Gemm", "QGemm", "MatMul", "MatMulInteger", "QLinearMatMul", "LSTM", "GRU", "RNN")
+def _counts_macs(node: onnx.NodeProto, rules: RuleSet | None) -> bool:
+    rule = (DEFAULT if rules is None else rules).rule_for(node)
+    return rule is not None and rule.counts_macs
 
 
 def _mac_tensors(node: onnx.NodeProto) -> list[str]:
     return [t for t in list(node.input) + list(node.output[:1]) if t]
 
 
-def shapes_at(view: ModelView, at: dict[str, list[int]]) -> Shapes:
+def shapes_at(view: ModelView, at: dict[str, list[int]], rules: RuleSet | None = None) -> Shapes:
     """Every tensor's shape with the graph inputs at `at`: ONNX shape inference with those input dims, and
     one onnxruntime run for what inference leaves unknown around MAC-bearing nodes (computed reshapes)."""
     from .graph import infer_shapes, ort_options, shape_of
@@ -87,7 +76,7 @@ def shapes_at(view: ModelView, at: dict[str, list[int]]) -> Shapes:
         s = shape_of(vi.type)
         if s is not None and None not in s:
             shapes[vi.name] = s
-    need = list(dict.fromkeys(t for n in view.model.graph.node if n.op_type in _MAC_OPS for t in _mac_tensors(n)
+    need = list(dict.fromkeys(t for n in view.model.graph.node if _counts_macs(n, rules) for t in _mac_tensors(n)
                               if t not in view.inits and None in (shapes.get(t) or (None,))))
     if need:
         try:
@@ -108,36 +97,16 @@ def shapes_at(view: ModelView, at: dict[str, list[int]]) -> Shapes:
     return shapes
 
 
-def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto) -> int:
-    """Multiply-accumulates of one node from the shapes of its tensors (a ModelView: its inferred shapes)."""
+def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto, rules: RuleSet | None = None) -> int:
+    """Multiply-accumulates of one node from the shapes of its tensors (a ModelView: its inferred shapes), as its
+    rule counts them (`Rule.macs`, default rules unless `rules`); 0 for ops without a count."""
     if isinstance(shapes, ModelView):
         shapes = shapes.shapes
-    op = node.op_type
+    rule = (DEFAULT if rules is None else rules).rule_for(node)
     try:
-        if op in _CONV_WEIGHT:  # float and quantized (integer) convolutions
-            w, y = _dims(shapes, node.input[_CONV_WEIGHT[op]]), _dims(shapes, node.output[0])
-            return 0 if w is None or y is None else _prod(y) * _prod(w[1:])
-        if op == "ConvTranspose":
-            w, x = _dims(shapes, node.input[1]), _dims(shapes, node.input[0])
-            if w is None or x is None:
-                return 0
-            return _prod(x) * _prod(w[1:])
-        if op in ("Gemm", "QGemm"):
-            y = _dims(shapes, node.output[0])
-            a = _dims(shapes, node.input[0])
-            if y is None or a is None:
-                return 0
-            k = a[0] if attr(node, "transA", 0) else a[1]
-            return _prod(y) * k
-        if op in ("MatMul", "MatMulInteger", "QLinearMatMul"):
-            y, a = _dims(shapes, node.output[0]), _dims(shapes, node.input[0])
-            return 0 if y is None or a is None else _prod(y) * a[-1]
-        if op in ("LSTM", "GRU", "RNN"):  # every step (T·B, either layout), direction and gate row: W·x + R·h
-            x, w, r = (_dims(shapes, node.input[k]) for k in range(3))
-            return 0 if x is None or w is None or r is None else x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
-    except (IndexError, TypeError):
+        return (rule.macs(node, shapes) if rule is not None else None) or 0
+    except (IndexError, TypeError):  # a malformed node (missing inputs, shapes of another rank)
         return 0
-    return 0
 
 
 def stats_of(model: onnx.ModelProto, size_bytes: int | None = None) -> Stats:

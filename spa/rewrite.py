@@ -16,7 +16,7 @@ from onnx import numpy_helper
 
 from .analysis import Analysis
 from .graph import node_inputs, shape_sources, topo_order
-from .rules.base import RewriteCtx, rule_for
+from .rules.base import RewriteCtx
 
 Sink = Callable[[str, np.ndarray], onnx.TensorProto]
 
@@ -133,7 +133,7 @@ class Rewriter:
                 del arr
         # 2. per-node attribute / shape-constant rewrites
         for node in g.node:
-            rule = rule_for(node)
+            rule = self.a.rules.rule_for(node)  # the rules the analysis used
             if rule is None:
                 continue
             touched = any(self.changed_tensor(t) for t in list(node.input) + list(node.output) if t)

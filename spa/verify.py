@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from .analysis import Analysis
 from .errors import VerificationFailed
 from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
-from .onnxutil import attr
+from .rules.hooks import StatsMask
 
 NP_DTYPES = {  # ONNX element type -> the numpy dtype of inputs made for it
     onnx.TensorProto.FLOAT: np.float32,
@@ -371,38 +371,15 @@ def zeroed_model(
     return m
 
 
-@dataclass(frozen=True)
-class _Norm:
-    """How a normalising op is redone with masked statistics: input positions of its scale and shift, whether it
-    subtracts the mean (LayerNorm) or not (RMSNorm), and for fused ops (Skip/Embed LayerNormalization) which of
-    its own outputs is the pre-norm sum it normalises (otherwise it normalises input 0)."""
-
-    centred: bool
-    gamma: int | None = 1
-    beta: int | None = 2
-    sum_out: int | None = None
-
-
-_NORMS = {
-    "LayerNormalization": _Norm(True),
-    "RMSNormalization": _Norm(False),
-    "SimplifiedLayerNormalization": _Norm(False),
-    "SkipLayerNormalization": _Norm(True, 2, 3, sum_out=3),
-    "SkipSimplifiedLayerNormalization": _Norm(False, 2, None, sum_out=3),
-    "EmbedLayerNormalization": _Norm(True, 5, 6, sum_out=2),
-}
-
-
 def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -> None:
     """Lossy groups (channels normalised together): in the zeroed model, make every statistic over such an
-    axis ignore the removed channels, as the pruned model does. ReduceMean(x) becomes
-    ReduceSum(x · mask) / kept; LayerNormalization/RMSNormalization become their decomposition with the
-    deviations masked. Then zeroed == pruned holds exactly for lossy groups too."""
+    axis ignore the removed channels, as the pruned model does: each such node is replaced by what its rule's
+    `mask_statistics` hook builds (ReduceMean: a masked sum over the kept count; LayerNormalization/RMS norms:
+    their decomposition with the deviations masked). Then zeroed == pruned holds exactly for lossy groups too."""
     if not analysis.lossy_sites:
         return
     g = m.graph
     by_out = {n.output[0]: i for i, n in enumerate(g.node) if n.output}
-    opset = analysis.view.opset
     new_nodes: dict[int, list[onnx.NodeProto]] = {}
     inits: list[onnx.TensorProto] = []
     for out, x, axis in analysis.lossy_sites:
@@ -411,61 +388,18 @@ def _mask_statistics(m: onnx.ModelProto, analysis: Analysis, keep: np.ndarray) -
         if comps is None or i is None or keep[comps].all():
             continue
         node = g.node[i]
+        rule = analysis.rules.rule_for(node)
         r = len(analysis.view.shape(x) or ())
         mask = keep[comps].astype(np.float32).reshape([-1] + [1] * (r - 1 - axis))
-        p = f"{out}__spa_mask"
-        k = float(mask.sum())
-        inits += [numpy_helper.from_array(mask, p + "_m"), numpy_helper.from_array(np.array(1.0 / k, np.float32), p + "_k"),
-                  numpy_helper.from_array(np.array([axis], np.int64), p + "_ax")]
-        H = onnx.helper
-
-        def rsum(src: str, dst: str) -> onnx.NodeProto:
-            if opset >= 13:
-                return H.make_node("ReduceSum", [src, p + "_ax"], [dst], keepdims=1)
-            return H.make_node("ReduceSum", [src], [dst], axes=[axis], keepdims=1)
-
-        if node.op_type == "ReduceMean":
-            keepdims = attr(node, "keepdims", 1)
-            nodes = [H.make_node("Mul", [node.input[0], p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
-                     H.make_node("Mul", [p + "_s", p + "_k"], [out if keepdims else p + "_mean"])]
-            if not keepdims:
-                nodes.append(H.make_node("Squeeze", [p + "_mean", p + "_ax"], [out]) if opset >= 13
-                             else H.make_node("Squeeze", [p + "_mean"], [out], axes=[axis]))
-        elif node.op_type in _NORMS:
-            spec = _NORMS[node.op_type]
-            eps = attr(node, "epsilon", 1e-5)
-            inits.append(numpy_helper.from_array(np.array(eps, np.float32), p + "_eps"))
-            xin = node.input[0]
-            nodes = []
-            if spec.sum_out is not None:  # a fused op: it keeps computing its pre-norm sum, the norm is redone
-                fused = onnx.NodeProto()
-                fused.CopyFrom(node)
-                while len(fused.output) <= spec.sum_out:
-                    fused.output.append("")
-                fused.output[0] = p + "_unused"
-                fused.output[spec.sum_out] = fused.output[spec.sum_out] or p + "_sum"
-                xin = fused.output[spec.sum_out]
-                nodes.append(fused)
-            if spec.centred:
-                nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_xm"]), rsum(p + "_xm", p + "_s"),
-                          H.make_node("Mul", [p + "_s", p + "_k"], [p + "_mean"]),
-                          H.make_node("Sub", [xin, p + "_mean"], [p + "_c"])]
-                xin = p + "_c"
-            nodes += [H.make_node("Mul", [xin, p + "_m"], [p + "_d"]),
-                      H.make_node("Mul", [p + "_d", p + "_d"], [p + "_d2"]), rsum(p + "_d2", p + "_v"),
-                      H.make_node("Mul", [p + "_v", p + "_k"], [p + "_var"]),
-                      H.make_node("Add", [p + "_var", p + "_eps"], [p + "_ve"]),
-                      H.make_node("Sqrt", [p + "_ve"], [p + "_sd"]),
-                      H.make_node("Div", [p + "_d", p + "_sd"], [p + "_n"])]
-            last = p + "_n"
-            for k, op, suffix in ((spec.gamma, "Mul", "_y"), (spec.beta, "Add", "_yb")):
-                if k is not None and len(node.input) > k and node.input[k]:
-                    nodes.append(H.make_node(op, [last, node.input[k]], [p + suffix]))
-                    last = p + suffix
-            nodes.append(H.make_node("Identity", [last], [out]))
-        else:
+        sm = StatsMask(f"{out}__spa_mask", axis, analysis.view.opset)
+        sm.constant("_m", mask)
+        sm.constant("_k", np.array(1.0 / float(mask.sum()), np.float32))
+        sm.constant("_ax", np.array([axis], np.int64))
+        nodes = rule.mask_statistics(node, sm) if rule is not None else None
+        if nodes is None:
             continue
         new_nodes[i] = nodes
+        inits += sm.inits
     if not new_nodes:
         return
     rebuilt = []

@@ -13,7 +13,7 @@ Slicing initializers along pruned slots is generic and done by the rewriter itse
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..onnxutil import attr
 if TYPE_CHECKING:
     from ..graph import ModelView, Shape
     from .couplings import Couplings
+    from .hooks import ConsumerSpec, Shapes, StatsMask
 
 # Roles of initializer slots, used by criteria and by the zero-group oracle:
 OUT = "out"  # producer rows: Conv/Gemm/MatMul output channels
@@ -36,18 +37,17 @@ QSCALE = "qscale"  # quantization scales and zero points: sliced with their chan
 OTHER = "other"
 
 
-class NodeCtx:
-    """What a rule sees of one node during analysis."""
+class OpCtx:
+    """What every hook sees of one node: its inputs, outputs, shapes, constants and attributes. `NodeCtx`
+    (analysis) and `RewriteCtx` (rewrite) add what their stage may do."""
 
-    def __init__(self, node: onnx.NodeProto, view: "ModelView", couplings: "Couplings") -> None:
+    def __init__(self, node: onnx.NodeProto, view: ModelView) -> None:
         self.node = node
         self.view = view
-        self.c = couplings
         self.op = node.op_type
         self.name = node.name or (node.output[0] if node.output else "?")
         self.opset = view.opset
 
-    # --- reading the node
     def inp(self, i: int) -> str | None:
         return self.node.input[i] if i < len(self.node.input) and self.node.input[i] else None
 
@@ -62,7 +62,7 @@ class NodeCtx:
     def outputs(self) -> list[str]:
         return [o for o in self.node.output if o]
 
-    def shape(self, name: str | None) -> "Shape | None":
+    def shape(self, name: str | None) -> Shape | None:
         return None if name is None else self.view.shape(name)
 
     def rank(self, name: str | None) -> int | None:
@@ -80,6 +80,14 @@ class NodeCtx:
 
     def where(self) -> str:
         return f"{self.op} '{self.name}'"
+
+
+class NodeCtx(OpCtx):
+    """What a rule sees of one node during analysis: it describes the node's channel flow into `couplings`."""
+
+    def __init__(self, node: onnx.NodeProto, view: ModelView, couplings: Couplings) -> None:
+        super().__init__(node, view)
+        self.c = couplings
 
     # --- describing channel flow
     def link(
@@ -154,22 +162,12 @@ class NodeCtx:
         return self.c.group_conv
 
 
-class RewriteCtx:
-    """What a rule sees of one node while the plan is applied."""
+class RewriteCtx(OpCtx):
+    """What a rule sees of one node while the plan is applied: what was kept, and edits to the node."""
 
-    def __init__(self, node: onnx.NodeProto, view: "ModelView", rewriter: Any) -> None:
-        self.node = node
-        self.view = view
+    def __init__(self, node: onnx.NodeProto, view: ModelView, rewriter: Any) -> None:
+        super().__init__(node, view)
         self.rw = rewriter
-        self.op = node.op_type
-        self.name = node.name or (node.output[0] if node.output else "?")
-        self.opset = view.opset
-
-    inp = NodeCtx.inp
-    out = NodeCtx.out
-    shape = NodeCtx.shape
-    const = NodeCtx.const
-    attr = NodeCtx.attr
 
     @property
     def group_conv(self) -> str:
@@ -189,10 +187,7 @@ class RewriteCtx:
         return s[axis] if k is None else int(len(k))
 
     def set_attr(self, name: str, value: Any) -> None:
-        for i, a in enumerate(self.node.attribute):
-            if a.name == name:
-                del self.node.attribute[i]
-                break
+        self.del_attr(name)
         self.node.attribute.append(helper.make_attribute(name, value))
 
     def del_attr(self, name: str) -> None:
@@ -212,7 +207,11 @@ class RewriteCtx:
 
 class Rule:
     """One op family. Subclasses set `ops` and implement `couple` (and `rewrite` when attributes or shape
-    constants count channels). The docstring of each subclass names the ONNX semantics it relies on."""
+    constants count channels). The docstring of each subclass names the ONNX semantics it relies on.
+
+    Optional hooks keep the rest of spa free of op names (defaults: the op has none of these):
+    `macs` (spa.report), `consumer` (the weight-matrix view of spa.calib's data-driven criteria) and
+    `mask_statistics` (spa.verify's zero-group oracle for lossy groups)."""
 
     ops: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[str] = ""
@@ -226,23 +225,110 @@ class Rule:
     def rewrite(self, n: RewriteCtx) -> None:
         return None
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int | None:
+        """Multiply-accumulates of one node per sample (symbolic dims count as 1, see hooks.dims); None: the op
+        has no MAC count. An IndexError/TypeError (a malformed node) counts as 0."""
+        return None
 
-REGISTRY: dict[tuple[str, str], Rule] = {}
+    @property
+    def counts_macs(self) -> bool:
+        """Does this rule count MACs (spa.report probes the shapes of such nodes when inference leaves them)?"""
+        return type(self).macs is not Rule.macs
+
+    def consumer(self, node: onnx.NodeProto, view: ModelView) -> ConsumerSpec | None:
+        """The node's float initializer weight as a matrix over the input channels, for criteria that use layer
+        input statistics (OBSPA, activation-weighted); None: not such a consumer."""
+        return None
+
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto] | None:
+        """Nodes that replace `node` (same outputs) with its statistics over `m.axis` computed from the kept
+        channels only; for rules that mark a slot lossy (`NodeCtx.lossy`). None: the node is kept as it is."""
+        return None
+
+
+RuleLike = Rule | type[Rule]
+
+
+def _key(domain: str, op: str) -> tuple[str, str]:
+    return ("" if domain in ("", "ai.onnx") else domain, op)
+
+
+class RuleSet:
+    """The rules one analysis uses, by (domain, op type); the rewriter and the hooks use the same set, so
+    analysis and rewriting cannot disagree. Two rules claiming one op is an error; `extended` lets later rules
+    replace earlier ones op by op (a user's rule for an op wins over spa's)."""
+
+    def __init__(self, rules: Iterable[RuleLike] = ()) -> None:
+        self._by_op: dict[tuple[str, str], Rule] = {}
+        self._rules: list[Rule] = []
+        for r in rules:
+            self._add(r)
+
+    def _add(self, rule: RuleLike) -> None:
+        inst = rule() if isinstance(rule, type) else rule
+        if not isinstance(inst, Rule):
+            raise TypeError(f"not a channel rule: {rule!r} (subclass spa.rules.Rule)")
+        if not inst.ops:
+            raise ValueError(f"rule {type(inst).__name__} claims no op (set `ops`)")
+        for op in inst.ops:
+            key = _key(inst.domain, op)
+            old = self._by_op.get(key)
+            if old is not None:
+                raise ValueError(f"two rules claim op {op!r} (domain {key[0] or 'ai.onnx'!r}): "
+                                 f"{type(old).__name__} and {type(inst).__name__}")
+            self._by_op[key] = inst
+        self._rules.append(inst)
+
+    def extended(self, rules: Iterable[RuleLike]) -> RuleSet:
+        """This set with `rules` added; for an op that both claim, the new rule replaces this set's. Two of
+        the new rules claiming one op is still an error."""
+        new = RuleSet(rules)
+        out = self._filtered(set(new._by_op))
+        for inst in new._rules:
+            out._add(inst)
+        return out
+
+    def without(self, *ops: str, domain: str = "") -> RuleSet:
+        """This set without rules for `ops` (those ops then freeze everything they touch, as unknown ops)."""
+        return self._filtered({_key(domain, op) for op in ops})
+
+    def _filtered(self, drop: set[tuple[str, str]]) -> RuleSet:
+        """A copy whose rules no longer claim the ops in `drop` (a rule left with no op is dropped)."""
+        out = RuleSet()
+        for inst in self._rules:
+            keys = [k for k in (_key(inst.domain, op) for op in inst.ops) if k not in drop]
+            out._by_op.update((k, inst) for k in keys)
+            if keys:
+                out._rules.append(inst)
+        return out
+
+    def rule_for(self, node: onnx.NodeProto) -> Rule | None:
+        return self._by_op.get(_key(node.domain, node.op_type))
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self._rules)
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def ops(self) -> list[tuple[str, str]]:
+        """Every (domain, op type) with a rule."""
+        return list(self._by_op)
+
+
+_REGISTERED: list[type[Rule]] = []
 
 
 def register(cls: type[Rule]) -> type[Rule]:
-    inst = cls()
-    for op in cls.ops:
-        key = (cls.domain, op)
-        if key in REGISTRY:
-            raise RuntimeError(f"two rules for {key}")
-        REGISTRY[key] = inst
+    """Deprecated: list the rule in its module's `RULES` tuple instead. A rule module imported by spa.rules that
+    still decorates its classes gets them appended to the default set (spa.rules.DEFAULT_RULES)."""
+    _REGISTERED.append(cls)
     return cls
 
 
-def rule_for(node: onnx.NodeProto) -> Rule | None:
-    domain = "" if node.domain in ("", "ai.onnx") else node.domain
-    return REGISTRY.get((domain, node.op_type))
+def registered() -> tuple[type[Rule], ...]:
+    """Rules added with the deprecated `register` decorator, in import order."""
+    return tuple(_REGISTERED)
 
 
 def to_tensor(value: np.ndarray, name: str) -> onnx.TensorProto:

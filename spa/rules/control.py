@@ -14,7 +14,7 @@ from __future__ import annotations
 import onnx
 
 from ..graph import node_inputs
-from .base import NodeCtx, Rule, register
+from .base import NodeCtx, Rule
 
 
 def _bodies(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
@@ -73,7 +73,6 @@ def _width(n: NodeCtx, t: str | None) -> int | None:
     return int(s[-1])
 
 
-@register
 class ControlFlow(Rule):
     """If / Loop / Scan: frozen, each tensor with the way it reaches the body graphs."""
 
@@ -117,3 +116,6 @@ class ControlFlow(Rule):
                    f"pruning it needs the body's rule")
         else:
             n.bail(f"the {n.op} body graphs ({names}) are not followed{contains}")
+
+
+RULES: tuple[type[Rule], ...] = (ControlFlow,)

@@ -8,7 +8,7 @@ Mul+Add from tf2onnx, PRelu slopes) are initializers on such an axis and get sli
 
 from __future__ import annotations
 
-from .base import BIAS, OTHER, SCALE, NodeCtx, Rule, register
+from .base import BIAS, OTHER, SCALE, NodeCtx, Rule
 
 UNARY = (
     "Relu LeakyRelu Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu Softplus Softsign Erf Gelu Mish "
@@ -17,7 +17,6 @@ UNARY = (
 ).split()
 
 
-@register
 class Unary(Rule):
     """y = f(x) element by element (Clip's min/max and Dropout's ratio are scalars). Dropout's mask output has
     the data's shape, so it is linked too."""
@@ -30,7 +29,6 @@ class Unary(Rule):
             n.same(x, y)
 
 
-@register
 class CastLike(Rule):
     """y = cast(x) to the type of `target_type`; the target's values are never read."""
 
@@ -50,7 +48,6 @@ BROADCAST = (
 _ROLES = {"Mul": SCALE, "Add": BIAS, "Sub": BIAS, "Div": SCALE, "PRelu": SCALE}
 
 
-@register
 class Broadcast(Rule):
     """n-ary element-wise ops with multidirectional broadcasting (PRelu: unidirectional, same alignment)."""
 
@@ -82,3 +79,6 @@ class Broadcast(Rule):
                     # divisors and exponents are made inert with 1, not 0
                     neutral = 1.0 if (n.op in ("Div", "Pow") and i == 1) else 0.0
                     n.role(x, j, role, neutral)
+
+
+RULES: tuple[type[Rule], ...] = (Unary, CastLike, Broadcast)

@@ -9,9 +9,17 @@ channel together with its outputs).
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
-from .base import BIAS, IN, OUT, NodeCtx, Rule, RewriteCtx, register
+import numpy as np
+import onnx
+
+from ..onnxutil import attr
+from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
+from .hooks import ConsumerSpec, Shapes, dims, prod
+
+if TYPE_CHECKING:
+    from ..graph import ModelView, Shape
 
 
 def _grouped_links(n: NodeCtx, x: str, xa: int, y: str, ya: int, c_in: int, c_out: int, g: int) -> None:
@@ -101,7 +109,6 @@ def rewrite_group(n: RewriteCtx, w: str | None) -> None:
     n.set_attr("group", g * len(kept) // sw[0])
 
 
-@register
 class Conv(Rule):
     """Y[n, m] = sum_c W[m, c] * X[n, g(m)*C/G + c] (+ B[m]); W is (M, C/G, k...), B is (M,). See couple_conv."""
 
@@ -113,8 +120,25 @@ class Conv(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(1))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return conv_macs(shapes, node.input[1], node.output[0])
 
-@register
+    def consumer(self, node: onnx.NodeProto, view: ModelView) -> ConsumerSpec | None:
+        """Ungrouped, explicitly padded convs: im2col columns (input channel × kernel position)."""
+        fw = float_weight(node, view)
+        if fw is None or int(attr(node, "group", 1)) != 1 or len(fw[1]) < 3:
+            return None
+        w, ws = fw
+        if attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or view.shape(node.input[0]) is None:
+            return None
+        nd = len(ws) - 2
+        b = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        return ConsumerSpec("Conv", node.input[0], w, 1, bias=b if b in view.inits else None, kernel=tuple(ws[2:]),
+                            strides=tuple(attr(node, "strides", [1] * nd)),
+                            pads=tuple(attr(node, "pads", [0] * 2 * nd)),
+                            dilations=tuple(attr(node, "dilations", [1] * nd)))
+
+
 class ConvTranspose(Rule):
     """Transposed conv: W is (C, M/G, k...), Y has M = G * W.shape[1] channels, B is (M,). See couple_conv."""
 
@@ -126,8 +150,12 @@ class ConvTranspose(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(1))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        """Each input element is multiplied into M/G · k... outputs (its row of W)."""
+        w, x = dims(shapes, node.input[1]), dims(shapes, node.input[0])
+        return 0 if w is None or x is None else prod(x) * prod(w[1:])
 
-@register
+
 class Gemm(Rule):
     """Y = alpha * A' B' + beta * C with A' = A or Aᵀ (transA), B' = B or Bᵀ (transB); C broadcasts to (M, N)."""
 
@@ -135,6 +163,65 @@ class Gemm(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         couple_gemm(n, n.inp(0), n.inp(1), n.inp(2), n.out())
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return gemm_macs(node, shapes)
+
+    def consumer(self, node: onnx.NodeProto, view: ModelView) -> ConsumerSpec | None:
+        """A 2-D float B; C is its bias when it is a (N,) or (1, N) initializer and beta ≠ 0."""
+        fw = float_weight(node, view)
+        if fw is None or len(fw[1]) != 2:
+            return None
+        w, ws = fw
+        ax = 1 if attr(node, "transB", 0) else 0
+        b = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        n_out = ws[1 - ax]
+        bias = b in view.inits and view.shape(b) in ((n_out,), (1, n_out)) and float(attr(node, "beta", 1.0)) != 0
+        return ConsumerSpec("Gemm", node.input[0], w, ax, bias=b if bias else None,
+                            trans_a=bool(attr(node, "transA", 0)))
+
+
+def float_weight(node: onnx.NodeProto, view: ModelView) -> tuple[str, Shape] | None:
+    """Input 1 and its shape when it is a float32/float64 initializer (the weight a consumer matrix is made of)."""
+    w = node.input[1] if len(node.input) > 1 else ""
+    ws = view.shape(w) if w in view.inits else None
+    if ws is None or view.inits[w].data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
+        return None
+    return w, ws
+
+
+def matmul_bias(view: ModelView, node: onnx.NodeProto, n_out: int) -> str | None:
+    """The 1-D initializer of an Add that alone consumes this MatMul's output (MatMul + Add = a linear layer)."""
+    users = view.consumers.get(node.output[0], [])
+    if len(users) != 1 or node.output[0] in view.graph_outputs:
+        return None
+    add = view.model.graph.node[users[0]]
+    if add.op_type != "Add":
+        return None
+    other = [t for t in add.input if t != node.output[0]]
+    if len(other) == 1 and other[0] in view.inits and view.shape(other[0]) == (n_out,):
+        return other[0]
+    return None
+
+
+def conv_macs(shapes: Shapes, w: str, y: str) -> int:
+    """A convolution's MACs (shared with the quantized ones): each output element sums C/G · k... products."""
+    wd, yd = dims(shapes, w), dims(shapes, y)
+    return 0 if wd is None or yd is None else prod(yd) * prod(wd[1:])
+
+
+def gemm_macs(node: onnx.NodeProto, shapes: Shapes) -> int:
+    """Gemm's MACs (shared with QGemm): each output element sums K products, K from A (transA honoured)."""
+    y, a = dims(shapes, node.output[0]), dims(shapes, node.input[0])
+    if y is None or a is None:
+        return 0
+    return prod(y) * (a[0] if attr(node, "transA", 0) else a[1])
+
+
+def matmul_macs(shapes: Shapes, a: str, y: str) -> int:
+    """MatMul's MACs (shared with the quantized ones): each output element sums K (A's last axis) products."""
+    yd, ad = dims(shapes, y), dims(shapes, a)
+    return 0 if yd is None or ad is None else prod(yd) * ad[-1]
 
 
 def couple_gemm(n: NodeCtx, a: str | None, b: str | None, c: str | None, y: str | None) -> None:
@@ -161,7 +248,6 @@ def couple_gemm(n: NodeCtx, a: str | None, b: str | None, c: str | None, y: str 
                         n.role(c, j, BIAS)
 
 
-@register
 class MatMul(Rule):
     """numpy matmul: A (..., M, K) @ B (..., K, N) → (..., M, N); batch axes broadcast; a 1-D operand is a
     vector (its axis is K)."""
@@ -170,6 +256,16 @@ class MatMul(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         couple_matmul(n, n.inp(0), n.inp(1), n.out())
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return matmul_macs(shapes, node.input[0], node.output[0])
+
+    def consumer(self, node: onnx.NodeProto, view: ModelView) -> ConsumerSpec | None:
+        """A 2-D float initializer on the right; a following Add of a (N,) initializer is its bias."""
+        fw = float_weight(node, view)
+        if fw is None or len(fw[1]) != 2:
+            return None
+        return ConsumerSpec("MatMul", node.input[0], fw[0], 0, bias=matmul_bias(view, node, fw[1][1]))
 
 
 def couple_matmul(n: NodeCtx, a: str | None, b: str | None, y: str | None) -> None:
@@ -198,3 +294,6 @@ def couple_matmul(n: NodeCtx, a: str | None, b: str | None, y: str | None) -> No
                 oj = (ry - 2) - (len(s) - 2) + j
                 if s[j] != 1:
                     n.link(t, j, y, oj)  # unknown/mismatched sizes freeze both sides
+
+
+RULES: tuple[type[Rule], ...] = (Conv, ConvTranspose, Gemm, MatMul)

@@ -20,9 +20,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import onnx
 
-from .base import BIAS, IN, OUT, SCALE, NodeCtx, RewriteCtx, Rule, norm_axis, register
-from .norm import LayerNorm
+from .base import BIAS, IN, OUT, SCALE, NodeCtx, RewriteCtx, Rule, norm_axis
+from .hooks import StatsMask
+from .norm import LayerNorm, masked_norm
 
 MS = "com.microsoft"
 
@@ -53,7 +55,6 @@ def _kept_units(n: RewriteCtx, y: str | None, ya: int, unit: int) -> int | None:
     return None if k is None else len(k) // unit
 
 
-@register
 class MsAttention(Rule):
     """com.microsoft Attention: output (B, S, v_hidden) = heads of softmax(QKᵀ)V with [Q K V] = input @ weights +
     bias, weights (input_hidden, q_hidden + k_hidden + v_hidden) packed section after section
@@ -116,7 +117,6 @@ def _head_axis(n: NodeCtx, t: str | None, axis: int, heads: int, y: str, ya: int
     _blocks(n, t, axis, 0, heads, 1, y, ya, unit, per)
 
 
-@register
 class MultiHeadAttention(Rule):
     """com.microsoft MultiHeadAttention: query (B, S, N·hq), key (B, L, N·hq) or a past key (B, N, L, hq), value
     (B, L, N·hv) or (B, N, L, hv), bias (q + k + v hidden), attention_bias (B|1, N|1, S, T), past_key/past_value
@@ -168,7 +168,6 @@ class MultiHeadAttention(Rule):
             n.set_attr("num_heads", left)
 
 
-@register
 class GroupQueryAttention(Rule):
     """com.microsoft GroupQueryAttention: query (B, S, N·h) or packed QKV (B, S, (N + 2·KV)·h) when key is absent,
     key/value (B, S, KV·h), past/present key and value (B, KV, T, h), attention_bias (B|1, N|1, S, T), head_sink
@@ -220,7 +219,6 @@ class GroupQueryAttention(Rule):
             n.set_attr("kv_num_heads", groups)
 
 
-@register
 class OnnxAttention(Rule):
     """ONNX Attention (opset 23): Q (B, Nq, S, h) / K, V (B, Nkv, L, h|hv), or the 3-D (B, S, heads·h) forms with
     `q_num_heads`/`kv_num_heads`; attn_mask broadcast to (B, Nq, S, T); past/present key and value
@@ -279,7 +277,6 @@ class OnnxAttention(Rule):
             n.set_attr("kv_num_heads", groups)
 
 
-@register
 class RotaryEmbedding(Rule):
     """com.microsoft RotaryEmbedding: rotates pairs of indices inside each head of input (B, S, N·h) (N from
     `num_heads`, else h from the cos cache (max_seq, h/2)) or (B, N, S, h); output like input. Whole heads pass
@@ -321,7 +318,6 @@ class RotaryEmbedding(Rule):
                 n.set_attr("num_heads", left)
 
 
-@register
 class OnnxRotaryEmbedding(RotaryEmbedding):
     """ONNX RotaryEmbedding (opset 23): the same rotation, inputs (X, cos_cache, sin_cache, position_ids)."""
 
@@ -329,7 +325,6 @@ class OnnxRotaryEmbedding(RotaryEmbedding):
     cos_input = 1
 
 
-@register
 class SkipLayerNorm(Rule):
     """com.microsoft SkipLayerNormalization (input, skip, gamma, beta, bias) / SkipSimplifiedLayerNormalization
     (input, skip, gamma, bias): s = input + skip (+ bias), output = LayerNorm/RMSNorm(s) over the last axis; the
@@ -368,8 +363,11 @@ class SkipLayerNorm(Rule):
                 if n.is_param(p):
                     n.role(p, 0, role)
 
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto]:
+        centred = node.op_type == "SkipLayerNormalization"
+        return masked_norm(node, m, centred, gamma=2, beta=3 if centred else None, sum_out=3)
 
-@register
+
 class EmbedLayerNorm(Rule):
     """com.microsoft EmbedLayerNormalization: output (B, S, H) = LayerNorm(word[input_ids] + position[position_ids]
     (+ segment[segment_ids])) with gamma, beta (H); optional outputs mask_index (B) and embedding_sum (the
@@ -393,8 +391,10 @@ class EmbedLayerNorm(Rule):
             n.same(y, n.out(2))
         n.lossy(y, 2, "EmbedLayerNormalization statistics over axis 2 are computed from fewer channels")
 
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto]:
+        return masked_norm(node, m, True, gamma=5, beta=6, sum_out=2)
 
-@register
+
 class BiasGelu(Rule):
     """com.microsoft BiasGelu(A, B) / FastGelu(X[, bias]): Gelu(x + bias) element by element, bias 1-D along the
     last axis."""
@@ -412,7 +412,6 @@ class BiasGelu(Rule):
                 n.role(b, 0, BIAS)
 
 
-@register
 class QuickGelu(Rule):
     """com.microsoft QuickGelu: x · sigmoid(alpha · x), element by element (the optimiser's fused SiLU). The
     com.microsoft Gelu has no rule yet: the pattern suite uses it as its op without a rule."""
@@ -424,9 +423,11 @@ class QuickGelu(Rule):
         n.same(n.inp(0), n.out())
 
 
-@register
 class OnnxSimplifiedLayerNorm(LayerNorm):
     """SimplifiedLayerNormalization in the default domain: onnxruntime registers its RMSNorm there too, and its
     optimiser writes it so (the com.microsoft one is in `norm.py`)."""
 
     ops = ("SimplifiedLayerNormalization",)
+
+
+RULES = (MsAttention, MultiHeadAttention, GroupQueryAttention, OnnxAttention, RotaryEmbedding, OnnxRotaryEmbedding, SkipLayerNorm, EmbedLayerNorm, BiasGelu, QuickGelu, OnnxSimplifiedLayerNorm)

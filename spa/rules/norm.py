@@ -8,10 +8,15 @@ before `axis` pass through.
 
 from __future__ import annotations
 
-from .base import BIAS, SCALE, STAT, NodeCtx, Rule, register
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..onnxutil import attr
+from .base import BIAS, SCALE, STAT, NodeCtx, Rule
+from .hooks import StatsMask
 
 
-@register
 class BatchNorm(Rule):
     """y = scale * (x - mean) / sqrt(var + eps) + B, per channel (axis 1). Training-mode outputs (running
     mean/var) are per channel too."""
@@ -32,7 +37,6 @@ class BatchNorm(Rule):
             n.link(x, 1, extra, 0)
 
 
-@register
 class InstanceNorm(Rule):
     """y = scale * (x - mean_hw) / sqrt(var_hw + eps) + B with statistics per (sample, channel)."""
 
@@ -49,7 +53,6 @@ class InstanceNorm(Rule):
                     n.role(p, 0, role)
 
 
-@register
 class LayerNorm(Rule):
     """Normalises over axes [axis, rank) (RMSNormalization: no mean; SimplifiedLayerNormalization: the
     com.microsoft RMSNorm). The leading axes pass through; the Mean/InvStdDev outputs keep them. When a single
@@ -86,10 +89,54 @@ class LayerNorm(Rule):
                 if n.is_param(p):
                     n.role(p, pk, role)
 
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto]:
+        return masked_norm(node, m, centred=node.op_type == "LayerNormalization")
 
-@register
+
+def masked_norm(node: onnx.NodeProto, m: StatsMask, centred: bool, gamma: int | None = 1, beta: int | None = 2,
+                sum_out: int | None = None) -> list[onnx.NodeProto]:
+    """A normalisation over `m.axis` redone with statistics over the kept channels only, the removed ones masked
+    out of the deviations: (x - mean) / sqrt(var + eps) · gamma + beta (RMS norms: not `centred`); the result is
+    written to the node's first output. `gamma`/`beta`: input positions of the scale and shift (None: the op has
+    none). `sum_out`: for fused ops (com.microsoft Skip/EmbedLayerNormalization) the output holding the pre-norm
+    sum they normalise; the fused node is kept to compute it, otherwise input 0 is normalised."""
+    H = helper
+    eps = m.constant("_eps", np.array(attr(node, "epsilon", 1e-5), np.float32))
+    xin = node.input[0]
+    nodes = []
+    if sum_out is not None:
+        fused = onnx.NodeProto()
+        fused.CopyFrom(node)
+        while len(fused.output) <= sum_out:
+            fused.output.append("")
+        fused.output[0] = m.name("_unused")
+        fused.output[sum_out] = fused.output[sum_out] or m.name("_sum")
+        xin = fused.output[sum_out]
+        nodes.append(fused)
+    if centred:
+        nodes += [*m.masked_mean(xin, m.name("_mean")), H.make_node("Sub", [xin, m.name("_mean")], [m.name("_c")])]
+        xin = m.name("_c")
+    nodes += [H.make_node("Mul", [xin, m.mask], [m.name("_d")]),
+              H.make_node("Mul", [m.name("_d"), m.name("_d")], [m.name("_d2")]),
+              m.reduce_sum(m.name("_d2"), m.name("_v")),
+              H.make_node("Mul", [m.name("_v"), m.inv_kept], [m.name("_var")]),
+              H.make_node("Add", [m.name("_var"), eps], [m.name("_ve")]),
+              H.make_node("Sqrt", [m.name("_ve")], [m.name("_sd")]),
+              H.make_node("Div", [m.name("_d"), m.name("_sd")], [m.name("_n")])]
+    last = m.name("_n")
+    for k, op, suffix in ((gamma, "Mul", "_y"), (beta, "Add", "_yb")):
+        if k is not None and len(node.input) > k and node.input[k]:
+            nodes.append(H.make_node(op, [last, node.input[k]], [m.name(suffix)]))
+            last = m.name(suffix)
+    nodes.append(H.make_node("Identity", [last], [node.output[0]]))
+    return nodes
+
+
 class SimplifiedLayerNorm(LayerNorm):
     """com.microsoft SimplifiedLayerNormalization (RMSNorm, as onnxruntime's transformer optimiser fuses it)."""
 
     ops = ("SimplifiedLayerNormalization",)
     domain = "com.microsoft"
+
+
+RULES: tuple[type[Rule], ...] = (BatchNorm, InstanceNorm, LayerNorm, SimplifiedLayerNorm)

@@ -24,9 +24,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import onnx
 
-from .base import QSCALE, NodeCtx, RewriteCtx, Rule, norm_axis, register
-from .linear import couple_conv, couple_gemm, couple_matmul, rewrite_group
+from ..onnxutil import attr
+from .base import QSCALE, NodeCtx, RewriteCtx, Rule, norm_axis
+from .hooks import Shapes
+from .linear import conv_macs, couple_conv, couple_gemm, couple_matmul, gemm_macs, matmul_macs, rewrite_group
 
 if TYPE_CHECKING:
     from ..graph import ModelView
@@ -85,7 +88,6 @@ def _weight_params(n: NodeCtx, w: str | None, zp: str | None, scales: list[str |
     return 0 if uz is None else uz
 
 
-@register
 class QuantizeDequantize(Rule):
     ops = ("QuantizeLinear", "DequantizeLinear")
 
@@ -126,7 +128,6 @@ def _code_roles(n: NodeCtx, w: str | None, code: int, axes: list[int]) -> None:
         n.role(w, ax, "in" if ax == axes[-1] else "out", float(code))
 
 
-@register
 class QLinearConv(Rule):
     """QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B): a Conv on codes; w_scale/w_zp per
     output channel (W axis 0) or per tensor; B is int32 with scale x_scale·w_scale."""
@@ -143,8 +144,10 @@ class QLinearConv(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(3))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return conv_macs(shapes, node.input[3], node.output[0])
 
-@register
+
 class ConvInteger(Rule):
     """ConvInteger(x, w, x_zp, w_zp) → int32: a Conv on codes; w_zp per output channel or per tensor."""
 
@@ -159,8 +162,10 @@ class ConvInteger(Rule):
     def rewrite(self, n: RewriteCtx) -> None:
         rewrite_group(n, n.inp(1))
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return conv_macs(shapes, node.input[1], node.output[0])
 
-@register
+
 class QLinearMatMul(Rule):
     """QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp): a MatMul on codes; b's scale and zero
     point per output column (its last axis) or per tensor, a's per row (axis -2) or per tensor."""
@@ -170,8 +175,10 @@ class QLinearMatMul(Rule):
     def couple(self, n: NodeCtx) -> None:
         _quantized_matmul(n, n.inp(0), n.inp(2), [n.inp(1)], n.inp(3), n.inp(5), [n.inp(4)])
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return matmul_macs(shapes, node.input[0], node.output[0])
 
-@register
+
 class MatMulInteger(Rule):
     """MatMulInteger(A, B, a_zp, b_zp) → int32: a MatMul on codes; b_zp per output column or per tensor."""
 
@@ -179,6 +186,9 @@ class MatMulInteger(Rule):
 
     def couple(self, n: NodeCtx) -> None:
         _quantized_matmul(n, n.inp(0), n.inp(2), [], n.inp(1), n.inp(3), [])
+
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return matmul_macs(shapes, node.input[0], node.output[0])
 
 
 def _quantized_matmul(n: NodeCtx, a: str | None, a_zp: str | None, a_scales: list[str | None],
@@ -202,7 +212,6 @@ def _quantized_matmul(n: NodeCtx, a: str | None, a_zp: str | None, a_scales: lis
     couple_matmul(n, a, b, n.out())
 
 
-@register
 class DynamicQuantizeLinear(Rule):
     """y, y_scale, y_zp = DynamicQuantizeLinear(x): uint8 codes of x element by element, with one scale and zero
     point computed from min(0, min x) and max(0, max x): zeroed channels do not change them."""
@@ -216,7 +225,6 @@ class DynamicQuantizeLinear(Rule):
 
 
 # ---------------------------------------------------------------- onnxruntime's com.microsoft QOperator ops
-@register
 class QGemm(Rule):
     """com.microsoft QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp): Gemm on codes; B's scale and
     zero point per output column (B axis 0 with transB, else 1) or per tensor; C is an int32 bias."""
@@ -233,6 +241,9 @@ class QGemm(Rule):
         n.quantized(n.inp(6))
         couple_gemm(n, n.inp(0), b, n.inp(6), n.out())
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        return gemm_macs(node, shapes)
+
 
 def _data_inputs(n: NodeCtx, idx: tuple[int, ...]) -> list[str] | None:
     """The data inputs at `idx`; None (the node's channels freeze) when one is a constant with channels: its
@@ -244,7 +255,6 @@ def _data_inputs(n: NodeCtx, idx: tuple[int, ...]) -> list[str] | None:
     return xs
 
 
-@register
 class QLinearBinary(Rule):
     """com.microsoft QLinearAdd / QLinearMul(A, A_scale, A_zp, B, B_scale, B_zp, C_scale, C_zp): element-wise
     with numpy broadcasting on dequantized values, per-tensor scales."""
@@ -266,7 +276,6 @@ class QLinearBinary(Rule):
                     n.link(x, j, y, len(sy) - len(sx) + j)
 
 
-@register
 class QLinearUnary(Rule):
     """com.microsoft QLinearSigmoid / QLinearLeakyRelu(X, X_scale, X_zp, Y_scale, Y_zp): element by element."""
 
@@ -277,7 +286,6 @@ class QLinearUnary(Rule):
         n.same(n.inp(0), n.out())
 
 
-@register
 class QLinearPool(Rule):
     """com.microsoft QLinearGlobalAveragePool / QLinearAveragePool(X, x_scale, x_zp, y_scale, y_zp): spatial
     pooling; N and the channel axis (1, or the last with channels_last) pass through."""
@@ -293,7 +301,6 @@ class QLinearPool(Rule):
         n.same(x, y, [(0, 0), (c, c)])
 
 
-@register
 class QLinearConcat(Rule):
     """com.microsoft QLinearConcat(Y_scale, Y_zp, X1, X1_scale, X1_zp, ...): Concat along `axis` on codes
     requantized to Y's per-tensor scale: input i's channel j is output channel offset_i + j."""
@@ -379,9 +386,9 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
         if codes is None:
             return None
         if node.op_type == "DequantizeLinear":
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            axis = attr(node, "axis", 1)
         if node.op_type == "QGemm":
-            axis = 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
+            axis = 0 if attr(node, "transB", 0) else 1
         axis = norm_axis(axis, codes.ndim) if codes.ndim else 0
         out = codes.astype(np.float32)
         for k, sub in ((zi, True), (si, False)):
@@ -397,3 +404,9 @@ def dequantized(view: ModelView, name: str) -> np.ndarray | None:
             out = out - v if sub else out * v
         return out
     return None
+
+
+RULES: tuple[type[Rule], ...] = (
+    QuantizeDequantize, QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger, DynamicQuantizeLinear, QGemm,
+    QLinearBinary, QLinearUnary, QLinearPool, QLinearConcat,
+)

@@ -19,21 +19,23 @@ per layer of a stack; Keras's `Expand(0, (batch, H))`; a zero initializer) is th
 absent input: it is not coupled, and a pruned layer simply drops it. Otherwise the layers of a stack, which
 share one zero tensor, would have to lose the same units.
 
-OBSPA and the activation criteria read only Conv/Gemm/MatMul consumers (`spa.calib.find_consumers`): a group
+OBSPA and the activation criteria read only Conv/Gemm/MatMul consumers (the rules' `consumer` hook): a group
 whose only consumers are recurrent weights falls back to magnitude (L1); W/R are never re-fitted.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 from onnx import numpy_helper
 
-from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule, register
+from ..onnxutil import attr
+from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
+from .hooks import Shapes, dims
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
-@register
 class Recurrent(Rule):
     """LSTM / GRU / RNN: the hidden size couples W, R (rows per gate and columns), B, P, initial states and
     every output; the input size couples X with W's columns."""
@@ -80,6 +82,11 @@ class Recurrent(Rule):
         if n.inp(4) is not None:
             n.free(n.inp(4))  # sequence_lens: per batch entry, no channel
 
+    def macs(self, node: onnx.NodeProto, shapes: Shapes) -> int:
+        """Every step (T·B, either layout), direction and gate row: W·x + R·h."""
+        x, w, r = (dims(shapes, node.input[k]) for k in range(3))
+        return 0 if x is None or w is None or r is None else x[0] * x[1] * w[0] * w[1] * (w[2] + r[2])
+
     def rewrite(self, n: RewriteCtx) -> None:
         kept = n.kept(n.inp(2), 2)
         if kept is None:
@@ -113,10 +120,13 @@ def _known_zero(view, t: str, depth: int = 0) -> bool:
         return False
     node = view.model.graph.node[i]
     if node.op_type == "ConstantOfShape":
-        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        value = attr(node, "value")
         return value is None or not np.any(numpy_helper.to_array(value))
     if node.op_type == "Concat":
         return all(_known_zero(view, x, depth + 1) for x in node.input if x)
     if node.op_type in _ZERO_KEEPING and node.input and node.input[0]:
         return _known_zero(view, node.input[0], depth + 1)
     return False
+
+
+RULES: tuple[type[Rule], ...] = (Recurrent,)

@@ -6,10 +6,14 @@ at the same position (keepdims) or shifted left past the removed axes.
 
 from __future__ import annotations
 
-from .base import NodeCtx, Rule, norm_axis, register
+import onnx
+from onnx import helper
+
+from ..onnxutil import attr
+from .base import NodeCtx, Rule, norm_axis
+from .hooks import StatsMask
 
 
-@register
 class Pool(Rule):
     """Pools combine spatial positions only: N and C (axes 0, 1) pass through. MaxPool's optional `Indices`
     output encodes flat positions that include the channel offset, so its presence freezes the channels."""
@@ -41,7 +45,6 @@ def _reduce_axes(n: NodeCtx, r: int) -> list[int] | None:
     return sorted(norm_axis(int(a), r) for a in axes)
 
 
-@register
 class Reduce(Rule):
     """Reduce*/ArgMax/ArgMin over `axes`; other axes pass through (shifted when keepdims=0)."""
 
@@ -77,8 +80,19 @@ class Reduce(Rule):
             oj += 1
         n.same(x, y, pairs)
 
+    def mask_statistics(self, node: onnx.NodeProto, m: StatsMask) -> list[onnx.NodeProto] | None:
+        """ReduceMean(x) over the lossy axis becomes ReduceSum(x · mask) / kept (squeezed without keepdims)."""
+        if node.op_type != "ReduceMean":
+            return None
+        out = node.output[0]
+        keepdims = attr(node, "keepdims", 1)
+        nodes = m.masked_mean(node.input[0], out if keepdims else m.name("_mean"))
+        if not keepdims:
+            nodes.append(helper.make_node("Squeeze", [m.name("_mean"), m.axes], [out]) if m.opset >= 13
+                         else helper.make_node("Squeeze", [m.name("_mean")], [out], axes=[m.axis]))
+        return nodes
 
-@register
+
 class Softmax(Rule):
     """Softmax/LogSoftmax/Hardmax normalise along `axis` (opset ≥ 13) or along all axes from `axis` on
     (opset < 13, input coerced to 2-D); the other axes pass through."""
@@ -98,3 +112,6 @@ class Softmax(Rule):
             mixed = set(range(axis, r))
         n.bail(f"{n.op} normalises along axes {sorted(mixed)}")
         n.same(x, y, [(k, k) for k in range(r) if k not in mixed])
+
+
+RULES: tuple[type[Rule], ...] = (Pool, Reduce, Softmax)

@@ -5,20 +5,21 @@ Their channel maps are offsets (Concat), ranges (Split, Slice), permutations (Tr
 (Flatten/Reshape merging a channel axis with others: feature f ↔ channel (f // inner) % C; splitting one axis
 into several, e.g. a channel shuffle's (C) → (g, C/g): channel c ↔ inner index c % (C/g), so a unit is
 "position j of every block" and every block keeps the same positions).
-Rewrites keep the counts in attributes and shape constants in step with the pruned channels.
+Rewrites keep the counts in attributes and shape constants in step with the pruned channels. The axis algebra
+of reshapes (aligning two shapes, folding a target to a constant) is in rules.reshape_algebra.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..graph import Shape, batch_multiple, shape_sources
+from ..graph import shape_sources
 from ..onnxutil import attr
-from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis, register
+from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis
 from .elementwise import BROADCAST, UNARY
+from .reshape_algebra import Term, align, folded_target, target_rewritable, terms
 
 
-@register
 class Concat(Rule):
     """Inputs are laid end to end along `axis`: input i's channel j is output channel offset_i + j."""
 
@@ -53,7 +54,6 @@ def _split_sizes(n: NodeCtx) -> list[int] | None:
     return sizes
 
 
-@register
 class Split(Rule):
     """Output k is the input range [offset_k, offset_k + size_k) along `axis` (sizes from the `split`
     attribute, the second input, or equal parts)."""
@@ -125,7 +125,6 @@ def _clamp(v: int, d: int) -> int:
     return max(0, min(d, v))
 
 
-@register
 class Slice(Rule):
     """Output axis k is input range [start, end) of axis k (step 1); strided slices are not followed."""
 
@@ -183,7 +182,6 @@ class Slice(Rule):
             n.set_input_const(2, np.array(new_en, dtype=dt))
 
 
-@register
 class Gather(Rule):
     """Gather(data, indices, axis): out = data[:axis] + indices.shape + data[axis+1:]. The other data axes
     pass through (shifted by rank(indices) - 1), the indices' axes become the output's middle axes; the
@@ -206,7 +204,6 @@ class Gather(Rule):
                     n.role(x, k, OUT)
 
 
-@register
 class Pad(Rule):
     """Axes with zero padding at both ends pass through; padded axes are not followed."""
 
@@ -241,7 +238,6 @@ class Pad(Rule):
         n.same(x, y, [(k, k) for k in range(r) if k not in padded])
 
 
-@register
 class Resize(Rule):
     """Resize/Upsample interpolate along axes whose scale ≠ 1; axes of equal input and output size pass
     through. A constant `sizes` input is rewritten; a computed one freezes those axes."""
@@ -290,7 +286,6 @@ class Resize(Rule):
             n.set_input_const(3, new)
 
 
-@register
 class Transpose(Rule):
     """Output axis i is input axis perm[i] (default: reversed)."""
 
@@ -303,76 +298,6 @@ class Transpose(Rule):
             return
         perm = n.attr("perm", list(range(r))[::-1])
         n.same(x, y, [(int(p), i) for i, p in enumerate(perm)])
-
-
-Term = tuple[int, int]  # a dim as (constant, power of the batch): 8 → (8, 0), batch → (1, 1), batch*4 → (4, 1)
-
-
-def terms(view, t: str) -> list[Term | None] | None:
-    """The dims of `t` as terms; None for a dynamic dim that is not a known multiple of the batch."""
-    s = view.shape(t)
-    if s is None:
-        return None
-    syms = view.symbols.get(t, ())
-    out: list[Term | None] = []
-    for a, d in enumerate(s):
-        if d is not None:
-            out.append((d, 0))
-        else:
-            k = batch_multiple(syms, a, view.batch_symbol)
-            out.append(None if k is None else (k, 1))
-    return out
-
-
-def align(sx: Shape, sy: Shape, tx: list[Term | None] | None = None,
-          ty: list[Term | None] | None = None) -> list[tuple[list[int], list[int]]] | None:
-    """Split two shapes of one reshape into consecutive axis blocks of equal element count.
-
-    Size-1 axes form blocks of their own. A dim that is k·batch (terms `tx`/`ty`, from the shape probe) must be
-    the first (outermost) axis of its block on both sides: the batch folded in front of k other elements
-    (heads folded into the batch, Swin windows). Any other unknown axis must face an unknown axis.
-    Returns None when the shapes cannot be aligned."""
-    tx = tx if tx is not None else [None if d is None else (d, 0) for d in sx]
-    ty = ty if ty is not None else [None if d is None else (d, 0) for d in sy]
-    blocks: list[tuple[list[int], list[int]]] = []
-    i = j = 0
-    while i < len(tx) or j < len(ty):
-        if i < len(tx) and tx[i] == (1, 0):
-            blocks.append(([i], []))
-            i += 1
-            continue
-        if j < len(ty) and ty[j] == (1, 0):
-            blocks.append(([], [j]))
-            j += 1
-            continue
-        if i == len(tx) or j == len(ty):
-            return None
-        if tx[i] is None or ty[j] is None:
-            other = ty[j] if tx[i] is None else tx[i]
-            if other is None or other[1] == 1:
-                blocks.append(([i], [j]))
-                i, j = i + 1, j + 1
-                continue
-            return None
-        px, py, xs, ys = tx[i], ty[j], [i], [j]
-        i, j = i + 1, j + 1
-        while px != py:
-            grow_x = px[1] < py[1] or (px[1] == py[1] and px[0] < py[0])
-            t, k = (tx, i) if grow_x else (ty, j)
-            if k == len(t) or t[k] is None:
-                return None  # unknown
-            if grow_x:
-                px = (px[0] * t[k][0], px[1] + t[k][1])
-                xs.append(i)
-                i += 1
-            else:
-                py = (py[0] * t[k][0], py[1] + t[k][1])
-                ys.append(j)
-                j += 1
-            if px[1] > 1 or py[1] > 1:
-                return None
-        blocks.append((xs, ys))
-    return blocks
 
 
 def reshape_links(n: NodeCtx, x: str, y: str) -> bool:
@@ -508,7 +433,6 @@ def feeds_batched_matmul(view, t: str, ax: int, depth: int = 0) -> bool:
     return False
 
 
-@register
 class Flatten(Rule):
     """Flatten to 2-D at `axis`: a factorised reshape with no shape constant to rewrite."""
 
@@ -518,7 +442,6 @@ class Flatten(Rule):
         reshape_links(n, n.inp(0), n.out())
 
 
-@register
 class SqueezeLike(Rule):
     """Squeeze/Unsqueeze add or drop size-1 axes: the other axes keep their order."""
 
@@ -530,40 +453,6 @@ class SqueezeLike(Rule):
         reshape_links(n, n.inp(0), n.out())
 
 
-def folded_target(view, node, dims: list[int | None]) -> list[int] | None:
-    """A constant reshape target for `dims` (None = symbolic): 0 copies the input's axis of the same name
-    (allowzero = 0), at most one -1. None if the target cannot be written as a constant."""
-    x, y = node.input[0], node.output[0]
-    sym_x = view.symbols.get(x, ())
-    sym_y = view.symbols.get(y, ())
-    allowzero = attr(node, "allowzero", 0)
-    out, minus = [], 0
-    for m, d in enumerate(dims):
-        if d is not None:
-            out.append(int(d))
-        elif not allowzero and m < len(sym_x) and m < len(sym_y) and sym_y[m] and sym_x[m] == sym_y[m]:
-            out.append(0)
-        else:
-            out.append(-1)
-            minus += 1
-    return out if minus <= 1 else None
-
-
-def foldable(view, node) -> bool:
-    s = view.shape(node.output[0])
-    return s is not None and folded_target(view, node, list(s)) is not None
-
-
-def target_rewritable(view, node) -> bool:
-    """Can the Reshape rule rewrite this node's target: a constant, a computed target that folds, or one of
-    known length (its static entries are then patched at run time, see Reshape.rewrite)."""
-    if view.array(node.input[1]) is not None or foldable(view, node):
-        return True
-    st = view.shape(node.input[1])
-    return st is not None and st[0] is not None and view.shape(node.output[0]) is not None
-
-
-@register
 class Reshape(Rule):
     """Reshape to the target shape (second input). Kept axes pass through; a channel axis merged with
     others is factorised; the target is rewritten (a computed target is folded to a constant then)."""
@@ -620,7 +509,6 @@ class Reshape(Rule):
         n.set_input_const(1, target.astype(t.dtype))
 
 
-@register
 class Tile(Rule):
     """Tile repeats the input `repeats[k]` times along axis k: axes repeated once pass through."""
 
@@ -636,7 +524,6 @@ class Tile(Rule):
         n.same(x, y, [(k, k) for k in range(r) if int(reps.reshape(-1)[k]) == 1])
 
 
-@register
 class Expand(Rule):
     """Broadcast the input to `shape` (bidirectional): input axes of the output's size pass through; a
     constant shape entry equal to the channel count is rewritten."""
@@ -725,7 +612,6 @@ def shape_dependents(n: NodeCtx, start: str) -> tuple[set[int], list[str]]:
     return reads, sinks
 
 
-@register
 class ShapeOf(Rule):
     """Shape/Size read only the input's dimensions, never its values. A dimension whose value flows into
     anything but a Reshape target (which the rewriter folds to the pruned constant) is frozen."""
@@ -744,3 +630,8 @@ class ShapeOf(Rule):
             reads, sinks = shape_dependents(n, n.out())
         for k in sorted(reads):
             n.freeze(x, k, f"its size is used as a value by {sinks[0]}")
+
+
+RULES: tuple[type[Rule], ...] = (
+    Concat, Split, Slice, Gather, Pad, Resize, Transpose, Flatten, SqueezeLike, Reshape, Tile, Expand, ShapeOf,
+)

@@ -37,10 +37,11 @@ from onnx import helper
 
 from .analysis import Analysis
 from .errors import BadArgument
+from .priors import PRIORS
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", "calib")
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib")  # PRIORS: spa/priors.py
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -408,6 +409,8 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     if source == "bn-synth":
         return bn_synth_inputs(a.view, min(samples, BN_SYNTH_SAMPLES), seed)
     other = _runnable_size(a.view, seed)
+    if source in PRIORS:
+        return PRIORS[source](a.view, samples, seed, other)
     if source == "structured":
         return structured_inputs(a.view, samples, seed, other)
     if source == "binary":

@@ -41,7 +41,6 @@ method says otherwise. Raw lines: `R <model> <dist> <method> <ratio> <seed> <met
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import re
 import sys
@@ -57,9 +56,10 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import spa  # noqa: E402
-from obspa_ocr import char_accuracy, charset, edit, rec_model, segments  # noqa: E402,F401
-from spa.verify import session  # noqa: E402
+from obspa_ocr import char_accuracy, charset, edit, rec_model, segments  # noqa: F401
+
+import spa
+from spa.verify import session
 
 RATIOS = (0.1, 0.2, 0.3, 0.5)
 SEEDS = (0, 1, 2, 3, 4)
@@ -420,10 +420,12 @@ SELECTION_METHODS = ("obspa-binary", "obspa-mix", "obspa-binary-energy", "obspa-
 
 
 def run(b: Bench, methods: list[str], ratios, seeds) -> None:
+    """`methods`: names, each optionally `@r1/r2` to run only those ratios (so the most telling rows come first)."""
     print(f"# {b.name}: {b.what}", flush=True)
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
-    for method in methods:
-        for r in ratios:
+    for item in methods:
+        method, _, only = item.partition("@")
+        for r in [float(v) for v in only.split("/")] if only else ratios:
             for seed in (seeds if method.startswith("obspa-") and method != "obspa-calib32" else (0,)):
                 t0 = time.perf_counter()
                 p, rep = prune_with(b.model, method, r, seed, b.calib)
@@ -438,7 +440,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--phase", choices=("selection", "heldout"), required=True)
     ap.add_argument("--models", default=",".join(BENCHES))
-    ap.add_argument("--methods", default="")
+    ap.add_argument("--methods", default="", help="comma-separated; method@0.2/0.3 limits that one's ratios")
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     args = ap.parse_args()

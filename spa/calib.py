@@ -294,13 +294,35 @@ def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
 
 
 def _vocabulary(view, name: str) -> int | None:
-    """Rows of the initializer table that a Gather indexes with input `name` (an embedding), if any."""
+    """Rows of the initializer table that a Gather indexes with input `name` (an embedding), if any; else the
+    depth of a one-hot encoding of it (OneHot with a constant depth, or Equal against a constant range through
+    shape-only ops, as jax2tf writes it: Magika's 257 byte values), so that synthetic ids cover the alphabet."""
     for i in view.consumers.get(name, []):
         node = view.model.graph.node[i]
         if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name and node.input[0] in view.inits:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
             dims = view.inits[node.input[0]].dims
             return int(dims[axis]) if dims else None
+    return _one_hot_depth(view, name)
+
+
+_SHAPE_ONLY = ("Reshape", "Unsqueeze", "Expand", "Cast", "Identity", "Squeeze", "Flatten")
+
+
+def _one_hot_depth(view, name: str, hops: int = 4) -> int | None:
+    for i in view.consumers.get(name, []):
+        node = view.model.graph.node[i]
+        if node.op_type == "OneHot" and node.input[0] == name:
+            depth = view.array(node.input[1])
+            return int(np.asarray(depth).reshape(-1)[0]) if depth is not None else None
+        if node.op_type == "Equal":
+            other = view.array(node.input[1] if node.input[0] == name else node.input[0])
+            if other is not None and np.asarray(other).size > 1:
+                return int(np.asarray(other).max()) + 1
+        if node.op_type in _SHAPE_ONLY and node.input[0] == name and hops > 0:
+            depth = _one_hot_depth(view, node.output[0], hops - 1)
+            if depth is not None:
+                return depth
     return None
 
 

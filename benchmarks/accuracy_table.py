@@ -7,7 +7,10 @@ column says "not measured" otherwise). Metrics are shown relative to the origina
 character accuracy is divided by the original's on the same distribution (read from the file's header),
 the other metrics already compare with the original (1 = unchanged).
 
-    .venv/bin/python benchmarks/accuracy_table.py          # writes benchmarks/accuracy.md
+    .venv/bin/python benchmarks/accuracy_table.py     # writes benchmarks/accuracy.md and README.md's compact copy
+
+README.md gets the same numbers, compact, between the markers `<!-- accuracy:begin -->` and `<!-- accuracy:end -->`
+(in "Choosing a criterion").
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def read(paths: list[Path]) -> tuple[dict, dict]:
         for line in p.read_text().splitlines():
             m = re.match(r"# (\w+): .*original (.*)$", line)
             if m:
-                for d, v in re.findall(r"([\w-]+) ([0-9.]+)", m.group(2)):
+                for d, v in re.findall(r"([\w-]+) (\d\.\d{4})", m.group(2)):
                     base[(m.group(1), d)] = float(v)
             if not line.startswith("R\t"):
                 continue
@@ -61,7 +64,9 @@ def cell(rows, base, model, how: str) -> str:
     if not rows:
         return "not measured"
     vals = [rel(base, model, d, v) for d, _, v, *_ in rows]
-    return f"{min(vals):.3f}" if how != "mean" else f"{np.mean(vals):.3f}"
+    seeds = len({s for _, s, *_ in rows})
+    n = f" ({seeds} seeds)" if how != "one" else ""
+    return f"{min(vals):.3f}{n}" if how != "mean" else f"{np.mean(vals):.3f}{n}"
 
 
 def main() -> None:
@@ -75,7 +80,7 @@ def main() -> None:
            ", ".join(f"`{f.name}`" for f in files + distill) + " (do not edit by hand). "
            "Every number is on HELD-OUT inputs: distributions that no choice of method or default looked at "
            "(benchmarks/generalise.py's header lists them). Values are relative to the original model (1.000 = "
-           "unchanged). Data-free obspa ran seeds 0-4: **worst** = the lowest over seeds and held-out "
+           "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
            "distribution is shown). `--calib 32`: 32 unlabelled inputs of the held-out kind, not the evaluation "
            "ones. Params/MACs: fraction kept (local pruning: every group loses the ratio). Prune time: seconds "
@@ -96,10 +101,10 @@ def main() -> None:
                 continue
             secs = " / ".join(f"{np.mean([x[5] for x in v]):.1f}" if v else "-"
                               for v in (rows["l1"], rows["obspa-binary"], rows["obspa-calib32"]))
-            out.append(f"| {r} | {ref[0][3]:.2f} | {ref[0][4]:.2f} | {cell(rows['l1'], base, model, 'worst')} | "
+            out.append(f"| {r} | {ref[0][3]:.2f} | {ref[0][4]:.2f} | {cell(rows['l1'], base, model, 'one')} | "
                        f"{cell(rows['obspa-binary'], base, model, 'worst')} | "
                        f"{cell(rows['obspa-binary'], base, model, 'mean')} | "
-                       f"{cell(rows['obspa-calib32'], base, model, 'worst')} | "
+                       f"{cell(rows['obspa-calib32'], base, model, 'one')} | "
                        f"{cell(rows['distill'], base, model, 'worst')} | {secs} |")
         out += ["", "Data-free obspa per distribution (worst seed / mean over seeds):", "",
                 "| ratio | " + " | ".join(dists) + " |", "|---|" + "---|" * len(dists)]
@@ -114,7 +119,34 @@ def main() -> None:
             out.append(f"| {r} | " + " | ".join(cells) + " |")
         out.append("")
     (HERE / "accuracy.md").write_text("\n".join(out))
+    readme(rec, base, models)
     print(f"wrote {HERE / 'accuracy.md'} from {len(files) + len(distill)} raw files", file=sys.stderr)
+
+
+def readme(rec: dict, base: dict, models: list[str]) -> None:
+    """The compact copy in README.md: per model and ratio, l1 / obspa data-free worst (mean) / --calib 32."""
+    path = HERE.parent / "README.md"
+    text = path.read_text()
+    begin, end = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
+    if begin not in text or end not in text:
+        return
+    lines = [begin, "| model (metric vs the original) | ratio | MACs kept | l1 | obspa data-free: worst (mean) | "
+             "obspa --calib 32 |", "|---|---|---|---|---|---|"]
+    for model in models:
+        title, what = MODELS.get(model, (model, "metric"))
+        for r in RATIOS:
+            rows = {meth: rec.get((model, meth, r), []) for meth in ("l1", "obspa-binary", "obspa-calib32")}
+            ref = next((v for v in rows.values() if v), None)
+            if ref is None:
+                continue
+            free = rows["obspa-binary"]
+            df = (f"{cell(free, base, model, 'worst').split(' ')[0]} ({cell(free, base, model, 'mean').split(' ')[0]})"
+                  if free else "not measured")
+            lines.append(f"| {title.split(' (')[0]} ({what}) | {r} | {ref[0][4]:.2f} | "
+                         f"{cell(rows['l1'], base, model, 'one')} | {df} | {cell(rows['obspa-calib32'], base, model, 'one')} |")
+    lines.append(end)
+    i, j = text.index(begin), text.index(end) + len(end)
+    path.write_text(text[:i] + "\n".join(lines) + text[j:])
 
 
 if __name__ == "__main__":

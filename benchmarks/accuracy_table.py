@@ -130,8 +130,8 @@ def readme(rec: dict, base: dict, models: list[str]) -> None:
     begin, end = "<!-- accuracy:begin -->", "<!-- accuracy:end -->"
     if begin not in text or end not in text:
         return
-    lines = [begin, "| model (metric vs the original) | ratio | MACs kept | l1 | obspa data-free: worst (mean) | "
-             "obspa --calib 32 |", "|---|---|---|---|---|---|"]
+    lines = [begin, ("| model (metric vs the original) | ratio | MACs kept | l1 | obspa data-free: worst (mean) | "
+             "obspa --calib 32 |"), "|---|---|---|---|---|---|"]
     for model in models:
         title, what = MODELS.get(model, (model, "metric"))
         for r in RATIOS:

@@ -117,6 +117,29 @@ def main() -> None:
                 v = [rel(base, model, d, x[2]) for x in rows if x[0] == d]
                 cells.append(f"{min(v):.3f} / {np.mean(v):.3f} ({len(v)} seeds)" if v else "-")
             out.append(f"| {r} | " + " | ".join(cells) + " |")
+        others = sorted({k[1] for k in rec if k[0] == model} - {"l1", "obspa-binary", "obspa-calib32", "distill"})
+        if others:
+            out += ["", "Other data-free variants on the same held-out inputs (worst / mean over seeds and "
+                    "distributions; see the raw file's comments):", "", "| method | ratio | seeds | worst | mean |",
+                    "|---|---|---|---|---|"]
+            for meth in others:
+                for r in RATIOS:
+                    rows = rec.get((model, meth, r), [])
+                    if rows:
+                        out.append(f"| {meth} | {r} | {len({x[1] for x in rows})} | "
+                                   f"{cell(rows, base, model, 'one')} | {cell(rows, base, model, 'mean').split(' ')[0]} |")
+        out.append("")
+    sel = HERE / "generalise_selection.txt"
+    if sel.exists():
+        srec, _ = read([sel])
+        out += ["## Selection set (the only data that chose a method or a default)", "",
+                "PP-OCRv4 rec on the repo's OCR benchmark lines (character accuracy, original 0.9928) and "
+                "all-MiniLM-L6-v2 on GPL-3 sentences (cosine to the original). Raw values, not relative; "
+                "`generalise_selection.txt`.", "",
+                "| model | method | ratio | seeds | worst | mean |", "|---|---|---|---|---|---|"]
+        for (model, method, r), rows in sorted(srec.items()):
+            v = [x[2] for x in rows]
+            out.append(f"| {model} | {method} | {r} | {len(v)} | {min(v):.4f} | {np.mean(v):.4f} |")
         out.append("")
     (HERE / "accuracy.md").write_text("\n".join(out))
     readme(rec, base, models)

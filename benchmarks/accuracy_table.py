@@ -119,8 +119,8 @@ def main() -> None:
             out.append(f"| {r} | " + " | ".join(cells) + " |")
         others = sorted({k[1] for k in rec if k[0] == model} - {"l1", "obspa-binary", "obspa-calib32", "distill"})
         if others:
-            out += ["", "Other data-free variants on the same held-out inputs (worst / mean over seeds and "
-                    "distributions; see the raw file's comments):", "", "| method | ratio | seeds | worst | mean |",
+            out += ["", ("Other data-free variants on the same held-out inputs (worst / mean over seeds and "
+                    "distributions; see the raw file's comments):"), "", "| method | ratio | seeds | worst | mean |",
                     "|---|---|---|---|---|"]
             for meth in others:
                 for r in RATIOS:
@@ -133,9 +133,9 @@ def main() -> None:
     if sel.exists():
         srec, _ = read([sel])
         out += ["## Selection set (the only data that chose a method or a default)", "",
-                "PP-OCRv4 rec on the repo's OCR benchmark lines (character accuracy, original 0.9928) and "
+                ("PP-OCRv4 rec on the repo's OCR benchmark lines (character accuracy, original 0.9928) and "
                 "all-MiniLM-L6-v2 on GPL-3 sentences (cosine to the original). Raw values, not relative; "
-                "`generalise_selection.txt`.", "",
+                "`generalise_selection.txt`."), "",
                 "| model | method | ratio | seeds | worst | mean |", "|---|---|---|---|---|---|"]
         for (model, method, r), rows in sorted(srec.items()):
             v = [x[2] for x in rows]

@@ -81,6 +81,8 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed)
     parts = method.split("-")
     source = parts[1]
+    if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
+        source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
         step = 1 - math.sqrt(1 - ratio)
         p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed)

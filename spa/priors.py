@@ -9,9 +9,6 @@
   "structured" (continuous natural-image statistics) and "noise"; shuffled so every batch sees all four.
   Non-image inputs are "noise" in all of them. Why: a single prior is tuned to the inputs it was chosen on
   (benchmarks/generalise.py measures whether an ensemble transfers better).
-- "padded": the default "binary" source, but 2-D integer inputs that index nothing (the 0/1 ones: attention
-  masks) become padding masks, ones for a random length then zeros, as a tokenizer pads a batch; random 0/1
-  masks make every token attend to a random half of the others, which no real input does.
 """
 
 from __future__ import annotations
@@ -45,18 +42,4 @@ def mixed_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
     return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
 
 
-def padded_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
-    """"binary", with every 2-D integer input whose synthetic values are only 0/1 made a padding mask."""
-    from .calib import binary_inputs
-
-    feeds = binary_inputs(view, n, seed, other)
-    rng = np.random.default_rng((seed, 7))
-    for name, x in feeds.items():
-        if x.ndim == 2 and x.dtype.kind in "iu" and x.size and x.max() <= 1:
-            t = x.shape[1]
-            lengths = rng.integers(1, t + 1, size=len(x))
-            feeds[name] = (np.arange(t)[None, :] < lengths[:, None]).astype(x.dtype)
-    return feeds
-
-
-PRIORS: dict[str, Prior] = {"mix": mixed_inputs, "padded": padded_inputs}
+PRIORS: dict[str, Prior] = {"mix": mixed_inputs}

@@ -136,9 +136,9 @@ def test_synthetic_ids_cover_a_one_hot_alphabet(encoding):
     assert ids.min() == 0 and ids.max() == depth - 1 and len(np.unique(ids)) == depth
 
 
-def test_padded_prior_makes_masks_padding_masks_and_keeps_ids():
-    """'padded': a 0/1 integer input (an attention mask) becomes ones for a random length, then zeros; token ids
-    keep covering their vocabulary; deterministic for a seed."""
+def test_synthetic_attention_masks_are_padding_masks_and_ids_cover_the_vocabulary():
+    """Data-free sources: a (batch, length) integer input that indexes nothing (an attention mask) is ones for a
+    random length, then zeros, per sample; token ids keep covering their vocabulary; deterministic for a seed."""
     from onnx import TensorProto, helper
 
     emb = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32), "emb")
@@ -150,10 +150,10 @@ def test_padded_prior_makes_masks_padding_masks_and_keeps_ids():
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
         [emb, onnx.numpy_helper.from_array(np.array([2], np.int64), "ax")])
     view, _ = prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
-    f = PRIORS["padded"](view, 16, seed=0)
+    f = calib.binary_inputs(view, 16, seed=0)
     mask, ids = f["mask"], f["ids"]
     lengths = mask.sum(1)
     assert np.array_equal(mask, (np.arange(12)[None, :] < lengths[:, None]).astype(mask.dtype))
     assert lengths.min() >= 1 and np.ptp(lengths) > 0
     assert ids.max() > 1 and ids.max() < 50
-    assert np.array_equal(mask, PRIORS["padded"](view, 16, seed=0)["mask"])
+    assert np.array_equal(mask, calib.binary_inputs(view, 16, seed=0)["mask"])

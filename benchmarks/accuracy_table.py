@@ -90,7 +90,8 @@ def main() -> None:
            "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
            "distribution is shown). `--calib 32`: 32 unlabelled inputs of the held-out kind, not the evaluation "
-           "ones. Params/MACs: fraction kept (local pruning: every group loses the ratio). Prune time: seconds "
+           "ones. OCR character accuracy (1 − edits / length) is negative where the output is garbage longer than "
+           "the text. Params/MACs: fraction kept (local pruning: every group loses the ratio). Prune time: seconds "
            "per `spa.prune` on a shared 2-core machine (load varied; compare within a row).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)

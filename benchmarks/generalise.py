@@ -74,7 +74,7 @@ N_CALIB = 32
 
 def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) -> tuple[onnx.ModelProto, object]:
     """One prune by a method name: l1 | obspa-<source> | obspa-<source>-energy | obspa-<source>-iter2 |
-    obspa-calib32."""
+    obspa-<source>-noupdate | obspa-calib32."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
     if method == "obspa-calib32":
@@ -89,6 +89,8 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed)
         r2.before = r1.before
         return p2, r2
+    if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False)
     if parts[-1].startswith("energy"):  # energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio
         from spa.analysis import analyze
         from spa.api import prepare

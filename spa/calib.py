@@ -46,10 +46,11 @@ import onnx
 
 from .analysis import Analysis
 from .errors import BadArgument
+from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, vocabulary  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", "calib")
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib")  # PRIORS: spa/priors.py
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -341,85 +342,6 @@ def _dims(dims) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
 
-def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
-    """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
-    ones); token ids uniform over their embedding table."""
-    from .graph import random_array
-    from .verify import NP_DTYPES
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for inp in view.model.graph.input:
-        if inp.name not in view.graph_inputs:
-            continue
-        s = view.shape(inp.name) or ()
-        shape = [n] + [d if d else other for d in s[1:]]
-        dt = NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)
-        # integer inputs: token ids uniform over the embedding table they index, other integers (masks, type
-        # ids) 0/1
-        out[inp.name] = random_array(rng, shape, dt, int_high=_vocabulary(view, inp.name) or 2)
-    return out
-
-
-def _vocabulary(view, name: str) -> int | None:
-    """Rows of the initializer table that a Gather indexes with input `name` (an embedding), if any."""
-    for i in view.consumers.get(name, []):
-        node = view.model.graph.node[i]
-        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name and node.input[0] in view.inits:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            dims = view.inits[node.input[0]].dims
-            return int(dims[axis]) if dims else None
-    return None
-
-
-def _field(rng: np.random.Generator, c: int, h: int, w: int) -> np.ndarray:
-    """One synthetic image (c, h, w), zero mean, unit variance: a 1/f² power spectrum (spatially correlated,
-    like photographs and scans) with flat rectangles and thin strokes (edges, text-like marks) painted on."""
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    amp = 1.0 / np.maximum(np.sqrt(fy**2 + fx**2), 1.0 / max(h, w))  # 1/f amplitude = 1/f² power
-    spec = amp * (rng.standard_normal((c, h, w // 2 + 1)) + 1j * rng.standard_normal((c, h, w // 2 + 1)))
-    img = np.fft.irfft2(spec, s=(h, w))
-    img = (img - img.mean()) / (img.std() + 1e-8)
-    for _ in range(int(rng.integers(2, 8))):  # flat rectangles and thin strokes
-        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
-        if rng.random() < 0.5:
-            hh, ww = int(rng.integers(1, max(2, h // 2))), int(rng.integers(1, max(2, w // 2)))
-        else:
-            hh, ww = (int(rng.integers(1, 3)), int(rng.integers(2, w))) if rng.random() < 0.5 \
-                else (int(rng.integers(2, h)), int(rng.integers(1, 3)))
-        img[:, y0:y0 + hh, x0:x0 + ww] = rng.normal(0.0, 1.5, size=(c, 1, 1))
-    return (img - img.mean()) / (img.std() + 1e-8)
-
-
-def _images(view, n: int, seed: int, other: int, make) -> dict[str, np.ndarray]:
-    """"noise", but every image-shaped float input (N, C, H, W) gets `make(rng, field)` per sample."""
-    out = noise_inputs(view, n, seed, other)
-    rng = np.random.default_rng(seed + 1)
-    for x in out.values():
-        if x.ndim != 4 or x.dtype.kind != "f" or min(x.shape[2:]) < 4:
-            continue
-        for i in range(n):
-            x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
-    return out
-
-
-def structured_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
-    """Synthetic natural-image-like samples: `_field` at unit contrast around a random brightness (images are
-    rarely zero-mean: a scan is mostly white)."""
-    return _images(view, n, seed, other, lambda rng, f: f + rng.uniform(-1.0, 1.0))
-
-
-def binary_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
-    """Two-level synthetic images: `_field` thresholded so that a minority of 5-50 % of the pixels is -1 and
-    the rest +1 (±1σ of a normalised input): shapes with sharp edges on a flat background, like documents,
-    line art, digits, masks."""
-    def make(rng, f):
-        return np.where(f > np.quantile(f, rng.uniform(0.05, 0.5)), 1.0, -1.0)
-
-    return _images(view, n, seed, other, make)
-
-
 def batches_of(feeds: dict[str, np.ndarray], batch: int) -> Iterator[dict[str, np.ndarray]]:
     n = len(next(iter(feeds.values())))
     for i in range(0, n, batch):
@@ -481,6 +403,8 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     other = synthesis_size(a.view, seed, fixed or 1)
     if source == "bn-synth":
         return bn_synth_inputs(a.view, min(samples, BN_SYNTH_SAMPLES), seed, other=other)
+    if source in PRIORS:
+        return PRIORS[source](a.view, samples, seed, other)
     if source == "structured":
         return structured_inputs(a.view, samples, seed, other)
     if source == "binary":
@@ -537,7 +461,7 @@ def synthesis_size(view, seed: int, batch: int = 1) -> int:
     free = [i for i in inputs if any(k > 0 and not d.dim_value for k, d in enumerate(i.type.tensor_type.shape.dim))]
     suspects = [i for i in inputs if (
         view.shape(i.name) is None
-        or (i.type.tensor_type.elem_type not in _FLOATS and _vocabulary(view, i.name) is None))]
+        or (i.type.tensor_type.elem_type not in _FLOATS and vocabulary(view, i.name) is None))]
     if not free and not suspects:
         return 1
     sizes = tuple(dict.fromkeys((32, 64, 16, 8) + tuple(OTHER_SIZES))) if free else (1,)

@@ -1,0 +1,157 @@
+"""The data-free sources ("priors") of spa.calib: noise, structured and binary synthetic images, token ids over
+the embedding table or one-hot alphabet they index, padding masks; and the extra priors registered in `PRIORS`.
+
+`spa.calib.source_feeds` dispatches a source named in `PRIORS` to its function `(view, n, seed, other) -> feeds`
+(`other`: the size for symbolic non-batch dims, as for the built-in sources), so a prior added here is a
+`--calib-source` choice without touching the statistics code. Every prior must be deterministic for a seed.
+
+- "mix": an ensemble of the built-in priors, one quarter of the samples each: "binary" (dark shapes on a light
+  background), the same with its polarity flipped (light on dark: inverted scans, screenshots in dark mode),
+  "structured" (continuous natural-image statistics) and "noise"; shuffled so every batch sees all four.
+  Non-image inputs are "noise" in all of them. Why: a single prior is tuned to the inputs it was chosen on
+  (benchmarks/generalise.py measures whether an ensemble transfers better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+Prior = Callable[..., dict[str, np.ndarray]]
+
+
+def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+    """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
+    ones); token ids uniform over their embedding table (or one-hot alphabet); (batch, length) integer inputs
+    that index nothing (attention masks) padding masks; other integers 0/1."""
+    from .graph import random_array
+    from .verify import NP_DTYPES
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    masks = []
+    for inp in view.model.graph.input:
+        if inp.name not in view.graph_inputs:
+            continue
+        s = view.shape(inp.name) or ()
+        shape = [n] + [d if d else other for d in s[1:]]
+        dt = NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)
+        vocab = vocabulary(view, inp.name)
+        out[inp.name] = random_array(rng, shape, dt, int_high=vocab or 2)
+        if vocab is None and len(shape) == 2 and np.dtype(dt).kind in "iu":
+            masks.append(inp.name)
+    # a padding mask per sample: ones for a random length, then zeros, as a tokenizer pads a batch. Random 0/1
+    # masks make every token attend to a random half of the others, which no real input does; on
+    # all-MiniLM-L6-v2 at 0.3 the padding masks gave cosine 0.826 vs 0.816 (selection sentences, 5 seeds) and
+    # 0.784 vs 0.754 worst case on held-out sentences (benchmarks/generalise_{selection,minilm}.txt, "padded")
+    mask_rng = np.random.default_rng((seed, 7))
+    for name in masks:
+        x = out[name]
+        lengths = mask_rng.integers(1, x.shape[1] + 1, size=len(x))
+        out[name] = (np.arange(x.shape[1])[None, :] < lengths[:, None]).astype(x.dtype)
+    return out
+
+
+def vocabulary(view, name: str) -> int | None:
+    """Rows of the initializer table that a Gather indexes with input `name` (an embedding), if any; else the
+    depth of a one-hot encoding of it (OneHot with a constant depth, or Equal against a constant range through
+    shape-only ops, as jax2tf writes it: Magika's 257 byte values), so that synthetic ids cover the alphabet."""
+    for i in view.consumers.get(name, []):
+        node = view.model.graph.node[i]
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] == name and node.input[0] in view.inits:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            dims = view.inits[node.input[0]].dims
+            return int(dims[axis]) if dims else None
+    return _one_hot_depth(view, name)
+
+
+_SHAPE_ONLY = ("Reshape", "Unsqueeze", "Expand", "Cast", "Identity", "Squeeze", "Flatten")
+
+
+def _one_hot_depth(view, name: str, hops: int = 4) -> int | None:
+    for i in view.consumers.get(name, []):
+        node = view.model.graph.node[i]
+        if node.op_type == "OneHot" and node.input[0] == name:
+            depth = view.array(node.input[1])
+            return int(np.asarray(depth).reshape(-1)[0]) if depth is not None else None
+        if node.op_type == "Equal":
+            other = view.array(node.input[1] if node.input[0] == name else node.input[0])
+            if other is not None and np.asarray(other).size > 1:
+                return int(np.asarray(other).max()) + 1
+        if node.op_type in _SHAPE_ONLY and node.input[0] == name and hops > 0:
+            depth = _one_hot_depth(view, node.output[0], hops - 1)
+            if depth is not None:
+                return depth
+    return None
+
+
+def _field(rng: np.random.Generator, c: int, h: int, w: int) -> np.ndarray:
+    """One synthetic image (c, h, w), zero mean, unit variance: a 1/f² power spectrum (spatially correlated,
+    like photographs and scans) with flat rectangles and thin strokes (edges, text-like marks) painted on."""
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    amp = 1.0 / np.maximum(np.sqrt(fy**2 + fx**2), 1.0 / max(h, w))  # 1/f amplitude = 1/f² power
+    spec = amp * (rng.standard_normal((c, h, w // 2 + 1)) + 1j * rng.standard_normal((c, h, w // 2 + 1)))
+    img = np.fft.irfft2(spec, s=(h, w))
+    img = (img - img.mean()) / (img.std() + 1e-8)
+    for _ in range(int(rng.integers(2, 8))):  # flat rectangles and thin strokes
+        y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+        if rng.random() < 0.5:
+            hh, ww = int(rng.integers(1, max(2, h // 2))), int(rng.integers(1, max(2, w // 2)))
+        else:
+            hh, ww = (int(rng.integers(1, 3)), int(rng.integers(2, w))) if rng.random() < 0.5 \
+                else (int(rng.integers(2, h)), int(rng.integers(1, 3)))
+        img[:, y0:y0 + hh, x0:x0 + ww] = rng.normal(0.0, 1.5, size=(c, 1, 1))
+    return (img - img.mean()) / (img.std() + 1e-8)
+
+
+def _images(view, n: int, seed: int, other: int, make) -> dict[str, np.ndarray]:
+    """"noise", but every image-shaped float input (N, C, H, W) gets `make(rng, field)` per sample."""
+    out = noise_inputs(view, n, seed, other)
+    rng = np.random.default_rng(seed + 1)
+    for x in out.values():
+        if x.ndim != 4 or x.dtype.kind != "f" or min(x.shape[2:]) < 4:
+            continue
+        for i in range(n):
+            x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
+    return out
+
+
+def structured_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+    """Synthetic natural-image-like samples: `_field` at unit contrast around a random brightness (images are
+    rarely zero-mean: a scan is mostly white)."""
+    return _images(view, n, seed, other, lambda rng, f: f + rng.uniform(-1.0, 1.0))
+
+
+def binary_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+    """Two-level synthetic images: `_field` thresholded so that a minority of 5-50 % of the pixels is -1 and
+    the rest +1 (±1σ of a normalised input): shapes with sharp edges on a flat background, like documents,
+    line art, digits, masks."""
+    def make(rng, f):
+        return np.where(f > np.quantile(f, rng.uniform(0.05, 0.5)), 1.0, -1.0)
+
+    return _images(view, n, seed, other, make)
+
+
+def _is_image(x: np.ndarray) -> bool:
+    return x.ndim == 4 and x.dtype.kind == "f" and min(x.shape[2:]) >= 4
+
+
+def mixed_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+    """One quarter each (rounded, at least the first part non-empty) of binary, inverted binary, structured and
+    noise samples, in a seed-determined order."""
+    sizes = [n // 4 + (1 if k < n % 4 else 0) for k in range(4)]
+    parts: list[dict[str, np.ndarray]] = []
+    for k, (make, size) in enumerate(zip((binary_inputs, binary_inputs, structured_inputs, noise_inputs), sizes)):
+        if size == 0:
+            continue
+        feeds = make(view, size, seed * 4 + k, other)
+        if k == 1:  # polarity flipped: a light minority on a dark background
+            feeds = {name: -x if _is_image(x) else x for name, x in feeds.items()}
+        parts.append(feeds)
+    order = np.random.default_rng(seed).permutation(n)
+    return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}
+
+
+PRIORS: dict[str, Prior] = {"mix": mixed_inputs}

@@ -1,0 +1,159 @@
+"""Data-free priors registered in spa.priors, and OBS-cost global allocation (spa.sensitivity)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import spa
+from models.patterns import build
+from spa import calib
+from spa.analysis import analyze
+from spa.api import prepare
+from spa.criteria.obspa import compensate
+from spa.graph import ModelView
+from spa.plan import keep_mask
+from spa.priors import PRIORS, mixed_inputs
+from spa.report import stats as model_stats
+from spa.rewrite import Rewriter
+from spa.sensitivity import energy_plan, energy_scores
+from spa.verify import oracle_error
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
+TOL = 1e-5
+
+
+def _view() -> ModelView:
+    return ModelView.build(onnx.load(str(ROOT / "models/samples/resnet18_tiny.onnx")))
+
+
+def test_mix_is_registered_as_a_source():
+    assert "mix" in PRIORS and "mix" in calib.SOURCES
+
+
+def test_mix_holds_both_polarities_continuous_and_noise_samples_deterministically():
+    """A quarter each: dark-minority binary, light-minority binary, continuous (structured) and noise; the seed
+    decides the samples and their order."""
+    view = _view()
+    name = view.graph_inputs[0]
+    x = mixed_inputs(view, 16, seed=0)[name]
+    assert x.shape[0] == 16 and x.dtype == np.float32
+    two_level = [set(np.unique(s)) <= {-1.0, 1.0} for s in x]
+    dark = np.array([(s == -1).mean() for s in x])
+    assert sum(two_level) == 8
+    assert (dark[two_level] < 0.51).sum() == 4 and (dark[two_level] > 0.49).sum() == 4
+    assert np.array_equal(x, mixed_inputs(view, 16, seed=0)[name])
+    assert not np.array_equal(x, mixed_inputs(view, 16, seed=1)[name])
+    assert mixed_inputs(view, 3, seed=0)[name].shape[0] == 3  # fewer samples than parts
+
+
+def test_obspa_with_the_mix_prior_passes_the_oracle():
+    _, rep = spa.prune(str(SAMPLE), ratio=0.5, criterion="obspa", calib_source="mix", calib_samples=8, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+
+
+def test_cli_accepts_mix_and_refuses_an_unknown_prior(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "spa", *args], check=False, capture_output=True, text=True,
+                              cwd=ROOT)
+
+    ok = cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib-source", "mix",
+             "--calib-samples", "8")
+    assert ok.returncode == 0, ok.stderr
+    bad = cli("prune", str(SAMPLE), "-o", str(tmp_path / "p.onnx"), "-c", "obspa", "--calib-source", "mixx")
+    assert bad.returncode == 2 and "unknown calibration source 'mixx'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.onnx").exists()
+
+
+def _stats(name: str):
+    view, _ = prepare(build(name))
+    a = analyze(view)
+    return a, calib.collect(a, "noise", samples=8, seed=3)
+
+
+@pytest.mark.parametrize("name", ["two_gemms", "concat_offsets", "flatten_to_gemm"])
+def test_energy_plan_matches_local_macs_and_passes_the_oracle(name):
+    a, st = _stats(name)
+    plan = energy_plan(a, st, 0.5)
+    local = spa.api.compute_plan(a, ratio=0.5, criterion="obspa", stats=st)
+    keep = keep_mask(a, plan)
+    pruned = Rewriter(a, keep).apply()
+    assert model_stats(ModelView.build(pruned)).macs <= model_stats(ModelView.build(
+        Rewriter(a, keep_mask(a, local)).apply())).macs
+    over = compensate(a, keep, st)
+    pruned = Rewriter(a, keep, overrides=over).apply()
+    assert oracle_error(a, keep, pruned, overrides=over, precision="float64") <= TOL
+
+
+def test_energy_scores_rank_a_dead_channel_lowest_in_the_whole_network():
+    """A channel whose consumer columns are zero costs nothing to remove: ΔL/E = 0, the lowest of every group,
+    so the global plan removes it first."""
+    model = build("two_gemms")
+    a, st = _stats("two_gemms")
+    g = next(g for g in a.prunable if any(m.role == "in" and (m.tensor, m.axis) in st for m in g.params))
+    m = next(m for m in g.params if m.role == "in" and (m.tensor, m.axis) in st)
+    init = next(t for t in model.graph.initializer if t.name == m.tensor)
+    w = onnx.numpy_helper.to_array(init).copy()
+    np.moveaxis(w, m.axis, 0)[np.nonzero(m.ids == 2)[0]] = 0.0
+    init.CopyFrom(onnx.numpy_helper.from_array(w, m.tensor))
+    view, _ = prepare(model)
+    a = analyze(view)
+    st = calib.collect(a, "noise", samples=8, seed=3)
+    sc = energy_scores(a, st)
+    assert sc[g.id][2] <= 1e-9 * sc[g.id].max()
+    assert all(sc[g.id][2] <= s.min() for k, s in sc.items() if k != g.id)
+    assert 2 not in next(p for p in energy_plan(a, st, 0.1).groups if p.key == g.key).keep
+
+
+@pytest.mark.parametrize("encoding", ["equal", "onehot"])
+def test_synthetic_ids_cover_a_one_hot_alphabet(encoding):
+    """Integer inputs that a model one-hot encodes (Equal against a constant range, as jax2tf writes Magika's
+    byte encoding, or the OneHot op) get synthetic ids over the whole alphabet, not just 0/1."""
+    from onnx import TensorProto, helper
+
+    depth = 37
+    nodes = [helper.make_node("Unsqueeze", ["ids", "ax"], ["u"])]
+    inits = [onnx.numpy_helper.from_array(np.array([2], np.int64), "ax"),
+             onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((depth, 4)).astype(np.float32), "w")]
+    if encoding == "equal":
+        inits.append(onnx.numpy_helper.from_array(np.arange(depth, dtype=np.int32).reshape(1, 1, depth), "range"))
+        nodes += [helper.make_node("Equal", ["u", "range"], ["eq"]), helper.make_node("Cast", ["eq"], ["oh"], to=1)]
+    else:
+        inits += [onnx.numpy_helper.from_array(np.array(depth, np.int64), "depth"),
+                  onnx.numpy_helper.from_array(np.array([0, 1], np.float32), "values")]
+        nodes = [helper.make_node("OneHot", ["ids", "depth", "values"], ["oh"])]
+    nodes.append(helper.make_node("MatMul", ["oh", "w"], ["y"]))
+    g = helper.make_graph(nodes, "onehot", [helper.make_tensor_value_info("ids", TensorProto.INT32, ["N", 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    view, _ = prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    ids = calib.noise_inputs(view, 8, seed=0)["ids"]
+    assert ids.min() == 0 and ids.max() == depth - 1 and len(np.unique(ids)) == depth
+
+
+def test_synthetic_attention_masks_are_padding_masks_and_ids_cover_the_vocabulary():
+    """Data-free sources: a (batch, length) integer input that indexes nothing (an attention mask) is ones for a
+    random length, then zeros, per sample; token ids keep covering their vocabulary; deterministic for a seed."""
+    from onnx import TensorProto, helper
+
+    emb = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32), "emb")
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "ids"], ["e"]), helper.make_node("Cast", ["mask"], ["m"], to=1),
+         helper.make_node("Unsqueeze", ["m", "ax"], ["mu"]), helper.make_node("Mul", ["e", "mu"], ["y"])],
+        "masked", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 12]),
+                   helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [emb, onnx.numpy_helper.from_array(np.array([2], np.int64), "ax")])
+    view, _ = prepare(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    f = calib.binary_inputs(view, 16, seed=0)
+    mask, ids = f["mask"], f["ids"]
+    lengths = mask.sum(1)
+    assert np.array_equal(mask, (np.arange(12)[None, :] < lengths[:, None]).astype(mask.dtype))
+    assert lengths.min() >= 1 and np.ptp(lengths) > 0
+    assert ids.max() > 1 and ids.max() < 50
+    assert np.array_equal(mask, calib.binary_inputs(view, 16, seed=0)["mask"])

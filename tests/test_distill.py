@@ -12,13 +12,14 @@ from onnx import helper
 
 torch = pytest.importorskip("torch")
 
+from test_finetune import assert_one_line_error, spa_cli
+
 import spa
 from converters.onnx_to_torch import onnx_to_torch
 from models import patterns
 from spa import graph
 from spa.finetune import finetune, reestimate_bn
 from spa.verify import session
-from test_finetune import assert_one_line_error, spa_cli
 
 
 def _prune(model: onnx.ModelProto, d: Path, name: str, n: int = 48) -> tuple[Path, Path, Path]:

@@ -571,7 +571,9 @@ def _softmax(fn):
         if a["_opset"] >= 13:
             return [fn(inp, dim=a.get("axis", -1))]
         ax = _axis(a.get("axis", 1), inp.dim())
-        flat = inp.reshape(int(np.prod(inp.shape[:ax], dtype=np.int64)), -1)
+        if ax == inp.dim() - 1:  # the 2-D coercion changes nothing; a re-export keeps the batch symbolic
+            return [fn(inp, dim=-1)]
+        flat = inp.reshape(1, -1) if ax == 0 else inp.flatten(ax).flatten(0, ax - 1)
         return [fn(flat, dim=1).reshape(inp.shape)]
 
     return run

@@ -293,7 +293,9 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         t_proto = teacher if isinstance(teacher, onnx.ModelProto) else graph.load(teacher)
         inputs = select_inputs(proto, arrays, input_key)
         n = len(next(iter(inputs.values())))
-        if fixed and n >= fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
+        if fixed and n < fixed:
+            raise BadArgument(f"the model's batch size is fixed at {fixed}; the data has only {n} samples")
+        if fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
             n -= n % fixed
             inputs = {k: v[:n] for k, v in inputs.items()}
         obj = Distillation(proto, t_proto, inputs, step, temperature, output_loss or {})
@@ -301,8 +303,6 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         inputs, y = _split(proto, arrays, input_key, target_key)
         n = len(y)
         obj = _Supervised(loss, y, _run_all(session(proto), inputs, n, batch, fixed).shape)
-    if fixed and n < fixed:
-        raise BadArgument(f"the model's batch size is fixed at {fixed}; the data has only {n} samples")
     xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     all_batches = [np.arange(i, min(i + step, n)) for i in range(0, n - (n % step if fixed else 0), step)]
 

@@ -157,3 +157,16 @@ def test_cli_distils_with_progress_and_rejects_a_mismatched_teacher(multi, tmp_p
     assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "z=kl"), 2, "not outputs")
     assert_one_line_error(spa_cli(*base), 2, "--teacher")  # unlabelled data without a teacher
     assert not o.exists()
+
+
+@pytest.mark.parametrize("name", ["softmax_opset11_last", "softmax_opset11_axis1"])
+def test_opset11_softmax_reexports_with_a_symbolic_batch(name, tmp_path):
+    """opset < 13 Softmax coerces to 2-D; the round trip must not bake the example's batch into that reshape
+    (PP-OCRv4 rec's final Softmax did: the re-export then failed at any other batch size)."""
+    p = tmp_path / f"{name}.onnx"
+    onnx.save(patterns.build(name), str(p))
+    x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    rep = finetune(p, {"x": x}, tmp_path / "o.onnx", teacher=p, epochs=1, batch=4)
+    assert rep.export_error <= 1e-4
+    y = session(onnx.load(str(tmp_path / "o.onnx"))).run(None, {"x": x[:5]})[0]
+    assert y.shape[0] == 5

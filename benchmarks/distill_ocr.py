@@ -14,7 +14,8 @@ fine-tune runs as the user would (`python -m spa finetune ... --teacher`, a sepa
 wall time and the load average around it are printed (the machine is shared with other jobs).
 
     .venv/bin/python benchmarks/distill_ocr.py > benchmarks/distill_ocr.txt
-    (--sweep: the temperature choice on the validation set, shorter runs)
+    (--sweep: temperatures 1, 2, 4 on shorter runs; --lines N, --epochs E, --lr LR, --temperature T;
+     --no-bn-row skips the BatchNorm-only row)
 """
 
 from __future__ import annotations
@@ -122,8 +123,9 @@ def main() -> None:
     row("original (teacher)", m)
     row("pruned 0.5 (obspa data-free)", pruned)
     common = [str(d / "pruned.onnx"), "--teacher", str(d / "orig.onnx"), "--data", str(d / "lines.npz")]
-    secs, load, _ = finetune_cli([*common, "-o", str(d / "bn.onnx"), "--epochs", "0", "-q"])
-    row("+ BatchNorm re-estimation only", onnx.load(str(d / "bn.onnx")), secs, load)
+    if "--no-bn-row" not in sys.argv:
+        secs, load, _ = finetune_cli([*common, "-o", str(d / "bn.onnx"), "--epochs", "0", "-q"])
+        row("+ BatchNorm re-estimation only", onnx.load(str(d / "bn.onnx")), secs, load)
     configs = ([(t, 4) for t in (1.0, 2.0, 4.0)] if "--sweep" in sys.argv
                else [(float(sys.argv[sys.argv.index("--temperature") + 1]) if "--temperature" in sys.argv else
                       TEMPERATURE, int(sys.argv[sys.argv.index("--epochs") + 1])

@@ -316,6 +316,11 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         reestimate_bn(module, (feed(idx) for idx in all_batches))
 
     g = torch.Generator().manual_seed(seed)
+    # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
+    # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
+    for p in module.parameters():
+        if p.numel() <= 1:
+            p.requires_grad_(False)
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     steps = max(1, epochs * len(all_batches))

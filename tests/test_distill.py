@@ -170,3 +170,20 @@ def test_opset11_softmax_reexports_with_a_symbolic_batch(name, tmp_path):
     assert rep.export_error <= 1e-4
     y = session(onnx.load(str(tmp_path / "o.onnx"))).run(None, {"x": x[:5]})[0]
     assert y.shape[0] == 5
+
+
+def test_single_element_constants_are_not_trained(tmp_path):
+    """A Pow's exponent is a float initializer; trained, its gradient x^p ln(x) is NaN for x <= 0 (PP-OCRv4 rec's
+    decomposed LayerNorm diverged at the first step).  Scalars stay constants; the weights still train."""
+    m = patterns.build("two_gemms")
+    out = m.graph.output[0]
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"))
+    m.graph.node.append(helper.make_node("Pow", ["y", "two"], ["sq"]))
+    m.graph.output.remove(out)
+    m.graph.output.append(helper.make_tensor_value_info("sq", out.type.tensor_type.elem_type, ["N", 5]))
+    p = tmp_path / "pow.onnx"
+    onnx.save(m, str(p))
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    rep = finetune(p, {"x": x, "y": np.random.default_rng(1).standard_normal((16, 5)).astype(np.float32)},
+                   tmp_path / "o.onnx", loss="mse", epochs=3, lr=1e-2, batch=8)
+    assert np.isfinite(rep.loss_after) and rep.loss_after < rep.loss_before

@@ -1,8 +1,10 @@
 """ONNX -> trainable PyTorch module (fine-tuning pruned models).
 
 ``onnx_to_torch(model)`` returns an :class:`OnnxModule` that executes the ONNX graph node by node with torch
-ops.  Float initializers become ``nn.Parameter`` s (trainable); integer / bool initializers and the values of
-``Constant`` nodes become buffers.  Shape computations (Shape -> Gather -> Concat -> Reshape ...) are evaluated
+ops.  Float initializers become ``nn.Parameter`` s (trainable); integer / bool initializers, the values of
+``Constant`` nodes and BatchNormalization's running mean and variance become buffers.  In ``train()`` mode a
+BatchNormalization normalises with the batch's statistics and updates those buffers (``bn_momentum``), as
+``torch.nn.BatchNorm`` does, so fine-tuning on new data re-estimates them; in ``eval()`` mode it uses them.  Shape computations (Shape -> Gather -> Concat -> Reshape ...) are evaluated
 with torch ops on every forward, so a dynamic batch keeps working.
 
 Ops live in the declarative registry ``OPS: dict[op_type, fn(node, inputs, attrs) -> list[Tensor]]``;
@@ -32,7 +34,7 @@ from onnx import helper, numpy_helper
 
 from spa.errors import BadModel
 
-__all__ = ["OPS", "SUPPORTED", "OnnxModule", "UnsupportedOp", "check_roundtrip", "onnx_to_torch"]
+__all__ = ["OPS", "SUPPORTED", "OnnxModule", "UnsupportedOp", "batchnorm_train", "check_roundtrip", "onnx_to_torch"]
 
 
 class UnsupportedOp(BadModel):
@@ -265,6 +267,14 @@ def _batchnorm(node, x, a):
     eps = a.get("epsilon", 1e-5)
     r = inp.dim()
     y = (inp - _chan(mean, r)) / torch.sqrt(_chan(var, r) + eps) * _chan(scale, r) + _chan(bias, r)
+    return [y] + [None] * (len(node.output) - 1)
+
+
+def batchnorm_train(node: onnx.NodeProto, x: list[Tensor | None], a: dict, momentum: float) -> list[Tensor | None]:
+    """BatchNormalization in training mode: normalise with the batch's statistics and move the running mean and
+    variance (buffers, updated in place) towards them by ``momentum`` (``torch.nn.BatchNorm``'s convention)."""
+    inp, scale, bias, mean, var = x[:5]
+    y = F.batch_norm(inp, mean, var, scale, bias, training=True, momentum=momentum, eps=a.get("epsilon", 1e-5))
     return [y] + [None] * (len(node.output) - 1)
 
 
@@ -561,7 +571,9 @@ def _softmax(fn):
         if a["_opset"] >= 13:
             return [fn(inp, dim=a.get("axis", -1))]
         ax = _axis(a.get("axis", 1), inp.dim())
-        flat = inp.reshape(int(np.prod(inp.shape[:ax], dtype=np.int64)), -1)
+        if ax == inp.dim() - 1:  # the 2-D coercion changes nothing; a re-export keeps the batch symbolic
+            return [fn(inp, dim=-1)]
+        flat = inp.reshape(1, -1) if ax == 0 else inp.flatten(ax).flatten(0, ax - 1)
         return [fn(flat, dim=1).reshape(inp.shape)]
 
     return run
@@ -859,7 +871,9 @@ class OnnxModule(torch.nn.Module):
     constants buffers. forward(*inputs) returns a tensor (one output) or a tuple, in graph-output order.
 
     ``param_names`` maps each initializer's ONNX name to its attribute name on the module;
-    ``input_names`` / ``output_names`` are the graph's (non-initializer) inputs and outputs."""
+    ``input_names`` / ``output_names`` are the graph's (non-initializer) inputs and outputs. ``bn_momentum`` is
+    how far a training-mode forward moves BatchNormalization's running statistics towards the batch's
+    (``run(..., extra=names)`` also returns intermediate values, e.g. the logits before a final Softmax)."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         super().__init__()
@@ -872,14 +886,17 @@ class OnnxModule(torch.nn.Module):
         })
         if bad:
             raise UnsupportedOp(f"onnx_to_torch: unsupported op(s): {', '.join(bad)}")
-        taken = set(dir(self)) | {"opset", "param_names", "input_names", "output_names"}
+        taken = set(dir(self)) | {"opset", "param_names", "input_names", "output_names", "bn_momentum"}
+        self.bn_momentum = 0.1
+        # running statistics are estimated, not trained: buffers (a training-mode forward updates them in place)
+        stats = {n.input[k] for n in g.node if n.op_type == "BatchNormalization" for k in (3, 4) if len(n.input) > k}
         self.param_names: dict[str, str] = {}
         self._values: dict[str, str] = {}  # onnx value name -> attribute holding it
         for init in g.initializer:
             arr = numpy_helper.to_array(init)
             t = _to_torch(arr)
             attr = _sanitize(init.name, taken)
-            if t.dtype.is_floating_point:
+            if t.dtype.is_floating_point and init.name not in stats:
                 self.register_parameter(attr, torch.nn.Parameter(t))
             else:
                 self.register_buffer(attr, t)
@@ -900,6 +917,12 @@ class OnnxModule(torch.nn.Module):
             self._nodes.append((OPS[_key(node)], list(node.input), list(node.output), a, node))
 
     def forward(self, *inputs: Tensor):
+        out, _ = self.run(*inputs)
+        return out[0] if len(out) == 1 else out
+
+    def run(self, *inputs: Tensor, extra: tuple[str, ...] = ()) -> tuple[tuple[Tensor, ...], dict[str, Tensor]]:
+        """The graph outputs (a tuple, in graph order) and the values named in ``extra`` (any tensor of the graph;
+        distillation reads the logits before a Softmax output this way)."""
         if len(inputs) != len(self.input_names):
             raise TypeError(f"expected {len(self.input_names)} inputs {self.input_names}, got {len(inputs)}")
         env: dict[str, Tensor | None] = {n: getattr(self, attr) for n, attr in self._values.items()}
@@ -908,12 +931,17 @@ class OnnxModule(torch.nn.Module):
             args = [env[n] if n else None for n in ins]
             while args and args[-1] is None:
                 args.pop()
-            res = fn(node, args, a)
+            if self.training and node.op_type == "BatchNormalization":
+                res = batchnorm_train(node, args, a, self.bn_momentum)
+            else:
+                res = fn(node, args, a)
             for name, val in zip(outs, res):
                 if name:
                     env[name] = val
-        out = tuple(env[n] for n in self.output_names)
-        return out[0] if len(out) == 1 else out
+        missing = [n for n in extra if env.get(n) is None]
+        if missing:
+            raise KeyError(f"no value(s) {missing} in the graph")
+        return tuple(env[n] for n in self.output_names), {n: env[n] for n in extra}
 
 
 def onnx_to_torch(model: onnx.ModelProto | str | Path) -> OnnxModule:

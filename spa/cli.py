@@ -508,25 +508,38 @@ def convert(
 @_guard
 def finetune(
     model: Annotated[Path, typer.Argument(help="ONNX model to fine-tune (typically the output of spa prune)")],
-    data: Annotated[Path, typer.Option("--data", help=".npz: one array per graph input (keyed by its name) and the targets")],
+    data: Annotated[Path, typer.Option("--data", help=".npz: one array per graph input (keyed by its name) and, without --teacher, the targets")],
     output: Annotated[Path, typer.Option("-o", "--output", help="where to write the fine-tuned ONNX model")],
-    epochs: Annotated[int, typer.Option("--epochs", help="passes over the data")] = 3,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate")] = 1e-3,
+    teacher: Annotated[Path | None, typer.Option("--teacher", help="the original model: distil from it (no targets needed; every output is matched)")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="passes over the data (0: only re-estimate BatchNorm statistics)")] = 3,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (decays to 0 along a cosine)")] = 1e-3,
     batch: Annotated[int, typer.Option("--batch", min=1, help="samples per step")] = 32,
-    loss: Annotated[str, typer.Option("--loss", help="ce (class indices or probabilities) | mse")] = "ce",
+    loss: Annotated[str | None, typer.Option("--loss", help="ce (class indices or probabilities) | mse (default ce; not with --teacher)")] = None,
     input_key: Annotated[str | None, typer.Option("--input", help="npz key holding the (single) graph input, if not named after it")] = None,
     target_key: Annotated[str | None, typer.Option("--target", help="npz key of the targets (default: target, y, labels or label)")] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="--teacher: temperature of the KL on class scores")] = 2.0,
+    output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|mse|off for one output (repeatable; default chosen per output)")] = None,
+    freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
     seed: Annotated[int, typer.Option("--seed", min=0, help="seed of the sample order")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
 ) -> None:
-    """Fine-tune through PyTorch (ONNX -> torch -> train -> ONNX), checked in onnxruntime, written atomically."""
+    """Fine-tune through PyTorch (ONNX -> torch -> train -> ONNX), checked in onnxruntime, written atomically.
+    With --teacher ORIGINAL.onnx the data needs no targets: the pruned model learns to match the original."""
     from . import io_safety
+    from .distill import parse_output_loss
     from .finetune import finetune as run
 
-    io_safety.check_io(models=[model], reads=[("--data", data)], writes=[("-o", output)])
+    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher)], writes=[("-o", output)])
+
+    def progress(epoch: int, total: int, value: float, seconds: float) -> None:
+        eta = seconds / epoch * (total - epoch)
+        print(f"epoch {epoch}/{total}: loss {value:.4g} ({seconds:.0f}s, ETA {eta:.0f}s)", file=sys.stderr, flush=True)
+
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
-              target_key=target_key, seed=seed)
+              target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
+              output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
+              progress=None if quiet or as_json else progress)
     if as_json:
         print(json.dumps(rep.as_dict(), indent=1))
     elif not quiet:
@@ -535,8 +548,17 @@ def finetune(
             acc = f", accuracy {rep.accuracy_before:.3f} -> {rep.accuracy_after:.3f}"
         print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
               f"({rep.epochs} epochs)")
+        for o in rep.outputs:
+            if o["loss"] == "off":
+                _say(f"  output {o['output']}: not matched ({o['why']})")
+            else:
+                _say(f"  output {o['output']}: {o['loss']} on {o['compared']} ({o['why']}), "
+                      f"{o['before']:.4g} -> {o['after']:.4g}")
+        bn = {"none": "no BatchNormalization (folded into the convolutions?)",
+              "frozen": f"{rep.bn_layers} BatchNorm layers kept their statistics",
+              "re-estimated": f"{rep.bn_layers} BatchNorm layers re-estimated on the data"}[rep.bn]
         _say(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
-              f"{rep.seconds:.1f}s)")
+              f"{bn}; {rep.seconds:.1f}s)")
 
 
 def _click_exceptions():

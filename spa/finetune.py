@@ -12,14 +12,23 @@ The data file is an ``.npz`` holding one array per graph input (keyed by the inp
 for a single-input model) and the targets (``target_key``; by default the first of ``target``, ``y``,
 ``labels``, ``label``).  Only the first graph output is trained: ``ce`` takes class indices (N,) or class
 probabilities shaped like the output, ``mse`` an array shaped like the output.
+
+With ``teacher`` (the original, unpruned model) the data needs no targets: every output of the teacher is
+matched (``spa.distill``: softened KL for class scores, relative MSE for maps and embeddings).
+
+BatchNormalization statistics are re-estimated on the data (before training, used and updated during it with
+batch statistics, and once more for the final weights), since pruning changes what reaches each BatchNorm;
+``freeze_bn`` keeps the original ones.  Exports that fold BatchNorm into the convolutions have none to re-estimate
+(the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +36,11 @@ import onnx
 
 from .errors import BadArgument, VerificationFailed
 
-__all__ = ["LOSSES", "FinetuneReport", "finetune"]
+__all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "reestimate_bn", "select_inputs"]
 
 LOSSES = ("ce", "mse")
 TARGET_KEYS = ("target", "y", "labels", "label")
+TEMPERATURE = 2.0  # distillation's KL temperature (benchmarks/distill_ocr.txt)
 _TOL = 1e-4  # trained torch module vs its ONNX export in onnxruntime (relative above magnitude 1)
 
 
@@ -46,12 +56,16 @@ class FinetuneReport:
     accuracy_after: float | None
     export_error: float  # max |onnxruntime - torch| / max(1, max|torch|) of the written model
     seconds: float
+    bn: str = "none"  # "re-estimated", "frozen" or "none" (no BatchNormalization node: folded into the convs)
+    bn_layers: int = 0
+    outputs: list[dict] = field(default_factory=list)  # distillation: per output its loss kind, before, after
 
     def as_dict(self) -> dict:
         return {"output": str(self.path), "samples": self.samples, "epochs": self.epochs, "loss": self.loss_name,
                 "loss_before": self.loss_before, "loss_after": self.loss_after,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
-                "export_error": self.export_error, "seconds": round(self.seconds, 3)}
+                "export_error": self.export_error, "seconds": round(self.seconds, 3), "bn": self.bn,
+                "bn_layers": self.bn_layers, "outputs": self.outputs}
 
 
 def _torch():
@@ -62,7 +76,9 @@ def _torch():
     return torch
 
 
-def _load_data(data: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def load_data(data: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The arrays of ``data`` (a mapping or an ``.npz`` file).  The one place data files are read: ``model`` is
+    what a loader of image folders needs to preprocess for."""
     if isinstance(data, Mapping):
         return {str(k): np.asarray(v) for k, v in data.items()}
     p = Path(data)
@@ -75,16 +91,11 @@ def _load_data(data: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[str, 
         raise BadArgument(f"--data {p} is not a readable .npz file ({type(e).__name__})") from None
 
 
-def _split(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str | None,
-           target_key: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def select_inputs(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str | None) -> dict[str, np.ndarray]:
+    """One array per graph input (by name, or ``input_key`` for a single-input model), checked against the
+    model's element types and static dims (cast where that is safe); all with the same number of samples."""
     inits = {i.name for i in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in inits]
-    if target_key is None:
-        target_key = next((k for k in TARGET_KEYS if k in arrays), None)
-        if target_key is None:
-            raise BadArgument(f"no targets in the data: give --target KEY (keys: {', '.join(sorted(arrays))})")
-    elif target_key not in arrays:
-        raise BadArgument(f"no array {target_key!r} in the data (keys: {', '.join(sorted(arrays))})")
     if input_key is not None:
         if len(names) != 1:
             raise BadArgument(f"--input applies to single-input models; this one takes {names}")
@@ -98,14 +109,14 @@ def _split(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str
             raise BadArgument(f"the data has no array for graph input(s) {missing}{hint}; keys: "
                               f"{', '.join(sorted(arrays))}")
         inputs = {n: arrays[n] for n in names}
-    y = arrays[target_key]
-    n = len(y) if y.ndim else 0
-    if n == 0:
-        raise BadArgument(f"targets {target_key!r} are empty or not an array of samples")
+    n = None
     elem = {i.name: i.type.tensor_type for i in model.graph.input}
     for name, x in inputs.items():
-        if x.ndim == 0 or len(x) != n:
-            raise BadArgument(f"input {name!r} has {len(x) if x.ndim else 0} samples, targets {n}")
+        if x.ndim == 0 or len(x) == 0:
+            raise BadArgument(f"input {name!r} is empty or not an array of samples")
+        if n is not None and len(x) != n:
+            raise BadArgument(f"input {name!r} has {len(x)} samples, the other inputs {n}")
+        n = len(x)
         want = onnx.helper.tensor_dtype_to_np_dtype(elem[name].elem_type)
         if x.dtype != want:
             if not (np.issubdtype(x.dtype, np.number) and np.can_cast(x.dtype, want, "same_kind")):
@@ -118,6 +129,26 @@ def _split(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str
                                   f"{[dd.dim_value if dd.HasField('dim_value') else dd.dim_param for dd in dims]}")
         if len(dims) != x.ndim:
             raise BadArgument(f"input {name!r} has {x.ndim} axes; the model takes {len(dims)}")
+    return inputs
+
+
+def _split(model: onnx.ModelProto, arrays: dict[str, np.ndarray], input_key: str | None,
+           target_key: str | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    if target_key is None:
+        target_key = next((k for k in TARGET_KEYS if k in arrays), None)
+        if target_key is None:
+            raise BadArgument(f"no targets in the data: give --target KEY, or distil from the original model with "
+                              f"--teacher (keys: {', '.join(sorted(arrays))})")
+    elif target_key not in arrays:
+        raise BadArgument(f"no array {target_key!r} in the data (keys: {', '.join(sorted(arrays))})")
+    y = arrays[target_key]
+    n = len(y) if y.ndim else 0
+    if n == 0:
+        raise BadArgument(f"targets {target_key!r} are empty or not an array of samples")
+    inputs = select_inputs(model, arrays, input_key)
+    for name, x in inputs.items():
+        if len(x) != n:
+            raise BadArgument(f"input {name!r} has {len(x)} samples, targets {n}")
     return inputs, y
 
 
@@ -129,7 +160,9 @@ def _batch_dynamic(model: onnx.ModelProto) -> tuple[bool, int]:
     return True, 0
 
 
-class _Objective:
+class _Supervised:
+    """Labelled loss on the first output (the targets are the data's)."""
+
     def __init__(self, kind: str, y: np.ndarray, out_shape: tuple[int, ...]) -> None:
         self.kind = kind
         if kind == "ce":
@@ -153,24 +186,39 @@ class _Objective:
                                   f"got {y.dtype} {list(y.shape)}")
             self.y = y.astype(np.float32)
 
-    def torch_loss(self, torch, out, idx):
+    def torch_loss(self, module, xs, idx):
+        torch = _torch()
+        out = module(*xs)
+        out = out[0] if isinstance(out, tuple) else out
         y = torch.from_numpy(self.y[idx])
         f = torch.nn.functional
         return f.cross_entropy(out, y) if self.kind == "ce" else f.mse_loss(out, y)
 
-    def measure(self, out: np.ndarray) -> tuple[float, float | None]:
+    def measure(self, module, feed, batches) -> tuple[float, float | None]:
+        """(mean loss, accuracy or None) of ``module`` (eval mode) over the samples of ``batches``."""
+        torch = _torch()
+        with torch.no_grad():
+            outs = [module(*feed(idx)) for idx in batches]
+        outs = [o[0] if isinstance(o, tuple) else o for o in outs]
+        idx = np.concatenate(batches)
+        full = np.empty((len(self.y), *outs[0].shape[1:]), np.float32)
+        full[idx] = np.concatenate([o.numpy() for o in outs])
+        return self.measure_outputs(full, idx)
+
+    def measure_outputs(self, out: np.ndarray, idx: np.ndarray | None = None) -> tuple[float, float | None]:
         """(mean loss, accuracy or None) of the outputs of all samples, in float64."""
-        o = out.astype(np.float64)
+        y = self.y if idx is None else self.y[idx]
+        o = (out if idx is None else out[idx]).astype(np.float64)
         if self.kind == "mse":
-            return float(np.mean((o - self.y) ** 2)), None
+            return float(np.mean((o - y) ** 2)), None
         o = o - o.max(axis=1, keepdims=True)
         logp = o - np.log(np.exp(o).sum(axis=1, keepdims=True))
-        if self.y.dtype == np.int64:
-            nll = -np.take_along_axis(logp, self.y[:, None], axis=1)[:, 0]
-            labels = self.y
+        if y.dtype == np.int64:
+            nll = -np.take_along_axis(logp, y[:, None], axis=1)[:, 0]
+            labels = y
         else:
-            nll = -(self.y * logp).sum(axis=1)
-            labels = self.y.argmax(axis=1)
+            nll = -(y * logp).sum(axis=1)
+            labels = y.argmax(axis=1)
         return float(nll.mean()), float((o.argmax(axis=1) == labels).mean())
 
 
@@ -182,62 +230,133 @@ def _run_all(sess, inputs: dict[str, np.ndarray], n: int, batch: int, fixed: int
     return np.concatenate(outs)
 
 
+def _bn_count(proto: onnx.ModelProto) -> int:
+    return sum(n.op_type == "BatchNormalization" for n in proto.graph.node)
+
+
+def reestimate_bn(module, batches) -> None:
+    """Set every BatchNormalization's running mean and variance to their average over ``batches`` (tuples of
+    input tensors): a training-mode forward per batch with momentum 1/(k+1) is the running average of the
+    per-batch statistics.  Pruning changes what reaches each BatchNorm, so the original statistics are stale."""
+    torch = _torch()
+    was = module.training, module.bn_momentum
+    module.train()
+    with torch.no_grad():
+        for k, xs in enumerate(batches):
+            module.bn_momentum = 1.0 / (k + 1)
+            module(*xs)
+    module.train(was[0])
+    module.bn_momentum = was[1]
+
+
 def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np.ndarray], output: str | os.PathLike,
-             *, epochs: int = 3, lr: float = 1e-3, batch: int = 32, loss: str = "ce", input_key: str | None = None,
-             target_key: str | None = None, seed: int = 0) -> FinetuneReport:
-    """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc."""
+             *, epochs: int = 3, lr: float = 1e-3, batch: int = 32, loss: str | None = None,
+             input_key: str | None = None, target_key: str | None = None, seed: int = 0,
+             teacher: str | os.PathLike | onnx.ModelProto | None = None, temperature: float = TEMPERATURE,
+             output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
+             progress: Callable[[int, int, float, float], None] | None = None) -> FinetuneReport:
+    """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
+
+    With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
+    (``spa.distill``).  ``epochs=0`` only re-estimates the BatchNorm statistics.  ``progress(epoch, epochs,
+    mean loss, seconds so far)`` is called after every epoch."""
     from . import graph
     from .verify import check_model, session
 
     t0 = time.perf_counter()
+    if teacher is not None and (loss is not None or target_key is not None):
+        raise BadArgument("--loss and --target apply to labelled fine-tuning; with --teacher the loss is chosen "
+                          "per output (--output-loss NAME=kl|mse)")
+    if teacher is None and output_loss:
+        raise BadArgument("--output-loss applies to distillation: give --teacher ORIGINAL.onnx")
+    loss = loss or "ce"
     if loss not in LOSSES:
         raise BadArgument(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if epochs < 1 or batch < 1 or not lr > 0:
-        raise BadArgument(f"--epochs and --batch must be >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
+    if epochs < 0 or batch < 1 or not lr > 0:
+        raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
     src = Path(model)
     out_p = Path(output)
     if graph._same_file(out_p, src):
         raise BadArgument(f"output path {out_p} is the input; refusing to overwrite the input")
     proto = graph.load(src)
-    inputs, y = _split(proto, _load_data(data), input_key, target_key)
-    n = len(y)
+    arrays = load_data(data, proto)
     dynamic, fixed = _batch_dynamic(proto)
 
     torch = _torch()
     from converters.onnx_to_torch import onnx_to_torch
 
     module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
-    sess0 = session(proto)
-    out0 = _run_all(sess0, inputs, n, batch, fixed)
-    obj = _Objective(loss, y, out0.shape)
-    loss_before, acc_before = obj.measure(out0)
+    step = fixed or batch
+    if teacher is not None:
+        from .distill import Distillation
+
+        t_proto = teacher if isinstance(teacher, onnx.ModelProto) else graph.load(teacher)
+        inputs = select_inputs(proto, arrays, input_key)
+        n = len(next(iter(inputs.values())))
+        if fixed and n < fixed:
+            raise BadArgument(f"the model's batch size is fixed at {fixed}; the data has only {n} samples")
+        if fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
+            n -= n % fixed
+            inputs = {k: v[:n] for k, v in inputs.items()}
+        obj = Distillation(proto, t_proto, inputs, step, temperature, output_loss or {})
+    else:
+        inputs, y = _split(proto, arrays, input_key, target_key)
+        n = len(y)
+        obj = _Supervised(loss, y, _run_all(session(proto), inputs, n, batch, fixed).shape)
+    xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+    all_batches = [np.arange(i, min(i + step, n)) for i in range(0, n - (n % step if fixed else 0), step)]
+
+    def feed(idx):
+        return [xs[k][idx] for k in module.input_names]
+
+    module.eval()
+    loss_before, acc_before = obj.measure(module, feed, all_batches)
+    bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
+    if bn == "re-estimated":
+        reestimate_bn(module, (feed(idx) for idx in all_batches))
 
     g = torch.Generator().manual_seed(seed)
-    xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
-    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
-    step = fixed or batch
-    module.train()
-    for _ in range(epochs):
+    # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
+    # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
+    for p in module.parameters():
+        if p.numel() <= 1:
+            p.requires_grad_(False)
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    steps = max(1, epochs * len(all_batches))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
+    module.train(bn == "re-estimated")  # frozen statistics: BatchNorm normalises with its running ones
+    for epoch in range(epochs):
         perm = torch.randperm(n, generator=g).numpy()
+        total = 0.0
         for i in range(0, n - (n % step if fixed else 0), step):
             idx = perm[i : i + step]
             opt.zero_grad()
-            res = module(*[xs[k][idx] for k in module.input_names])
-            res = res[0] if isinstance(res, tuple) else res
-            value = obj.torch_loss(torch, res, idx)
+            value = obj.torch_loss(module, feed(idx), idx)
             if not torch.isfinite(value):
                 raise VerificationFailed(f"the loss became {value.item()} during training; try a smaller --lr")
             value.backward()
             opt.step()
+            sched.step()
+            total += value.item() * len(idx)
+        if progress is not None:
+            progress(epoch + 1, epochs, total / (len(all_batches[0]) * len(all_batches) if fixed else n),
+                     time.perf_counter() - t0)
+    if bn == "re-estimated" and epochs:
+        reestimate_bn(module, (feed(idx) for idx in all_batches))  # statistics of the final weights
     module.eval()
 
     tuned = _export(torch, module, proto, inputs, dynamic, fixed)
     err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
     check_model(tuned, proto)
     graph.save_atomic(tuned, out_p, input_path=str(src))
-    loss_after, acc_after = obj.measure(_run_all(session(tuned), inputs, n, batch, fixed))
-    return FinetuneReport(out_p, n, epochs, loss, loss_before, loss_after, acc_before, acc_after, err,
-                          time.perf_counter() - t0)
+    if teacher is None:  # measured on the written model in onnxruntime
+        loss_after, acc_after = obj.measure_outputs(_run_all(session(tuned), inputs, n, batch, fixed))
+    else:
+        loss_after, acc_after = obj.measure(module, feed, all_batches)
+    return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
+                          acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
+                          obj.outputs_report() if teacher is not None else [])
 
 
 def _export(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,

@@ -1,0 +1,143 @@
+"""Label-free recovery of PP-OCRv4 rec pruned at 0.5 by data-free OBSPA: `spa finetune --teacher`.
+
+The teacher is the original model (rapidocr-onnxruntime wheel, input fixed to (N, 3, 48, 320) as in
+benchmarks/obspa_ocr.py, whose rendering, preprocessing, CTC decoding and character accuracy this script reuses).
+
+Distillation data (no labels are used): --lines segments of GPL-3 and GPL-2 (/usr/share/common-licenses),
+rendered with six DejaVu fonts (Sans, Serif, Sans Mono, Sans Bold, Sans Oblique, Serif Condensed) in turn.
+Held-out evaluation: segments of OTHER texts (Apache-2.0, MPL-2.0) rendered with OTHER fonts (Debian's
+fonts-liberation: Liberation Sans/Serif/Mono; fonts-freefont-ttf: FreeSans/FreeSerif/FreeMono).
+Validation (used to choose the temperature, --sweep): other GPL-3 segments in the distillation fonts.
+
+Rows: original; pruned only; pruned + BatchNorm re-estimation only (epochs 0); pruned + distillation.  Each
+fine-tune runs as the user would (`python -m spa finetune ... --teacher`, a separate process, on all cores) and its
+wall time and the load average around it are printed (the machine is shared with other jobs).
+
+    .venv/bin/python benchmarks/distill_ocr.py > benchmarks/distill_ocr.txt
+    (--sweep: temperatures 1, 2, 4 on shorter runs; --lines N, --epochs E, --lr LR, --temperature T;
+     --no-bn-row skips the BatchNorm-only row)
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from obspa_ocr import char_accuracy, charset, rec_model, render
+
+import spa
+from spa.finetune import TEMPERATURE
+
+FONT_DIR = Path("/usr/share/fonts/truetype")
+TRAIN_FONTS = ["dejavu/DejaVuSans.ttf", "dejavu/DejaVuSerif.ttf", "dejavu/DejaVuSansMono.ttf",
+               "dejavu/DejaVuSans-Bold.ttf", "dejavu/DejaVuSans-Oblique.ttf", "dejavu/DejaVuSerifCondensed.ttf"]
+HELD_FONTS = ["liberation/LiberationSans-Regular.ttf", "liberation/LiberationSerif-Regular.ttf",
+              "liberation/LiberationMono-Regular.ttf", "freefont/FreeSans.ttf", "freefont/FreeSerif.ttf",
+              "freefont/FreeMono.ttf"]
+TRAIN_TEXTS, HELD_TEXTS = ["GPL-3", "GPL-2"], ["Apache-2.0", "MPL-2.0"]
+MAXLEN, N_EVAL = 16, 120
+
+
+def segments(name: str) -> list[str]:
+    words = Path("/usr/share/common-licenses", name).read_text().split()
+    out, cur = [], ""
+    for w in words:
+        if len(cur) + 1 + len(w) > MAXLEN:
+            if cur:
+                out.append(cur)
+            cur = w[:MAXLEN]
+        else:
+            cur = f"{cur} {w}" if cur else w
+    return out
+
+
+def lines(texts: list[str], fonts: list[str], n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    segs = sorted({s for t in texts for s in segments(t)})
+    pick = np.random.default_rng(seed).permutation(len(segs))[:n]
+    # obspa_ocr.render looks fonts up in the DejaVu folder; a relative path reaches the others
+    x = np.stack([render(segs[i], f"../{fonts[k % len(fonts)]}") for k, i in enumerate(pick)])
+    return x, [segs[i] for i in pick]
+
+
+def finetune_cli(args: list[str]) -> tuple[float, str, str]:
+    """Wall seconds, CPU seconds and load averages of one `spa finetune` process, and its output."""
+    load0 = os.getloadavg()[0]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "spa", "finetune", *args], check=False, capture_output=True, text=True, cwd=ROOT)
+    secs = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        raise SystemExit(r.stderr)
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
+    return secs, (f"cpu {cpu:.0f}s, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, load average "
+                  f"{load0:.2f} before, {os.getloadavg()[0]:.2f} after"), r.stdout + r.stderr
+
+
+def main() -> None:
+    n_lines = int(sys.argv[sys.argv.index("--lines") + 1]) if "--lines" in sys.argv else 512
+    m = rec_model()
+    chars = charset(m)
+    x_tr, _ = lines(TRAIN_TEXTS, TRAIN_FONTS, n_lines, seed=1)
+    x_val, t_val = lines(["GPL-3"], TRAIN_FONTS, N_EVAL, seed=2)  # may overlap the distillation lines
+    x_ho, t_ho = lines(HELD_TEXTS, HELD_FONTS, N_EVAL, seed=3)
+    name = m.graph.input[0].name
+    d = Path(tempfile.mkdtemp(prefix="distill_ocr_"))
+    onnx.save(m, str(d / "orig.onnx"))
+    t0 = time.perf_counter()
+    pruned, pr = spa.prune(m, ratio=0.5, criterion="obspa")
+    prune_s = time.perf_counter() - t0
+    onnx.save(pruned, str(d / "pruned.onnx"))
+    np.savez(d / "lines.npz", **{name: x_tr})
+    print(f"PP-OCRv4 rec, input (N, 3, 48, 320); pruned at 0.5 by data-free obspa in {prune_s:.1f}s: params "
+          f"{pr.before.params} -> {pr.after.params}, MACs kept {pr.after.macs / pr.before.macs:.2f}")
+    print(f"distillation: {n_lines} unlabelled lines of {'+'.join(TRAIN_TEXTS)} in {len(TRAIN_FONTS)} DejaVu fonts; "
+          f"held-out: {len(t_ho)} lines of {'+'.join(HELD_TEXTS)} ({sum(map(len, t_ho))} chars) in "
+          f"{', '.join(Path(f).stem for f in HELD_FONTS)}; validation: {len(t_val)} GPL-3 lines in the DejaVu fonts")
+    print(f"cores {os.cpu_count()}, load average at start {os.getloadavg()}")
+
+    def acc(model) -> tuple[float, float]:
+        return (char_accuracy(model, x_ho, list(t_ho), chars), char_accuracy(model, x_val, list(t_val), chars))
+
+    base = acc(m)
+    print(f"{'row':44s} {'held-out':>9s} {'% orig':>7s} {'valid.':>8s} {'% orig':>7s}  wall s")
+
+    def row(label: str, model, secs: float | None = None, note: str = "") -> None:
+        a = acc(model)
+        print(f"{label:44s} {a[0]:9.4f} {a[0] / base[0]:7.1%} {a[1]:8.4f} {a[1] / base[1]:7.1%}  "
+              f"{'' if secs is None else f'{secs:6.1f}'} {note}")
+        sys.stdout.flush()
+
+    row("original (teacher)", m)
+    row("pruned 0.5 (obspa data-free)", pruned)
+    common = [str(d / "pruned.onnx"), "--teacher", str(d / "orig.onnx"), "--data", str(d / "lines.npz")]
+    if "--no-bn-row" not in sys.argv:
+        secs, load, _ = finetune_cli([*common, "-o", str(d / "bn.onnx"), "--epochs", "0", "-q"])
+        row("+ BatchNorm re-estimation only", onnx.load(str(d / "bn.onnx")), secs, load)
+    configs = ([(t, 4) for t in (1.0, 2.0, 4.0)] if "--sweep" in sys.argv
+               else [(float(sys.argv[sys.argv.index("--temperature") + 1]) if "--temperature" in sys.argv else
+                      TEMPERATURE, int(sys.argv[sys.argv.index("--epochs") + 1])
+                      if "--epochs" in sys.argv else 8)])
+    lr = sys.argv[sys.argv.index("--lr") + 1] if "--lr" in sys.argv else "1e-3"
+    for temp, epochs in configs:
+        out = d / f"distilled_T{temp}_e{epochs}.onnx"
+        secs, load, log = finetune_cli([*common, "-o", str(out), "--epochs", str(epochs), "--lr", lr, "--batch", "16",
+                                        "--temperature", str(temp)])
+        row(f"+ distillation T={temp:g}, {epochs} epochs, lr {lr}", onnx.load(str(out)), secs, load)
+        print("    " + "\n    ".join(log.strip().splitlines()))
+
+
+if __name__ == "__main__":
+    main()

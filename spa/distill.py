@@ -1,0 +1,243 @@
+"""Label-free recovery: the loss that makes a pruned model (the student) match its original (the teacher).
+
+``spa finetune PRUNED.onnx --teacher ORIGINAL.onnx --data unlabeled.npz`` trains the student on inputs alone.
+The teacher runs in onnxruntime (its values are computed once and cached when they fit in ``CACHE_BYTES``,
+otherwise per batch); every floating-point output of the teacher is matched, each by the loss that suits it:
+
+- ``kl``: class scores (a Softmax/LogSoftmax output, e.g. a classifier's probabilities or a CTC recogniser's
+  per-step distribution; or an output whose name says logits/class/prob/score).  Hinton's temperature-softened
+  KL(teacher || student) over the class axis, times T², averaged over all other positions.  When the output is
+  a Softmax of a tensor both graphs share, that tensor (the logits) is compared, so nothing underflows; else
+  probabilities are compared through their logarithms.
+- ``mse``: anything else (regression and probability maps, embeddings, boxes): the mean squared error divided
+  by the teacher's mean square over the data, so outputs of any scale weigh alike.
+- ``off``: not matched (``--output-loss NAME=off``).
+
+The per-output choice is reported with its loss before and after (``FinetuneReport.outputs``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .errors import BadArgument
+
+__all__ = ["CACHE_BYTES", "KINDS", "Distillation", "OutputLoss", "parse_output_loss"]
+
+KINDS = ("kl", "mse", "off")
+CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
+_CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
+_SOFTMAX = ("Softmax", "LogSoftmax")
+
+
+@dataclass
+class OutputLoss:
+    """How one graph output is matched: ``value`` is the tensor compared (the output, or the logits before it)."""
+
+    name: str
+    kind: str
+    why: str
+    value: str = ""
+    axis: int = -1  # kl: the class axis (after flattening the trailing axes for opset < 13 Softmax)
+    flatten_from: int | None = None  # kl: opset < 13 Softmax flattens the axes from here into the class axis
+    log: bool = False  # kl: the value holds probabilities; compare their logarithms
+    scale: float = 1.0  # mse: the teacher value's mean square over the data
+    before: float | None = None
+    after: float | None = None
+
+    def as_dict(self) -> dict:
+        return {"output": self.name, "loss": self.kind, "why": self.why, "compared": self.value,
+                "before": self.before, "after": self.after}
+
+
+def parse_output_loss(items: list[str] | None) -> dict[str, str]:
+    """``["NAME=kl", ...]`` (the CLI's repeated ``--output-loss``) as a mapping."""
+    out: dict[str, str] = {}
+    for it in items or []:
+        name, sep, kind = it.rpartition("=")
+        if not sep or not name or kind not in KINDS:
+            raise BadArgument(f"--output-loss {it!r}: expected NAME=kl|mse|off")
+        out[name] = kind
+    return out
+
+
+def _dims(v: onnx.ValueInfoProto) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in v.type.tensor_type.shape.dim]
+
+
+def _check_interfaces(student: onnx.ModelProto, teacher: onnx.ModelProto) -> None:
+    """The teacher must take the student's inputs (names, types, static sizes) and give its outputs (names)."""
+    def ins(m):
+        inits = {i.name for i in m.graph.initializer}
+        return {i.name: i for i in m.graph.input if i.name not in inits}
+
+    s_in, t_in = ins(student), ins(teacher)
+    if set(s_in) != set(t_in):
+        raise BadArgument(f"--teacher takes inputs {sorted(t_in)}, the student {sorted(s_in)}: distil from the "
+                          f"model the student was pruned from")
+    for name, sv in s_in.items():
+        tv = t_in[name]
+        sd, td = _dims(sv), _dims(tv)
+        same = len(sd) == len(td) and all(a is None or b is None or a == b for a, b in zip(sd, td))
+        if sv.type.tensor_type.elem_type != tv.type.tensor_type.elem_type or not same:
+            raise BadArgument(f"--teacher input {name!r} is {td} ({onnx.TensorProto.DataType.Name(tv.type.tensor_type.elem_type)}), "
+                              f"the student's {sd} ({onnx.TensorProto.DataType.Name(sv.type.tensor_type.elem_type)})")
+    s_out, t_out = [o.name for o in student.graph.output], [o.name for o in teacher.graph.output]
+    if set(s_out) != set(t_out):
+        raise BadArgument(f"--teacher gives outputs {t_out}, the student {s_out}: distil from the model the "
+                          f"student was pruned from")
+
+
+def _is_float(v: onnx.ValueInfoProto) -> bool:
+    t = v.type.tensor_type.elem_type
+    return t in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
+def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[str, str]) -> list[OutputLoss]:
+    names = [o.name for o in student.graph.output]
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise BadArgument(f"--output-loss names {unknown}, not outputs of the model (outputs: {names})")
+    opset = next((o.version for o in teacher.opset_import if o.domain in ("", "ai.onnx")), 13)
+    t_prod = {o: n for n in teacher.graph.node for o in n.output}
+    s_prod = {o: n for n in student.graph.node for o in n.output}
+    plan = []
+    for o in student.graph.output:
+        node = t_prod.get(o.name)
+        op = node.op_type if node is not None else None
+        if o.name in overrides:
+            kind, why = overrides[o.name], "--output-loss"
+        elif not _is_float(o):
+            kind, why = "off", "not floating point"
+        elif op in _SOFTMAX:
+            kind, why = "kl", f"a {op} output"
+        elif _CLASS_NAME.search(o.name):
+            kind, why = "kl", "named like class scores"
+        else:
+            kind, why = "mse", "not class scores"
+        ol = OutputLoss(o.name, kind, why, value=o.name)
+        if kind == "kl":
+            rank = len(o.type.tensor_type.shape.dim)
+            if op in _SOFTMAX:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
+                if opset < 13:
+                    ol.flatten_from, axis = axis, -1
+                ol.axis = axis
+                s_node = s_prod.get(o.name)
+                if s_node is not None and s_node.op_type == op and s_node.input[0] == node.input[0]:
+                    ol.value = node.input[0]  # the logits, in both graphs
+                else:
+                    ol.log = op == "Softmax"
+            else:
+                ol.axis = 1 if rank != 3 else 2  # (N, C), (N, T, C) sequences, (N, C, H, W) per-pixel classes
+        plan.append(ol)
+    if all(p.kind == "off" for p in plan):
+        raise BadArgument("no output is left to distil (all are non-float or --output-loss NAME=off)")
+    return plan
+
+
+class Distillation:
+    """The distillation objective of ``spa.finetune.finetune`` (same interface as its labelled one)."""
+
+    def __init__(self, student: onnx.ModelProto, teacher: onnx.ModelProto, inputs: dict[str, np.ndarray], step: int,
+                 temperature: float, overrides: dict[str, str]) -> None:
+        from .verify import session
+
+        if not temperature > 0:
+            raise BadArgument(f"--temperature must be > 0 (got {temperature})")
+        _check_interfaces(student, teacher)
+        self.T = float(temperature)
+        self.plan = _plan(student, teacher, overrides)
+        self.active = [p for p in self.plan if p.kind != "off"]
+        self.values = [p.value for p in self.active]
+        self.fetch = list(dict.fromkeys(self.values))  # two outputs may compare the same tensor
+        self.extra = tuple(v for v in dict.fromkeys(self.values) if v not in {o.name for o in student.graph.output})
+        t = onnx.ModelProto()
+        t.CopyFrom(teacher)
+        have = {o.name for o in t.graph.output}
+        elem = {o.name: o.type.tensor_type.elem_type for o in t.graph.output}
+        for p in self.active:
+            if p.value not in have:
+                t.graph.output.append(helper.make_tensor_value_info(p.value, elem[p.name], None))
+                have.add(p.value)
+        self.sess = session(t)
+        self.inputs = inputs
+        self.n = len(next(iter(inputs.values())))
+        self.step = step
+        self.cache: list[np.ndarray] | None = None
+        first = self._teacher(np.arange(min(step, self.n)))
+        per_sample = sum(v.nbytes for v in first) / len(first[0])
+        if per_sample * self.n <= CACHE_BYTES:
+            chunks = [first] + [self._teacher(np.arange(i, min(i + step, self.n))) for i in range(step, self.n, step)]
+            self.cache = [np.concatenate([c[k] for c in chunks]) for k in range(len(self.values))]
+        ref = self.cache if self.cache is not None else first
+        for p, v in zip(self.active, ref):
+            if p.kind == "mse":
+                p.scale = float(np.mean(np.square(v.astype(np.float64)))) + 1e-12
+            elif p.value == p.name and not p.log and v.size and v.min() >= 0:
+                s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
+                p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
+
+    def _teacher(self, idx: np.ndarray) -> list[np.ndarray]:
+        got = self.sess.run(self.fetch, {k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()})
+        by = dict(zip(self.fetch, got))
+        return [by[v] for v in self.values]
+
+    def _pairs(self, module, xs, idx):
+        import torch
+
+        outs, extra = module.run(*xs, extra=self.extra)
+        got = dict(zip(module.output_names, outs)) | extra
+        ref = [c[idx] for c in self.cache] if self.cache is not None else self._teacher(idx)
+        return [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r))) for p, r in zip(self.active, ref)]
+
+    def _loss(self, p: OutputLoss, s, t):
+        import torch
+        import torch.nn.functional as F
+
+        if p.kind == "mse":
+            if s.shape != t.shape:
+                raise BadArgument(f"--teacher output {p.name!r} is shaped {list(t.shape)}, the student's "
+                                  f"{list(s.shape)}")
+            return F.mse_loss(s.float(), t.float()) / p.scale
+        s, t = s.float(), t.float()
+        if s.shape != t.shape:
+            raise BadArgument(f"--teacher value {p.value!r} is shaped {list(t.shape)}, the student's {list(s.shape)}")
+        if p.flatten_from is not None:
+            s, t = s.reshape(*s.shape[: p.flatten_from], -1), t.reshape(*t.shape[: p.flatten_from], -1)
+        if p.log:
+            s, t = torch.log(s.clamp_min(1e-30)), torch.log(t.clamp_min(1e-30))
+        ls, lt = F.log_softmax(s / self.T, p.axis), F.log_softmax(t / self.T, p.axis)
+        return (lt.exp() * (lt - ls)).sum(p.axis).mean() * self.T**2
+
+    def torch_loss(self, module, xs, idx):
+        return sum(self._loss(p, s, t) for p, s, t in self._pairs(module, xs, idx))
+
+    def measure(self, module, feed, batches) -> tuple[float, None]:
+        """The mean loss over the samples of ``batches`` (module in eval mode); the first call records each
+        output's loss as 'before', later ones as 'after'."""
+        import torch
+
+        sums = np.zeros(len(self.active))
+        count = 0
+        with torch.no_grad():
+            for idx in batches:
+                for k, (p, s, t) in enumerate(self._pairs(module, feed(idx), idx)):
+                    sums[k] += float(self._loss(p, s, t)) * len(idx)
+                count += len(idx)
+        means = sums / max(count, 1)
+        first = all(p.before is None for p in self.active)
+        for p, m in zip(self.active, means):
+            if first:
+                p.before = float(m)
+            else:
+                p.after = float(m)
+        return float(means.sum()), None
+
+    def outputs_report(self) -> list[dict]:
+        return [p.as_dict() for p in self.plan]

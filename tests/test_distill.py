@@ -1,0 +1,189 @@
+"""`spa finetune --teacher`: label-free distillation from the original model, and BatchNorm re-estimation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+torch = pytest.importorskip("torch")
+
+from test_finetune import assert_one_line_error, spa_cli
+
+import spa
+from converters.onnx_to_torch import onnx_to_torch
+from models import patterns
+from spa import graph
+from spa.finetune import finetune, reestimate_bn
+from spa.verify import session
+
+
+def _prune(model: onnx.ModelProto, d: Path, name: str, n: int = 48) -> tuple[Path, Path, Path]:
+    """(teacher, student pruned at 0.5, unlabelled .npz of n samples) under d."""
+    teacher, student = d / f"{name}.onnx", d / f"{name}_pruned.onnx"
+    onnx.save(model, str(teacher))
+    small, rep = spa.prune(str(teacher), ratio=0.5)
+    assert rep.groups_pruned >= 1
+    graph.save_atomic(small, student)
+    x = np.random.default_rng(0).standard_normal((n, 3, 8, 8)).astype(np.float32)
+    np.savez(d / f"{name}.npz", x=x)
+    return teacher, student, d / f"{name}.npz"
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """multi_output: x (N,3,8,8) -> y0 (N,4,8,8) and y1 (N,3,1,1)."""
+    return _prune(patterns.build("multi_output"), tmp_path_factory.mktemp("multi"), "multi")
+
+
+def with_softmax() -> onnx.ModelProto:
+    """two_gemms whose scores y go through a Softmax into the output 'prob' (a classifier's probabilities)."""
+    m = patterns.build("two_gemms")
+    out = m.graph.output[0]
+    m.graph.node.append(helper.make_node("Softmax", ["y"], ["prob"], axis=-1))
+    m.graph.output.remove(out)
+    m.graph.output.append(helper.make_tensor_value_info("prob", out.type.tensor_type.elem_type,
+                                                        [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]))
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_every_output_is_matched_without_targets(multi, tmp_path):
+    teacher, student, data = multi
+    assert set(np.load(data).files) == {"x"}  # no targets anywhere
+    out = tmp_path / "d.onnx"
+    seen = []
+    rep = finetune(student, data, out, teacher=teacher, epochs=15, lr=1e-2, batch=16,
+                   output_loss={"y1": "kl"}, progress=lambda e, n, v, s: seen.append((e, n, v)))
+    assert [e for e, _, _ in seen] == list(range(1, 16)) and seen[-1][2] < seen[0][2]
+    by = {o["output"]: o for o in rep.outputs}
+    assert by["y0"]["loss"] == "mse" and by["y1"]["loss"] == "kl" and by["y1"]["why"] == "--output-loss"
+    for o in by.values():  # both outputs contribute and both get closer to the teacher
+        assert o["after"] < 0.8 * o["before"], o
+    assert rep.loss_after == pytest.approx(by["y0"]["after"] + by["y1"]["after"], rel=1e-5)
+    assert rep.export_error <= 1e-4 and rep.loss_name == "distill" and rep.bn == "none"
+    # the written model is what was measured: its outputs, recomputed here, are closer to the teacher's
+    x = np.load(data)["x"]
+    t0 = session(onnx.load(str(teacher))).run(["y0"], {"x": x})[0]
+    before = session(onnx.load(str(student))).run(["y0"], {"x": x})[0]
+    after = session(onnx.load(str(out))).run(["y0"], {"x": x})[0]
+    rel = float(np.mean((after - t0) ** 2) / np.mean(t0**2))
+    assert rel == pytest.approx(by["y0"]["after"], rel=1e-3, abs=1e-6)
+    assert np.mean((after - t0) ** 2) < np.mean((before - t0) ** 2)
+
+
+def test_an_output_switched_off_is_not_trained(multi, tmp_path):
+    teacher, student, data = multi
+    rep = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, epochs=3, lr=1e-2, batch=16,
+                   output_loss={"y0": "off"})
+    by = {o["output"]: o for o in rep.outputs}
+    assert by["y0"]["loss"] == "off" and by["y0"]["after"] is None and by["y1"]["after"] < by["y1"]["before"]
+
+
+def test_softmax_output_is_distilled_through_its_logits(tmp_path):
+    teacher, student, data = _prune(with_softmax(), tmp_path, "sm", n=32)
+    rep = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, epochs=10, lr=1e-2, batch=8,
+                   temperature=3.0)
+    (o,) = rep.outputs
+    assert o["loss"] == "kl" and o["compared"] == "y" and o["why"] == "a Softmax output"
+    assert o["after"] < o["before"]
+
+
+def test_batchnorm_statistics_are_buffers_reestimated_on_the_data():
+    m = patterns.build("conv_bn_relu")
+    module = onnx_to_torch(m)
+    names = {n for n, _ in module.named_parameters()}
+    assert module.param_names["bn.m"] not in names and module.param_names["bn.v"] not in names  # not trained
+    assert module.param_names["bn.s"] in names
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((40, 3, 8, 8)).astype(np.float32) * 3 + 1)
+    with torch.no_grad():
+        _, extra = module.eval().run(x, extra=("t",))  # what reaches the BatchNorm
+    t = extra["t"].numpy().astype(np.float64)
+    reestimate_bn(module, [(x[:20],), (x[20:],)])
+    assert not module.training
+    mean = getattr(module, module.param_names["bn.m"]).detach().numpy()
+    var = getattr(module, module.param_names["bn.v"]).detach().numpy()
+    # the average of the two halves' statistics (torch's unbiased batch variance)
+    halves = [t[:20], t[20:]]
+    want_mean = np.mean([h.mean(axis=(0, 2, 3)) for h in halves], axis=0)
+    want_var = np.mean([h.var(axis=(0, 2, 3), ddof=1) for h in halves], axis=0)
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(var, want_var, rtol=1e-4, atol=1e-5)
+
+
+def test_bn_reestimation_alone_and_frozen(tmp_path):
+    teacher, student, data = _prune(patterns.build("conv_bn_relu"), tmp_path, "bn", n=32)
+    x = np.load(data)["x"]
+    y_student = session(onnx.load(str(student))).run(None, {"x": x})[0]
+    frozen = finetune(student, data, tmp_path / "f.onnx", teacher=teacher, epochs=0, freeze_bn=True)
+    assert frozen.bn == "frozen" and frozen.bn_layers == 1
+    np.testing.assert_allclose(session(onnx.load(str(tmp_path / "f.onnx"))).run(None, {"x": x})[0], y_student,
+                               rtol=1e-5, atol=1e-5)
+    rep = finetune(student, data, tmp_path / "r.onnx", teacher=teacher, epochs=0)
+    assert rep.bn == "re-estimated" and rep.bn_layers == 1
+    y = session(onnx.load(str(tmp_path / "r.onnx"))).run(None, {"x": x})[0]
+    assert not np.allclose(y, y_student)  # the statistics changed, nothing was trained
+    assert rep.outputs[0]["after"] != rep.outputs[0]["before"]
+
+
+def test_cli_distils_with_progress_and_rejects_a_mismatched_teacher(multi, tmp_path):
+    teacher, student, data = multi
+    out = tmp_path / "d.onnx"
+    r = spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o", out, "--epochs", "2",
+                "--batch", "16")
+    assert r.returncode == 0, r.stderr
+    assert [ln.split(":")[0] for ln in r.stderr.splitlines()] == ["epoch 1/2", "epoch 2/2"] and "ETA" in r.stderr
+    assert "output y0: mse" in r.stdout and "output y1: mse" in r.stdout and out.is_file()
+    r = spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o", out, "--epochs", "1", "--json")
+    assert r.returncode == 0 and not r.stderr.strip() and json.loads(r.stdout)["loss"] == "distill"
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    other_in = bad / "conv1d.onnx"
+    onnx.save(patterns.build("conv1d_bn"), str(other_in))  # x is (N, 3, 8)
+    other_out = bad / "two_gemms.onnx"
+    onnx.save(patterns.build("two_gemms"), str(other_out))  # x (N, 3, 8, 8) -> y
+    o = bad / "o.onnx"
+    base = ("finetune", student, "--data", data, "-o", o)
+    assert_one_line_error(spa_cli(*base, "--teacher", bad / "missing.onnx"), 3, "no such file")
+    assert_one_line_error(spa_cli(*base, "--teacher", other_in), 2, "--teacher input 'x'")
+    assert_one_line_error(spa_cli(*base, "--teacher", other_out), 2, "--teacher gives outputs ['y']")
+    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--loss", "mse"), 2, "--loss and --target")
+    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "y0=l1"), 2, "NAME=kl|mse|off")
+    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "z=kl"), 2, "not outputs")
+    assert_one_line_error(spa_cli(*base), 2, "--teacher")  # unlabelled data without a teacher
+    assert not o.exists()
+
+
+@pytest.mark.parametrize("name", ["softmax_opset11_last", "softmax_opset11_axis1"])
+def test_opset11_softmax_reexports_with_a_symbolic_batch(name, tmp_path):
+    """opset < 13 Softmax coerces to 2-D; the round trip must not bake the example's batch into that reshape
+    (PP-OCRv4 rec's final Softmax did: the re-export then failed at any other batch size)."""
+    p = tmp_path / f"{name}.onnx"
+    onnx.save(patterns.build(name), str(p))
+    x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    rep = finetune(p, {"x": x}, tmp_path / "o.onnx", teacher=p, epochs=1, batch=4)
+    assert rep.export_error <= 1e-4
+    y = session(onnx.load(str(tmp_path / "o.onnx"))).run(None, {"x": x[:5]})[0]
+    assert y.shape[0] == 5
+
+
+def test_single_element_constants_are_not_trained(tmp_path):
+    """A Pow's exponent is a float initializer; trained, its gradient x^p ln(x) is NaN for x <= 0 (PP-OCRv4 rec's
+    decomposed LayerNorm diverged at the first step).  Scalars stay constants; the weights still train."""
+    m = patterns.build("two_gemms")
+    out = m.graph.output[0]
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array(2.0, np.float32), "two"))
+    m.graph.node.append(helper.make_node("Pow", ["y", "two"], ["sq"]))
+    m.graph.output.remove(out)
+    m.graph.output.append(helper.make_tensor_value_info("sq", out.type.tensor_type.elem_type, ["N", 5]))
+    p = tmp_path / "pow.onnx"
+    onnx.save(m, str(p))
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    rep = finetune(p, {"x": x, "y": np.random.default_rng(1).standard_normal((16, 5)).astype(np.float32)},
+                   tmp_path / "o.onnx", loss="mse", epochs=3, lr=1e-2, batch=8)
+    assert np.isfinite(rep.loss_after) and rep.loss_after < rep.loss_before

@@ -520,6 +520,13 @@ def finetune(
     temperature: Annotated[float, typer.Option("--temperature", help="--teacher: temperature of the KL on class scores")] = 2.0,
     output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|mse|off for one output (repeatable; default chosen per output)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
+    data_size: Annotated[Optional[str], typer.Option("--data-size", help="--data folder of images: resize to HxW")] = None,
+    data_mean: Annotated[Optional[str], typer.Option("--data-mean", help="--data folder: per-channel mean, e.g. 0.5,0.5,0.5")] = None,
+    data_std: Annotated[Optional[str], typer.Option("--data-std", help="--data folder: per-channel std")] = None,
+    data_scale: Annotated[Optional[str], typer.Option("--data-scale", help="--data folder: pixel scale (default 1/255)")] = None,
+    data_bgr: Annotated[bool, typer.Option("--data-bgr", help="--data folder: BGR channel order")] = False,
+    data_layout: Annotated[Optional[str], typer.Option("--data-layout", help="--data folder: nchw | nhwc")] = None,
+    data_gray: Annotated[bool, typer.Option("--data-gray", help="--data folder: grayscale")] = False,
     seed: Annotated[int, typer.Option("--seed", min=0, help="seed of the sample order")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print nothing on success")] = False,
@@ -539,7 +546,10 @@ def finetune(
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
               output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
-              progress=None if quiet or as_json else progress)
+              progress=None if quiet or as_json else progress,
+              data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
+                                                  "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
+                                                  "gray": data_gray}.items() if v} or None)
     if as_json:
         print(json.dumps(rep.as_dict(), indent=1))
     elif not quiet:

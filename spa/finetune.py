@@ -76,12 +76,20 @@ def _torch():
     return torch
 
 
-def load_data(data: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """The arrays of ``data`` (a mapping or an ``.npz`` file).  The one place data files are read: ``model`` is
-    what a loader of image folders needs to preprocess for."""
+def load_data(data: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto,
+              preprocess: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of ``data``: a mapping, an ``.npz`` file, or a folder of images preprocessed for ``model`` with
+    ``preprocess`` (spa.images.load_inputs: size, mean/std, scale, bgr, layout, gray; as for ``--calib``)."""
     if isinstance(data, Mapping):
         return {str(k): np.asarray(v) for k, v in data.items()}
     p = Path(data)
+    if p.is_dir():
+        from .images import load_inputs
+
+        return load_inputs(p, model, flag="--data", **(preprocess or {}))
+    if preprocess:
+        raise BadArgument(f"--data {p}: preprocessing options ({', '.join(sorted(preprocess))}) apply to a folder "
+                          "of images, not to an .npz")
     if not p.is_file():
         raise BadArgument(f"--data {p}: no such file")
     try:
@@ -254,7 +262,8 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              input_key: str | None = None, target_key: str | None = None, seed: int = 0,
              teacher: str | os.PathLike | onnx.ModelProto | None = None, temperature: float = TEMPERATURE,
              output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
-             progress: Callable[[int, int, float, float], None] | None = None) -> FinetuneReport:
+             progress: Callable[[int, int, float, float], None] | None = None,
+             data_preprocess: Mapping[str, object] | None = None) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
@@ -279,7 +288,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if graph._same_file(out_p, src):
         raise BadArgument(f"output path {out_p} is the input; refusing to overwrite the input")
     proto = graph.load(src)
-    arrays = load_data(data, proto)
+    arrays = load_data(data, proto, data_preprocess)
     dynamic, fixed = _batch_dynamic(proto)
 
     torch = _torch()

@@ -33,13 +33,22 @@ DEFAULT_SCALE = 1 / 255
 def load_inputs(path: str | Path, model: onnx.ModelProto, *, size: str | Sequence[int] | None = None,
                 mean: str | Sequence[float] | None = None, std: str | Sequence[float] | None = None,
                 scale: str | float | None = None, bgr: bool = False, layout: str | None = None,
-                gray: bool = False) -> dict[str, np.ndarray]:
+                gray: bool = False, flag: str = "--calib") -> dict[str, np.ndarray]:
     """Arrays keyed by graph input name (first axis = samples) from an .npz file or a folder of images (see the
     module docstring). The preprocessing options apply to folders only; `gray` forces grayscale (which a
-    1-channel input gets anyway). Bad arguments raise BadArgument with one line."""
-    path = Path(path)
-    given = {k: v for k, v in {"size": size, "mean": mean, "std": std, "scale": scale, "layout": layout,
-                               "bgr": bgr or None, "gray": gray or None}.items() if v is not None}
+    1-channel input gets anyway). Bad arguments raise BadArgument with one line, naming the options as `flag`
+    (`--calib`, `--calib-size`, ... or `--data`, `--data-size`, ...)."""
+    try:
+        return _load_inputs(Path(path), model, size=size, mean=mean, std=std, scale=scale, bgr=bgr, layout=layout,
+                            gray=gray)
+    except BadArgument as e:
+        if flag == "--calib":
+            raise
+        raise BadArgument(str(e).replace("--calib", flag)) from None
+
+
+def _load_inputs(path: Path, model: onnx.ModelProto, **options) -> dict[str, np.ndarray]:
+    given = {k: v for k, v in options.items() if v is not None and v is not False}
     if not path.is_dir():
         if given:
             raise BadArgument(f"--calib {path}: preprocessing options ({', '.join(sorted(given))}) apply to a "

@@ -19,6 +19,7 @@ from converters.onnx_to_torch import onnx_to_torch
 from models import patterns
 from spa import graph
 from spa.finetune import finetune, reestimate_bn
+from spa.errors import BadArgument
 from spa.verify import session
 
 
@@ -187,3 +188,24 @@ def test_single_element_constants_are_not_trained(tmp_path):
     rep = finetune(p, {"x": x, "y": np.random.default_rng(1).standard_normal((16, 5)).astype(np.float32)},
                    tmp_path / "o.onnx", loss="mse", epochs=3, lr=1e-2, batch=8)
     assert np.isfinite(rep.loss_after) and rep.loss_after < rep.loss_before
+
+
+def test_distillation_reads_a_folder_of_images_like_calib(tmp_path):
+    """`--data` takes the folders `--calib` takes (spa.images), with the same preprocessing flags named --data-*."""
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    from spa.finetune import load_data
+
+    model = onnx.load(Path(__file__).resolve().parents[1] / "models" / "samples" / "simple_cnn.onnx")
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (dims[2], dims[3], 3), dtype=np.uint8)).save(folder / f"{k}.png")
+    arrays = load_data(folder, model, {"mean": "0.5,0.5,0.5", "std": "0.5,0.5,0.5"})
+    x = arrays[model.graph.input[0].name]
+    assert x.shape == (3, 3, dims[2], dims[3]) and -1.0 <= x.min() and x.max() <= 1.0
+    with pytest.raises(BadArgument, match="--data-layout"):
+        load_data(folder, model, {"layout": "xyz"})

@@ -1,7 +1,7 @@
 """Prune "any time" on real data that ships offline (scikit-learn's 8×8 digits, 1797 images):
 
   (a) train → prune (no fine-tuning)
-  (b) train → prune → fine-tune through the ONNX → PyTorch round trip (converters/onnx_to_torch.py)
+  (b) train → prune → fine-tune through the ONNX → PyTorch round trip (spa/onnx_to_torch.py)
   (c) prune at initialisation → train the small model (same epochs as the baseline)
 
 at ratios 0.3 / 0.5 / 0.7 (spa prune, L1, local), against the unpruned baseline; accuracy on a held-out
@@ -26,7 +26,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import spa  # noqa: E402
-from converters.onnx_to_torch import onnx_to_torch  # noqa: E402
+from spa.onnx_to_torch import onnx_to_torch  # noqa: E402
 from spa import graph  # noqa: E402
 from spa.verify import session  # noqa: E402
 

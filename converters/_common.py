@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from spa.errors import BadArgument, BadModel, SpaError, VerificationFailed, WriteFailed
+from spa.errors import BadArgument, BadModel, SpaError, VerificationFailed, WriteFailed, first_line  # noqa: F401 - converters use first_line from here
 
 __all__ = ["ATOL", "ConversionFailed", "OutputMismatch", "compare", "ort_run", "publish", "tmp_path_for"]
 
@@ -23,10 +23,6 @@ class OutputMismatch(VerificationFailed):
     """onnxruntime's outputs differ from the framework's (exit code 4)."""
 
 
-def first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    line = s.splitlines()[0] if s else ""
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
 def tmp_path_for(path: str | os.PathLike) -> pathlib.Path:

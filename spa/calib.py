@@ -597,7 +597,7 @@ def bn_synth_inputs(view, n: int, seed: int, steps: int = 200, lr: float = 0.1,
     try:
         import torch
 
-        from converters.onnx_to_torch import onnx_to_torch
+        from .onnx_to_torch import onnx_to_torch
     except Exception:  # noqa: BLE001 - optional (torch extra)
         log.warning("bn-synth needs torch and converters/; using noise inputs")
         return feeds

@@ -56,3 +56,10 @@ class NothingPruned(SpaError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, 6)
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first line of the message` of an exception, for one-line errors."""
+    s = str(exc).strip()
+    line = s.splitlines()[0] if s else ""
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

@@ -1,6 +1,6 @@
 """Fine-tune a (pruned) ONNX model through the ONNX -> PyTorch round trip, and write it back as ONNX.
 
-``finetune(model, data, output)``: the graph becomes a trainable ``converters.onnx_to_torch.OnnxModule``
+``finetune(model, data, output)``: the graph becomes a trainable ``spa.onnx_to_torch.OnnxModule``
 (float initializers are parameters; BatchNormalization keeps its running statistics, only its scale and bias
 train), is trained with Adam on the samples in ``data``, re-exported with torch's TorchScript exporter (same
 input and output names, the batch axis symbolic wherever the original's was), checked (onnx.checker,
@@ -292,7 +292,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     dynamic, fixed = _batch_dynamic(proto)
 
     torch = _torch()
-    from converters.onnx_to_torch import onnx_to_torch
+    from .onnx_to_torch import onnx_to_torch
 
     module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
     step = fixed or batch
@@ -373,7 +373,7 @@ def _export(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray]
     import io
     import warnings
 
-    from converters._common import first_line
+    from .errors import first_line
 
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 17)
     opset = min(max(opset, 7), 20)  # the TorchScript exporter's range

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from test_finetune import assert_one_line_error, spa_cli
 
 import spa
-from converters.onnx_to_torch import onnx_to_torch
+from spa.onnx_to_torch import onnx_to_torch
 from models import patterns
 from spa import graph
 from spa.finetune import finetune, reestimate_bn

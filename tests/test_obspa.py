@@ -322,7 +322,7 @@ def test_gradients_are_those_of_torch_autograd():
     g = collect(m, feeds, batch=16)
     import torch
 
-    from converters.onnx_to_torch import onnx_to_torch
+    from spa.onnx_to_torch import onnx_to_torch
 
     mod = onnx_to_torch(m)
 

@@ -1,4 +1,4 @@
-"""converters/onnx_to_torch.py: ONNX -> trainable torch module, checked against onnxruntime."""
+"""spa/onnx_to_torch.py: ONNX -> trainable torch module, checked against onnxruntime."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 import spa  # noqa: E402
-from converters.onnx_to_torch import SUPPORTED, UnsupportedOp, check_roundtrip, onnx_to_torch  # noqa: E402
+from spa.onnx_to_torch import SUPPORTED, UnsupportedOp, check_roundtrip, onnx_to_torch  # noqa: E402
 from models import patterns, zoo_torch  # noqa: E402
 from spa.errors import SpaError  # noqa: E402
 from spa.verify import random_inputs, session  # noqa: E402

@@ -1,4 +1,4 @@
-"""Gradient criteria through the ONNX → torch round trip (converters.onnx_to_torch): first-order Taylor and
+"""Gradient criteria through the ONNX → torch round trip (spa.onnx_to_torch): first-order Taylor and
 SNIP channel saliencies.
 
 Without labels, the loss is the model's agreement with itself: cross-entropy of the first output against its
@@ -30,7 +30,7 @@ def collect(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, batch: int 
     try:
         import torch
 
-        from converters.onnx_to_torch import UnsupportedOp, onnx_to_torch
+        from ..onnx_to_torch import UnsupportedOp, onnx_to_torch
     except ImportError as e:
         raise BadArgument(f"gradient criteria need torch and spa's converters (pip install 'spa[torch]'): {e}") from None
     try:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from onnx import helper, numpy_helper
 
-from spa.errors import BadModel
+from .errors import BadModel
 
 __all__ = ["OPS", "SUPPORTED", "OnnxModule", "UnsupportedOp", "batchnorm_train", "check_roundtrip", "onnx_to_torch"]
 
@@ -955,8 +955,8 @@ def check_roundtrip(model: onnx.ModelProto | str | Path, n_batches: int = 2, bat
     """Max relative |torch - onnxruntime| (relative to each output's max |value|) over `n_batches` random input
     sets (spa.verify.random_inputs). Raises UnsupportedOp for an op the converter lacks; VerificationFailed when
     the error exceeds `tol` (pass tol=None to only measure)."""
-    from spa.errors import VerificationFailed
-    from spa.verify import random_inputs, session
+    from .errors import VerificationFailed
+    from .verify import random_inputs, session
 
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import spa  # noqa: E402
 from spa.onnx_to_torch import onnx_to_torch  # noqa: E402
-from spa import graph  # noqa: E402
+from spa import modelfile  # noqa: E402
 from spa.verify import session  # noqa: E402
 
 EPOCHS, FT_EPOCHS, SEED = 40, 10, 0
@@ -90,7 +90,7 @@ def accuracy(path: Path, xte, yte) -> float:
 
 def prune_to(src: Path, dst: Path, ratio: float) -> dict:
     pruned, rep = spa.prune(str(src), ratio=ratio, criterion="l1")
-    graph.save_atomic(pruned, dst)
+    modelfile.save_atomic(pruned, dst)
     return {"params": rep.after.params / rep.before.params, "macs": rep.after.macs / rep.before.macs}
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anytime_digits import EPOCHS, SEED, DigitsCNN, accuracy, data, train
 
 import spa
-from spa import graph
+from spa import modelfile
 
 RATIOS = (0.1, 0.2, 0.3, 0.5)
 ROWS = [  # label, criterion, calib source (None: no data), uses calibration data
@@ -60,7 +60,7 @@ def main() -> None:
                               input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                               training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
-        n_bn = sum(n.op_type == "BatchNormalization" for n in graph.load(src).graph.node)
+        n_bn = sum(n.op_type == "BatchNormalization" for n in modelfile.load(src).graph.node)
         base = accuracy(src, xte, yte)
         print(f"digits CNN ({EPOCHS} epochs, {n_bn} BatchNorm nodes kept); test split {len(xte)} images, "
               f"calibration {len(calib['input'])} training images")
@@ -75,7 +75,7 @@ def main() -> None:
                                       refit=False if "per-layer" in label else None)
                 secs.append(time.perf_counter() - t0)
                 out = Path(d) / "p.onnx"
-                graph.save_atomic(pruned, out)
+                modelfile.save_atomic(pruned, out)
                 accs.append(accuracy(out, xte, yte))
             print(f"{label:30s}" + "".join(f"{a:9.4f}" for a in accs) + f"{np.mean(secs):9.2f}")
             sys.stdout.flush()
@@ -85,7 +85,7 @@ def main() -> None:
             for seed in range(8):
                 pruned, _ = spa.prune(str(src), ratio=0.5, criterion="obspa", calib_source=source, seed=seed)
                 out = Path(d) / "p.onnx"
-                graph.save_atomic(pruned, out)
+                modelfile.save_atomic(pruned, out)
                 accs.append(accuracy(out, xte, yte))
             print(f"  obspa {source:11s}" + "".join(f"{a:7.4f}" for a in accs) + f"   mean {np.mean(accs):.4f}")
             sys.stdout.flush()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph import ModelView, node_inputs, topo_order
+from .view import ModelView, node_inputs, topo_order
 from .rules import DEFAULT, RuleSet, RulesLike, rule_set
 from .rules.base import OTHER, NodeCtx
 from .rules.couplings import Couplings, Slot

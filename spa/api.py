@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import graph, io_safety
-from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis, analyze as _analyze
-from . import criteria
+from . import criteria, io_safety, modelfile
+from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis
+from .analysis import analyze as _analyze
 from .criteria import score
 from .errors import BadArgument, BadModel, NothingPruned, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
@@ -31,6 +31,7 @@ from .rules import RulesLike
 from .rules.quant import dequantized
 from .stream import Staging, stream_threshold
 from .verify import check_model, check_model_file, oracle_error, oracle_errors
+from .view import ModelView
 
 ModelLike = str | os.PathLike[str] | onnx.ModelProto
 
@@ -39,22 +40,22 @@ def _load(model: ModelLike, stream_bytes: int | None = None) -> tuple[onnx.Model
     if isinstance(model, onnx.ModelProto):
         m = onnx.ModelProto()
         m.CopyFrom(model)
-        graph.check_opset(m)
-        graph.check_structure(m)
-        graph.check_tensor_data(m)
+        modelfile.check_opset(m)
+        modelfile.check_structure(m)
+        modelfile.check_tensor_data(m)
         return m, None
-    return graph.load(model, stream_bytes=stream_bytes), str(model)
+    return modelfile.load(model, stream_bytes=stream_bytes), str(model)
 
 
-def prepare(model: ModelLike, stream_bytes: int | None = None) -> tuple[graph.ModelView, str | None]:
+def prepare(model: ModelLike, stream_bytes: int | None = None) -> tuple[ModelView, str | None]:
     """The model's view. With `stream_bytes`, a file whose external data exceeds it is not loaded: its large
     weights are read from disk when needed (see `spa.stream`)."""
     m, path = _load(model, stream_bytes)
-    graph.lift_constants(m)
-    return graph.ModelView.build(m, base_dir=str(Path(path).resolve().parent) if path else None), path
+    modelfile.lift_constants(m)
+    return ModelView.build(m, base_dir=str(Path(path).resolve().parent) if path else None), path
 
 
-def is_streamed(view: graph.ModelView) -> bool:
+def is_streamed(view: ModelView) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in view.model.graph.initializer)
 
 
@@ -114,7 +115,7 @@ def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_
 InputShape = dict[str, list[int]] | list[str] | None
 
 
-def parse_input_shape(view: graph.ModelView, input_shape: InputShape) -> dict[str, list[int]] | None:
+def parse_input_shape(view: ModelView, input_shape: InputShape) -> dict[str, list[int]] | None:
     """`input_shape` as {input: dims}: `--input-shape` strings ("x=1,3,48,320") are parsed and checked against
     the model's inputs (BadArgument)."""
     if not input_shape:
@@ -126,7 +127,7 @@ def parse_input_shape(view: graph.ModelView, input_shape: InputShape) -> dict[st
     return parse_input_shapes(list(input_shape), view.model)
 
 
-def mac_size(view: graph.ModelView, input_shape: dict[str, list[int]] | None = None,
+def mac_size(view: ModelView, input_shape: dict[str, list[int]] | None = None,
              size: int | None = None) -> dict[str, list[int]] | None:
     """The graph input dims MACs are counted at: `input_shape` (`--input-shape`) where given; symbolic image or
     sequence dims at `size` (the size verification ran at) or else at the first size the model runs at
@@ -295,7 +296,7 @@ def plan_for_target(
 
         tmp = tempfile.TemporaryDirectory(prefix="spa-latency-")
         orig_path = Path(tmp.name) / "original.onnx"
-        graph.save_atomic(a.view.model, orig_path)
+        modelfile.save_atomic(a.view.model, orig_path)
         steps = min(steps, 10)
 
     def measure(plan: Plan) -> float:
@@ -304,10 +305,10 @@ def plan_for_target(
             from .tools.bench import compare
 
             cand = Path(tmp.name) / "candidate.onnx"
-            graph.save_atomic(pruned, cand)
+            modelfile.save_atomic(pruned, cand)
             base, new = compare([orig_path, cand], threads=threads, warmup=3, runs=15, memory=False)
             return new.median_ms / base.median_ms
-        st = stats(graph.ModelView.build(pruned))
+        st = stats(ModelView.build(pruned))
         return st.macs / max(1, base_st.macs) if metric == "macs" else st.params / max(1, base_st.params)
 
     def plan_at(r: float) -> Plan:
@@ -560,7 +561,7 @@ class _Emitted:
     staged: bool
 
 
-def _emit(view: graph.ModelView, path: str | None, a: Analysis, keep: np.ndarray, overrides, o: PruneOptions,
+def _emit(view: ModelView, path: str | None, a: Analysis, keep: np.ndarray, overrides, o: PruneOptions,
           shapes, output, run: _Run, notes: list[str]) -> tuple[onnx.ModelProto, _Emitted]:
     """Rewrite, verify (checker + onnxruntime), self-check (zero-group oracle), write; any failure removes the
     staging area and writes nothing."""
@@ -593,7 +594,7 @@ def _emit(view: graph.ModelView, path: str | None, a: Analysis, keep: np.ndarray
                     + _blame(view.model) + " (--no-self-check skips this check)")
         if output is not None:
             with run.stage("write", "writing"):
-                written = staging.commit() if staging else graph.save_atomic(pruned, output, input_path=path,
+                written = staging.commit() if staging else modelfile.save_atomic(pruned, output, input_path=path,
                                                                              blob=blob)
     except BaseException:
         if staging is not None:
@@ -605,12 +606,12 @@ def _emit(view: graph.ModelView, path: str | None, a: Analysis, keep: np.ndarray
     return pruned, _Emitted(verified, err if o.oracle else None, written, staging is not None)
 
 
-def _report(view: graph.ModelView, path: str | None, a: Analysis, plan: Plan, keep: np.ndarray,
+def _report(view: ModelView, path: str | None, a: Analysis, plan: Plan, keep: np.ndarray,
             pruned: onnx.ModelProto, e: _Emitted, o: PruneOptions, shapes, output, run: _Run,
             notes: list[str]) -> PruneReport:
     at = mac_size(view, shapes, e.verified.size if e.verified is not None else None)
     before = stats(view, Path(path).stat().st_size if path else None, at=at)
-    pruned_view = graph.ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if e.staged else None)
+    pruned_view = ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if e.staged else None)
     after = stats(pruned_view, e.written, at=at)
     run.seconds["total"] = time.perf_counter() - run.t0
     return PruneReport(before, after, plan, len(a.groups), len(a.prunable), len(plan.groups), plan.removed,
@@ -674,14 +675,14 @@ def _serialise(model: onnx.ModelProto) -> bytes | None:
         blob = model.SerializeToString()
     except Exception:  # noqa: BLE001 - over protobuf's 2 GB limit
         return None
-    return blob if len(blob) <= graph._TWO_GB else None
+    return blob if len(blob) <= modelfile.TWO_GB else None
 
 
 SELF_CHECK_BYTES = 64 << 20  # weights up to this size get the zero-group oracle as a self-check by default
 SELF_CHECK_TOL = 1e-3  # relative; float32 noise of a correct prune stays orders of magnitude below
 
 
-def _self_check_on(view: graph.ModelView, self_check: bool | None) -> bool:
+def _self_check_on(view: ModelView, self_check: bool | None) -> bool:
     if self_check is not None:
         return self_check
     total = 0
@@ -695,13 +696,13 @@ def _self_check_on(view: graph.ModelView, self_check: bool | None) -> bool:
 def _blame(model: onnx.ModelProto) -> str:
     """Who is at fault when the self-check fails: a model the ONNX checker rejects is malformed (its readers
     may disagree on what it computes); only a valid one points at spa's analysis."""
-    bad = graph.malformed(model)
+    bad = modelfile.malformed(model)
     if bad:
         return f"The input model is malformed ({bad})"
     return "This is a bug in spa's analysis: please report it with the model"
 
 
-def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV,
+def _analyze_checked(view: ModelView, hidden: bool, group_conv: str = DEFAULT_GROUP_CONV,
                      rules: RulesLike = None) -> Analysis:
     """The analysis; a crash on a model that ONNX's own full check rejects (a kernel_shape its weight does not
     have, ...) is the file's fault: exit 3 with the checker's reason, not an internal error."""
@@ -710,7 +711,7 @@ def _analyze_checked(view: graph.ModelView, hidden: bool, group_conv: str = DEFA
     except SpaError:
         raise
     except Exception:
-        bad = graph.malformed(view.model)
+        bad = modelfile.malformed(view.model)
         if bad:
             raise BadModel(f"the model is inconsistent: {bad}") from None
         raise
@@ -731,7 +732,7 @@ def _oracle_or_none(a: Analysis, keep: np.ndarray, pruned: onnx.ModelProto, orac
         return None, None
 
 
-def _staging_for(view: graph.ModelView, path: str | None, output: str | os.PathLike[str] | None):
+def _staging_for(view: ModelView, path: str | None, output: str | os.PathLike[str] | None):
     """A `Staging` area beside `output` when the model was loaded streamed (weights left on disk), else None.
     Made only when the rewrite starts, so a failure before it leaves nothing behind."""
     if output is None or path is None or not is_streamed(view):

@@ -442,13 +442,13 @@ def sweep(
     """Prune at several ratios (in parallel), then measure params, MACs and latency of all side by side."""
     from dataclasses import asdict
 
-    from . import graph, io_safety
+    from . import io_safety, modelfile
     from .tools import sweep as sw
     from .report import human
 
     rs = sw.parse_ratios(ratios)
     io_safety.check_io(models=[model], writes=[("--plot", plot)])
-    graph.load(model)  # a bad file fails here with one line, before any worker starts
+    modelfile.load(model)  # a bad file fails here with one line, before any worker starts
     with _progress(as_json) as say:
         say(f"pruning at {len(rs)} ratios with {jobs} job(s), then timing")
         points = sw.sweep(str(model), rs, str(out_dir), criterion=criterion, global_=global_, jobs=jobs,

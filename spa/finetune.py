@@ -269,7 +269,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``).  ``epochs=0`` only re-estimates the BatchNorm statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
-    from . import graph
+    from . import modelfile
     from .verify import check_model, session
 
     t0 = time.perf_counter()
@@ -285,9 +285,9 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
     src = Path(model)
     out_p = Path(output)
-    if graph._same_file(out_p, src):
+    if modelfile._same_file(out_p, src):
         raise BadArgument(f"output path {out_p} is the input; refusing to overwrite the input")
-    proto = graph.load(src)
+    proto = modelfile.load(src)
     arrays = load_data(data, proto, data_preprocess)
     dynamic, fixed = _batch_dynamic(proto)
 
@@ -299,7 +299,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if teacher is not None:
         from .distill import Distillation
 
-        t_proto = teacher if isinstance(teacher, onnx.ModelProto) else graph.load(teacher)
+        t_proto = teacher if isinstance(teacher, onnx.ModelProto) else modelfile.load(teacher)
         inputs = select_inputs(proto, arrays, input_key)
         n = len(next(iter(inputs.values())))
         if fixed and n < fixed:
@@ -358,7 +358,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     tuned = _export(torch, module, proto, inputs, dynamic, fixed)
     err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
     check_model(tuned, proto)
-    graph.save_atomic(tuned, out_p, input_path=str(src))
+    modelfile.save_atomic(tuned, out_p, input_path=str(src))
     if teacher is None:  # measured on the written model in onnxruntime
         loss_after, acc_after = obj.measure_outputs(_run_all(session(tuned), inputs, n, batch, fixed))
     else:

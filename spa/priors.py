@@ -25,7 +25,7 @@ def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
     """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
     ones); token ids uniform over their embedding table (or one-hot alphabet); (batch, length) integer inputs
     that index nothing (attention masks) padding masks; other integers 0/1."""
-    from .graph import random_array
+    from .view import random_array
     from .verify import NP_DTYPES
 
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from .graph import ModelView
+from .view import ModelView
 from .rules import DEFAULT, RuleSet
 from .rules.hooks import Shapes, prod
 
@@ -67,7 +67,7 @@ def _mac_tensors(node: onnx.NodeProto) -> list[str]:
 def shapes_at(view: ModelView, at: dict[str, list[int]], rules: RuleSet | None = None) -> Shapes:
     """Every tensor's shape with the graph inputs at `at`: ONNX shape inference with those input dims, and
     one onnxruntime run for what inference leaves unknown around MAC-bearing nodes (computed reshapes)."""
-    from .graph import infer_shapes, ort_options, shape_of
+    from .view import infer_shapes, ort_options, shape_of
     from .verify import random_inputs
 
     inferred = infer_shapes(view.model, input_dims=at).graph

@@ -15,7 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from .analysis import Analysis
-from .graph import node_inputs, shape_sources, topo_order
+from .view import node_inputs, shape_sources, topo_order
 from .rules.base import RewriteCtx
 
 Sink = Callable[[str, np.ndarray], onnx.TensorProto]

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .graph import node_inputs, topo_order
+from .view import node_inputs, topo_order
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def energy_scores(a: Analysis, stats: dict) -> dict[int, np.ndarray]:
 def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: float = 0.75, seed: int = 0) -> Plan:
     """The global plan by ΔL/E whose MACs match the local OBSPA plan's at `ratio` (bisection on the global
     ratio); groups without consumers pruned locally at `ratio`."""
-    from .graph import ModelView
+    from .view import ModelView
     from .plan import keep_mask
     from .report import stats as model_stats
     from .rewrite import Rewriter

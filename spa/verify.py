@@ -11,7 +11,8 @@ from onnx import numpy_helper
 
 from .analysis import Analysis
 from .errors import VerificationFailed
-from .graph import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes, random_array
+from .modelfile import INPUT_BYTES_ENV, check_input_sizes, max_input_bytes
+from .view import random_array
 from .rules.hooks import StatsMask
 
 NP_DTYPES = {  # ONNX element type -> the numpy dtype of inputs made for it
@@ -326,7 +327,7 @@ def drop_output_shapes(model: onnx.ModelProto, names) -> None:
 
 
 def _passes_checker(model: onnx.ModelProto) -> bool:
-    from .graph import skeleton
+    from .view import skeleton
 
     try:
         onnx.checker.check_model(skeleton(model), full_check=True)

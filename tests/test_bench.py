@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spa import api, graph
+from spa import api, modelfile
 from spa.tools import bench
 from spa.errors import BadArgument
 
@@ -19,7 +19,7 @@ SIMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
 def pruned(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench") / "simple_cnn_pruned.onnx"
     model, _ = api.prune(SIMPLE, ratio=0.5)
-    graph.save_atomic(model, out)
+    modelfile.save_atomic(model, out)
     return out
 
 

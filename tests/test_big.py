@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 
 from models import big_mlp
-from spa import api, graph
+from spa import api, modelfile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def small(tmp_path: Path) -> Path:
 
 def test_streamed_equals_in_memory(small: Path, tmp_path: Path) -> None:
     before = _digests(small.parent)
-    lazy = graph.load(small, stream_bytes=0)
+    lazy = modelfile.load(small, stream_bytes=0)
     ext = [t.name for t in lazy.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     assert "l0.w1" in ext and "l0.b1" not in ext  # weights stay on disk; tiny tensors are read in
 

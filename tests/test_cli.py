@@ -222,7 +222,7 @@ def test_html_reports_and_file_modes(tmp_path):
     assert r.returncode == 0, r.stderr
     text = page.read_text()
     assert "→" in text and "<svg" in text
-    from spa.graph import default_mode
+    from spa.modelfile import default_mode
 
     assert (out.stat().st_mode & 0o777) == (page.stat().st_mode & 0o777) == default_mode()  # not mkstemp's 0600
     r = spa("analyze", SAMPLE, "--html", tmp_path / "a.html")

@@ -17,7 +17,7 @@ from test_finetune import assert_one_line_error, spa_cli
 import spa
 from spa.onnx_to_torch import onnx_to_torch
 from models import patterns
-from spa import graph
+from spa import modelfile
 from spa.finetune import finetune, reestimate_bn
 from spa.errors import BadArgument
 from spa.verify import session
@@ -29,7 +29,7 @@ def _prune(model: onnx.ModelProto, d: Path, name: str, n: int = 48) -> tuple[Pat
     onnx.save(model, str(teacher))
     small, rep = spa.prune(str(teacher), ratio=0.5)
     assert rep.groups_pruned >= 1
-    graph.save_atomic(small, student)
+    modelfile.save_atomic(small, student)
     x = np.random.default_rng(0).standard_normal((n, 3, 8, 8)).astype(np.float32)
     np.savez(d / f"{name}.npz", x=x)
     return teacher, student, d / f"{name}.npz"

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 
 import spa
 from models import patterns
-from spa import graph
+from spa import modelfile
 from spa.finetune import finetune
 from spa.verify import session
 
@@ -42,7 +42,7 @@ def pruned(tmp_path_factory) -> tuple[Path, Path]:
     onnx.save(patterns.build("two_gemms"), str(src))
     small, rep = spa.prune(str(src), ratio=0.5)
     assert rep.groups_pruned >= 2
-    graph.save_atomic(small, d / "pruned.onnx")
+    modelfile.save_atomic(small, d / "pruned.onnx")
     rng = np.random.default_rng(0)
     np.savez(d / "train.npz", x=rng.standard_normal((32, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 5, 32))
     return d / "pruned.onnx", d / "train.npz"

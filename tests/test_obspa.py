@@ -191,7 +191,7 @@ def test_cli_obspa_with_calib(tmp_path):
 def test_structured_source_is_image_like_and_spatially_correlated():
     """The "structured" data-free source gives image inputs natural-image statistics (spatially correlated, a
     random brightness, unit contrast) where "noise" is white; non-image inputs stay standard normal."""
-    from spa.graph import ModelView
+    from spa.view import ModelView
 
     view = ModelView.build(onnx.load(str(Path(__file__).resolve().parents[1] / "models/samples/resnet18_tiny.onnx")))
     name = view.graph_inputs[0]
@@ -212,7 +212,7 @@ def test_binary_source_is_two_level_shapes_on_a_background():
     """The "binary" data-free source (the default) gives image inputs two-level images: every pixel ±1, a
     minority of 5-50 % at -1, spatially correlated (shapes with edges, not salt and pepper); the samples and the
     seed decide the images; non-image inputs stay as "noise"."""
-    from spa.graph import ModelView
+    from spa.view import ModelView
 
     assert calib.DEFAULT_SOURCE == "binary"
     view = ModelView.build(onnx.load(str(ROOT / "models/samples/resnet18_tiny.onnx")))

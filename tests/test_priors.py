@@ -16,7 +16,7 @@ from spa import calib
 from spa.analysis import analyze
 from spa.api import prepare
 from spa.criteria.obspa import compensate
-from spa.graph import ModelView
+from spa.view import ModelView
 from spa.plan import keep_mask
 from spa.priors import PRIORS, mixed_inputs
 from spa.report import stats as model_stats

@@ -19,7 +19,7 @@ from models import patterns, recurrent
 from spa.analysis import analyze
 from spa.api import compute_plan, prepare
 from spa.calib import find_consumers
-from spa.graph import ModelView
+from spa.view import ModelView
 from spa.plan import keep_mask
 from spa.report import stats
 from spa.rewrite import Rewriter

@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from spa import graph
+from spa import modelfile
 from spa.errors import BadArgument, WriteFailed
 
 SAMPLE = Path(__file__).resolve().parents[1] / "models" / "samples" / "simple_cnn.onnx"
@@ -27,10 +27,10 @@ def test_failed_write_keeps_previous_output(tmp_path, monkeypatch, exc):
     def boom(*a, **k):
         raise exc
 
-    monkeypatch.setattr(graph.os, "fsync", boom)
+    monkeypatch.setattr(modelfile.os, "fsync", boom)
     expected = WriteFailed if isinstance(exc, OSError) else KeyboardInterrupt
     with pytest.raises(expected) as ei:
-        graph.save_atomic(m, out)
+        modelfile.save_atomic(m, out)
     if isinstance(exc, OSError):
         assert "No space left" in str(ei.value)
     assert out.read_bytes() == b"previous output"
@@ -41,17 +41,17 @@ def test_save_refuses_the_input(tmp_path):
     p = tmp_path / "m.onnx"
     p.write_bytes(SAMPLE.read_bytes())
     with pytest.raises(BadArgument):
-        graph.save_atomic(onnx.load(p), p, input_path=str(p))
+        modelfile.save_atomic(onnx.load(p), p, input_path=str(p))
     link = tmp_path / "link.onnx"
     link.symlink_to(p)
     with pytest.raises(BadArgument):
-        graph.save_atomic(onnx.load(p), link, input_path=str(p))
+        modelfile.save_atomic(onnx.load(p), link, input_path=str(p))
     assert p.read_bytes() == SAMPLE.read_bytes()
 
 
 def test_save_writes_valid_model(tmp_path):
     out = tmp_path / "o.onnx"
-    n = graph.save_atomic(onnx.load(SAMPLE), out)
+    n = modelfile.save_atomic(onnx.load(SAMPLE), out)
     assert n == out.stat().st_size
     onnx.checker.check_model(onnx.load(out), full_check=True)
     assert _debris(tmp_path) == []
@@ -59,8 +59,8 @@ def test_save_writes_valid_model(tmp_path):
 
 def test_unwritable_directory(tmp_path, monkeypatch):
     """As root, permissions can't make a directory unwritable, so os.access is made to say so."""
-    real = graph.os.access
-    monkeypatch.setattr(graph.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
+    real = modelfile.os.access
+    monkeypatch.setattr(modelfile.os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode))
     with pytest.raises(WriteFailed, match="not writable"):
-        graph.save_atomic(onnx.load(SAMPLE), tmp_path / "o.onnx")
+        modelfile.save_atomic(onnx.load(SAMPLE), tmp_path / "o.onnx")
     assert list(tmp_path.iterdir()) == []

@@ -413,15 +413,15 @@ def test_input_limit_is_raised_by_its_env(tmp_path: Path) -> None:
     m = _sample()
     m.graph.input[0].type.tensor_type.shape.dim[-1].dim_value = 10**9
     onnx.save(m, tmp_path / "wide.onnx")
-    from spa import graph
+    from spa import modelfile
 
     with pytest.raises(Exception, match="SPA_MAX_INPUT_BYTES"):
-        graph.load(tmp_path / "wide.onnx")
-    os.environ[graph.INPUT_BYTES_ENV] = str(10**13)
+        modelfile.load(tmp_path / "wide.onnx")
+    os.environ[modelfile.INPUT_BYTES_ENV] = str(10**13)
     try:
-        graph.load(tmp_path / "wide.onnx")  # only the declared size is looked at: no allocation
+        modelfile.load(tmp_path / "wide.onnx")  # only the declared size is looked at: no allocation
     finally:
-        del os.environ[graph.INPUT_BYTES_ENV]
+        del os.environ[modelfile.INPUT_BYTES_ENV]
 
 
 @pytest.mark.parametrize("entry", [("offset", "-5"), ("location", "m.onnx.data\0x"), ("length", "abc")])
@@ -591,12 +591,12 @@ def test_api_prune_checks_its_output_too(ext: Path) -> None:
 def test_over_2gb_in_memory_model_is_written_as_a_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A model too large for one protobuf goes through the same staging as a streamed one (the 2 GB limit is
     lowered here): weights in a fresh data file, the model renamed last, the user's <out>.data untouched."""
-    from spa import graph
+    from spa import modelfile
 
-    monkeypatch.setattr(graph, "_TWO_GB", 1000)
+    monkeypatch.setattr(modelfile, "TWO_GB", 1000)
     out = tmp_path / "o.onnx"
     (tmp_path / "o.onnx.data").write_bytes(b"mine")
-    graph.save_atomic(onnx.load(SAMPLE), out)
+    modelfile.save_atomic(onnx.load(SAMPLE), out)
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 3 and (tmp_path / "o.onnx.data").read_bytes() == b"mine"
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)

@@ -23,7 +23,7 @@ from onnx import helper, numpy_helper
 from ..onnxutil import attr
 
 if TYPE_CHECKING:
-    from ..graph import ModelView, Shape
+    from ..view import ModelView, Shape
     from .couplings import Couplings
     from .hooks import ConsumerSpec, Shapes, StatsMask
 

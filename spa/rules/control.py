@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import onnx
 
-from ..graph import node_inputs
+from ..view import node_inputs
 from .base import NodeCtx, Rule
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..graph import ModelView
+    from ..view import ModelView
 
 Slot = tuple[str, int]
 

@@ -19,7 +19,7 @@ from .base import BIAS, IN, OUT, NodeCtx, RewriteCtx, Rule
 from .hooks import ConsumerSpec, Shapes, dims, prod
 
 if TYPE_CHECKING:
-    from ..graph import ModelView, Shape
+    from ..view import ModelView, Shape
 
 
 def _grouped_links(n: NodeCtx, x: str, xa: int, y: str, ya: int, c_in: int, c_out: int, g: int) -> None:

@@ -32,7 +32,7 @@ from .hooks import Shapes
 from .linear import conv_macs, couple_conv, couple_gemm, couple_matmul, gemm_macs, matmul_macs, rewrite_group
 
 if TYPE_CHECKING:
-    from ..graph import ModelView
+    from ..view import ModelView
 
 
 def _uniform(zp: np.ndarray | None) -> int | None:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from ..graph import Shape, batch_multiple
+from ..view import Shape, batch_multiple
 from ..onnxutil import attr
 
 if TYPE_CHECKING:
-    from ..graph import ModelView
+    from ..view import ModelView
 
 
 Term = tuple[int, int]  # a dim as (constant, power of the batch): 8 → (8, 0), batch → (1, 1), batch*4 → (4, 1)

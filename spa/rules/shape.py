@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..graph import shape_sources
+from ..view import shape_sources
 from ..onnxutil import attr
 from .base import OUT, NodeCtx, RewriteCtx, Rule, norm_axis
 from .elementwise import BROADCAST, UNARY

@@ -119,7 +119,7 @@ def _size_on_disk(path: Path) -> int:
     import onnx
 
     size = path.stat().st_size
-    model = onnx.load(str(path), load_external_data=False)  # graph.load drops the external-data references
+    model = onnx.load(str(path), load_external_data=False)  # modelfile.load drops the external-data references
     seen = set()
     for t in model.graph.initializer:
         for kv in t.external_data:
@@ -144,17 +144,18 @@ class _Prepared:
 def _prepare(path: str | os.PathLike[str], batch: int, at: dict[str, list[int]] | None = None) -> _Prepared:
     """Load a model, make its timed inputs (`at`: the dims of each graph input) and count it (MACs per sample
     at the same size with batch 1)."""
-    from .. import graph
+    from .. import modelfile
     from ..report import stats
     from ..verify import random_inputs
+    from ..view import ModelView
 
     p = Path(path)
-    model = graph.load(p)
+    model = modelfile.load(p)
     feeds = random_inputs(model, batch=batch, shapes=at)
     size = _size_on_disk(p)
-    graph.lift_constants(model)  # as spa's analyze/prune reports count them
+    modelfile.lift_constants(model)  # as spa's analyze/prune reports count them
     per_sample = None if at is None else {k: _with_batch(model, k, v, 1) for k, v in at.items()}
-    st = stats(graph.ModelView.build(model), size, at=per_sample)
+    st = stats(ModelView.build(model), size, at=per_sample)
     return _Prepared(str(path), st.params, st.macs, dict(st.macs_by_op), size, feeds)
 
 
@@ -163,9 +164,9 @@ def timing_shapes(path: str | os.PathLike[str], batch: int, input_shape: list[st
     """The input dims to time at: `--input-shape` where given (its batch replaced by `batch` where the model's
     batch is symbolic), symbolic image/sequence dims at the first size the model runs at (the search
     verification does); None for a model whose sizes are all static."""
-    from .. import graph, verify
+    from .. import modelfile, verify
 
-    model = graph.load(Path(path))
+    model = modelfile.load(Path(path))
     shapes = verify.parse_input_shapes(input_shape, model) if input_shape else None
     if not verify.has_free_dims(model) and not shapes:
         return None

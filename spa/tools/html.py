@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..graph import node_inputs, topo_order
+from ..view import node_inputs, topo_order
 from ..report import human
 
 if TYPE_CHECKING:

@@ -577,10 +577,7 @@ def _emit(view: ModelView, path: str | None, a: Analysis, keep: np.ndarray, over
             blob = _serialise(pruned) if staging is None and (o.verify or output is not None) else None
         if o.verify:
             with run.stage("verify", "verifying (onnx.checker, onnxruntime)"):
-                if staging is not None:
-                    verified = check_model_file(str(staging.model_path), pruned, view.model, path, shapes=shapes)
-                else:
-                    verified = check_model(pruned, view.model, blob=blob, shapes=shapes)
+                verified, blob = _verify(pruned, view.model, path, staging, blob, shapes)
                 if verified.wrong_declarations:
                     blob = _drop_wrong_declarations(pruned, verified, staging, notes)
         guard = o.verify and staging is None and _self_check_on(view, o.self_check)
@@ -618,16 +615,47 @@ def _report(view: ModelView, path: str | None, a: Analysis, plan: Plan, keep: np
                        run.seconds, e.oracle, _lossy_pruned(a, keep), notes, frozen_reasons(a))
 
 
+def _verify(pruned: onnx.ModelProto, original: onnx.ModelProto, path: str | None, staging: Staging | None,
+            blob: bytes | None, shapes) -> tuple[object, bytes | None]:
+    """check_model (or check_model_file for a staged model). A pruned graph whose folded shapes now let ONNX's
+    checker see that an output declaration is wrong (ddddocr's CRNN: declared [1, seqlen], returns
+    [T, 1, 8210]) fails the checker although nothing changed: if the original itself does not return what it
+    declares, those declarations are corrected first (real rank, symbolic dims) and the check runs again."""
+    from .verify import redeclare_outputs, wrong_declarations
+
+    def run(b: bytes | None):
+        if staging is not None:
+            return check_model_file(str(staging.model_path), pruned, original, path, shapes=shapes)
+        return check_model(pruned, original, blob=b, shapes=shapes)
+
+    try:
+        return run(blob), blob
+    except VerificationFailed as e:
+        wrong = wrong_declarations(original, shapes) if "onnx.checker" in str(e) else {}
+        if not wrong:
+            raise
+    redeclare_outputs(pruned, wrong)
+    if staging is not None:
+        staging.model_path.write_bytes(pruned.SerializeToString())
+        blob = None
+    else:
+        blob = _serialise(pruned)
+    verified = run(blob)
+    verified.wrong_declarations.update(wrong)
+    return verified, blob
+
+
 def _drop_wrong_declarations(pruned: onnx.ModelProto, verified, staging: Staging | None,
                              notes: list[str]) -> bytes | None:
     """The original declares output shapes it does not return (verification compared the pruned outputs with
-    what it really returns): drop those declarations from the pruned model, say so, and re-serialise it."""
-    from .verify import drop_output_shapes
+    what it really returns): the pruned model declares them with the real rank and symbolic dims, the report
+    says so, and the model is serialised again."""
+    from .verify import redeclare_outputs
 
-    drop_output_shapes(pruned, verified.wrong_declarations)
+    redeclare_outputs(pruned, verified.wrong_declarations)
     for name, (declared, real) in verified.wrong_declarations.items():
-        notes.append(f"output '{name}' is declared {declared} but the model returns {real}: the wrong "
-                     "declaration was dropped from the pruned model")
+        notes.append(f"output '{name}' is declared {declared} but the model returns {real}: the pruned model "
+                     f"declares it with rank {len(real)} and symbolic dims instead")
     if staging is not None:  # the staged model file is what gets renamed into place: write it again
         staging.model_path.write_bytes(pruned.SerializeToString())
         return None

@@ -318,12 +318,36 @@ def _fits(want: list, got) -> bool:
     return len(want) == len(got) and all(w is None or w == g for w, g in zip(want, got))
 
 
-def drop_output_shapes(model: onnx.ModelProto, names) -> None:
-    """Remove the declared shape (keep the element type) of these graph outputs: declarations the model does
-    not honour would mislead every tool that reads them."""
+def wrong_declarations(original: onnx.ModelProto, shapes: dict[str, list[int]] | None = None
+                       ) -> dict[str, tuple[list, list[int]]]:
+    """Graph outputs whose declared shape the original does not return (one run at a size it runs at, or at
+    `shapes`): name -> (declared dims, dims it returns). Empty when it cannot be run."""
+    size = runnable_size(original, shapes) if has_free_dims(original) else 96
+    if size is None:
+        return {}
+    try:
+        outs = session(original).run(None, random_inputs(original, other=size, shapes=shapes))
+    except Exception:  # noqa: BLE001 - nothing to compare with
+        return {}
+    wrong = {}
+    for o, info in zip(outs, original.graph.output):
+        dims = info.type.tensor_type.shape.dim
+        want = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in dims]
+        if info.type.tensor_type.HasField("shape") and not _fits(want, np.shape(o)):
+            wrong[info.name] = (want, [int(d) for d in np.shape(o)])
+    return wrong
+
+
+def redeclare_outputs(model: onnx.ModelProto, wrong: dict[str, tuple[list, list[int]]]) -> None:
+    """Give these graph outputs the rank the model really returns, every dim symbolic (`<output>_dim<k>`):
+    declarations the model does not honour would mislead every tool that reads them (and ONNX's checker, once
+    pruning folds the shapes that hid the contradiction)."""
     for o in model.graph.output:
-        if o.name in names:
-            o.type.tensor_type.ClearField("shape")
+        if o.name in wrong:
+            shape = o.type.tensor_type.shape
+            shape.Clear()
+            for k in range(len(wrong[o.name][1])):
+                shape.dim.add().dim_param = f"{o.name}_dim{k}"
 
 
 def _passes_checker(model: onnx.ModelProto) -> bool:

@@ -304,25 +304,33 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
         gid = len(groups)
         comp_group[local_order] = gid
         comp_local[local_order] = np.arange(len(local_order))
-        members = []
-        frozen: list[str] = []
-        lossy: list[str] = []
-        for s in mslots:
-            lab_s = slot_comps[s]
-            ids = np.where(comp_group[lab_s] == gid, comp_local[lab_s], -1)
-            role, neutral = c.roles.get(s, (OTHER, 0.0))
-            members.append(Member(s[0], s[1], s[0] in view.inits, role, neutral, ids))
-            r = c.frozen.get(s) or c.frozen_tensors.get(s[0])
-            if r and r not in frozen:
-                frozen.append(r)
-            lr = c.lossy.get(s)
-            if lr and lr not in lossy:
-                lossy.append(lr)
+        members, frozen, lossy = _members(view, c, mslots, slot_comps, gid, comp_group, comp_local)
         width = int(np.count_nonzero(members[0].ids >= 0) // max(1, len(local_order)))
         assert len(local_order) == len(comps)
         groups.append(Group(gid, len(local_order), members, frozen, local_order, width, lossy))
 
     return Analysis(view, groups, slot_comps, comp_group, comp_local, unknown, c.lossy_sites)
+
+
+def _members(view: ModelView, c: Couplings, mslots: list[Slot], slot_comps: dict[Slot, np.ndarray],
+             gid: int, comp_group: np.ndarray, comp_local: np.ndarray) -> tuple[list[Member], list[str], list[str]]:
+    """A group's members (one per slot: where its channels sit along the axis, -1 elsewhere), and the distinct
+    reasons its slots are frozen or lossy."""
+    members: list[Member] = []
+    frozen: list[str] = []
+    lossy: list[str] = []
+    for s in mslots:
+        lab_s = slot_comps[s]
+        ids = np.where(comp_group[lab_s] == gid, comp_local[lab_s], -1)
+        role, neutral = c.roles.get(s, (OTHER, 0.0))
+        members.append(Member(s[0], s[1], s[0] in view.inits, role, neutral, ids))
+        r = c.frozen.get(s) or c.frozen_tensors.get(s[0])
+        if r and r not in frozen:
+            frozen.append(r)
+        lr = c.lossy.get(s)
+        if lr and lr not in lossy:
+            lossy.append(lr)
+    return members, frozen, lossy
 
 
 def _first_slot(comp: int, ps_sorted: np.ndarray, starts: np.ndarray) -> int:

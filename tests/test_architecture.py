@@ -80,3 +80,19 @@ def test_no_private_names_imported_across_modules():
             if mod.startswith("spa"):
                 bad += [f"{f.name}: from {mod} import {n}" for n in names if n.startswith("_") and n != "__version__"]
     assert not bad, bad
+
+
+def test_functions_are_short_or_say_why():
+    """No function body in spa/ longer than 80 lines (option declarations of a command's signature do not count)
+    unless its docstring says why, with "(long: ...)"."""
+    long = []
+    for name, (f, tree) in _modules().items():
+        for n in ast.walk(tree):
+            if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            doc = ast.get_docstring(n) or ""
+            body = [s for s in n.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+            lines = n.end_lineno - body[0].lineno + 1 if body else 0
+            if lines > 80 and "(long: " not in doc:
+                long.append(f"{f.relative_to(SPA.parent)}:{n.lineno} {n.name} ({lines} lines)")
+    assert not long, long

@@ -40,7 +40,7 @@ __all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "
 
 LOSSES = ("ce", "mse")
 TARGET_KEYS = ("target", "y", "labels", "label")
-TEMPERATURE = 2.0  # distillation's KL temperature (benchmarks/distill_ocr.txt)
+TEMPERATURE = 2.0  # distillation's KL temperature (benchmarks/distill_digits.txt: T 1-8 alike there)
 _TOL = 1e-4  # trained torch module vs its ONNX export in onnxruntime (relative above magnitude 1)
 
 

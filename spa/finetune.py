@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import modelfile
 from .errors import BadArgument, VerificationFailed
+from .io_safety import same_file
 
 __all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "reestimate_bn", "select_inputs"]
 
@@ -269,23 +271,13 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``).  ``epochs=0`` only re-estimates the BatchNorm statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
-    from . import modelfile
     from .verify import check_model, session
 
     t0 = time.perf_counter()
-    if teacher is not None and (loss is not None or target_key is not None):
-        raise BadArgument("--loss and --target apply to labelled fine-tuning; with --teacher the loss is chosen "
-                          "per output (--output-loss NAME=kl|mse)")
-    if teacher is None and output_loss:
-        raise BadArgument("--output-loss applies to distillation: give --teacher ORIGINAL.onnx")
-    loss = loss or "ce"
-    if loss not in LOSSES:
-        raise BadArgument(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-    if epochs < 0 or batch < 1 or not lr > 0:
-        raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
+    loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr)
     src = Path(model)
     out_p = Path(output)
-    if modelfile._same_file(out_p, src):
+    if same_file(out_p, src):
         raise BadArgument(f"output path {out_p} is the input; refusing to overwrite the input")
     proto = modelfile.load(src)
     arrays = load_data(data, proto, data_preprocess)
@@ -296,22 +288,8 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
 
     module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
     step = fixed or batch
-    if teacher is not None:
-        from .distill import Distillation
-
-        t_proto = teacher if isinstance(teacher, onnx.ModelProto) else modelfile.load(teacher)
-        inputs = select_inputs(proto, arrays, input_key)
-        n = len(next(iter(inputs.values())))
-        if fixed and n < fixed:
-            raise BadArgument(f"the model's batch size is fixed at {fixed}; the data has only {n} samples")
-        if fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
-            n -= n % fixed
-            inputs = {k: v[:n] for k, v in inputs.items()}
-        obj = Distillation(proto, t_proto, inputs, step, temperature, output_loss or {})
-    else:
-        inputs, y = _split(proto, arrays, input_key, target_key)
-        n = len(y)
-        obj = _Supervised(loss, y, _run_all(session(proto), inputs, n, batch, fixed).shape)
+    inputs, n, obj = _objective(proto, arrays, teacher, loss, input_key, target_key, fixed, step, batch,
+                                temperature, output_loss)
     xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     all_batches = [np.arange(i, min(i + step, n)) for i in range(0, n - (n % step if fixed else 0), step)]
 
@@ -323,7 +301,64 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
     if bn == "re-estimated":
         reestimate_bn(module, (feed(idx) for idx in all_batches))
+    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0)
+    module.eval()
 
+    tuned = _export(torch, module, proto, inputs, dynamic, fixed)
+    err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
+    check_model(tuned, proto)
+    modelfile.save_atomic(tuned, out_p, input_path=str(src))
+    if teacher is None:  # measured on the written model in onnxruntime
+        loss_after, acc_after = obj.measure_outputs(_run_all(session(tuned), inputs, n, batch, fixed))
+    else:
+        loss_after, acc_after = obj.measure(module, feed, all_batches)
+    return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
+                          acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
+                          obj.outputs_report() if teacher is not None else [])
+
+
+def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,
+                   lr: float) -> str:
+    """Refuse options that contradict each other (BadArgument); returns the labelled loss to use."""
+    if teacher is not None and (loss is not None or target_key is not None):
+        raise BadArgument("--loss and --target apply to labelled fine-tuning; with --teacher the loss is chosen "
+                          "per output (--output-loss NAME=kl|mse)")
+    if teacher is None and output_loss:
+        raise BadArgument("--output-loss applies to distillation: give --teacher ORIGINAL.onnx")
+    loss = loss or "ce"
+    if loss not in LOSSES:
+        raise BadArgument(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+    if epochs < 0 or batch < 1 or not lr > 0:
+        raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
+    return loss
+
+
+def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, loss: str, input_key, target_key,
+               fixed: int, step: int, batch: int, temperature: float, output_loss):
+    """The training inputs, their count and what is minimised: the teacher's outputs (distillation) or the
+    targets in the data (labelled)."""
+    from .verify import session
+
+    if teacher is None:
+        inputs, y = _split(proto, arrays, input_key, target_key)
+        return inputs, len(y), _Supervised(loss, y, _run_all(session(proto), inputs, len(y), batch, fixed).shape)
+    from .distill import Distillation
+
+    t_proto = teacher if isinstance(teacher, onnx.ModelProto) else modelfile.load(teacher)
+    inputs = select_inputs(proto, arrays, input_key)
+    n = len(next(iter(inputs.values())))
+    if fixed and n < fixed:
+        raise BadArgument(f"the model's batch size is fixed at {fixed}; the data has only {n} samples")
+    if fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
+        n -= n % fixed
+        inputs = {k: v[:n] for k, v in inputs.items()}
+    return inputs, n, Distillation(proto, t_proto, inputs, step, temperature, output_loss or {})
+
+
+def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step: int, fixed: int, epochs: int,
+           lr: float, seed: int, bn: str, progress, t0: float) -> None:
+    """Adam with a cosine decay to 0 over `epochs` passes in a seeded order; BatchNorm statistics re-estimated
+    on the final weights (bn "re-estimated")."""
     g = torch.Generator().manual_seed(seed)
     # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
     # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
@@ -353,19 +388,6 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
                      time.perf_counter() - t0)
     if bn == "re-estimated" and epochs:
         reestimate_bn(module, (feed(idx) for idx in all_batches))  # statistics of the final weights
-    module.eval()
-
-    tuned = _export(torch, module, proto, inputs, dynamic, fixed)
-    err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
-    check_model(tuned, proto)
-    modelfile.save_atomic(tuned, out_p, input_path=str(src))
-    if teacher is None:  # measured on the written model in onnxruntime
-        loss_after, acc_after = obj.measure_outputs(_run_all(session(tuned), inputs, n, batch, fixed))
-    else:
-        loss_after, acc_after = obj.measure(module, feed, all_batches)
-    return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
-                          acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
-                          obj.outputs_report() if teacher is not None else [])
 
 
 def _export(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,

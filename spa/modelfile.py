@@ -324,9 +324,3 @@ def _byte_size(model: onnx.ModelProto) -> int | None:
         return model.ByteSize()
     except Exception:
         return None
-
-
-def _same_file(a: Path, b: Path) -> bool:  # kept for callers not yet moved to io_safety.same_file
-    from .io_safety import same_file
-
-    return same_file(a, b)

@@ -90,7 +90,7 @@ def child(path: str, criterion: str) -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     _, rep = spa.prune(path, ratio=RATIO, criterion=criterion)
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(json.dumps({"seconds": dt, "cpu": cpu, "statistics": rep.statistics, "pruned": rep.groups_pruned,
+    print(json.dumps({"seconds": dt, "cpu": cpu, "calibration": rep.calibration, "pruned": rep.groups_pruned,
                       "calibrate": rep.seconds.get("calibrate", 0.0)}))
 
 
@@ -160,7 +160,7 @@ def main() -> None:
                     missed.append(name)
                     continue
                 x, dm = b["cpu"] / a["cpu"], b["rss"] - a["rss"]
-                st = b["statistics"] or {}
+                st = b["calibration"] or {}
                 kinds = ", ".join(f"{v} {k}" for k, v in st.get("consumers", {}).items()) or "-"
                 ok = x <= GOAL_TIME and dm <= GOAL_MEM
                 if not ok:

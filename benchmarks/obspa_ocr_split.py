@@ -55,7 +55,7 @@ def main() -> None:
     a = analyze(view)
     sc = cal.collect(a, "calib", calib, seed=seed)
     sf = cal.collect(a, "binary", None, seed=seed)
-    keep = keep_mask(a, compute_plan(a, ratio=0.2, criterion="obspa", seed=seed, stats=sc))
+    keep = keep_mask(a, compute_plan(a, ratio=0.2, criterion="obspa", seed=seed, data=sc))
     oc, of = compensate(a, keep, sc), compensate(a, keep, sf)
 
     def ev(ov) -> float:

@@ -11,7 +11,7 @@ Per model (models/zoo_torch, size "full", random init, seed 0):
       --criterion l1 --json` as a fresh process, whole-process wall time (interpreter start, imports, load,
       analysis, plan, rewrite, onnx.checker + onnxruntime verification, write). A second, untimed run with
       --save-plan gives the kept channel indices.
-Params / MACs: spa.report.stats on the three ONNX files (MACs per sample). Latency: spa.tools.bench.compare on
+Params / MACs: spa.report.model_stats on the three ONNX files (MACs per sample). Latency: spa.tools.bench.compare on
 original / TP / spa ONNX, interleaved, CPUExecutionProvider, ORT_ENABLE_ALL, threads 2, batch 1, intra-op
 spinning off (spa.tools.bench's default: three live sessions' spinning workers would fight over the cores).
 Channel choice: every Conv in order of appearance (torch execution order = ONNX node order of the legacy

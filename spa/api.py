@@ -25,7 +25,7 @@ from .analysis import analyze as _analyze
 from .criteria import score
 from .errors import BadArgument, BadModel, NothingPruned, SpaError, VerificationFailed
 from .plan import Plan, check_ratio, keep_mask, make_plan
-from .report import Stats, stats
+from .report import ModelStats, model_stats
 from .rewrite import Rewriter
 from .rules import RulesLike
 from .rules.quant import dequantized
@@ -62,7 +62,7 @@ def is_streamed(view: ModelView) -> bool:
 @dataclass
 class AnalyzeReport:
     analysis: Analysis
-    stats: Stats
+    stats: ModelStats
     seconds: float
 
     def as_dict(self) -> dict:
@@ -109,7 +109,7 @@ def analyze(model: ModelLike, *, hidden: bool = True, group_conv: str = DEFAULT_
     shapes = parse_input_shape(view, input_shape)
     a = _analyze_checked(view, hidden, group_conv, rules)
     size = Path(path).stat().st_size if path else None
-    return AnalyzeReport(a, stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
+    return AnalyzeReport(a, model_stats(view, size, at=mac_size(view, shapes)), time.perf_counter() - t0)
 
 
 InputShape = dict[str, list[int]] | list[str] | None
@@ -185,8 +185,8 @@ def _apply_ignore(a: Analysis, patterns: list[str]) -> None:
 
 @dataclass
 class PruneReport:
-    before: Stats
-    after: Stats
+    before: ModelStats
+    after: ModelStats
     plan: Plan
     groups_total: int
     groups_prunable: int
@@ -201,7 +201,7 @@ class PruneReport:
     @property
     def nothing_pruned(self) -> bool:
         return self.channels_removed == 0
-    statistics: dict | None = None  # data criteria: source, samples, batch, kinds of H (`_stats_summary`)
+    calibration: dict | None = None  # data criteria: source, samples, batch, kinds of H (`_calibration_summary`)
 
     def as_dict(self) -> dict:
         return {
@@ -223,7 +223,7 @@ class PruneReport:
             "mode": self.plan.mode,
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "oracle_rel_error": self.oracle,
-        } | ({"statistics": self.statistics} if self.statistics is not None else {})
+        } | ({"calibration": self.calibration} if self.calibration is not None else {})
 
 
 def compute_plan(
@@ -235,20 +235,21 @@ def compute_plan(
     max_group_ratio: float = 0.9,
     round_to: int = 1,
     seed: int = 0,
-    stats: dict | None = None,
+    data: dict | None = None,
 ) -> Plan:
     check_ratio(ratio)
-    scores = compute_scores(a, criterion, seed, stats)
+    scores = compute_scores(a, criterion, seed, data)
     return make_plan(
         a, scores, ratio, global_=global_, max_group_ratio=max_group_ratio, round_to=round_to, criterion=criterion
     )
 
 
-def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dict | None = None) -> dict[int, np.ndarray]:
+def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, data: dict | None = None) -> dict[int, np.ndarray]:
     """Per prunable group: the criterion's (group-normalised) channel scores. Criteria that need data get
-    `stats` (spa.calib.collect; collected from the default data-free source here when not given)."""
-    if criteria.get(criterion).needs_data and stats is None:
-        stats = _data_stats(a, criterion, None, None, seed)
+    `data` (layer-input statistics from spa.calib.collect, or gradients; made from the default data-free source
+    here when not given)."""
+    if criteria.get(criterion).needs_data and data is None:
+        data = _criterion_data(a, criterion, None, None, seed)
     rng = np.random.default_rng(seed)
     view = a.view
 
@@ -263,7 +264,7 @@ def compute_scores(a: Analysis, criterion: str = "l1", seed: int = 0, stats: dic
                 return real
         return arr
 
-    return {g.id: score(criterion, g, weights, rng, stats) for g in a.prunable}
+    return {g.id: score(criterion, g, weights, rng, data) for g in a.prunable}
 
 
 TARGETS = ("macs", "params", "latency")
@@ -289,7 +290,7 @@ def plan_for_target(
         raise BadArgument(f"unknown target {metric!r}")
     if not (0.0 < fraction <= 1.0):
         raise BadArgument(f"--target-{metric} must be in (0, 1], got {fraction}")
-    base_st = stats(a.view)
+    base_st = model_stats(a.view)
     tmp = None
     if metric == "latency":
         import tempfile
@@ -308,7 +309,7 @@ def plan_for_target(
             modelfile.save_atomic(pruned, cand)
             base, new = compare([orig_path, cand], threads=threads, warmup=3, runs=15, memory=False)
             return new.median_ms / base.median_ms
-        st = stats(ModelView.build(pruned))
+        st = model_stats(ModelView.build(pruned))
         return st.macs / max(1, base_st.macs) if metric == "macs" else st.params / max(1, base_st.params)
 
     def plan_at(r: float) -> Plan:
@@ -432,7 +433,7 @@ class _Data:
     """What data criteria read: per-consumer statistics and the inputs they came from (the re-fit reads them
     again), and what the report says of them (source, samples, batch, kinds of H)."""
 
-    stats: dict
+    layers: dict  # what the criterion reads: layer-input statistics (spa.calib) or gradients
     inputs: dict[str, np.ndarray]
     summary: dict
 
@@ -463,7 +464,7 @@ def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str 
     summary, data = data.summary if data else None, None
     pruned, emitted = _emit(view, path, a, keep, overrides, o, shapes, output, run, notes)
     rep = _report(view, path, a, plan, keep, pruned, emitted, o, shapes, output, run, notes)
-    rep.statistics = summary
+    rep.calibration = summary
     return pruned, rep
 
 
@@ -492,25 +493,25 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed,
                                      samples=calib_.DATA_FREE_SAMPLES if o.calib_samples is None else o.calib_samples)
-        stats_ = _data_stats(a, o.criterion, feeds, o.calib_source, o.seed, inputs)
-        return _Data(stats_, inputs, _stats_summary(a, o.criterion, stats_, inputs,
+        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs)
+        return _Data(layers, inputs, _calibration_summary(a, o.criterion, layers, inputs,
                                                     "calib" if feeds is not None else source))
 
 
 def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
-    stats_ = data.stats if data else None
+    layers = data.layers if data else None
     with run.stage("plan", f"scoring {len(a.prunable)} prunable groups ({o.criterion})"):
         plan = o.plan
         if plan is None and o.targets:
             (metric, frac), = o.targets.items()
             run.say(f"searching the global ratio for {frac:g} of the {metric}")
             plan, reached = plan_for_target(
-                a, compute_scores(a, o.criterion, o.seed, stats_), metric, float(frac),
+                a, compute_scores(a, o.criterion, o.seed, layers), metric, float(frac),
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
-                                max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, stats=stats_)
+                                max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, data=layers)
         return plan, keep_mask(a, plan)
 
 
@@ -531,12 +532,12 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
 def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,
                 run: _Run) -> dict[str, np.ndarray] | None:
     """obspa's weight updates of the consumers (and, with real data, the sequential re-fit)."""
-    if not criteria.get(o.criterion).compensates or not o.compensate or not data or not data.stats:
+    if not criteria.get(o.criterion).compensates or not o.compensate or not data or not data.layers:
         return None
     from .criteria.obspa import compensate as obs_update
 
     with run.stage("compensate", "compensating the remaining weights (OBS update)"):
-        overrides = obs_update(a, keep, data.stats)
+        overrides = obs_update(a, keep, data.layers)
         # the sequential network-aware re-fit helps with real inputs (PP-OCRv4 rec at 0.5: 0.065 -> 0.907
         # character accuracy) and hurts with synthetic ones (it fits their distribution), so by default it runs
         # only with --calib
@@ -545,8 +546,8 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
             from .criteria.obspa import refit as obs_refit
 
             run.say("re-fitting every consumer to the original outputs through the pruned network")
-            overrides = obs_refit(a, keep, data.stats, overrides, data.inputs, seed=o.seed,
-                                  batch=calib_.batch_size(a.view, data.stats))
+            overrides = obs_refit(a, keep, data.layers, overrides, data.inputs, seed=o.seed,
+                                  batch=calib_.batch_size(a.view, data.layers))
         return overrides
 
 
@@ -607,9 +608,9 @@ def _report(view: ModelView, path: str | None, a: Analysis, plan: Plan, keep: np
             pruned: onnx.ModelProto, e: _Emitted, o: PruneOptions, shapes, output, run: _Run,
             notes: list[str]) -> PruneReport:
     at = mac_size(view, shapes, e.verified.size if e.verified is not None else None)
-    before = stats(view, Path(path).stat().st_size if path else None, at=at)
+    before = model_stats(view, Path(path).stat().st_size if path else None, at=at)
     pruned_view = ModelView.build(pruned, base_dir=str(Path(output).resolve().parent) if e.staged else None)
-    after = stats(pruned_view, e.written, at=at)
+    after = model_stats(pruned_view, e.written, at=at)
     run.seconds["total"] = time.perf_counter() - run.t0
     return PruneReport(before, after, plan, len(a.groups), len(a.prunable), len(plan.groups), plan.removed,
                        run.seconds, e.oracle, _lossy_pruned(a, keep), notes, frozen_reasons(a))
@@ -662,7 +663,7 @@ def _drop_wrong_declarations(pruned: onnx.ModelProto, verified, staging: Staging
     return _serialise(pruned)
 
 
-def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
+def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
                 inputs: dict | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
@@ -679,14 +680,14 @@ def _data_stats(a: Analysis, criterion: str, feeds: dict | None, source: str | N
     return calib.collect(a, source, feeds, seed=seed, feeds=inputs)
 
 
-def _stats_summary(a: Analysis, criterion: str, stats_: dict, inputs: dict, source: str) -> dict:
+def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:
     """What `prune --json` says about a data criterion's statistics: the source, the samples and the batch
     they were run in, and per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers."""
     from collections import Counter
 
     from . import calib
 
-    cons = None if criteria.get(criterion).needs == "gradients" else stats_
+    cons = None if criteria.get(criterion).needs == "gradients" else layers
     out = {"source": source, "samples": len(next(iter(inputs.values()))) if inputs else 0,
            "batch": calib.batch_size(a.view, cons)}
     if cons is not None:
@@ -787,7 +788,7 @@ def check(model: ModelLike, *, trials: int = 3, ratio: float = 0.5, seed: int = 
     check_group_conv(group_conv)
     view, _ = prepare(model)
     a = _analyze_checked(view, hidden, group_conv, rules)
-    small = stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
+    small = model_stats(view).macs < 50_000_000  # the float64 reference evaluator is slow on big models
     worst, failures = 0.0, []
     for k in range(trials):
         plan = compute_plan(a, ratio=ratio, criterion="random", global_=bool(k % 2), seed=seed + k)

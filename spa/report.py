@@ -2,7 +2,7 @@
 
 MACs come from tensor shapes. A model with symbolic image or sequence sizes has no MAC count of its own: it is
 counted at a size (`at`: graph input -> dims, e.g. the size verification ran at or `--input-shape`), recorded
-in `Stats.input_shapes` and printed next to the figure. Without `at`, symbolic dims count as 1 (a sequence
+in `ModelStats.input_shapes` and printed next to the figure. Without `at`, symbolic dims count as 1 (a sequence
 model's MACs are then per token)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _NOT_WEIGHTS = {onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.
 
 
 @dataclass
-class Stats:
+class ModelStats:
     params: int
     macs: int
     size_bytes: int
@@ -38,8 +38,8 @@ class Stats:
         return d
 
 
-def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int]] | None = None,
-          rules: RuleSet | None = None) -> Stats:
+def model_stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int]] | None = None,
+          rules: RuleSet | None = None) -> ModelStats:
     """Params, MACs, size, nodes. `at`: count MACs with the graph inputs at these dims (batch 1 per sample).
     `rules`: whose MAC counts (`Rule.macs`) to use (default: spa's rules)."""
     g = view.model.graph
@@ -52,7 +52,7 @@ def stats(view: ModelView, size_bytes: int | None = None, at: dict[str, list[int
         if m:
             by_op[node.op_type] = by_op.get(node.op_type, 0) + m
     size = view.model.ByteSize() if size_bytes is None else size_bytes
-    return Stats(params, sum(by_op.values()), size, len(g.node), by_op, dict(at or {}))
+    return ModelStats(params, sum(by_op.values()), size, len(g.node), by_op, dict(at or {}))
 
 
 def _counts_macs(node: onnx.NodeProto, rules: RuleSet | None) -> bool:
@@ -109,8 +109,8 @@ def node_macs(shapes: Shapes | ModelView, node: onnx.NodeProto, rules: RuleSet |
         return 0
 
 
-def stats_of(model: onnx.ModelProto, size_bytes: int | None = None) -> Stats:
-    return stats(ModelView.build(model), size_bytes)
+def model_stats_of(model: onnx.ModelProto, size_bytes: int | None = None) -> ModelStats:
+    return model_stats(ModelView.build(model), size_bytes)
 
 
 def human(n: float, unit: str = "") -> str:

@@ -54,7 +54,7 @@ def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: floa
     ratio); groups without consumers pruned locally at `ratio`."""
     from .view import ModelView
     from .plan import keep_mask
-    from .report import stats as model_stats
+    from .report import model_stats
     from .rewrite import Rewriter
 
     rng = np.random.default_rng(seed)

@@ -43,8 +43,8 @@ def test_fixed_batch_model_with_every_data_criterion(criterion, batch):
     pruned, rep = spa.prune(m, ratio=0.5, criterion=criterion, calib_samples=5, oracle=True)
     assert rep.groups_pruned > 0 and rep.after.params < rep.before.params
     assert rep.oracle is not None and rep.oracle <= TOL
-    assert rep.statistics["batch"] == batch
-    assert rep.statistics["samples"] == (5 if batch == 1 else 6)
+    assert rep.calibration["batch"] == batch
+    assert rep.calibration["samples"] == (5 if batch == 1 else 6)
     assert [d.dim_value for d in pruned.graph.input[0].type.tensor_type.shape.dim] == [batch, 3, 16, 16]
 
 
@@ -53,7 +53,7 @@ def test_fixed_batch_calibration_is_filled_to_whole_batches():
     x = np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
     _, rep = spa.prune(fixed_batch_cnn(2), ratio=0.5, criterion="obspa", calib={"x": x}, refit=True, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
-    assert rep.statistics == {"source": "calib", "samples": 6, "batch": 2, "consumers": {"dense": 3}}
+    assert rep.calibration == {"source": "calib", "samples": 6, "batch": 2, "consumers": {"dense": 3}}
 
 
 def test_torch_export_with_fixed_batch_cli(tmp_path):
@@ -65,7 +65,7 @@ def test_torch_export_with_fixed_batch_cli(tmp_path):
              "--json")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
-    assert d["oracle_rel_error"] <= TOL and d["statistics"]["batch"] == 1
+    assert d["oracle_rel_error"] <= TOL and d["calibration"]["batch"] == 1
 
 
 def test_calib_with_the_wrong_fixed_spatial_size_is_one_line(tmp_path):
@@ -92,7 +92,7 @@ def test_unsynthesisable_input_is_refused_with_one_line(criterion, tmp_path):
              "shape": np.tile(np.array([1, 256], np.int64), (3, 1))}
     # (verification itself feeds random values, which this model cannot run either: not tested here)
     _, rep = spa.prune(shape_input_cnn(), ratio=0.5, criterion=criterion, calib=feeds, verify=False)
-    assert rep.groups_pruned == 1 and rep.statistics["samples"] == 3 and rep.statistics["batch"] == 1
+    assert rep.groups_pruned == 1 and rep.calibration["samples"] == 3 and rep.calibration["batch"] == 1
 
 
 def test_block_parts_keep_channels_whole_and_the_bias_in_every_block():
@@ -113,8 +113,8 @@ def _scores_and_update(m: onnx.ModelProto):
     view, _ = prepare(m)
     a = analyze(view)
     stats = calib.collect(a, "binary", samples=6)
-    scores = compute_scores(a, "obspa", stats=stats)
-    plan = spa.api.compute_plan(a, ratio=0.5, criterion="obspa", stats=stats)
+    scores = compute_scores(a, "obspa", data=stats)
+    plan = spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats)
     keep = keep_mask(a, plan)
     return a, stats, scores, keep, compensate(a, keep, stats)
 
@@ -147,7 +147,7 @@ def test_forced_blocks_keep_the_oracle_and_finite_scores(criterion, monkeypatch)
     m = fixed_batch_cnn(1)
     _, rep = spa.prune(m, ratio=0.5, criterion=criterion, calib_samples=6, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
-    assert rep.statistics["consumers"] == {"blocked": 2, "dense": 1}  # c1 (72 columns) and fc0 (1024) blocked
+    assert rep.calibration["consumers"] == {"blocked": 2, "dense": 1}  # c1 (72 columns) and fc0 (1024) blocked
     _, stats, scores, _, over = _scores_and_update(m)
     assert all(np.isfinite(s).all() and (s > 0).all() for s in scores.values())
     fc0 = stats[("fc0.w", 1)]
@@ -166,7 +166,7 @@ def test_total_budget_narrows_the_widest_consumers_first(monkeypatch):
     assert kinds == {"c1.w": "dense", "fc0.w": "blocked", "y.w": "dense"}
     assert max(len(p) for p in cons[("fc0.w", 1)].parts) <= 64 + 1
     _, rep = spa.prune(fixed_batch_cnn(1), ratio=0.5, criterion="obspa", calib_samples=6, oracle=True)
-    assert rep.oracle is not None and rep.oracle <= TOL and rep.statistics["consumers"]["blocked"] == 1
+    assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["consumers"]["blocked"] == 1
 
 
 def test_json_names_the_approximation(tmp_path):
@@ -174,7 +174,7 @@ def test_json_names_the_approximation(tmp_path):
     r = _cli("prune", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib-samples",
              "4", "--json", env={calib.DENSE_COLS_ENV: "100"})
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["statistics"]["consumers"] == {"blocked": 1, "dense": 2}
+    assert json.loads(r.stdout)["calibration"]["consumers"] == {"blocked": 1, "dense": 2}
     bad = _cli("prune", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o2.onnx"), "-c", "obspa",
                env={calib.DENSE_COLS_ENV: "many"})
     assert bad.returncode == 2 and calib.DENSE_COLS_ENV in bad.stderr and "Traceback" not in bad.stderr

@@ -32,7 +32,7 @@ def _stats_and_plan(name: str, ratio: float = 0.5):
     a = analyze(view)
     feeds = calib.noise_inputs(view, 6, seed=3)
     stats = calib.collect(a, "calib", feeds, batch=3)
-    plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", stats=stats)
+    plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", data=stats)
     return a, feeds, stats, keep_mask(a, plan)
 
 
@@ -307,7 +307,7 @@ def test_gradient_criteria_score_w_times_g_per_channel(crit):
     view, _ = prepare(m)
     a = analyze(view)
     (grp,) = a.prunable
-    got = compute_scores(a, crit, stats=g)[grp.id]
+    got = compute_scores(a, crit, data=g)[grp.id]
     np.testing.assert_allclose(got, want / want.mean(), rtol=1e-6)
     _, rep = spa.prune(m, ratio=0.5, criterion=crit, calib={"x": xcal}, oracle=True)
     assert rep.oracle <= 1e-5

@@ -19,7 +19,7 @@ from spa.criteria.obspa import compensate
 from spa.view import ModelView
 from spa.plan import keep_mask
 from spa.priors import PRIORS, mixed_inputs
-from spa.report import stats as model_stats
+from spa.report import model_stats
 from spa.rewrite import Rewriter
 from spa.sensitivity import energy_plan, energy_scores
 from spa.verify import oracle_error
@@ -81,7 +81,7 @@ def _stats(name: str):
 def test_energy_plan_matches_local_macs_and_passes_the_oracle(name):
     a, st = _stats(name)
     plan = energy_plan(a, st, 0.5)
-    local = spa.api.compute_plan(a, ratio=0.5, criterion="obspa", stats=st)
+    local = spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=st)
     keep = keep_mask(a, plan)
     pruned = Rewriter(a, keep).apply()
     assert model_stats(ModelView.build(pruned)).macs <= model_stats(ModelView.build(

@@ -28,7 +28,7 @@ def _setup(model, ratio: float = 0.5):
     a = analyze(view)
     feeds = calib.noise_inputs(view, 6, seed=3)
     stats = calib.collect(a, "calib", feeds, batch=3)
-    plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", stats=stats)
+    plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", data=stats)
     keep = keep_mask(a, plan)
     return a, feeds, stats, keep, obspa.compensate(a, keep, stats)
 

@@ -21,7 +21,7 @@ from spa.api import compute_plan, prepare
 from spa.calib import find_consumers
 from spa.view import ModelView
 from spa.plan import keep_mask
-from spa.report import stats
+from spa.report import model_stats
 from spa.rewrite import Rewriter
 from spa.rules import DEFAULT, NodeCtx, Rule, RuleSet
 from spa.verify import oracle_error
@@ -173,11 +173,11 @@ def _model(name: str) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("name", sorted(OLD_MACS))
 def test_mac_hooks_give_the_old_numbers(name):
-    assert stats(ModelView.build(_model(name))).macs_by_op == OLD_MACS[name]
+    assert model_stats(ModelView.build(_model(name))).macs_by_op == OLD_MACS[name]
 
 
 def test_ops_without_a_mac_hook_count_nothing():
-    st = stats(ModelView.build(_model("conv_transpose")), rules=DEFAULT.without("ConvTranspose"))
+    st = model_stats(ModelView.build(_model("conv_transpose")), rules=DEFAULT.without("ConvTranspose"))
     assert st.macs_by_op == {"Conv": 105984}
 
 

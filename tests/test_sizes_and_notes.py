@@ -140,11 +140,11 @@ def test_macs_of_a_model_that_runs_at_one_size_only(tmp_path):
 
 
 def test_static_models_keep_their_declared_size():
-    from spa.report import stats_of
+    from spa.report import model_stats_of
 
     m = deployment.nothing_prunable()
     rep = api.analyze(m)
-    assert rep.stats.input_shapes == {} and rep.stats.macs == stats_of(m).macs == 8 * 27 * 64
+    assert rep.stats.input_shapes == {} and rep.stats.macs == model_stats_of(m).macs == 8 * 27 * 64
 
 
 def test_bench_times_at_a_size_the_model_runs_and_says_which(tmp_path):

@@ -35,19 +35,19 @@ REFIT_DAMP = 0.01  # the re-fit's damping (relative to mean diag H')
 # 88.7 % of the original's accuracy on average, 4096 88.8 %, 16384 89.0 %, at a quarter of 4096's products.
 # REFIT_DAMP there: 0.01 88.8 %, 0.1 85.2 %, 0.001 83.1 %; re-fitting depthwise convs per channel too: 86.5 %.
 REFIT_ROWS = 1024
-Stats = dict[tuple[str, int], Consumer]
+LayerInputs = dict[tuple[str, int], Consumer]  # per consumer (weight, axis): statistics of its inputs (H)
 
 
-def _consumer_members(group: Group, stats: Stats) -> list[tuple[Member, Consumer]]:
-    return [(m, stats[(m.tensor, m.axis)]) for m in group.params if m.role == "in" and (m.tensor, m.axis) in stats]
+def _consumer_members(group: Group, layers: LayerInputs) -> list[tuple[Member, Consumer]]:
+    return [(m, layers[(m.tensor, m.axis)]) for m in group.params if m.role == "in" and (m.tensor, m.axis) in layers]
 
 
 def _channel_columns(m: Member, c: Consumer, size: int) -> list[np.ndarray]:
     return [c.columns(np.nonzero(m.ids == ch)[0]) for ch in range(size)]
 
 
-def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, stats: Stats) -> np.ndarray:
-    pairs = _consumer_members(group, stats)
+def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: LayerInputs) -> np.ndarray:
+    pairs = _consumer_members(group, layers)
     if not pairs:
         return l1(group, weights, rng)
     total = np.zeros(group.size)
@@ -105,9 +105,9 @@ def _col_norms(c: Consumer) -> np.ndarray:
     return np.sqrt(np.maximum(d[: len(d) - (c.bias is not None)], 0.0))
 
 
-def act(group: Group, weights, rng, stats: Stats) -> np.ndarray:
+def act(group: Group, weights, rng, layers: LayerInputs) -> np.ndarray:
     """RMS activation of the channel at the input of its consumers (averaged over consumers)."""
-    pairs = _consumer_members(group, stats)
+    pairs = _consumer_members(group, layers)
     if not pairs:
         return l1(group, weights, rng)
     total = np.zeros(group.size)
@@ -118,9 +118,9 @@ def act(group: Group, weights, rng, stats: Stats) -> np.ndarray:
     return total / len(pairs) + 1e-12
 
 
-def wanda(group: Group, weights, rng, stats: Stats) -> np.ndarray:
+def wanda(group: Group, weights, rng, layers: LayerInputs) -> np.ndarray:
     """Structured Wanda: Σ over the channel's consumer columns of |W_ij|·‖x_j‖."""
-    pairs = _consumer_members(group, stats)
+    pairs = _consumer_members(group, layers)
     if not pairs:
         return l1(group, weights, rng)
     total = np.zeros(group.size)
@@ -151,14 +151,14 @@ def _store(c: Consumer, view, new: np.ndarray, out: dict[str, np.ndarray]) -> No
     out[c.weight] = np.ascontiguousarray(c.from_matrix(new, w), dtype=w.dtype)  # a copy only where needed
 
 
-def compensate(a: Analysis, keep: np.ndarray, stats: Stats) -> dict[str, np.ndarray]:
+def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, np.ndarray]:
     """OBS updates for every consumer that loses input columns: initializer name → new full-size array
     (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
     must be the scoring's: H⁻¹ is cached on the consumer. A blocked H is updated block by block, each block's
     kept columns absorbing its removed ones, the bias the sum of the blocks' shares."""
     view = a.view
     out: dict[str, np.ndarray] = {}
-    for key, c in stats.items():
+    for key, c in layers.items():
         comps = a.slot_comps.get(key)
         if comps is None:
             continue
@@ -199,7 +199,7 @@ def _obs_update(W: np.ndarray, Hi: np.ndarray, P: np.ndarray) -> np.ndarray:
     return new
 
 
-def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.ndarray],
+def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[str, np.ndarray],
           feeds: dict[str, np.ndarray], *, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
     """A sequential, network-aware pass after the per-layer OBS update. Each consumer sees its inputs X' as the
     pruned network, with every consumer upstream of them already re-fitted, produces them, and its kept
@@ -221,7 +221,7 @@ def refit(a: Analysis, keep: np.ndarray, stats: Stats, overrides: dict[str, np.n
     from ..rewrite import Rewriter
     from ..segments import SegmentedRun
 
-    todo = {c.weight: c for key, c in stats.items() if key in a.slot_comps and c.H is not None}
+    todo = {c.weight: c for key, c in layers.items() if key in a.slot_comps and c.H is not None}
     if not todo:
         return overrides
     view = a.view

@@ -39,7 +39,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 class Bench:
     path: str
     params: int
-    macs: int  # per sample (symbolic batch counted as 1), as spa.report.stats
+    macs: int  # per sample (symbolic batch counted as 1), as spa.report.model_stats
     macs_by_op: dict[str, int]
     size_bytes: int  # model file plus any external data it references
     provider: str  # "CPUExecutionProvider" or "CUDAExecutionProvider"
@@ -145,7 +145,7 @@ def _prepare(path: str | os.PathLike[str], batch: int, at: dict[str, list[int]] 
     """Load a model, make its timed inputs (`at`: the dims of each graph input) and count it (MACs per sample
     at the same size with batch 1)."""
     from .. import modelfile
-    from ..report import stats
+    from ..report import model_stats
     from ..verify import random_inputs
     from ..view import ModelView
 
@@ -155,7 +155,7 @@ def _prepare(path: str | os.PathLike[str], batch: int, at: dict[str, list[int]] 
     size = _size_on_disk(p)
     modelfile.lift_constants(model)  # as spa's analyze/prune reports count them
     per_sample = None if at is None else {k: _with_batch(model, k, v, 1) for k, v in at.items()}
-    st = stats(ModelView.build(model), size, at=per_sample)
+    st = model_stats(ModelView.build(model), size, at=per_sample)
     return _Prepared(str(path), st.params, st.macs, dict(st.macs_by_op), size, feeds)
 
 

@@ -139,6 +139,7 @@ def main() -> None:
                         out.append(f"| {meth} | {r} | {len({x[1] for x in rows})} | "
                                    f"{cell(rows, base, model, 'one')} | {cell(rows, base, model, 'mean').split(' ')[0]} |")
         out.append("")
+    out += distillation_section(distill)
     sel = HERE / "generalise_selection.txt"
     if sel.exists():
         srec, _ = read([sel])
@@ -154,6 +155,23 @@ def main() -> None:
     (HERE / "accuracy.md").write_text("\n".join(out))
     readme(rec, base, models)
     print(f"wrote {HERE / 'accuracy.md'} from {len(files) + len(distill)} raw files", file=sys.stderr)
+
+
+def distillation_section(files: list[Path]) -> list[str]:
+    """Recovery by distillation (`spa finetune --teacher`): its own protocol (a distillation set and held-out
+    texts/fonts, benchmarks/distill_*.py), so its rows are shown as the scripts print them: the table rows of
+    each raw file (the header, the original, the pruned model and every `+` row), not merged into the table
+    above."""
+    out = ["## Recovery by label-free distillation (`spa finetune --teacher`)", "",
+           "Each block is the table of one raw file (its first lines say what was distilled on and what was held "
+           "out); `% orig` / `F vs original` compare with the unpruned model.", ""]
+    for f in files:
+        lines = f.read_text().splitlines()
+        rows = [ln for ln in lines if ln.startswith(("row ", "original", "pruned", "+ ", "KL ", "relative MSE", "labelled"))]
+        if not rows:
+            continue
+        out += [f"`{f.name}`: {lines[0]}", "", "```", *(ln.rstrip() for ln in rows), "```", ""]
+    return out
 
 
 def readme(rec: dict, base: dict, models: list[str]) -> None:

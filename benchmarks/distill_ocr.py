@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from obspa_ocr import char_accuracy, charset, rec_model, render
+from obspa_ocr import char_accuracy, charset, rec_model, render, segments
 
 import spa
 from spa.finetune import TEMPERATURE
@@ -47,20 +47,7 @@ HELD_FONTS = ["liberation/LiberationSans-Regular.ttf", "liberation/LiberationSer
               "liberation/LiberationMono-Regular.ttf", "freefont/FreeSans.ttf", "freefont/FreeSerif.ttf",
               "freefont/FreeMono.ttf"]
 TRAIN_TEXTS, HELD_TEXTS = ["GPL-3", "GPL-2"], ["Apache-2.0", "MPL-2.0"]
-MAXLEN, N_EVAL = 16, 120
-
-
-def segments(name: str) -> list[str]:
-    words = Path("/usr/share/common-licenses", name).read_text().split()
-    out, cur = [], ""
-    for w in words:
-        if len(cur) + 1 + len(w) > MAXLEN:
-            if cur:
-                out.append(cur)
-            cur = w[:MAXLEN]
-        else:
-            cur = f"{cur} {w}" if cur else w
-    return out
+N_EVAL = 120
 
 
 def lines(texts: list[str], fonts: list[str], n: int, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -121,16 +121,7 @@ def font(name: str, size: int):
 
 
 def licence_segments(path: str, maxlen: int = 16) -> list[str]:
-    words = Path(path).read_text().split()
-    out, cur = [], ""
-    for w in words:
-        if len(cur) + 1 + len(w) > maxlen:
-            if cur:
-                out.append(cur)
-            cur = w[:maxlen]
-        else:
-            cur = f"{cur} {w}" if cur else w
-    return out
+    return segments(Path(path).name, maxlen)
 
 
 def numbers(rng: np.random.Generator, n: int) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from obspa_ocr import MAXLEN, char_accuracy, charset, rec_model, render
+from obspa_ocr import char_accuracy, charset, rec_model, render, segments
 
 import spa
 
@@ -40,19 +40,6 @@ CALIB = ("Apache-2.0", ["freefont/FreeSans", "freefont/FreeSerif"])
 CHOICE = ("Artistic", ["dejavu/DejaVuSans", "dejavu/DejaVuSerif", "dejavu/DejaVuSansMono"])
 HELD_OUT = ("MPL-2.0", ["liberation/LiberationSans-Regular", "liberation/LiberationSerif-Regular",
                         "liberation/LiberationMono-Regular", "freefont/FreeMono"])
-
-
-def segments(text: str) -> list[str]:
-    """The licence cut at word boundaries into lines of at most MAXLEN characters."""
-    out, cur = [], ""
-    for w in Path(f"/usr/share/common-licenses/{text}").read_text().split():
-        if len(cur) + 1 + len(w) > MAXLEN:
-            if cur:
-                out.append(cur)
-            cur = w[:MAXLEN]
-        else:
-            cur = f"{cur} {w}" if cur else w
-    return out
 
 
 def lines(spec: tuple[str, list[str]], n: int, seed: int) -> tuple[np.ndarray, list[str]]:

@@ -70,14 +70,17 @@ def charset(m: onnx.ModelProto) -> list[str]:
     return ["blank", *chars, " "]
 
 
-def segments() -> list[str]:
-    words = Path("/usr/share/common-licenses/GPL-3").read_text().split()
+def segments(licence: str = "GPL-3", maxlen: int | None = None) -> list[str]:
+    """A licence from /usr/share/common-licenses cut at word boundaries into lines of at most `maxlen`
+    (MAXLEN) characters. The other OCR benchmarks take their held-out texts from here too."""
+    maxlen = maxlen or MAXLEN
+    words = Path("/usr/share/common-licenses", licence).read_text().split()
     out, cur = [], ""
     for w in words:
-        if len(cur) + 1 + len(w) > MAXLEN:
+        if len(cur) + 1 + len(w) > maxlen:
             if cur:
                 out.append(cur)
-            cur = w[:MAXLEN]
+            cur = w[:maxlen]
         else:
             cur = f"{cur} {w}" if cur else w
     return out

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,13 +218,9 @@ def block_parts(comps: np.ndarray, per_index: int, bias: bool, width: int) -> li
 
 def dense_cols() -> int:
     """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else DENSE_COLS."""
-    env = os.environ.get(DENSE_COLS_ENV, "").strip()
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise BadArgument(f"{DENSE_COLS_ENV}={env!r} is not a number of columns") from None
-    return DENSE_COLS
+    from .settings import env_int
+
+    return env_int(DENSE_COLS_ENV, DENSE_COLS, "columns")
 
 
 def spd_inverse(h: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .errors import BadArgument, BadModel
+from .errors import BadModel
 from .io_safety import default_mode  # noqa: F401 - re-exported: the writer's callers use it
 from .view import kahn_order, node_inputs, op_graph, opset_of  # noqa: F401
 
@@ -198,13 +198,9 @@ DEFAULT_MAX_INPUT_BYTES = 2 << 30
 
 def max_input_bytes() -> int:
     """The largest graph input spa will make for verification: $SPA_MAX_INPUT_BYTES, else 2 GiB."""
-    env = os.environ.get(INPUT_BYTES_ENV, "").strip()
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise BadArgument(f"{INPUT_BYTES_ENV}={env!r} is not a number of bytes") from None
-    return DEFAULT_MAX_INPUT_BYTES
+    from .settings import env_int
+
+    return env_int(INPUT_BYTES_ENV, DEFAULT_MAX_INPUT_BYTES, "bytes")
 
 
 def check_input_sizes(model: onnx.ModelProto, where: str = "model", batch: int = 1, other: int = 96) -> None:

@@ -36,13 +36,9 @@ def stream_threshold(value: int | None = None) -> int:
     """External-data size above which a model is streamed: `value`, else $SPA_STREAM_BYTES, else 2 GiB."""
     if value is not None:
         return int(value)
-    env = os.environ.get(STREAM_ENV, "").strip()
-    if env:
-        try:
-            return int(env)
-        except ValueError:
-            raise BadModel(f"{STREAM_ENV}={env!r} is not a number of bytes") from None
-    return DEFAULT_THRESHOLD
+    from .settings import env_int
+
+    return env_int(STREAM_ENV, DEFAULT_THRESHOLD, "bytes")
 
 
 def is_external(t: onnx.TensorProto) -> bool:

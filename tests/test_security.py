@@ -529,8 +529,11 @@ def test_ctrl_c_at_start_up_is_one_line(tmp_path: Path, module: str) -> None:
     drv = tmp_path / "ctrl_c.py"
     drv.write_text(CTRL_C)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    # a runner that started us in the background without job control ignores SIGINT, and a child inherits
+    # that: Ctrl-C must reach the child as it reaches a user's shell, so its disposition is reset first
     r = subprocess.run([sys.executable, str(drv), module, "analyze", str(SAMPLE)], cwd=ROOT, env=env,
-                       capture_output=True, text=True, check=False, timeout=120)
+                       capture_output=True, text=True, check=False, timeout=120,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert r.returncode == 130 and "interrupted" in one_line_error(r.stderr), r.stderr
 
 

@@ -636,11 +636,7 @@ def _verify(pruned: onnx.ModelProto, original: onnx.ModelProto, path: str | None
         if not wrong:
             raise
     redeclare_outputs(pruned, wrong)
-    if staging is not None:
-        staging.model_path.write_bytes(pruned.SerializeToString())
-        blob = None
-    else:
-        blob = _serialise(pruned)
+    blob = _reserialise(pruned, staging)
     verified = run(blob)
     verified.wrong_declarations.update(wrong)
     return verified, blob
@@ -657,7 +653,13 @@ def _drop_wrong_declarations(pruned: onnx.ModelProto, verified, staging: Staging
     for name, (declared, real) in verified.wrong_declarations.items():
         notes.append(f"output '{name}' is declared {declared} but the model returns {real}: the pruned model "
                      f"declares it with rank {len(real)} and symbolic dims instead")
-    if staging is not None:  # the staged model file is what gets renamed into place: write it again
+    return _reserialise(pruned, staging)
+
+
+def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | None:
+    """After an edit of the pruned proto: the staged model file (what gets renamed into place) is written again,
+    or the in-memory blob the checks and the write share is made again."""
+    if staging is not None:
         staging.model_path.write_bytes(pruned.SerializeToString())
         return None
     return _serialise(pruned)

@@ -11,6 +11,7 @@ weight updates once the plan is known (`compensates`, spa.criteria.obspa.compens
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,9 +19,7 @@ from typing import Literal
 import numpy as np
 
 from ..analysis import Group
-from .gradient import snip, taylor
 from .magnitude import bn_scale, l1, l2, random_scores
-from .obspa import act, obspa, wanda
 
 Needs = Literal["activations", "gradients"] | None
 
@@ -43,16 +42,27 @@ class Criterion:
         return np.asarray(self.fn(group, weights, rng, data), dtype=np.float64)
 
 
+def _lazy(module: str, name: str) -> Callable[..., np.ndarray]:
+    """`module.name`, imported on the first call: a plain magnitude prune then never loads the data criteria
+    and their statistics machinery (spa.calib, spa.priors: part of `spa prune`'s start-up otherwise)."""
+
+    def fn(*args):
+        return getattr(importlib.import_module(f"{__name__}.{module}"), name)(*args)
+
+    fn.__name__ = fn.__qualname__ = name
+    return fn
+
+
 CRITERIA: dict[str, Criterion] = {c.name: c for c in (
     Criterion("l1", l1),
     Criterion("l2", l2),
     Criterion("random", random_scores),
     Criterion("bn", bn_scale),
-    Criterion("obspa", obspa, "activations", compensates=True),
-    Criterion("act", act, "activations"),
-    Criterion("wanda", wanda, "activations"),
-    Criterion("taylor", taylor, "gradients"),
-    Criterion("snip", snip, "gradients"),
+    Criterion("obspa", _lazy("obspa", "obspa"), "activations", compensates=True),
+    Criterion("act", _lazy("obspa", "act"), "activations"),
+    Criterion("wanda", _lazy("obspa", "wanda"), "activations"),
+    Criterion("taylor", _lazy("gradient", "taylor"), "gradients"),
+    Criterion("snip", _lazy("gradient", "snip"), "gradients"),
 )}
 
 

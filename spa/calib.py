@@ -111,7 +111,7 @@ class Consumer:
     @property
     def per_index(self) -> int:
         """Columns per input channel index (kernel positions for Conv)."""
-        return int(np.prod(self.kernel)) if self.kernel else 1
+        return math.prod(self.kernel)  # math, not numpy: called per channel while scoring (0.7 s on DenseNet-121)
 
     @property
     def kind(self) -> str:

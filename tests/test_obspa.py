@@ -266,7 +266,8 @@ def _two_convs(batch: int | str, size: int) -> onnx.ModelProto:
 def test_data_free_samples_follow_the_cost_of_one_sample(monkeypatch):
     """The default synthetic sample count is DATA_FREE_SAMPLES for a model no bigger than PP-OCRv4 rec (where it was
     measured), fewer for large inputs (input values over SAMPLE_VALUES_BUDGET) or many MACs, at least
-    MIN_DATA_FREE_SAMPLES; a fixed batch is counted per sample; --calib-samples still wins; --json reports it."""
+    MIN_DATA_FREE_SAMPLES; a fixed batch is counted per sample; --calib-samples still wins; the report (what --json
+    prints) says how many."""
     def samples(m, **kw) -> int:
         return spa.prune(m, ratio=0.5, criterion="obspa", **kw)[1].calibration["samples"]
 

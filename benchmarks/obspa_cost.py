@@ -4,7 +4,9 @@ imports excluded: wall seconds and CPU seconds of all the process's threads) and
 ru_maxrss of that process). Goal (issue 12): obspa at most 20x the l1 time and at most 2 GB above the l1 peak.
 The time ratio is taken on CPU seconds: the 2 shared cores ran at a load of ~20 while this was measured, so wall
 seconds mostly measure the neighbours. "H" gives the kinds of statistics the consumers kept (dense /
-blocked: spa.calib.Consumer.kind) and the batch the samples were run in.
+blocked: spa.calib.Consumer.kind) and the batch the samples were run in; "samples" how many synthetic samples the
+statistics read (spa.calib.data_free_samples: 128, fewer for models whose one sample costs more input values or
+MACs than one of PP-OCRv4 rec).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/obspa_cost.py [--sets torch-tiny,keras-tiny,...] \
         > benchmarks/obspa_cost.txt
@@ -134,7 +136,7 @@ def main() -> None:
     print(f"# cpu/wall = spa.prune alone (s); RSS = peak resident set of the process (MB); goal: obspa <= "
           f"{GOAL_TIME:g}x l1 CPU time and <= +{GOAL_MEM:g} MB RSS")
     print(f"{'model':34s} {'l1 cpu':>7s} {'obspa cpu':>9s} {'x l1':>6s} {'l1 wall':>8s} {'obspa wall':>10s} "
-          f"{'l1 MB':>7s} {'obspa MB':>9s} {'+MB':>6s}  {'batch':>5s}  H (consumers)        goal")
+          f"{'l1 MB':>7s} {'obspa MB':>9s} {'+MB':>6s}  {'samples':>7s}  {'batch':>5s}  H (consumers)        goal")
     missed = []
     for s in args.sets.split(","):
         with tempfile.TemporaryDirectory(prefix="spa-cost-") as d:
@@ -166,7 +168,7 @@ def main() -> None:
                 if not ok:
                     missed.append(name)
                 print(f"{name:34s} {a['cpu']:7.2f} {b['cpu']:9.2f} {x:6.1f} {a['seconds']:8.2f} {b['seconds']:10.2f} "
-                      f"{a['rss']:7.0f} {b['rss']:9.0f} {dm:+6.0f}  {st.get('batch', '-'):>5}  {kinds:20s} "
+                      f"{a['rss']:7.0f} {b['rss']:9.0f} {dm:+6.0f}  {st.get('samples', '-'):>7}  {st.get('batch', '-'):>5}  {kinds:20s} "
                       f"{'ok' if ok else 'MISSED'}", flush=True)
     print(f"# goal missed (or failed): {', '.join(missed) if missed else 'none'}")
 

@@ -11,6 +11,8 @@ scoring > 0.25 (the detections before NMS), and the mean absolute change of the 
 anchors where the original scores > 0.25. Pruned WITHOUT fine-tuning.
 
     .venv/bin/python benchmarks/obspa_photos.py > benchmarks/obspa_photos.txt   (pip install scikit-image)
+    .venv/bin/python benchmarks/obspa_photos.py --samples 19,32,48,128   (the "binary" seed spread at r=0.2 with
+        that many synthetic samples each: benchmarks/obspa_cost_budget.txt)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,12 +81,33 @@ def fidelity(o: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
     return float(corr.mean()), float(f1), float(box.mean()) if len(box) else float("nan")
 
 
-def main() -> None:
+def model() -> onnx.ModelProto:
     m = wild.load("nudenet")  # (1, 3, 320, 320); batch made symbolic to evaluate in batches
     for v in (*m.graph.input, *m.graph.output):
         d = v.type.tensor_type.shape.dim[0]
         d.Clear()
         d.dim_param = "N"
+    return m
+
+
+def spread(m, x: np.ndarray, o: np.ndarray, source: str, samples: int | None = None) -> list[float]:
+    """Class-logit correlation at r=0.2 for seeds 0-3 (`samples`: synthetic samples, default spa's)."""
+    return [fidelity(o, outputs(spa.prune(m, ratio=0.2, criterion="obspa", calib_source=source, seed=s,
+                                          calib_samples=samples)[0], x))[0] for s in range(4)]
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--samples":
+        m = model()
+        x = crops()
+        o = outputs(m, x)
+        print("obspa binary at r=0.2, seeds 0-3: class-logit correlation, by synthetic samples")
+        for n in map(int, sys.argv[2].split(",")):
+            cs = spread(m, x, o, "binary", n)
+            print(f"  {n:3d} samples" + "".join(f"{c:8.4f}" for c in cs) + f"   mean {np.mean(cs):.4f}  worst "
+                  f"{min(cs):.4f}", flush=True)
+        return
+    m = model()
     x = crops()
     o = outputs(m, x)
     rep = spa.analyze(m)
@@ -105,8 +129,7 @@ def main() -> None:
         sys.stdout.flush()
     print("seed spread at r=0.2 (seeds 0-3): class-logit correlation")
     for source in ("structured", "binary"):
-        cs = [fidelity(o, outputs(spa.prune(m, ratio=0.2, criterion="obspa", calib_source=source, seed=s)[0], x))[0]
-              for s in range(4)]
+        cs = spread(m, x, o, source)
         print(f"  obspa {source:11s}" + "".join(f"{c:8.4f}" for c in cs) + f"   mean {np.mean(cs):.4f}")
         sys.stdout.flush()
 

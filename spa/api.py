@@ -351,9 +351,10 @@ class PruneOptions:
     freezes groups touching matching names; `hidden=False` keeps LayerNorm/RMSNorm widths; `group_conv` picks
     how grouped convs are pruned. How to choose: `criterion` (spa.criteria.CRITERIA), `seed`. Criteria that need
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
-    without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples; obspa
-    then compensates the consumers' remaining weights (`compensate`) and, with real calibration data (`refit`
-    None = only then), re-fits every consumer in graph order to the original outputs through the pruned network.
+    without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
+    spa.calib.data_free_samples); obspa then compensates the consumers' remaining weights (`compensate`) and,
+    with real calibration data (`refit` None = only then), re-fits every consumer in graph order to the original
+    outputs through the pruned network.
     How to check: `verify` (checker + onnxruntime), `oracle` (True, "float32" or "float64": also measure the
     zero-group oracle error), `self_check` (None: on for models with at most SELF_CHECK_BYTES of weights: the
     oracle guards the write, SELF_CHECK_TOL), `input_shape` (graph input -> dims, or `--input-shape` strings:
@@ -491,8 +492,7 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         feeds = (calib_.load_calib(o.calib, a.view.model, **(o.calib_preprocess or {}))
                  if isinstance(o.calib, (str, os.PathLike)) else o.calib)
         # the inputs the statistics (and the re-fit) read, made once
-        inputs = calib_.source_feeds(a, source, feeds, seed=o.seed,
-                                     samples=calib_.DATA_FREE_SAMPLES if o.calib_samples is None else o.calib_samples)
+        inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs)
         return _Data(layers, inputs, _calibration_summary(a, o.criterion, layers, inputs,
                                                     "calib" if feeds is not None else source))

@@ -57,6 +57,18 @@ ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many r
 # (benchmarks/obspa_ocr.txt, "binary" over seeds 0-7) spreads 0.877-0.940 with 32 samples, 0.898-0.934 with
 # 128 (min 90.4 % of the original's accuracy).
 DATA_FREE_SAMPLES = 128
+# ...fewer where one sample costs more: the samples together cost at most SAMPLE_MACS_BUDGET MACs (the forward
+# pass; 128 samples of PP-OCRv4 rec, 1x3x48x320 at 0.70 GMACs, where 128 was measured) and SAMPLE_VALUES_BUDGET input
+# values (the synthesis and the im2col rows grow with the image: a 320x320 detector's first conv gives 25600 rows
+# per sample, of which about ROWS_TOTAL are kept over all samples; 32 samples of 3x320x320), and never fewer than
+# MIN_DATA_FREE_SAMPLES. The forward of 128 samples was the largest term of data-free obspa on ResNet-50 at 224x224
+# (18.7 of 39 CPU s) and on PP-OCRv4 det at 320x320; with the budget (22 and 32 samples) they stay under 20x the l1
+# prune. Why 32 for 320x320: NudeNet at 0.2 (benchmarks/obspa_cost_budget.txt, seeds 0-3) kept 0.818 class-logit
+# correlation with 32 samples, 0.820 with 128, 0.809 with 19. Models no bigger than PP-OCRv4 rec in both (OCR
+# rec/cls, digits, the tiny zoos, token inputs) keep 128.
+SAMPLE_MACS_BUDGET = 90 * 10**9  # 128 x 0.7025 GMACs
+SAMPLE_VALUES_BUDGET = 32 * 3 * 320 * 320
+MIN_DATA_FREE_SAMPLES = 16
 BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the samples, 4x the minutes
 BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
@@ -100,7 +112,7 @@ class Consumer:
     @property
     def per_index(self) -> int:
         """Columns per input channel index (kernel positions for Conv)."""
-        return int(np.prod(self.kernel)) if self.kernel else 1
+        return math.prod(self.kernel)  # math, not numpy: called per channel while scoring (0.7 s on DenseNet-121)
 
     @property
     def kind(self) -> str:
@@ -351,14 +363,14 @@ def collect(
     source: str = DEFAULT_SOURCE,
     calib: dict[str, np.ndarray] | None = None,
     *,
-    samples: int = DATA_FREE_SAMPLES,
+    samples: int | None = None,
     batch: int | None = None,
     seed: int = 0,
     feeds: dict[str, np.ndarray] | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
-    the caller already made them (`source_feeds`), so that they are made once; `batch`: samples per run
-    (default `batch_size`)."""
+    the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
+    source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`)."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
@@ -383,19 +395,22 @@ def _effective_source(source: str, calib: dict[str, np.ndarray] | None) -> str:
     return source
 
 
-def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, *, samples: int = DATA_FREE_SAMPLES,
+def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, *, samples: int | None = None,
                  seed: int = 0) -> dict[str, np.ndarray]:
-    """The inputs a source pushes through the model (deterministic for a seed)."""
+    """The inputs a source pushes through the model (deterministic for a seed): `samples` of them for a
+    data-free source (default `data_free_samples`)."""
     source = _effective_source(source, calib)
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise BadArgument(f"--calib-samples must be at least 1, got {samples}")
     fixed = fixed_batch(a.view.model)
     if source == "calib":
         assert calib is not None
         return _whole_batches(calib, fixed) if fixed else calib
+    other = synthesis_size(a.view, seed, fixed or 1)
+    if samples is None:
+        samples = data_free_samples(a.view, other)
     if fixed:
         samples = -(-samples // fixed) * fixed  # whole batches
-    other = synthesis_size(a.view, seed, fixed or 1)
     if source == "bn-synth":
         return bn_synth_inputs(a.view, min(samples, BN_SYNTH_SAMPLES), seed, other=other)
     if source in PRIORS:
@@ -405,6 +420,25 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     if source == "binary":
         return binary_inputs(a.view, samples, seed, other)
     return noise_inputs(a.view, samples, seed, other)
+
+
+def data_free_samples(view, other: int = 1) -> int:
+    """Synthetic samples for the data-free statistics of this model at the synthesis size `other`:
+    DATA_FREE_SAMPLES, fewer where they would cost more input values than SAMPLE_VALUES_BUDGET or more MACs than
+    SAMPLE_MACS_BUDGET, at least MIN_DATA_FREE_SAMPLES (see those constants)."""
+    from .report import model_stats
+    from .verify import input_shapes
+
+    dims = input_shapes(view.model, other)
+    per = fixed_batch(view.model) or 1  # the dims hold a fixed batch of samples
+    values = sum(int(np.prod(d, dtype=np.int64)) for d in dims.values()) // per
+    try:
+        macs = model_stats(view, at=dims).macs // per
+    except Exception as e:  # noqa: BLE001 - a cost estimate only: without it, the input values decide
+        log.debug("no MAC count for the sample budget (%s)", e)
+        macs = 0
+    n = min(SAMPLE_VALUES_BUDGET // max(1, values), SAMPLE_MACS_BUDGET // max(1, macs))
+    return int(min(DATA_FREE_SAMPLES, max(MIN_DATA_FREE_SAMPLES, n)))
 
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:

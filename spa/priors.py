@@ -21,10 +21,12 @@ import numpy as np
 Prior = Callable[..., dict[str, np.ndarray]]
 
 
-def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+def noise_inputs(view, n: int, seed: int, other: int = 1, *, images: bool = True) -> dict[str, np.ndarray]:
     """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
     ones); token ids uniform over their embedding table (or one-hot alphabet); (batch, length) integer inputs
-    that index nothing (attention masks) padding masks; other integers 0/1."""
+    that index nothing (attention masks) padding masks; other integers 0/1. `images=False`: image-shaped inputs
+    (`_is_image`) are left uninitialised, for a caller that fills them (drawing 128 noise images of 3x320x320 to
+    overwrite them was 2 s)."""
     from .view import random_array
     from .verify import NP_DTYPES
 
@@ -38,6 +40,9 @@ def noise_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
         shape = [n] + [d if d else other for d in s[1:]]
         dt = NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)
         vocab = vocabulary(view, inp.name)
+        if not images and _is_image_shape(shape, dt):
+            out[inp.name] = np.empty(shape, dt)
+            continue
         out[inp.name] = random_array(rng, shape, dt, int_high=vocab or 2)
         if vocab is None and len(shape) == 2 and np.dtype(dt).kind in "iu":
             masks.append(inp.name)
@@ -108,10 +113,10 @@ def _field(rng: np.random.Generator, c: int, h: int, w: int) -> np.ndarray:
 
 def _images(view, n: int, seed: int, other: int, make) -> dict[str, np.ndarray]:
     """"noise", but every image-shaped float input (N, C, H, W) gets `make(rng, field)` per sample."""
-    out = noise_inputs(view, n, seed, other)
+    out = noise_inputs(view, n, seed, other, images=False)
     rng = np.random.default_rng(seed + 1)
     for x in out.values():
-        if x.ndim != 4 or x.dtype.kind != "f" or min(x.shape[2:]) < 4:
+        if not _is_image(x):
             continue
         for i in range(n):
             x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
@@ -135,7 +140,12 @@ def binary_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarr
 
 
 def _is_image(x: np.ndarray) -> bool:
-    return x.ndim == 4 and x.dtype.kind == "f" and min(x.shape[2:]) >= 4
+    return _is_image_shape(x.shape, x.dtype)
+
+
+def _is_image_shape(shape, dtype) -> bool:
+    """(N, C, H, W) floats of at least 4x4: what the image priors draw."""
+    return len(shape) == 4 and np.dtype(dtype).kind == "f" and min(shape[2:]) >= 4
 
 
 def mixed_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:

@@ -248,6 +248,45 @@ def test_calib_samples_sets_the_synthetic_sample_count(monkeypatch, tmp_path):
     assert not (tmp_path / "o.onnx").exists()
 
 
+def _two_convs(batch: int | str, size: int) -> onnx.ModelProto:
+    """x (batch, 3, size, size) -> Conv 3->8 3x3 -> Relu -> Conv 8->4 3x3 -> y."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (8, 3, 3, 3)), ("w2", (4, 8, 3, 3)))]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, size, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 4, size, size])
+    g = helper.make_graph(nodes, "two_convs", [x], [y], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_data_free_samples_follow_the_cost_of_one_sample(monkeypatch):
+    """The default synthetic sample count is DATA_FREE_SAMPLES for a model no bigger than PP-OCRv4 rec (where it was
+    measured), fewer for large inputs (input values over SAMPLE_VALUES_BUDGET) or many MACs, at least
+    MIN_DATA_FREE_SAMPLES; a fixed batch is counted per sample; --calib-samples still wins; the report (what --json
+    prints) says how many."""
+    def samples(m, **kw) -> int:
+        return spa.prune(m, ratio=0.5, criterion="obspa", **kw)[1].calibration["samples"]
+
+    small, big = _two_convs("N", 32), _two_convs(1, 320)  # 3072 and 307200 input values per sample
+    assert calib.data_free_samples(prepare(small)[0], 1) == calib.DATA_FREE_SAMPLES
+    assert samples(small) == calib.DATA_FREE_SAMPLES
+    want = calib.SAMPLE_VALUES_BUDGET // (3 * 320 * 320)
+    assert calib.MIN_DATA_FREE_SAMPLES < want < calib.DATA_FREE_SAMPLES
+    assert samples(big) == want
+    assert samples(_two_convs(2, 320)) == want + want % 2  # whole batches of 2, per-sample cost as batch 1
+    assert samples(big, calib_samples=40) == 40
+    view = prepare(small)[0]
+    macs = spa.report.model_stats(view, at={"x": [1, 3, 32, 32]}).macs
+    monkeypatch.setattr(calib, "SAMPLE_MACS_BUDGET", 32 * macs)  # MACs decide where they cost more
+    assert calib.data_free_samples(view, 1) == 32
+    monkeypatch.setattr(calib, "SAMPLE_VALUES_BUDGET", 3 * 32 * 32)  # the floor
+    assert calib.data_free_samples(view, 1) == calib.MIN_DATA_FREE_SAMPLES
+
+
 def test_row_subsample_equals_the_same_rows_of_the_full_im2col():
     """Conv rows are gathered only where sampled: the same rows, in order, as the full im2col would give."""
     rng = np.random.default_rng(0)

@@ -43,7 +43,13 @@ def _consumer_members(group: Group, layers: LayerInputs) -> list[tuple[Member, C
 
 
 def _channel_columns(m: Member, c: Consumer, size: int) -> list[np.ndarray]:
-    return [c.columns(np.nonzero(m.ids == ch)[0]) for ch in range(size)]
+    """The consumer's column ids of each channel 0..size-1 (its input indices in order, each index's columns):
+    one sort, not one scan of the indices per channel (1.6 s of DenseNet-121's scoring)."""
+    ids = np.asarray(m.ids)
+    order = np.argsort(ids, kind="stable")  # a channel's indices stay in increasing order
+    bounds = np.searchsorted(ids[order], np.arange(size + 1))
+    cols = c.columns(order[bounds[0] : bounds[-1]])
+    return np.split(cols, (bounds[1:-1] - bounds[0]) * c.per_index)
 
 
 def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: LayerInputs) -> np.ndarray:
@@ -56,7 +62,7 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
         cols = _channel_columns(m, c, group.size)
         for part, Hi in zip(_parts(c), c.hinv(DAMP)):
             # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)
-            local = cols if part is None else [_local(part, P) for P in cols]
+            local = cols if part is None else _locals(part, cols)
             total += _removal_costs(W, Hi, local, part)
     return np.maximum(total, 0.0) + 1e-12
 
@@ -71,9 +77,23 @@ def _parts(c: Consumer) -> list[np.ndarray | None]:
 
 def _local(part: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Positions within `part` (sorted column ids) of the columns of P that lie in it."""
-    pos = np.searchsorted(part, P)
-    pos = np.minimum(pos, len(part) - 1)
-    return pos[part[pos] == P]
+    pos = _local_positions(part, P)
+    return pos[pos >= 0]
+
+
+def _locals(part: np.ndarray, cols: list[np.ndarray]) -> list[np.ndarray]:
+    """`_local` of every channel's columns, in one search."""
+    if not cols:
+        return []
+    pos = _local_positions(part, np.concatenate(cols))
+    cuts = np.cumsum([len(P) for P in cols])[:-1]
+    return [p[p >= 0] for p in np.split(pos, cuts)]
+
+
+def _local_positions(part: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Position within `part` of each column of P, -1 where it is not in it."""
+    pos = np.minimum(np.searchsorted(part, P), len(part) - 1)
+    return np.where(part[pos] == P, pos, -1)
 
 
 def _removal_costs(W: np.ndarray, Hi: np.ndarray, local: list[np.ndarray], part: np.ndarray | None) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,7 +56,8 @@ def conv_order(model, x) -> list:
 
 
 def tp_prune(name: str):
-    """Build, prune with Torch-Pruning; return (model, seconds, convs in order, kept out-channel sets or None)."""
+    """Build, prune with Torch-Pruning; return (model, (wall s, CPU s of all threads), convs in order, kept
+    out-channel sets or None)."""
     import torch
     import torch_pruning as tp
 
@@ -68,7 +70,7 @@ def tp_prune(name: str):
     depthwise = {m for m in convs if m.groups > 1 and m.groups == m.in_channels == m.out_channels}
     head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1:]
     removed: dict = defaultdict(set)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     pruner = tp.pruner.MagnitudePruner(
         model,
         x,
@@ -86,12 +88,12 @@ def tp_prune(name: str):
             ):
                 removed[mod].update(int(i) for i in idxs)
         group.prune()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     keep = []
     for m in convs:
         k = set(range(width[m])) - removed[m]
         keep.append(k if len(k) == m.out_channels else None)  # None: could not be read back consistently
-    return model, seconds, convs, keep
+    return model, (seconds, cpu), convs, keep
 
 
 def onnx_convs(path: Path) -> list[tuple[str, int]]:
@@ -124,16 +126,24 @@ def spa_keep(plan_path: Path, convs: list[tuple[str, int]]) -> list[set[int] | N
     return out
 
 
-def spa_cli(args: list[str], src: str | None = None) -> tuple[float, str]:
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def spa_cli(args: list[str], src: str | None = None, pythonpath: str | None = None) -> tuple[tuple[float, float], str]:
     """`spa ARGS` as a user runs it (the venv's console script); with `src`, the spa of another source tree
-    (e.g. a checkout of an older commit) run as `python -m spa` from there, for a before/after in one run."""
+    (e.g. a checkout of an older commit) run as `python -m spa` from there, for a before/after in one run
+    (`pythonpath`: put first on its PYTHONPATH, e.g. the older typer that tree ran with). Returns ((wall s,
+    CPU s of the process), stdout)."""
     cmd = [str(Path(sys.executable).parent / "spa")] if src is None else [sys.executable, "-m", "spa"]
-    t0 = time.perf_counter()
-    r = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, cwd=src)
-    dt = time.perf_counter() - t0
+    env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else None
+    t0, c0 = time.perf_counter(), _child_cpu()
+    r = subprocess.run([*cmd, *args], check=False, capture_output=True, text=True, cwd=src, env=env)
+    dt, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if r.returncode != 0:
         raise SystemExit(f"spa {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
-    return dt, r.stdout
+    return (dt, cpu), r.stdout
 
 
 def tp_export_check(model, name: str, path: Path) -> float:
@@ -154,6 +164,7 @@ def tp_export_check(model, name: str, path: Path) -> float:
 
 
 baseline_label = ""
+baseline_pythonpath: str | None = None
 
 
 def _runs(ts: list[float]) -> str:
@@ -166,25 +177,26 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
     from spa.report import human
 
     orig, tp_onnx, spa_onnx, plan = d / f"{name}.onnx", d / f"{name}_tp.onnx", d / f"{name}_spa.onnx", d / "plan.json"
-    # (a) Torch-Pruning, then export the pruned torch model
-    tp_times = []
-    for _ in range(repeat):  # a fresh build each time; the result is deterministic, the last one is kept
+    # (a) Torch-Pruning in memory, (b) spa prune as a process on the unpruned export, and the baseline tree's spa
+    # if any: interleaved, one of each per repeat, so that the machine's load falls on all of them alike
+    zoo_torch.export(name, orig, size="full", opset=17)
+    tp_runs, spa_runs, base_runs = [], [], []
+    for _ in range(repeat):  # a fresh TP build each time; the result is deterministic, the last one is kept
         model, t, convs_t, keep_tp = tp_prune(name)
-        tp_times.append(t)
-    t_tp = statistics.median(tp_times)
+        tp_runs.append(t)
+        if _ < repeat - 1:
+            del model
+        t, js = spa_cli(["prune", str(orig), "-o", str(spa_onnx), "--ratio", "0.5", "--criterion", "l1", "--json"])
+        spa_runs.append(t)
+        if baseline:
+            base_runs.append(spa_cli(["prune", str(orig), "-o", str(d / "base.onnx"), "--ratio", "0.5", "--json"],
+                                     src=baseline, pythonpath=baseline_pythonpath)[0])
     zoo_torch.export(name, tp_onnx, size="full", opset=17, model=model)
     export_err = tp_export_check(model, name, tp_onnx)
     del model
-    # (b) export the unpruned model, spa prune as a process
-    zoo_torch.export(name, orig, size="full", opset=17)
-    spa_times, base_times = [], []
-    for _ in range(repeat):  # interleaved with the baseline tree's spa, if any
-        t, js = spa_cli(["prune", str(orig), "-o", str(spa_onnx), "--ratio", "0.5", "--criterion", "l1", "--json"])
-        spa_times.append(t)
-        if baseline:
-            base_times.append(spa_cli(["prune", str(orig), "-o", str(d / "base.onnx"), "--ratio", "0.5", "--json"],
-                                      src=baseline)[0])
-    t_spa = statistics.median(spa_times)
+    tp_times, spa_times = [w for w, _ in tp_runs], [w for w, _ in spa_runs]
+    t_tp, t_spa = statistics.median(tp_times), statistics.median(spa_times)
+    c_tp, c_spa = statistics.median([c for _, c in tp_runs]), statistics.median([c for _, c in spa_runs])
     rep = json.loads(js)
     spa_cli(["prune", str(orig), "-o", str(d / "plan_run.onnx"), "--ratio", "0.5", "--criterion", "l1", "-q",
              "--save-plan", str(plan)])
@@ -198,14 +210,17 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
     keep_spa = spa_keep(plan, c_orig)
 
     print(f"\n## {name} (full size, opset 17, legacy exporter), ratio 0.5, L1, local, last Linear kept")
-    print(f"prune time (median of {repeat}; all runs in brackets)")
-    print(f"             torch-pruning (construct + step, in memory): {t_tp:7.3f} s  {_runs(tp_times)}")
-    print(f"             spa prune (whole process, --json):          {t_spa:7.3f} s  {_runs(spa_times)}")
+    print(f"prune time (median of {repeat}, interleaved; all runs in brackets; CPU = user + system of all threads)")
+    print(f"             torch-pruning (construct + step, in memory): {t_tp:7.3f} s  {_runs(tp_times)}"
+          f"  CPU {c_tp:.3f} s  {_runs([c for _, c in tp_runs])}")
+    print(f"             spa prune (whole process, --json):          {t_spa:7.3f} s  {_runs(spa_times)}"
+          f"  CPU {c_spa:.3f} s  {_runs([c for _, c in spa_runs])}")
     if baseline:
-        print(f"             spa prune, baseline tree (python -m spa):   {statistics.median(base_times):7.3f} s"
-              f"  {_runs(base_times)}  ({baseline_label})")
+        bw, bc = [w for w, _ in base_runs], [c for _, c in base_runs]
+        print(f"             spa prune, baseline tree (python -m spa):   {statistics.median(bw):7.3f} s"
+              f"  {_runs(bw)}  CPU {statistics.median(bc):.3f} s  {_runs(bc)}  ({baseline_label})")
     print(f"             spa stages in-process (last run): {rep['seconds']}")
-    print(f"             ratio spa / tp: {t_spa / t_tp:.2f}")
+    print(f"             ratio spa / tp: wall {t_spa / t_tp:.2f}, CPU {c_spa / c_tp:.2f}")
     print(f"spa groups   {rep['groups']}, channels removed {rep['channels_removed']}")
     print(f"TP export    max |torch - onnxruntime| of the TP-pruned model: {export_err:.1e}")
     print(f"\nCPU latency (onnxruntime {bo.provider}, ORT_ENABLE_ALL, threads {bo.threads}, batch {bo.batch}, "
@@ -279,9 +294,12 @@ def main() -> None:
     ap.add_argument("--baseline", default=None,
                     help="another spa source tree (e.g. `git archive <commit> | tar -x -C DIR`) timed interleaved")
     ap.add_argument("--baseline-label", default="", help="what the baseline tree is (e.g. its commit)")
+    ap.add_argument("--baseline-pythonpath", default=None,
+                    help="first on the baseline's PYTHONPATH (e.g. `pip install --target DIR typer==0.29.2`)")
     args = ap.parse_args()
-    global baseline_label
+    global baseline_label, baseline_pythonpath
     baseline_label = args.baseline_label or str(args.baseline)
+    baseline_pythonpath = args.baseline_pythonpath
     from importlib.metadata import version
 
     import onnxruntime

@@ -196,7 +196,7 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
     del model
     tp_times, spa_times = [w for w, _ in tp_runs], [w for w, _ in spa_runs]
     t_tp, t_spa = statistics.median(tp_times), statistics.median(spa_times)
-    c_tp, c_spa = statistics.median([c for _, c in tp_runs]), statistics.median([c for _, c in spa_runs])
+    cpu_tp, cpu_spa = statistics.median([c for _, c in tp_runs]), statistics.median([c for _, c in spa_runs])
     rep = json.loads(js)
     spa_cli(["prune", str(orig), "-o", str(d / "plan_run.onnx"), "--ratio", "0.5", "--criterion", "l1", "-q",
              "--save-plan", str(plan)])
@@ -212,15 +212,15 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
     print(f"\n## {name} (full size, opset 17, legacy exporter), ratio 0.5, L1, local, last Linear kept")
     print(f"prune time (median of {repeat}, interleaved; all runs in brackets; CPU = user + system of all threads)")
     print(f"             torch-pruning (construct + step, in memory): {t_tp:7.3f} s  {_runs(tp_times)}"
-          f"  CPU {c_tp:.3f} s  {_runs([c for _, c in tp_runs])}")
+          f"  CPU {cpu_tp:.3f} s  {_runs([c for _, c in tp_runs])}")
     print(f"             spa prune (whole process, --json):          {t_spa:7.3f} s  {_runs(spa_times)}"
-          f"  CPU {c_spa:.3f} s  {_runs([c for _, c in spa_runs])}")
+          f"  CPU {cpu_spa:.3f} s  {_runs([c for _, c in spa_runs])}")
     if baseline:
         bw, bc = [w for w, _ in base_runs], [c for _, c in base_runs]
         print(f"             spa prune, baseline tree (python -m spa):   {statistics.median(bw):7.3f} s"
               f"  {_runs(bw)}  CPU {statistics.median(bc):.3f} s  {_runs(bc)}  ({baseline_label})")
     print(f"             spa stages in-process (last run): {rep['seconds']}")
-    print(f"             ratio spa / tp: wall {t_spa / t_tp:.2f}, CPU {c_spa / c_tp:.2f}")
+    print(f"             ratio spa / tp: wall {t_spa / t_tp:.2f}, CPU {cpu_spa / cpu_tp:.2f}")
     print(f"spa groups   {rep['groups']}, channels removed {rep['channels_removed']}")
     print(f"TP export    max |torch - onnxruntime| of the TP-pruned model: {export_err:.1e}")
     print(f"\nCPU latency (onnxruntime {bo.provider}, ORT_ENABLE_ALL, threads {bo.threads}, batch {bo.batch}, "

@@ -51,7 +51,7 @@ def _quadratic_refit(a, keep, stats, overrides, feeds, batch: int, seed: int = 0
             r0 = c.rows_of(orig[bi][c.x], np.random.default_rng((seed, bi, c.node)))
             r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))[:, K]
             C, Hn = C + (r0.T @ r1).astype(np.float64), Hn + (r1.T @ r1).astype(np.float64)
-        obspa._refit_one(c, a.view, K, C, Hn, out)
+        obspa._refit_one(c, a.view, K, obspa._augmented(c, a.view) @ C, Hn, out)
     return out
 
 

@@ -35,7 +35,11 @@ REFIT_DAMP = 0.01  # the re-fit's damping (relative to mean diag H')
 # benchmarks/obspa_calib_fast.py's choice set (PP-OCRv4 rec at 0.5, 32 calibration lines, seeds 0-2): 1024 keeps
 # 88.7 % of the original's accuracy on average, 4096 88.8 %, 16384 89.0 %, at a quarter of 4096's products.
 # REFIT_DAMP there: 0.01 88.8 %, 0.1 85.2 %, 0.001 83.1 %; re-fitting depthwise convs per channel too: 86.5 %.
-REFIT_ROWS = 1024
+# With the rescaled copies of spa.augment (64 inputs, 8 batches): 512 rows 90.5 % (worst seed 89.4 %), 1024 90.5 %
+# (88.7 %), and with a near copy (scipy zoom, centred in height) 4096 90.4 %, REFIT_DAMP 0.003 89.5 % and 0.03
+# 89.7 % against 90.7 % at 0.01; an intercept for the bias-free convs before a
+# BatchNormalization (fitted into its running mean) 90.5 %, so not kept. 512: the rows 32 inputs had, half the time.
+REFIT_ROWS = 512
 CAPTURE_BYTES = 512 << 20  # the original's re-fit rows kept from the calibration pass, all consumers together
 LayerInputs = dict[tuple[str, int], Consumer]  # per consumer (weight, axis): statistics of its inputs (H)
 
@@ -293,31 +297,34 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
             pruned.run_next()
         kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
         K = np.setdiff1d(np.arange(c.H.shape[0]), c.columns(np.nonzero(~kept)[0]))  # bias column included
-        C = Hn = None
+        W = _augmented(c, view, dtype=np.float32)
+        WC = Hn = None
         rows0 = (kept_rows.pop(c.node) if kept_rows is not None else
                  [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
         for bi, (r0, x1) in enumerate(zip(rows0, pruned.run_until(c.x))):
             r1 = _refit_rows(c, x1, seed, bi)  # the same rows, kept columns
             if r1.shape[1] != len(K):
                 raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {len(K)}")
-            c0, h1 = (r0.T @ r1).astype(np.float64), (r1.T @ r1).astype(np.float64)
-            C, Hn = (c0, h1) if C is None else (C + c0, Hn + h1)
+            # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
+            wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
+            wc, h1 = wc.astype(np.float64), (r1.T @ r1).astype(np.float64)
+            WC, Hn = (wc, h1) if WC is None else (WC + wc, Hn + h1)
         if orig is not None:
             orig.served(c.x)
         pruned.served(c.x)
-        _refit_one(c, view, K, C, Hn, out)
+        _refit_one(c, view, K, WC, Hn, out)
         refitted.update(n for n in (c.weight, c.bias) if n)
     log.info("re-fit %d consumers in %d segments", len(todo), len(pruned))
     return out
 
 
-def _refit_one(c: Consumer, view, K: np.ndarray, C: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:
-    """The least-squares correction of one consumer's kept columns K (see `refit`; C and H over the kept
+def _refit_one(c: Consumer, view, K: np.ndarray, WC: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    """The least-squares correction of one consumer's kept columns K (see `refit`; W C and H over the kept
     columns of x' only), written into `out`; the other columns become 0."""
-    W, W1 = _augmented(c, view), _augmented(c, view, out)
+    W1 = _augmented(c, view, out)
     lam = REFIT_DAMP * float(np.mean(np.diag(H))) if len(K) else 0.0
-    resid = W @ C - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
-    new = np.zeros_like(W)
+    resid = WC - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
+    new = np.zeros_like(W1)
     new[:, K] = W1[:, K] + np.linalg.solve(H + (lam if lam > 0 else 1e-8) * np.eye(len(K)), resid.T).T
     _store(c, view, new, out)
 

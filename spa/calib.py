@@ -483,7 +483,7 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
     m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
-    return session(m)
+    return session(m, spinning=False)  # numpy work on every batch's outputs follows each run
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],

@@ -2,7 +2,8 @@
 the accuracy it keeps on text and fonts that neither the calibration nor any choice of settings saw.
 
 Calibration: 32 unlabelled lines of one text (Apache-2.0 licence) in FreeSans / FreeSerif, drawn at random per
-seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts.
+seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts. spa adds a rescaled copy of each
+(spa.augment, the default; `--choose augment` compares it with none).
 Choice set (settings were chosen on it: `--choose`): 64 lines of the Artistic licence in DejaVu Sans / Serif /
 Mono. Held-out set (reported; never used for any choice): 64 lines of the MPL-2.0 in Liberation Sans / Serif /
 Mono and FreeMono. Rendering, preprocessing (48x320, /255, -0.5, /0.5), CTC decoding and the character-accuracy
@@ -87,7 +88,7 @@ def main() -> None:
         obspa = importlib.import_module("spa.criteria.obspa")
         which = sys.argv[sys.argv.index("--choose") + 1].split(",") if len(sys.argv) > 2 else ["damp"]
         variants = {"damp": [("REFIT_DAMP", v) for v in (0.01, 0.1, 0.001)],
-                    "rows": [("REFIT_ROWS", v) for v in (16384, 4096, 1024)],
+                    "rows": [("REFIT_ROWS", v) for v in (16384, 4096, 1024, 512)],
                     "augment": [("calib_augment", v) for v in (False, True)]}  # a prune option, not a constant
         for name, value in (v for w in which for v in variants[w]):
             if not hasattr(obspa, name):

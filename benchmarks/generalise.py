@@ -79,11 +79,12 @@ N_CALIB = 32
 
 def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) -> tuple[onnx.ModelProto, object]:
     """One prune by a method name: l1 | obspa-<source> | obspa-<source>-energy | obspa-<source>-iter2 |
-    obspa-<source>-noupdate | obspa-calib32."""
+    obspa-<source>-noupdate | obspa-calib32 | obspa-calib32-noaug (without spa.augment's rescaled copies)."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
-    if method == "obspa-calib32":
-        return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed)
+    if method in ("obspa-calib32", "obspa-calib32-noaug"):
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
+                         calib_augment=method == "obspa-calib32")
     parts = method.split("-")
     source = parts[1]
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
@@ -402,7 +403,7 @@ def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) ->
     for item in methods:
         method, _, only = item.partition("@")
         for r in [float(v) for v in only.split("/")] if only else ratios:
-            for seed in (seeds if method.startswith("obspa-") and method != "obspa-calib32" else (0,)):
+            for seed in (seeds if method.startswith("obspa-") and not method.startswith("obspa-calib32") else (0,)):
                 if done and (method, r, seed) in done:
                     continue
                 t0 = time.perf_counter()

@@ -2,7 +2,8 @@
 the accuracy it keeps on text and fonts that neither the calibration nor any choice of settings saw.
 
 Calibration: 32 unlabelled lines of one text (Apache-2.0 licence) in FreeSans / FreeSerif, drawn at random per
-seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts.
+seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts. spa adds a rescaled copy of each
+(spa.augment, the default; `--choose augment` compares it with none).
 Choice set (settings were chosen on it: `--choose`): 64 lines of the Artistic licence in DejaVu Sans / Serif /
 Mono. Held-out set (reported; never used for any choice): 64 lines of the MPL-2.0 in Liberation Sans / Serif /
 Mono and FreeMono. Rendering, preprocessing (48x320, /255, -0.5, /0.5), CTC decoding and the character-accuracy
@@ -12,8 +13,8 @@ Timing: `spa.prune` of the same in-memory model, l1 and obspa --calib alternatel
 include load, analysis, rewrite, verification and the self-check oracle, as a `spa prune` does.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/obspa_calib_fast.py > benchmarks/obspa_calib_fast.txt
-    (--choose damp,rows: the settings' comparison on the choice set instead, ratio 0.5 only; raw output of the
-    runs that chose the defaults: benchmarks/obspa_calib_fast_choice.txt)
+    (--choose damp,rows,augment: the settings' comparison on the choice set instead, ratio 0.5 only; raw output
+    of the runs that chose the defaults: benchmarks/obspa_calib_fast_choice.txt)
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def timing(m, calib: dict[str, np.ndarray], reps: int = 3) -> tuple[float, float
     return float(np.median(t["l1"])), float(np.median(t["obspa"]))
 
 
-def evaluate(m, chars, spec, label: str, ratios=RATIOS) -> None:
+def evaluate(m, chars, spec, label: str, ratios=RATIOS, **options) -> None:
     x_ev, truth = lines(spec, N_EVAL, 100)
     base = char_accuracy(m, x_ev, truth, chars)
     print(f"{label}: {len(truth)} lines of {spec[0]} in {', '.join(f.split('/')[1] for f in spec[1])}; "
@@ -71,7 +72,7 @@ def evaluate(m, chars, spec, label: str, ratios=RATIOS) -> None:
         accs = []
         for seed in SEEDS:
             x_ca, _ = lines(CALIB, N_CALIB, seed)
-            pruned, _ = spa.prune(m, ratio=r, criterion="obspa", calib={m.graph.input[0].name: x_ca})
+            pruned, _ = spa.prune(m, ratio=r, criterion="obspa", calib={m.graph.input[0].name: x_ca}, **options)
             accs.append(char_accuracy(pruned, x_ev, truth, chars))
         print(f"  {r:5.1f}  " + "  ".join(f"{a:.4f}" for a in accs)
               + f"   {min(accs) / base:6.1%}  {np.mean(accs) / base:6.1%}")
@@ -87,8 +88,12 @@ def main() -> None:
         obspa = importlib.import_module("spa.criteria.obspa")
         which = sys.argv[sys.argv.index("--choose") + 1].split(",") if len(sys.argv) > 2 else ["damp"]
         variants = {"damp": [("REFIT_DAMP", v) for v in (0.01, 0.1, 0.001)],
-                    "rows": [("REFIT_ROWS", v) for v in (16384, 4096, 1024)]}
+                    "rows": [("REFIT_ROWS", v) for v in (16384, 4096, 1024, 512)],
+                    "augment": [("calib_augment", v) for v in (False, True)]}  # a prune option, not a constant
         for name, value in (v for w in which for v in variants[w]):
+            if not hasattr(obspa, name):
+                evaluate(m, chars, CHOICE, f"choice set, {name} {value}", ratios=(0.5,), **{name: value})
+                continue
             old = getattr(obspa, name)
             setattr(obspa, name, value)
             evaluate(m, chars, CHOICE, f"choice set, {name} {value}", ratios=(0.5,))

@@ -354,7 +354,8 @@ class PruneOptions:
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
     spa.calib.data_free_samples); obspa then compensates the consumers' remaining weights (`compensate`) and,
     with real calibration data (`refit` None = only then), re-fits every consumer in graph order to the original
-    outputs through the pruned network.
+    outputs through the pruned network; for that, image inputs get a rescaled copy of each sample
+    (`calib_augment`).
     How to check: `verify` (checker + onnxruntime), `oracle` (True, "float32" or "float64": also measure the
     zero-group oracle error), `self_check` (None: on for models with at most SELF_CHECK_BYTES of weights: the
     oracle guards the write, SELF_CHECK_TOL), `input_shape` (graph input -> dims, or `--input-shape` strings:
@@ -382,6 +383,7 @@ class PruneOptions:
     calib_preprocess: dict[str, Any] | None = None  # how a folder of images becomes `calib` (spa.images)
     compensate: bool = True
     refit: bool | None = None
+    calib_augment: bool = True  # the re-fit's calibration images get a rescaled copy each (spa.augment)
     stream_bytes: int | None = None
     self_check: bool | None = None
     input_shape: InputShape = None
@@ -437,6 +439,7 @@ class _Data:
     layers: dict  # what the criterion reads: layer-input statistics (spa.calib) or gradients
     inputs: dict[str, np.ndarray]
     summary: dict
+    original_rows: Any = None  # the re-fit's rows of the original's consumer inputs (obspa.OriginalRows)
 
 
 def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str | os.PathLike[str] | None = None,
@@ -493,9 +496,19 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
                  if isinstance(o.calib, (str, os.PathLike)) else o.calib)
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
-        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs)
-        return _Data(layers, inputs, _calibration_summary(a, o.criterion, layers, inputs,
-                                                    "calib" if feeds is not None else source))
+        original_rows = augmented = None
+        if _refits(o):
+            from .augment import with_rescaled_copy
+            from .criteria.obspa import OriginalRows
+
+            original_rows = OriginalRows(o.seed)
+            augmented = with_rescaled_copy(inputs) if o.calib_augment and feeds is not None else None
+            inputs = augmented or inputs
+        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows)
+        summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
+        if augmented is not None:
+            summary["augment"] = "a rescaled copy of each image"
+        return _Data(layers, inputs, summary, original_rows)
 
 
 def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
@@ -529,6 +542,13 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
     return [msg]
 
 
+def _refits(o: PruneOptions) -> bool:
+    """Whether the prune ends with obspa's sequential re-fit: by default with real calibration data only (PP-OCRv4
+    rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts)."""
+    return (criteria.get(o.criterion).compensates and o.compensate
+            and (o.refit if o.refit is not None else o.calib is not None))
+
+
 def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,
                 run: _Run) -> dict[str, np.ndarray] | None:
     """obspa's weight updates of the consumers (and, with real data, the sequential re-fit)."""
@@ -538,16 +558,13 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
 
     with run.stage("compensate", "compensating the remaining weights (OBS update)"):
         overrides = obs_update(a, keep, data.layers)
-        # the sequential network-aware re-fit helps with real inputs (PP-OCRv4 rec at 0.5: 0.065 -> 0.907
-        # character accuracy) and hurts with synthetic ones (it fits their distribution), so by default it runs
-        # only with --calib
-        if o.refit if o.refit is not None else o.calib is not None:
+        if _refits(o):
             from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
 
             run.say("re-fitting every consumer to the original outputs through the pruned network")
             overrides = obs_refit(a, keep, data.layers, overrides, data.inputs, seed=o.seed,
-                                  batch=calib_.batch_size(a.view, data.layers))
+                                  batch=calib_.batch_size(a.view, data.layers), original=data.original_rows)
         return overrides
 
 
@@ -666,10 +683,11 @@ def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | No
 
 
 def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
-                inputs: dict | None = None) -> dict:
+                inputs: dict | None = None, on_batch: Callable[..., None] | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
-    (`inputs`: those inputs, already made by `spa.calib.source_feeds`)."""
+    (`inputs`: those inputs, already made by `spa.calib.source_feeds`; `on_batch`: sees every batch's consumer
+    inputs, spa.calib.accumulate)."""
     from . import calib
 
     source = source or calib.DEFAULT_SOURCE
@@ -679,7 +697,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
-    return calib.collect(a, source, feeds, seed=seed, feeds=inputs)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch)
 
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:

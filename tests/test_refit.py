@@ -51,7 +51,7 @@ def _quadratic_refit(a, keep, stats, overrides, feeds, batch: int, seed: int = 0
             r0 = c.rows_of(orig[bi][c.x], np.random.default_rng((seed, bi, c.node)))
             r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)))[:, K]
             C, Hn = C + (r0.T @ r1).astype(np.float64), Hn + (r1.T @ r1).astype(np.float64)
-        obspa._refit_one(c, a.view, K, C, Hn, out)
+        obspa._refit_one(c, a.view, K, obspa._augmented(c, a.view) @ C, Hn, out)
     return out
 
 
@@ -111,3 +111,58 @@ def test_refit_model_passes_the_oracle_and_fits_better():
         assert rep.oracle is not None and rep.oracle < 1e-4
         err[refit] = float(np.linalg.norm(spa.verify.run(pruned, test)[0] - y) / np.linalg.norm(y))
     assert err[True] < err[False], err
+
+
+@pytest.mark.parametrize("model", ["residual_add_chain", "concat_offsets", "two_gemms", "channel_attention_softmax"])
+def test_rows_kept_by_the_calibration_pass_give_the_same_refit_without_running_the_original(model, monkeypatch):
+    """The original's rows kept while calibrating (OriginalRows, collect's on_batch) are those the re-fit would
+    sample from its own run of the original (the same random positions: fewer rows than there are, so that a
+    mismatch shows): the same result, and only the pruned model's segments run."""
+    monkeypatch.setattr(obspa, "REFIT_ROWS", 5)
+    view, _ = prepare(build(model))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    kept = obspa.OriginalRows(seed=0)
+    stats = calib.collect(a, "calib", feeds, batch=3, on_batch=kept)
+    keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats))
+    over = obspa.compensate(a, keep, stats)
+    want = obspa.refit(a, keep, stats, over, feeds, batch=3)
+    built: list[int] = []
+    real = spa.verify.session
+
+    def counting(m, *args, **kw):
+        built.append(len(m.graph.node))
+        return real(m, *args, **kw)
+
+    monkeypatch.setattr(spa.verify, "session", counting)
+    got = obspa.refit(a, keep, stats, over, feeds, batch=3, original=kept)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert np.array_equal(got[k], want[k]), k
+    assert built and sum(built) <= len(zeroed_model(a, keep, over).graph.node), built
+
+
+def test_rows_beyond_the_budget_are_let_go_and_the_refit_runs_the_original(monkeypatch):
+    view, _ = prepare(build("residual_add_chain"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    monkeypatch.setattr(obspa, "CAPTURE_BYTES", 1)
+    kept = obspa.OriginalRows(seed=0)
+    stats = calib.collect(a, "calib", feeds, batch=3, on_batch=kept)
+    assert kept.rows is None
+    keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats))
+    over = obspa.compensate(a, keep, stats)
+    got = obspa.refit(a, keep, stats, over, feeds, batch=3, original=kept)
+    want = obspa.refit(a, keep, stats, over, feeds, batch=3)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_kept_rows_of_other_batches_are_refused():
+    view, _ = prepare(build("residual_add_chain"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    kept = obspa.OriginalRows(seed=0)
+    stats = calib.collect(a, "calib", feeds, batch=3, on_batch=kept)
+    keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats))
+    with pytest.raises(AssertionError, match="kept rows"):
+        obspa.refit(a, keep, stats, obspa.compensate(a, keep, stats), feeds, batch=2, original=kept)

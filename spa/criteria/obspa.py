@@ -16,6 +16,7 @@ Groups without any supported consumer fall back to L1.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +35,12 @@ REFIT_DAMP = 0.01  # the re-fit's damping (relative to mean diag H')
 # benchmarks/obspa_calib_fast.py's choice set (PP-OCRv4 rec at 0.5, 32 calibration lines, seeds 0-2): 1024 keeps
 # 88.7 % of the original's accuracy on average, 4096 88.8 %, 16384 89.0 %, at a quarter of 4096's products.
 # REFIT_DAMP there: 0.01 88.8 %, 0.1 85.2 %, 0.001 83.1 %; re-fitting depthwise convs per channel too: 86.5 %.
-REFIT_ROWS = 1024
+# With the rescaled copies of spa.augment (64 inputs, 8 batches): 512 rows 90.5 % (worst seed 89.4 %), 1024 90.5 %
+# (88.7 %), and with a near copy (scipy zoom, centred in height) 4096 90.4 %, REFIT_DAMP 0.003 89.5 % and 0.03
+# 89.7 % against 90.7 % at 0.01; an intercept for the bias-free convs before a
+# BatchNormalization (fitted into its running mean) 90.5 %, so not kept. 512: the rows 32 inputs had, half the time.
+REFIT_ROWS = 512
+CAPTURE_BYTES = 512 << 20  # the original's re-fit rows kept from the calibration pass, all consumers together
 LayerInputs = dict[tuple[str, int], Consumer]  # per consumer (weight, axis): statistics of its inputs (H)
 
 
@@ -219,8 +225,40 @@ def _obs_update(W: np.ndarray, Hi: np.ndarray, P: np.ndarray) -> np.ndarray:
     return new
 
 
+class OriginalRows:
+    """The original model's consumer inputs as the re-fit samples them (per consumer node, one array of rows per
+    batch), kept while the calibration pass runs the original anyway (`spa.calib.collect`'s on_batch), so that
+    the re-fit runs only the pruned model: on PP-OCRv4 rec that pass was half of the re-fit's onnxruntime time.
+    Beyond CAPTURE_BYTES (many samples, very wide layers) it lets them go (`rows` None) and the re-fit runs the
+    original again, segment by segment."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.rows: dict[int, list[np.ndarray]] | None = defaultdict(list)
+        self.nbytes = 0
+
+    def __call__(self, cons: LayerInputs, index: int, values: dict[str, np.ndarray]) -> None:
+        if self.rows is None:
+            return
+        for c in cons.values():
+            r = _refit_rows(c, np.asarray(values[c.x]), self.seed, index)
+            self.rows[c.node].append(r)
+            self.nbytes += r.nbytes
+        if self.nbytes > CAPTURE_BYTES:
+            log.info("re-fit: the original's rows exceed %d MiB; the re-fit will run the original again",
+                     CAPTURE_BYTES >> 20)
+            self.rows = None
+
+
+def _refit_rows(c: Consumer, x: np.ndarray, seed: int, index: int) -> np.ndarray:
+    """The re-fit's rows of batch `index` of a consumer input: the same positions for the original and the pruned
+    model (the generator depends on the batch and the consumer only)."""
+    return c.rows_of(x, np.random.default_rng((seed, index, c.node)), REFIT_ROWS)
+
+
 def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[str, np.ndarray],
-          feeds: dict[str, np.ndarray], *, batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+          feeds: dict[str, np.ndarray], *, batch: int = 8, seed: int = 0,
+          original: OriginalRows | None = None) -> dict[str, np.ndarray]:
     """A sequential, network-aware pass after the per-layer OBS update. Each consumer sees its inputs X' as the
     pruned network, with every consumer upstream of them already re-fitted, produces them, and its kept
     columns are corrected to reproduce its ORIGINAL outputs W·X:
@@ -236,7 +274,8 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     pruned side runs the rewritten model, at the pruned width (at ratio 0.5 about a quarter of the MACs), which
     equals the zeroed original (the oracle) restricted to the kept channels: its consumer inputs are the kept
     columns directly. The result is the same as re-running the zeroed model before every consumer
-    (tests/test_refit.py)."""
+    (tests/test_refit.py). `original`: the original's rows, kept by the calibration pass over the same `feeds`,
+    `batch` and `seed`; the original then does not run again."""
     from ..calib import batches_of
     from ..rewrite import Rewriter
     from ..segments import SegmentedRun
@@ -266,7 +305,10 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     def consumer_nodes(m: onnx.ModelProto) -> dict[int, str]:
         return {i: todo[n.input[1]].x for i, n in enumerate(m.graph.node) if len(n.input) > 1 and n.input[1] in todo}
 
-    orig = SegmentedRun(view.model, consumer_nodes(view.model), batches)
+    kept_rows = original.rows if original is not None else None
+    if kept_rows is not None and any(len(kept_rows.get(c.node, ())) != len(batches) for c in todo.values()):
+        raise AssertionError("re-fit: the original's kept rows are not of these batches")
+    orig = None if kept_rows is not None else SegmentedRun(view.model, consumer_nodes(view.model), batches)
     pruned_nodes = consumer_nodes(small)
     pruned = SegmentedRun(small, pruned_nodes, batches, sliced)
     for i in sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i)):
@@ -275,29 +317,34 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
             pruned.run_next()
         kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
         K = np.setdiff1d(np.arange(c.H.shape[0]), c.columns(np.nonzero(~kept)[0]))  # bias column included
-        C = Hn = None
-        for bi, (x0, x1) in enumerate(zip(orig.run_until(c.x), pruned.run_until(c.x))):
-            r0 = c.rows_of(x0, np.random.default_rng((seed, bi, c.node)), REFIT_ROWS)
-            r1 = c.rows_of(x1, np.random.default_rng((seed, bi, c.node)), REFIT_ROWS)  # the same rows, kept columns
+        W = _augmented(c, view, dtype=np.float32)
+        WC = Hn = None
+        rows0 = (kept_rows.pop(c.node) if kept_rows is not None else
+                 [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
+        for bi, (r0, x1) in enumerate(zip(rows0, pruned.run_until(c.x))):
+            r1 = _refit_rows(c, x1, seed, bi)  # the same rows, kept columns
             if r1.shape[1] != len(K):
                 raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {len(K)}")
-            c0, h1 = (r0.T @ r1).astype(np.float64), (r1.T @ r1).astype(np.float64)
-            C, Hn = (c0, h1) if C is None else (C + c0, Hn + h1)
-        orig.served(c.x)
+            # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
+            wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
+            wc, h1 = wc.astype(np.float64), (r1.T @ r1).astype(np.float64)
+            WC, Hn = (wc, h1) if WC is None else (WC + wc, Hn + h1)
+        if orig is not None:
+            orig.served(c.x)
         pruned.served(c.x)
-        _refit_one(c, view, K, C, Hn, out)
+        _refit_one(c, view, K, WC, Hn, out)
         refitted.update(n for n in (c.weight, c.bias) if n)
     log.info("re-fit %d consumers in %d segments", len(todo), len(pruned))
     return out
 
 
-def _refit_one(c: Consumer, view, K: np.ndarray, C: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:
-    """The least-squares correction of one consumer's kept columns K (see `refit`; C and H over the kept
+def _refit_one(c: Consumer, view, K: np.ndarray, WC: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    """The least-squares correction of one consumer's kept columns K (see `refit`; W C and H over the kept
     columns of x' only), written into `out`; the other columns become 0."""
-    W, W1 = _augmented(c, view), _augmented(c, view, out)
+    W1 = _augmented(c, view, out)
     lam = REFIT_DAMP * float(np.mean(np.diag(H))) if len(K) else 0.0
-    resid = W @ C - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
-    new = np.zeros_like(W)
+    resid = WC - W1[:, K] @ H  # gradient of ½‖W X − W' X'‖² at W' = W1 (kept columns)
+    new = np.zeros_like(W1)
     new[:, K] = W1[:, K] + np.linalg.solve(H + (lam if lam > 0 else 1e-8) * np.eye(len(K)), resid.T).T
     _store(c, view, new, out)
 

@@ -86,6 +86,12 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed)
     parts = method.split("-")
     source = parts[1]
+    refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
+    if refit is False:
+        parts = parts[:-1]
+    if source == "calib32":  # obspa-calib32-energy15[-norefit]: the global allocation on calibration statistics
+        plan = _energy_plan(m, "calib", calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
+        return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, seed=seed, refit=refit)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
@@ -96,18 +102,24 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return p2, r2
     if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
         return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False)
-    if parts[-1].startswith("energy"):  # energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio
-        from spa.analysis import analyze
-        from spa.api import prepare
-        from spa.calib import collect
-        from spa.sensitivity import energy_plan
-
-        view, _ = prepare(m)
-        a = analyze(view)
-        cap = 0.75 if parts[-1] == "energy" else min(0.9, 1.5 * ratio)
-        plan = energy_plan(a, collect(a, source, seed=seed), ratio, max_group_ratio=cap, seed=seed)
+    if parts[-1].startswith("energy"):
+        plan = _energy_plan(m, source, None, ratio, parts[-1], seed)
         return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed)
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed)
+
+
+def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int):
+    """The OBS-cost global allocation at the local plan's MACs (spa/sensitivity.py) on `source`'s statistics;
+    `kind` energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio."""
+    from spa.analysis import analyze
+    from spa.api import prepare
+    from spa.calib import collect
+    from spa.sensitivity import energy_plan
+
+    view, _ = prepare(m)
+    a = analyze(view)
+    cap = 0.75 if kind == "energy" else min(0.9, 1.5 * ratio)
+    return energy_plan(a, collect(a, source, calib, seed=seed), ratio, max_group_ratio=cap, seed=seed)
 
 
 # ---------------------------------------------------------------- rendering helpers
@@ -402,7 +414,7 @@ def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) ->
     for item in methods:
         method, _, only = item.partition("@")
         for r in [float(v) for v in only.split("/")] if only else ratios:
-            for seed in (seeds if method.startswith("obspa-") and method != "obspa-calib32" else (0,)):
+            for seed in (seeds if method.startswith("obspa-") and not method.startswith("obspa-calib32") else (0,)):
                 if done and (method, r, seed) in done:
                     continue
                 t0 = time.perf_counter()

@@ -89,9 +89,12 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
         parts = parts[:-1]
-    if source == "calib32":  # obspa-calib32-energy15[-norefit]: the global allocation on calibration statistics
-        plan = _energy_plan(m, "calib", calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
-        return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, seed=seed, refit=refit)
+    if source in ("calib32", "calib32bag"):  # -energy15: the global allocation on calibration statistics;
+        # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
+        src = "token-bag" if source == "calib32bag" else "calib"
+        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
+        return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
+                         refit=refit)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network

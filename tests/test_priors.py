@@ -273,3 +273,33 @@ def test_obspa_with_a_token_bag_passes_the_oracle_and_skips_the_refit(monkeypatc
     assert rep.calibration["samples"] == 16
     with pytest.raises(AssertionError, match="the re-fit ran"):
         spa.prune(_masked_token_model(), ratio=0.5, criterion="obspa", calib=_calib_tokens())
+
+
+def test_energy_allocation_option_prunes_at_the_local_plans_macs_and_passes_the_oracle():
+    """prune(allocation="energy") is spa.sensitivity.energy_plan: groups lose different shares (at most
+    ENERGY_CAP x the ratio each), the MACs stay at or under the local plan's, the oracle holds; it needs obspa."""
+    from spa.errors import BadArgument
+
+    local, rl = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=8)
+    pruned, rep = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=8, allocation="energy",
+                            oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL
+    assert rep.after.macs <= rl.after.macs
+    shares = {g.key: 1 - len(g.keep) / g.size for g in rep.plan.groups}
+    assert 0.3 < max(shares.values()) <= 0.45 + 1e-9  # local would remove at most 0.3 of every group
+    with pytest.raises(BadArgument, match="--allocate energy needs -c obspa"):
+        spa.prune(str(SAMPLE), ratio=0.3, criterion="l1", allocation="energy")
+    with pytest.raises(BadArgument, match="unknown allocation"):
+        spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", allocation="fisher")
+
+
+def test_cli_allocate_energy_and_a_bad_allocation(tmp_path):
+    run = [sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--calib-samples", "8", "-r", "0.3"]
+    ok = subprocess.run(run + ["-o", str(tmp_path / "e.onnx"), "--allocate", "energy", "-q"], cwd=ROOT,
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "e.onnx").exists()
+    bad = subprocess.run(run + ["-o", str(tmp_path / "b.onnx"), "--allocate", "fisher"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("spa: error: unknown allocation")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.onnx").exists()

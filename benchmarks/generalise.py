@@ -34,7 +34,12 @@ obspa-binary-energy / -energy15 (OBS-cost global allocation at matched MACs, spa
 75 % / 1.5x the ratio), obspa-binary-iter2 (two steps, statistics re-collected on the pruned network),
 obspa-padded (attention masks as padding masks: won on the selection sentences, held on the held-out ones, and is
 now what the default source does, so it runs as "binary" here). obspa-binary-noupdate: a diagnostic (OBSPA's
-channel choice without its weight update), not a candidate. The damped data-free re-fit is not re-run: it
+channel choice without its weight update), not a candidate. For all-MiniLM-L6-v2 (chosen on its selection
+sentences, then run held-out): obspa-common (token ids from the embedding table's everyday words, spa/priors.py),
+obspa-common-energy15; calibrated: obspa-calib32-norefit (the OBS update only), obspa-calib32-energy15[-norefit],
+obspa-calib32bag[-energy15] (source token-bag: the 32 sentences plus 128 sequences of their tokens shuffled; no
+re-fit by default); their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
+and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
 the mean, never the best. Ratios 0.1/0.2/0.3/0.5, local (every group loses the same fraction) unless the
 method says otherwise. Raw lines: `R <model> <dist> <method> <ratio> <seed> <metric> <params kept> <MACs kept>

@@ -38,7 +38,8 @@ channel choice without its weight update), not a candidate. For all-MiniLM-L6-v2
 sentences, then run held-out): obspa-common (token ids from the embedding table's everyday words, spa/priors.py),
 obspa-common-energy15; calibrated: obspa-calib32-norefit (the OBS update only), obspa-calib32-energy15[-norefit],
 obspa-calib32bag[-energy15] (source token-bag: the 32 sentences plus 128 sequences of their tokens shuffled; no
-re-fit by default); their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
+re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128 sequences of the common prior);
+their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
 the mean, never the best. Ratios 0.1/0.2/0.3/0.5, local (every group loses the same fraction) unless the
@@ -94,9 +95,9 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
         parts = parts[:-1]
-    if source in ("calib32", "calib32bag"):  # -energy15: the global allocation on calibration statistics;
+    if source in ("calib32", "calib32bag", "calib32bagcommon"):  # -energy15: the global allocation on calibration statistics;
         # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
-        src = "token-bag" if source == "calib32bag" else "calib"
+        src = {"calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(source, "calib")
         plan = _energy_plan(m, src, calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
         return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
                          refit=refit)

@@ -555,9 +555,9 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
         # the sequential network-aware re-fit helps with real inputs (PP-OCRv4 rec at 0.5: 0.065 -> 0.907
         # character accuracy) and hurts with synthetic ones (it fits their distribution), so by default it runs
         # only with --calib
-        # (nor with "token-bag": its shuffled sequences are synthetic too; all-MiniLM-L6-v2 at 0.3, selection
+        # (nor with "token-bag[-common]": its shuffled sequences are synthetic too; all-MiniLM-L6-v2 at 0.3, selection
         # sentences: 0.938 without the re-fit, 0.928 with it)
-        if o.refit if o.refit is not None else (o.calib is not None and o.calib_source != "token-bag"):
+        if o.refit if o.refit is not None else (o.calib is not None and not (o.calib_source or "").startswith("token-bag")):
             from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
 

@@ -8,7 +8,7 @@ column fed by a constant 1, and its input statistics as H = Σ x xᵀ over input
 Where the inputs come from (`source`):
 - "calib": real inputs from a `.npz` file (arrays keyed by graph input name, first axis = samples);
 - "token-bag" (with calibration inputs): those, plus `samples` synthetic sequences whose token ids are drawn from
-  the tokens the calibration inputs hold (spa.priors.token_bag_inputs);
+  the tokens the calibration inputs hold (spa.priors.token_bag_inputs); "token-bag-common": and as many of "common";
 - "noise": standard normal inputs pushed through the model (data-free);
 - "binary" (the default): for image inputs (N, C, H, W), two-level synthetic images: a spatially correlated
   field (1/f² power spectrum plus flat rectangles and thin strokes) thresholded so that 5-50 % of the pixels
@@ -51,8 +51,9 @@ from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, toke
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag")  # PRIORS: spa/priors.py
-WITH_CALIB = ("calib", "token-bag")  # the sources that read calibration inputs
+# PRIORS: spa/priors.py
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag", "token-bag-common")
+WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read calibration inputs
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -380,7 +381,7 @@ def _effective_source(source: str, calib: dict[str, np.ndarray] | None) -> str:
     if source not in SOURCES:
         raise BadArgument(f"unknown calibration source {source!r} (choose from {', '.join(SOURCES)})")
     if calib is not None:
-        return source if source == "token-bag" else "calib"
+        return source if source in WITH_CALIB else "calib"
     if source in WITH_CALIB:
         raise BadArgument(f"source {source!r} needs calibration inputs (--calib FILE.npz)")
     return source
@@ -395,8 +396,8 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     fixed = fixed_batch(a.view.model)
     if source in WITH_CALIB:
         assert calib is not None
-        if source == "token-bag":
-            calib = token_bag_inputs(a.view, calib, samples, seed)
+        if source != "calib":
+            calib = token_bag_inputs(a.view, calib, samples, seed, common=source == "token-bag-common")
         return _whole_batches(calib, fixed) if fixed else calib
     if fixed:
         samples = -(-samples // fixed) * fixed  # whole batches

@@ -303,3 +303,25 @@ def test_cli_allocate_energy_and_a_bad_allocation(tmp_path):
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().startswith("spa: error: unknown allocation")
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.onnx").exists()
+
+
+def test_token_bag_common_adds_common_token_sequences_and_skips_the_refit_too(monkeypatch):
+    import importlib
+
+    from spa.priors import common_tokens, token_bag_inputs
+
+    view, _ = prepare(_masked_token_model(1200))
+    c = _calib_tokens()
+    f = token_bag_inputs(view, c, 16, seed=0, common=True)
+    assert f["ids"].shape == (38, 12)
+    assert np.array_equal(f["ids"][:22], token_bag_inputs(view, c, 16, seed=0)["ids"])
+    assert np.isin(f["ids"][22:], common_tokens(view.array("emb"))).all()
+    assert np.array_equal(f["ids"], calib.source_feeds(analyze(view), "token-bag-common", c, samples=16)["ids"])
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the re-fit ran")
+
+    monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
+    _, rep = spa.prune(_masked_token_model(1200), ratio=0.5, criterion="obspa", calib=c,
+                       calib_source="token-bag-common", calib_samples=10, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 26

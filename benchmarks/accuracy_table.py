@@ -129,9 +129,9 @@ def main() -> None:
         others = sorted({k[1] for k in rec if k[0] == model}
                         - {"l1", DATA_FREE.get(model, "obspa-binary"), "obspa-calib32", "distill"})
         if others:
-            out += ["", ("Other variants on the same held-out inputs (data-free unless the name says calib; worst / "
-                    "mean over seeds and distributions; see the raw file's comments):"), "",
-                    "| method | ratio | seeds | worst | mean |",
+            out += ["", ("Other variants on the same held-out inputs (data-free unless the name says calib; "
+                    "worst / mean over seeds and distributions; see the raw file's comments and "
+                    "benchmarks/generalise.py's prune_with for the names):"), "", "| method | ratio | seeds | worst | mean |",
                     "|---|---|---|---|---|"]
             for meth in others:
                 for r in RATIOS:

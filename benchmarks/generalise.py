@@ -34,7 +34,13 @@ obspa-binary-energy / -energy15 (OBS-cost global allocation at matched MACs, spa
 75 % / 1.5x the ratio), obspa-binary-iter2 (two steps, statistics re-collected on the pruned network),
 obspa-padded (attention masks as padding masks: won on the selection sentences, held on the held-out ones, and is
 now what the default source does, so it runs as "binary" here). obspa-binary-noupdate: a diagnostic (OBSPA's
-channel choice without its weight update), not a candidate. The damped data-free re-fit is not re-run: it
+channel choice without its weight update), not a candidate. For all-MiniLM-L6-v2 (chosen on its selection
+sentences, then run held-out): obspa-common (token ids from the embedding table's everyday words, spa/priors.py),
+obspa-common-energy15; calibrated: obspa-calib32-norefit (the OBS update only), obspa-calib32-energy15[-norefit],
+obspa-calib32bag[-energy15] (source token-bag: the 32 sentences plus 128 sequences of their tokens shuffled; no
+re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128 sequences of the common prior);
+their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
+and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
 the mean, never the best. Ratios 0.1/0.2/0.3/0.5, local (every group loses the same fraction) unless the
 method says otherwise. Raw lines: `R <model> <dist> <method> <ratio> <seed> <metric> <params kept> <MACs kept>
@@ -87,6 +93,15 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
                          calib_augment=method == "obspa-calib32")
     parts = method.split("-")
     source = parts[1]
+    refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
+    if refit is False:
+        parts = parts[:-1]
+    if source in ("calib32", "calib32bag", "calib32bagcommon"):  # -energy15: the global allocation on calibration statistics;
+        # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
+        src = {"calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(source, "calib")
+        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
+        return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
+                         refit=refit)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
@@ -97,18 +112,24 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return p2, r2
     if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
         return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False)
-    if parts[-1].startswith("energy"):  # energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio
-        from spa.analysis import analyze
-        from spa.api import prepare
-        from spa.calib import collect
-        from spa.sensitivity import energy_plan
-
-        view, _ = prepare(m)
-        a = analyze(view)
-        cap = 0.75 if parts[-1] == "energy" else min(0.9, 1.5 * ratio)
-        plan = energy_plan(a, collect(a, source, seed=seed), ratio, max_group_ratio=cap, seed=seed)
+    if parts[-1].startswith("energy"):
+        plan = _energy_plan(m, source, None, ratio, parts[-1], seed)
         return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed)
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed)
+
+
+def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int):
+    """The OBS-cost global allocation at the local plan's MACs (spa/sensitivity.py) on `source`'s statistics;
+    `kind` energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio."""
+    from spa.analysis import analyze
+    from spa.api import prepare
+    from spa.calib import collect
+    from spa.sensitivity import energy_plan
+
+    view, _ = prepare(m)
+    a = analyze(view)
+    cap = 0.75 if kind == "energy" else min(0.9, 1.5 * ratio)
+    return energy_plan(a, collect(a, source, calib, seed=seed), ratio, max_group_ratio=cap, seed=seed)
 
 
 # ---------------------------------------------------------------- rendering helpers

@@ -340,12 +340,16 @@ def plan_for_target(
     return best, best_v
 
 
+ALLOCATIONS = ("local", "energy")
+
+
 @dataclass
 class PruneOptions:
     """Every setting of a prune, shared by the `spa prune` command, `--out-dir` batches and the Python API
     (`spa.prune(model, ratio=0.5)` is `spa.prune(model, PruneOptions(ratio=0.5))`).
 
     What to remove: `ratio` per prunable group (or `global_` ranking, at most `max_group_ratio` of a group;
+    `allocation` "energy": obspa's per-group ratios from its own cost, spa.sensitivity.energy_plan;
     `round_to` keeps widths multiples of N); one of `target_macs` / `target_params` / `target_latency` instead
     (fraction to keep; global ranking, ratio found by bisection); `plan`, a saved plan applied as is; `ignore`
     freezes groups touching matching names; `hidden=False` keeps LayerNorm/RMSNorm widths; `group_conv` picks
@@ -367,6 +371,7 @@ class PruneOptions:
     global_: bool = False
     max_group_ratio: float = 0.9
     round_to: int = 1
+    allocation: str = "local"  # "energy": per-group ratios by the OBS cost at the local plan's MACs (obspa only)
     ignore: list[str] = field(default_factory=list)
     hidden: bool = True
     group_conv: str = DEFAULT_GROUP_CONV
@@ -400,6 +405,10 @@ class PruneOptions:
             raise BadArgument(f"--round-to must be ≥ 1, got {self.round_to}")
         if len(self.targets) > 1:
             raise BadArgument("give one of --target-macs / --target-params / --target-latency")
+        if self.allocation not in ALLOCATIONS:
+            raise BadArgument(f"unknown allocation {self.allocation!r} (choose from {', '.join(ALLOCATIONS)})")
+        if self.allocation == "energy" and (self.criterion != "obspa" or self.global_ or self.targets or self.plan):
+            raise BadArgument("--allocate energy needs -c obspa and a --ratio (not --global, a target or a plan)")
 
     @property
     def targets(self) -> dict[str, float]:
@@ -522,6 +531,11 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
                 a, compute_scores(a, o.criterion, o.seed, layers), metric, float(frac),
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
+        if plan is None and o.allocation == "energy":
+            from .sensitivity import ENERGY_CAP, energy_plan
+
+            plan = energy_plan(a, layers, o.ratio, max_group_ratio=min(o.max_group_ratio, ENERGY_CAP * o.ratio),
+                               seed=o.seed)
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
                                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, data=layers)
@@ -545,8 +559,10 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
 def _refits(o: PruneOptions) -> bool:
     """Whether the prune ends with obspa's sequential re-fit: by default with real calibration data only (PP-OCRv4
     rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts)."""
-    return (criteria.get(o.criterion).compensates and o.compensate
-            and (o.refit if o.refit is not None else o.calib is not None))
+    # nor with "token-bag[-common]": its shuffled sequences are synthetic too (all-MiniLM-L6-v2 at 0.3, selection
+    # sentences: 0.938 without the re-fit, 0.928 with it)
+    by_default = o.calib is not None and not (o.calib_source or "").startswith("token-bag")
+    return criteria.get(o.criterion).compensates and o.compensate and (o.refit if o.refit is not None else by_default)
 
 
 def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,

@@ -7,6 +7,8 @@ column fed by a constant 1, and its input statistics as H = Σ x xᵀ over input
 
 Where the inputs come from (`source`):
 - "calib": real inputs from a `.npz` file (arrays keyed by graph input name, first axis = samples);
+- "token-bag" (with calibration inputs): those, plus `samples` synthetic sequences whose token ids are drawn from
+  the tokens the calibration inputs hold (spa.priors.token_bag_inputs); "token-bag-common": and as many of "common";
 - "noise": standard normal inputs pushed through the model (data-free);
 - "binary" (the default): for image inputs (N, C, H, W), two-level synthetic images: a spatially correlated
   field (1/f² power spectrum plus flat rectangles and thin strokes) thresholded so that 5-50 % of the pixels
@@ -45,11 +47,13 @@ import onnx
 
 from .analysis import Analysis
 from .errors import BadArgument
-from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, vocabulary  # noqa: F401
+from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, token_bag_inputs, vocabulary
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib")  # PRIORS: spa/priors.py
+# PRIORS: spa/priors.py
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag", "token-bag-common")
+WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read calibration inputs
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -395,9 +399,9 @@ def _effective_source(source: str, calib: dict[str, np.ndarray] | None) -> str:
     if source not in SOURCES:
         raise BadArgument(f"unknown calibration source {source!r} (choose from {', '.join(SOURCES)})")
     if calib is not None:
-        return "calib"
-    if source == "calib":
-        raise BadArgument("source 'calib' needs calibration inputs (--calib FILE.npz)")
+        return source if source in WITH_CALIB else "calib"
+    if source in WITH_CALIB:
+        raise BadArgument(f"source {source!r} needs calibration inputs (--calib FILE.npz)")
     return source
 
 
@@ -409,8 +413,10 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     if samples is not None and samples < 1:
         raise BadArgument(f"--calib-samples must be at least 1, got {samples}")
     fixed = fixed_batch(a.view.model)
-    if source == "calib":
+    if source in WITH_CALIB:
         assert calib is not None
+        if source != "calib":
+            calib = token_bag_inputs(a.view, calib, samples, seed, common=source == "token-bag-common")
         return _whole_batches(calib, fixed) if fixed else calib
     other = synthesis_size(a.view, seed, fixed or 1)
     if samples is None:

@@ -225,7 +225,7 @@ def prune(
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda | taylor | snip")] = "l1",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs for obspa/act/wanda: .npz keyed by graph input name (first axis = samples), or a folder of images (see --calib-size ...)")] = None,
-    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: binary (default) | structured | noise | bn | bn-synth")] = None,
+    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: binary (default) | structured | noise | bn | bn-synth | mix | common (token ids: everyday words); with --calib: token-bag (its tokens also shuffled into new sequences) | token-bag-common (and common sequences)")] = None,
     calib_samples: Annotated[Optional[int], typer.Option("--calib-samples", help="synthetic samples for the data-free statistics (default 128, fewer for models with large inputs or many MACs: --json says how many)")] = None,
     calib_size: Annotated[Optional[str], typer.Option("--calib-size", help="--calib DIR of images: resize to HxW (default: the model's fixed size)")] = None,
     calib_mean: Annotated[Optional[str], typer.Option("--calib-mean", help="--calib DIR: per-channel mean subtracted after --calib-scale, e.g. 0.485,0.456,0.406 (default 0)")] = None,
@@ -236,6 +236,7 @@ def prune(
     calib_gray: Annotated[bool, typer.Option("--calib-gray", help="--calib DIR: grayscale (automatic for a 1-channel input)")] = False,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
+    allocate: Annotated[str, typer.Option("--allocate", help="local (default: every group loses --ratio) | energy (obspa: per-group ratios by the OBS cost, at the local plan's MACs; text encoders)")] = "local",
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="freeze groups touching this node/initializer (name or regex); repeatable")] = None,
     plan_in: Annotated[Optional[Path], typer.Option("--plan", help="apply this saved plan (JSON) instead of computing one")] = None,
@@ -267,7 +268,7 @@ def prune(
         raise BadArgument(f"--calib-{next(iter(preprocess))} needs --calib DIR (a folder of images)")
     targets = any(v is not None for v in (target_macs, target_params, target_latency))
     opts = api.PruneOptions(
-        ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio,
+        ratio=ratio, criterion=criterion, global_=global_, max_group_ratio=max_group_ratio, allocation=allocate,
         round_to=(8 if targets else 1) if round_to is None else round_to, ignore=ignore or [], seed=seed,
         oracle=oracle, target_macs=target_macs, target_params=target_params, target_latency=target_latency,
         calib=calib, calib_source=calib_source, calib_samples=calib_samples, calib_preprocess=preprocess or None,

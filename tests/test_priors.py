@@ -157,3 +157,171 @@ def test_synthetic_attention_masks_are_padding_masks_and_ids_cover_the_vocabular
     assert lengths.min() >= 1 and np.ptp(lengths) > 0
     assert ids.max() > 1 and ids.max() < 50
     assert np.array_equal(mask, calib.binary_inputs(view, 16, seed=0)["mask"])
+
+
+def _token_model(vocab: int, seed: int = 0) -> onnx.ModelProto:
+    """ids (N, 12) → Gather(embedding vocab×16) → MatMul 16×32 → Relu → MatMul 32×8: a prunable width of 32."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("emb", (vocab, 16)), ("w1", (16, 32)), ("w2", (32, 8)))]
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["emb", "ids"], ["e"]), helper.make_node("MatMul", ["e", "w1"], ["h"]),
+         helper.make_node("Relu", ["h"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        "tokens", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 12, 8])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_common_tokens_are_the_long_rows_along_the_first_component():
+    """A table whose first principal component separates 150 planted long rows from 1350 short ones (on either
+    sign of the component): exactly the planted rows are chosen, whichever way the SVD orients it."""
+    from spa.priors import common_tokens
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(24)
+    u /= np.linalg.norm(u)
+    planted = np.sort(rng.choice(1500, 150, replace=False))
+    for sign in (1.0, -1.0):
+        t = 0.3 * rng.standard_normal((1500, 24)) - sign * 1.0 * u
+        t[planted] = 0.3 * rng.standard_normal((150, 24)) + sign * 4.0 * u
+        assert np.array_equal(common_tokens(t, share=0.1), planted)
+
+
+def test_common_prior_draws_ids_from_the_common_tokens_of_large_vocabularies_only():
+    """Token ids of a vocabulary of at least COMMON_MIN_ROWS rows come from `common_tokens` of its table (more
+    than one of them, deterministic for a seed); a smaller alphabet keeps the default's uniform ids."""
+    from spa.priors import COMMON_MIN_ROWS, common_token_inputs, common_tokens
+
+    view, _ = prepare(_token_model(COMMON_MIN_ROWS + 100))
+    ids = common_token_inputs(view, 16, seed=0)["ids"]
+    pool = common_tokens(view.array("emb"))
+    assert len(pool) == round(0.1 * (COMMON_MIN_ROWS + 100))
+    assert np.isin(ids, pool).all() and len(np.unique(ids)) > 20
+    assert np.array_equal(ids, common_token_inputs(view, 16, seed=0)["ids"])
+    small, _ = prepare(_token_model(300))
+    assert np.array_equal(common_token_inputs(small, 16, seed=0)["ids"], calib.binary_inputs(small, 16, seed=0)["ids"])
+
+
+def test_obspa_with_the_common_prior_passes_the_oracle():
+    model = _token_model(1200)
+    _, rep = spa.prune(model, ratio=0.5, criterion="obspa", calib_source="common", calib_samples=8, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["source"] == "common"
+
+
+def _masked_token_model(vocab: int = 60) -> onnx.ModelProto:
+    """ids, mask (N, 12) → Gather(embedding) · mask → MatMul 16×32 → Relu → MatMul 32×8."""
+    from onnx import TensorProto, helper
+
+    m = _token_model(vocab)
+    g = m.graph
+    g.input.append(helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 12]))
+    g.initializer.append(onnx.numpy_helper.from_array(np.array([2], np.int64), "ax"))
+    g.node[1].input[0] = "em"
+    g.node.insert(1, helper.make_node("Cast", ["mask"], ["mf"], to=TensorProto.FLOAT))
+    g.node.insert(2, helper.make_node("Unsqueeze", ["mf", "ax"], ["mu"]))
+    g.node.insert(3, helper.make_node("Mul", ["e", "mu"], ["em"]))
+    return m
+
+
+def _calib_tokens(n: int = 6) -> dict[str, np.ndarray]:
+    """Sentences of 3-9 tokens from ids 40-49, padded with id 0 (which the bag must never draw)."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(3, 10, n)
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64)
+    return {"ids": np.where(mask == 1, rng.integers(40, 50, (n, 12)), 0), "mask": mask}
+
+
+def test_token_bag_keeps_the_calibration_and_shuffles_its_unpadded_tokens_into_new_sequences():
+    from spa.priors import token_bag_inputs
+
+    view, _ = prepare(_masked_token_model())
+    c = _calib_tokens()
+    f = token_bag_inputs(view, c, 16, seed=0)
+    assert f["ids"].shape == (22, 12) and f["mask"].shape == (22, 12)
+    assert np.array_equal(f["ids"][:6], c["ids"]) and np.array_equal(f["mask"][:6], c["mask"])
+    new = f["ids"][6:]
+    assert set(np.unique(new)) <= set(range(40, 50)) and len(np.unique(new)) > 5  # never the padding id 0
+    lengths = f["mask"][6:].sum(1)  # the default's padding masks
+    assert np.array_equal(f["mask"][6:], (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64))
+    assert np.array_equal(new, token_bag_inputs(view, c, 16, seed=0)["ids"][6:])
+
+
+def test_token_bag_needs_calibration_inputs():
+    view, _ = prepare(_masked_token_model())
+    a = analyze(view)
+    with pytest.raises(spa.errors.BadArgument, match="token-bag.*needs calibration inputs"):
+        calib.source_feeds(a, "token-bag", None)
+
+
+def test_obspa_with_a_token_bag_passes_the_oracle_and_skips_the_refit(monkeypatch):
+    """The statistics read the calibration and the shuffled sequences; the sequential re-fit (which fits the
+    synthetic part too) does not run unless asked for."""
+    import importlib
+
+    obspa_mod = importlib.import_module("spa.criteria.obspa")  # the module (spa.criteria.obspa is also a function)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the re-fit ran")
+
+    monkeypatch.setattr(obspa_mod, "refit", no_refit)
+    _, rep = spa.prune(_masked_token_model(), ratio=0.5, criterion="obspa", calib=_calib_tokens(),
+                       calib_source="token-bag", calib_samples=10, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["samples"] == 16
+    with pytest.raises(AssertionError, match="the re-fit ran"):
+        spa.prune(_masked_token_model(), ratio=0.5, criterion="obspa", calib=_calib_tokens())
+
+
+def test_energy_allocation_option_prunes_at_the_local_plans_macs_and_passes_the_oracle():
+    """prune(allocation="energy") is spa.sensitivity.energy_plan: groups lose different shares (at most
+    ENERGY_CAP x the ratio each), the MACs stay at or under the local plan's, the oracle holds; it needs obspa."""
+    from spa.errors import BadArgument
+
+    _, rl = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=8)
+    _, rep = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=8, allocation="energy",
+                            oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL
+    assert rep.after.macs <= rl.after.macs
+    shares = {g.key: 1 - len(g.keep) / g.size for g in rep.plan.groups}
+    assert 0.3 < max(shares.values()) <= 0.45 + 1e-9  # local would remove at most 0.3 of every group
+    with pytest.raises(BadArgument, match="--allocate energy needs -c obspa"):
+        spa.prune(str(SAMPLE), ratio=0.3, criterion="l1", allocation="energy")
+    with pytest.raises(BadArgument, match="unknown allocation"):
+        spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", allocation="fisher")
+
+
+def test_cli_allocate_energy_and_a_bad_allocation(tmp_path):
+    run = [sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--calib-samples", "8", "-r", "0.3"]
+    ok = subprocess.run(run + ["-o", str(tmp_path / "e.onnx"), "--allocate", "energy", "-q"], cwd=ROOT,
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "e.onnx").exists()
+    bad = subprocess.run(run + ["-o", str(tmp_path / "b.onnx"), "--allocate", "fisher"], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("spa: error: unknown allocation")
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "b.onnx").exists()
+
+
+def test_token_bag_common_adds_common_token_sequences_and_skips_the_refit_too(monkeypatch):
+    import importlib
+
+    from spa.priors import common_tokens, token_bag_inputs
+
+    view, _ = prepare(_masked_token_model(1200))
+    c = _calib_tokens()
+    f = token_bag_inputs(view, c, 16, seed=0, common=True)
+    assert f["ids"].shape == (38, 12)
+    assert np.array_equal(f["ids"][:22], token_bag_inputs(view, c, 16, seed=0)["ids"])
+    assert np.isin(f["ids"][22:], common_tokens(view.array("emb"))).all()
+    assert np.array_equal(f["ids"], calib.source_feeds(analyze(view), "token-bag-common", c, samples=16)["ids"])
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the re-fit ran")
+
+    monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
+    _, rep = spa.prune(_masked_token_model(1200), ratio=0.5, criterion="obspa", calib=c,
+                       calib_source="token-bag-common", calib_samples=10, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 26

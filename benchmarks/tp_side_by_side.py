@@ -17,7 +17,8 @@ spinning off (spa.tools.bench's default: three live sessions' spinning workers w
 Channel choice: every Conv in order of appearance (torch execution order = ONNX node order of the legacy
 exporter) — output width of the TP ONNX vs the spa ONNX, and the kept output-channel index sets (TP from the
 groups of the interactive step, spa from the saved plan, matched through the Conv's position).
-Prune times are medians of --repeat (default 3) runs, each on a freshly built model / a fresh spa process;
+Run it with bytecode caching on (the default; a PYTHONDONTWRITEBYTECODE=1 environment recompiles spa's 33
+modules on every start, +0.08 s). Prune times are medians of --repeat (default 3) runs, each on a freshly built model / a fresh spa process;
 the machine is shared and noisy (a single Torch-Pruning resnet50 run has been seen at 0.3 s and at 5 s), so
 read the medians and the spread, not one number.
 """
@@ -146,6 +147,20 @@ def spa_cli(args: list[str], src: str | None = None, pythonpath: str | None = No
     return (dt, cpu), r.stdout
 
 
+def spa_warm(src: Path, out: Path, repeat: int) -> list[float]:
+    """Seconds of `spa.prune(src, output=out, ratio=0.5, criterion="l1")` in one process, after a first call
+    that is not counted (what an API user who prunes several models, or Torch-Pruning's in-memory number, sees)."""
+    code = ("import sys, time, spa\n"
+            "ts = []\n"
+            f"for i in range({repeat} + 1):\n"
+            "    t = time.perf_counter()\n"
+            f"    spa.prune({str(src)!r}, output={str(out)!r}, ratio=0.5, criterion='l1')\n"
+            "    ts.append(time.perf_counter() - t)\n"
+            "print(' '.join(map(str, ts[1:])))\n")
+    r = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return [float(x) for x in r.stdout.split()]
+
+
 def tp_export_check(model, name: str, path: Path) -> float:
     """Max |torch − onnxruntime| of the TP-pruned model on the example input (export sanity)."""
     import numpy as np
@@ -191,6 +206,7 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
         if baseline:
             base_runs.append(spa_cli(["prune", str(orig), "-o", str(d / "base.onnx"), "--ratio", "0.5", "--json"],
                                      src=baseline, pythonpath=baseline_pythonpath)[0])
+    warm = spa_warm(orig, d / "warm.onnx", repeat)
     zoo_torch.export(name, tp_onnx, size="full", opset=17, model=model)
     export_err = tp_export_check(model, name, tp_onnx)
     del model
@@ -219,6 +235,8 @@ def one(name: str, d: Path, runs: int, repeat: int, baseline: str | None = None)
         bw, bc = [w for w, _ in base_runs], [c for _, c in base_runs]
         print(f"             spa prune, baseline tree (python -m spa):   {statistics.median(bw):7.3f} s"
               f"  {_runs(bw)}  CPU {statistics.median(bc):.3f} s  {_runs(bc)}  ({baseline_label})")
+    print(f"             spa.prune in a warm process (API, file in, file out, verified): {statistics.median(warm):7.3f} s"
+          f"  {_runs(warm)}  (like TP's number: imports done, first call excluded)")
     print(f"             spa stages in-process (last run): {rep['seconds']}")
     print(f"             ratio spa / tp: wall {t_spa / t_tp:.2f}, CPU {cpu_spa / cpu_tp:.2f}")
     print(f"spa groups   {rep['groups']}, channels removed {rep['channels_removed']}")

@@ -78,7 +78,7 @@ def cell(rows, base, model, how: str) -> str:
 def main() -> None:
     files = sorted(HERE.glob("generalise_*.txt"))
     files = [f for f in files if f.name != "generalise_selection.txt"]
-    distill = sorted(HERE.glob("distill_*.txt"))
+    distill = [f for f in sorted(HERE.glob("distill_*.txt")) if not f.stem.endswith("_choice")]  # _choice: validation
     rec, base = read(files + distill)
     out = ["# What to expect: accuracy after pruning, without fine-tuning",
            "",

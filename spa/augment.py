@@ -1,4 +1,6 @@
-"""Label-free augmentation of calibration images: more distinct inputs from the files a user has.
+"""Label-free augmentations of unlabelled images: more distinct inputs from the files a user has. Two users:
+
+1. Calibrated OBSPA (`with_rescaled_copy`, numpy).
 
 Calibrated OBSPA re-fits every consumer by least squares on the calibration inputs; with few of them (32 text
 lines) the re-fit follows their fonts and sizes. A copy of every image at SCALE of its size, padded at the
@@ -10,12 +12,36 @@ the same lines twice 88.3 %: the gain is the new content, not more rows (benchma
 
 An input is an image when it is a 4-D float array with a channel axis of at most 4 (NCHW or NHWC) and both
 spatial sides of at least MIN_SIDE; other inputs are repeated unchanged, so that multi-input models stay aligned.
+
+2. Distillation (``spa finetune --teacher ... --augment LIST``: `Augment`, torch).
+
+Distilling on a few hundred unlabelled inputs teaches the student the teacher's behaviour on those inputs;
+on inputs that look different (another font, another camera) it can still disagree.  Each training step can
+therefore see a randomly altered copy of its batch: the teacher is run on the same altered copy, so no label
+has to survive the change, only the input has to stay plausible.  The strengths are mild, fixed, and given per
+kind below; each kind is applied to each sample with probability ``P``:
+
+- ``scale``: zoom 0.9-1.1 in height and 0.85-1.15 in width (independently), border pixels repeated;
+- ``shift``: translation by up to 4 % of the height and 2 % of the width;
+- ``blur``: a separable Gaussian of sigma 0.3-1.0 pixel;
+- ``noise``: Gaussian noise of 0-10 % of the image's standard deviation;
+- ``contrast``: contrast 0.6-1.2x about the image's mean, brightness +-20 % of its standard deviation;
+- ``invert``: the image mirrored about its mid-range (dark on light becomes light on dark);
+- ``stroke``: a 3x3 grey-level dilation or erosion, blended in at 0-100 %: strokes get thicker or thinner
+  whatever their polarity.
+
+Inputs are float images, NCHW or NHWC (found from the model's declared shape: the axis of size 1, 3 or 4 next to
+the batch or last).  The augmentations run in torch on the batch, per sample, seeded by ``--seed``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
+from .errors import BadArgument
+
+# ---------------------------------------------------------------- calibration: a rescaled copy
 SCALE = 0.9  # content size of the copy (edges replicated into the border it leaves)
 MIN_SIDE = 8
 
@@ -51,3 +77,107 @@ def with_rescaled_copy(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray] | 
     if not any(axes.values()):
         return None
     return {k: np.concatenate([v, v if axes[k] is None else rescaled(v, axes[k])]) for k, v in feeds.items()}
+
+
+# ---------------------------------------------------------------- distillation: random per-sample changes
+KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke")
+P = 0.5  # each kind's probability per sample
+
+
+def parse_augment(spec: str | None) -> tuple[str, ...]:
+    """``"scale,shift,blur"`` or ``"all"`` (the CLI's ``--augment``) as the kinds to apply; None or ``"none"``:
+    none."""
+    if spec is None or spec.strip() in ("", "none"):
+        return ()
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    if names == ["all"]:
+        return KINDS
+    bad = [n for n in names if n not in KINDS]
+    if bad:
+        raise BadArgument(f"--augment {spec!r}: unknown {', '.join(map(repr, bad))}; use 'all' or a comma list of "
+                          f"{', '.join(KINDS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _layout(v: onnx.ValueInfoProto) -> str:
+    """"nchw" or "nhwc" for a float image input; BadArgument for anything else."""
+    t = v.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+    if t.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE) or len(dims) != 4:
+        raise BadArgument(f"--augment applies to float image inputs (N, C, H, W) or (N, H, W, C); input {v.name!r} is "
+                          f"{onnx.TensorProto.DataType.Name(t.elem_type)} {['?' if d is None else d for d in dims]}")
+    if dims[1] in (1, 3, 4):
+        return "nchw"
+    if dims[3] in (1, 3, 4):
+        return "nhwc"
+    raise BadArgument(f"--augment: cannot tell the channel axis of input {v.name!r} {['?' if d is None else d for d in dims]} "
+                      "(expected 1, 3 or 4 channels on axis 1 or 3)")
+
+
+class Augment:
+    """Random per-sample augmentations of a batch of images (torch tensors, the model's layout)."""
+
+    def __init__(self, kinds: tuple[str, ...], model: onnx.ModelProto, seed: int) -> None:
+        import torch
+
+        inits = {i.name for i in model.graph.initializer}
+        self.layouts = [_layout(v) for v in model.graph.input if v.name not in inits]
+        self.kinds = kinds
+        self.g = torch.Generator().manual_seed(seed)
+
+    def __call__(self, xs: list) -> list:
+        return [self.one(x, lay) for x, lay in zip(xs, self.layouts)]
+
+    def _u(self, n: int, lo: float, hi: float):
+        import torch
+
+        return lo + (hi - lo) * torch.rand(n, generator=self.g)
+
+    def one(self, x, layout: str = "nchw"):
+        """One augmented copy of ``x`` (same shape and dtype)."""
+        import torch
+        import torch.nn.functional as F
+
+        dtype = x.dtype
+        y = (x if layout == "nchw" else x.permute(0, 3, 1, 2)).float()
+        n, c, h, w = y.shape
+        for kind in self.kinds:
+            on = (torch.rand(n, generator=self.g) < P).view(n, 1, 1, 1)
+            if not on.any():
+                continue
+            if kind in ("scale", "shift"):
+                theta = torch.zeros(n, 2, 3)
+                if kind == "scale":  # the grid samples the source: 1/zoom
+                    theta[:, 0, 0], theta[:, 1, 1] = 1 / self._u(n, 0.85, 1.15), 1 / self._u(n, 0.9, 1.1)
+                else:
+                    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+                    theta[:, 0, 2], theta[:, 1, 2] = self._u(n, -0.04, 0.04), self._u(n, -0.08, 0.08)
+                grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
+                z = F.grid_sample(y, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            elif kind == "blur":
+                sigma = self._u(n, 0.3, 1.0).view(n, 1)
+                k = torch.exp(-0.5 * (torch.arange(-2, 3).float().view(1, 5) / sigma) ** 2)
+                k = k / k.sum(1, keepdim=True)  # (n, 5): one kernel per sample, applied to its channels
+                z = y.reshape(1, n * c, h, w)
+                kk = k.repeat_interleave(c, 0)
+                z = F.conv2d(F.pad(z, (2, 2, 0, 0), mode="replicate"), kk.view(n * c, 1, 1, 5), groups=n * c)
+                z = F.conv2d(F.pad(z, (0, 0, 2, 2), mode="replicate"), kk.view(n * c, 1, 5, 1), groups=n * c)
+                z = z.view(n, c, h, w)
+            elif kind == "noise":
+                sd = y.std(dim=(1, 2, 3), keepdim=True)
+                z = y + torch.randn(y.shape, generator=self.g) * sd * self._u(n, 0, 0.1).view(n, 1, 1, 1)
+            elif kind == "contrast":
+                mean, sd = y.mean(dim=(1, 2, 3), keepdim=True), y.std(dim=(1, 2, 3), keepdim=True)
+                z = mean + (y - mean) * self._u(n, 0.6, 1.2).view(n, 1, 1, 1) + sd * self._u(n, -0.2, 0.2).view(n, 1, 1, 1)
+            elif kind == "invert":
+                lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
+                z = lo + hi - y
+            else:  # stroke: grey-level dilation (max) or erosion (min) over 3x3, partly blended in
+                dil = F.max_pool2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+                ero = -F.max_pool2d(F.pad(-y, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+                pick = (torch.rand(n, generator=self.g) < 0.5).view(n, 1, 1, 1)
+                t = self._u(n, 0, 1).view(n, 1, 1, 1)
+                z = y + (torch.where(pick, dil, ero) - y) * t
+            y = torch.where(on, z, y)
+        y = y.to(dtype)
+        return y if layout == "nchw" else y.permute(0, 2, 3, 1).contiguous()

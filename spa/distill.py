@@ -184,16 +184,23 @@ class Distillation:
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
 
     def _teacher(self, idx: np.ndarray) -> list[np.ndarray]:
-        got = self.sess.run(self.fetch, {k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()})
-        by = dict(zip(self.fetch, got))
+        return self._teacher_on({k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()})
+
+    def _teacher_on(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        by = dict(zip(self.fetch, self.sess.run(self.fetch, feeds)))
         return [by[v] for v in self.values]
 
     def _pairs(self, module, xs, idx):
+        """(output plan, student value, teacher value) per matched output; ``idx`` None: ``xs`` are not rows of
+        the data (augmented copies), so the teacher runs on them."""
         import torch
 
         outs, extra = module.run(*xs, extra=self.extra)
         got = dict(zip(module.output_names, outs)) | extra
-        ref = [c[idx] for c in self.cache] if self.cache is not None else self._teacher(idx)
+        if idx is None:
+            ref = self._teacher_on({k: np.ascontiguousarray(x.detach().numpy()) for k, x in zip(module.input_names, xs)})
+        else:
+            ref = [c[idx] for c in self.cache] if self.cache is not None else self._teacher(idx)
         return [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r))) for p, r in zip(self.active, ref)]
 
     def _loss(self, p: OutputLoss, s, t):
@@ -217,6 +224,10 @@ class Distillation:
 
     def torch_loss(self, module, xs, idx):
         return sum(self._loss(p, s, t) for p, s, t in self._pairs(module, xs, idx))
+
+    def torch_loss_on(self, module, xs):
+        """The loss on inputs that are not rows of the data (augmented copies): the teacher runs on them."""
+        return self.torch_loss(module, xs, None)
 
     def measure(self, module, feed, batches) -> tuple[float, None]:
         """The mean loss over the samples of ``batches`` (module in eval mode); the first call records each

@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 
 from . import modelfile
+from .augment import Augment, parse_augment
 from .errors import BadArgument, VerificationFailed
 from .io_safety import same_file
 
@@ -61,13 +62,14 @@ class FinetuneReport:
     bn: str = "none"  # "re-estimated", "frozen" or "none" (no BatchNormalization node: folded into the convs)
     bn_layers: int = 0
     outputs: list[dict] = field(default_factory=list)  # distillation: per output its loss kind, before, after
+    augment: tuple[str, ...] = ()  # distillation: the augmentations applied to the training batches
 
     def as_dict(self) -> dict:
         return {"output": str(self.path), "samples": self.samples, "epochs": self.epochs, "loss": self.loss_name,
                 "loss_before": self.loss_before, "loss_after": self.loss_after,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
                 "export_error": self.export_error, "seconds": round(self.seconds, 3), "bn": self.bn,
-                "bn_layers": self.bn_layers, "outputs": self.outputs}
+                "bn_layers": self.bn_layers, "outputs": self.outputs, "augment": list(self.augment)}
 
 
 def _torch():
@@ -265,16 +267,22 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              teacher: str | os.PathLike | onnx.ModelProto | None = None, temperature: float = TEMPERATURE,
              output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
              progress: Callable[[int, int, float, float], None] | None = None,
-             data_preprocess: Mapping[str, object] | None = None) -> FinetuneReport:
+             data_preprocess: Mapping[str, object] | None = None, augment: str | None = None) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
-    (``spa.distill``).  ``epochs=0`` only re-estimates the BatchNorm statistics.  ``progress(epoch, epochs,
+    (``spa.distill``); ``augment`` ("all" or a comma list of ``spa.augment.KINDS``) then alters each training
+    batch at random, the teacher seeing the same altered inputs.  ``epochs=0`` only re-estimates the BatchNorm
+    statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
     from .verify import check_model, session
 
     t0 = time.perf_counter()
     loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr)
+    kinds = parse_augment(augment)
+    if kinds and teacher is None:
+        raise BadArgument("--augment applies to distillation (--teacher ORIGINAL.onnx): labelled targets would not "
+                          "follow the altered inputs")
     src = Path(model)
     out_p = Path(output)
     if same_file(out_p, src):
@@ -286,6 +294,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     torch = _torch()
     from .onnx_to_torch import onnx_to_torch
 
+    aug = Augment(kinds, proto, seed) if kinds else None  # refuses non-image inputs before any work
     module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
     step = fixed or batch
     inputs, n, obj = _objective(proto, arrays, teacher, loss, input_key, target_key, fixed, step, batch,
@@ -301,7 +310,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
     if bn == "re-estimated":
         reestimate_bn(module, (feed(idx) for idx in all_batches))
-    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0)
+    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug)
     module.eval()
 
     tuned = _export(torch, module, proto, inputs, dynamic, fixed)
@@ -314,7 +323,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         loss_after, acc_after = obj.measure(module, feed, all_batches)
     return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
                           acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
-                          obj.outputs_report() if teacher is not None else [])
+                          obj.outputs_report() if teacher is not None else [], kinds)
 
 
 def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,
@@ -356,9 +365,9 @@ def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, l
 
 
 def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step: int, fixed: int, epochs: int,
-           lr: float, seed: int, bn: str, progress, t0: float) -> None:
-    """Adam with a cosine decay to 0 over `epochs` passes in a seeded order; BatchNorm statistics re-estimated
-    on the final weights (bn "re-estimated")."""
+           lr: float, seed: int, bn: str, progress, t0: float, aug: Augment | None = None) -> None:
+    """Adam with a cosine decay to 0 over `epochs` passes in a seeded order (each batch altered by ``aug``
+    when given); BatchNorm statistics re-estimated on the final weights (bn "re-estimated")."""
     g = torch.Generator().manual_seed(seed)
     # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
     # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
@@ -376,7 +385,7 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
         for i in range(0, n - (n % step if fixed else 0), step):
             idx = perm[i : i + step]
             opt.zero_grad()
-            value = obj.torch_loss(module, feed(idx), idx)
+            value = obj.torch_loss(module, feed(idx), idx) if aug is None else obj.torch_loss_on(module, aug(feed(idx)))
             if not torch.isfinite(value):
                 raise VerificationFailed(f"the loss became {value.item()} during training; try a smaller --lr")
             value.backward()

@@ -21,7 +21,7 @@ wall time and the load average around it are printed (the machine is shared with
     (--sweep: temperatures 1, 2, 4 on shorter runs; --lines N, --epochs E, --lr LR, --temperature T;
      --augment "none;all": one distillation row per ';'-separated --augment value, run one after the other;
      --train-fonts "dejavu;wide": the distillation lines in the 6 DejaVu fonts and/or in 12 faces, a row each;
-     --no-bn-row skips the BatchNorm-only row)
+     --no-bn-row skips the BatchNorm-only row; --seed S: the obspa prune's and the sample order's seed, default 0)
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def main() -> None:
     d = Path(tempfile.mkdtemp(prefix="distill_ocr_"))
     onnx.save(m, str(d / "orig.onnx"))
     t0 = time.perf_counter()
-    pruned, pr = spa.prune(m, ratio=0.5, criterion="obspa")
+    seed = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
+    pruned, pr = spa.prune(m, ratio=0.5, criterion="obspa", seed=seed)
     prune_s = time.perf_counter() - t0
     onnx.save(pruned, str(d / "pruned.onnx"))
     for f, x in x_tr.items():
@@ -146,9 +147,9 @@ def main() -> None:
         out = d / f"distilled_T{temp}_e{epochs}_{fonts}_{aug.replace(',', '+')}.onnx"
         secs, load, log = finetune_cli([*common, "--data", str(d / f"lines_{fonts}.npz"), "-o", str(out), "--epochs",
                                         str(epochs), "--lr", lr, "--batch", "16", "--temperature", str(temp),
-                                        "--augment", aug])
+                                        "--augment", aug, "--seed", str(seed)])
         label = (f"+ distillation T={temp:g}, {epochs} epochs, lr {lr}, {fonts}"
-                 + ("" if aug == "none" else f", augment {aug}"))
+                 + ("" if aug == "none" else f", augment {aug}") + (f", seed {seed}" if seed else ""))
         row(label, onnx.load(str(out)), secs, load)
         print("    " + "\n    ".join(log.strip().splitlines()))
 

@@ -73,11 +73,8 @@ def test_segmented_refit_equals_the_per_consumer_rerun(model):
     assert any(not np.allclose(got[k], over[k]) for k in over), "the re-fit changed nothing: the test proves nothing"
 
 
-@pytest.mark.parametrize("model", ["residual_add_chain", "concat_offsets"])
-def test_refit_runs_every_node_once_per_model_in_one_session_per_segment(model, monkeypatch):
-    """Linear in depth: over all the sessions the re-fit builds, each node of the original and of the zeroed
-    model runs once (the quadratic re-fit ran consumers × nodes), and parallel consumers share a segment."""
-    a, feeds, stats, keep, over = _setup(build(model))
+def _count_sessions(monkeypatch) -> list[int]:
+    """The node count of every model spa.verify.session is asked to build from now on."""
     built: list[int] = []
     real = spa.verify.session
 
@@ -86,6 +83,15 @@ def test_refit_runs_every_node_once_per_model_in_one_session_per_segment(model, 
         return real(m, *args, **kw)
 
     monkeypatch.setattr(spa.verify, "session", counting)
+    return built
+
+
+@pytest.mark.parametrize("model", ["residual_add_chain", "concat_offsets"])
+def test_refit_runs_every_node_once_per_model_in_one_session_per_segment(model, monkeypatch):
+    """Linear in depth: over all the sessions the re-fit builds, each node of the original and of the zeroed
+    model runs once (the quadratic re-fit ran consumers × nodes), and parallel consumers share a segment."""
+    a, feeds, stats, keep, over = _setup(build(model))
+    built = _count_sessions(monkeypatch)
     obspa.refit(a, keep, stats, over, feeds, batch=3)
     consumers = {c.node for k, c in stats.items() if k in a.slot_comps}
     nodes = len(a.view.model.graph.node)
@@ -127,14 +133,7 @@ def test_rows_kept_by_the_calibration_pass_give_the_same_refit_without_running_t
     keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats))
     over = obspa.compensate(a, keep, stats)
     want = obspa.refit(a, keep, stats, over, feeds, batch=3)
-    built: list[int] = []
-    real = spa.verify.session
-
-    def counting(m, *args, **kw):
-        built.append(len(m.graph.node))
-        return real(m, *args, **kw)
-
-    monkeypatch.setattr(spa.verify, "session", counting)
+    built = _count_sessions(monkeypatch)
     got = obspa.refit(a, keep, stats, over, feeds, batch=3, original=kept)
     assert got.keys() == want.keys()
     for k in want:

@@ -134,6 +134,39 @@ def test_check_io_is_one_list_per_direction(ext: Path, tmp_path: Path) -> None:
     assert [p.name for p in io_safety.model_files(ext)] == ["m.onnx", "m.onnx.data"]
 
 
+def _const_model(values: np.ndarray, as_initializer: bool) -> onnx.ModelProto:
+    t = onnx.numpy_helper.from_array(values, "w")
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [values.size])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [values.size])
+    nodes = [onnx.helper.make_node("Add", ["x", "w"], ["y"])]
+    if not as_initializer:
+        nodes.insert(0, onnx.helper.make_node("Constant", [], ["w"], value=t))
+    g = onnx.helper.make_graph(nodes, "g", [x], [y], initializer=[t] if as_initializer else [])
+    return onnx.helper.make_model(g)
+
+
+def test_external_data_scan_skips_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan for external references steps over the initializers' raw weights (bytes spelling "location"
+    there are numbers, not a reference, and need no parse), but finds a reference anywhere else: a Constant
+    node's tensor, or a file it cannot walk."""
+    words = np.frombuffer(b"location" * 4, dtype=np.float32).copy()
+    inline = tmp_path / "inline.onnx"
+    onnx.save_model(_const_model(words, as_initializer=True), str(inline))
+    assert b"location" in inline.read_bytes()
+    with monkeypatch.context() as mp:  # no parse: the weights' bytes are not mistaken for a reference
+        mp.setattr(onnx, "load", lambda *a, **k: pytest.fail("parsed a file without external references"))
+        assert io_safety.model_files(inline) == [inline]
+    const = tmp_path / "const.onnx"
+    m = _const_model(words, as_initializer=False)
+    onnx.external_data_helper.convert_model_to_external_data(m, location="const.bin", size_threshold=0,
+                                                             convert_attribute=True)
+    onnx.save_model(m, str(const))
+    assert [p.name for p in io_safety.model_files(const)] == ["const.onnx", "const.bin"]
+    truncated = tmp_path / "cut.onnx"
+    truncated.write_bytes(const.read_bytes()[:-3])  # not walkable: parsed, which decides
+    assert io_safety.model_files(truncated)[0] == truncated
+
+
 # ------------------------------------------------------------ 2. special files are never replaced
 def _specials(d: Path) -> dict[str, Path]:
     out = {}

@@ -599,7 +599,7 @@ def _emit(view: ModelView, path: str | None, a: Analysis, keep: np.ndarray, over
           shapes, output, run: _Run, notes: list[str]) -> tuple[onnx.ModelProto, _Emitted]:
     """Rewrite, verify (checker + onnxruntime), self-check (zero-group oracle), write; any failure removes the
     staging area and writes nothing."""
-    staging = None
+    staging = pending = None
     err = verified = written = None
     try:
         with run.stage("rewrite", "rewriting"):
@@ -609,11 +609,17 @@ def _emit(view: ModelView, path: str | None, a: Analysis, keep: np.ndarray, over
                 staging.finish(pruned, view.base_dir)
             # serialise once: onnx.checker, onnxruntime and the write share the bytes (None: over 2 GB in memory)
             blob = _serialise(pruned) if staging is None and (o.verify or output is not None) else None
+            # written in the background while it is verified; it appears at `output` only after every check
+            pending = modelfile.begin_save(blob, output, input_path=path) if output and blob else None
         if o.verify:
             with run.stage("verify", "verifying (onnx.checker, onnxruntime)"):
-                verified, blob = _verify(pruned, view.model, path, staging, blob, shapes)
+                verified, blob2 = _verify(pruned, view.model, path, staging, blob, shapes)
                 if verified.wrong_declarations:
-                    blob = _drop_wrong_declarations(pruned, verified, staging, notes)
+                    blob2 = _drop_wrong_declarations(pruned, verified, staging, notes)
+                if blob2 is not blob and pending is not None:  # the model changed: write the new bytes
+                    pending.abort()
+                    pending = modelfile.begin_save(blob2, output, input_path=path) if blob2 else None
+                blob = blob2
         guard = o.verify and staging is None and _self_check_on(view, o.self_check)
         if o.verify and staging is None and (o.oracle or guard):
             with run.stage("oracle", "zero-group oracle"):
@@ -625,11 +631,17 @@ def _emit(view: ModelView, path: str | None, a: Analysis, keep: np.ndarray, over
                     + _blame(view.model) + " (--no-self-check skips this check)")
         if output is not None:
             with run.stage("write", "writing"):
-                written = staging.commit() if staging else modelfile.save_atomic(pruned, output, input_path=path,
-                                                                             blob=blob)
+                if staging is not None:
+                    written = staging.commit()
+                elif pending is not None:
+                    written, pending = pending.commit(), None
+                else:
+                    written = modelfile.save_atomic(pruned, output, input_path=path, blob=blob)
     except BaseException:
         if staging is not None:
             staging.abort()
+        if pending is not None:
+            pending.abort()
         raise
     if o.oracle and err is None and not (o.verify and staging is None):
         with run.stage("oracle", "zero-group oracle"):

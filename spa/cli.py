@@ -259,7 +259,11 @@ def prune(
     group_conv: Annotated[str, typer.Option("--group-conv", help="grouped convs: positions (the same in-group positions from every group; default) | groups (whole groups)")] = "positions",
 ) -> None:
     """Prune a model and write the smaller one (atomically, never over the input)."""
-    from . import api, io_safety
+    from . import io_safety
+
+    if len(models) == 1:
+        io_safety.prefetch(models[0])  # read on the other core while numpy, onnx and onnxruntime import
+    from . import api
     from .plan import Plan
 
     preprocess = {k: v for k, v in {"size": calib_size, "mean": calib_mean, "std": calib_std, "scale": calib_scale,

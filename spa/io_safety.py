@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -252,6 +253,62 @@ def check_io(*, models: Iterable[PathLike | None] = (), reads: Sequence[Named] =
         check_destination(w, wl)
 
 
+# ----------------------------------------------------------------------------------------------- read-ahead
+_PREFETCHED: dict[str, tuple[tuple, threading.Thread, list[bytes]]] = {}
+
+
+def _identity(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def prefetch(model: PathLike) -> None:
+    """Start reading a model file in a background thread, for a command that has still to import numpy, onnx
+    and onnxruntime before it can load it: the read releases the interpreter lock, so on a second core it
+    costs no wall time (ResNet-50: 100 MB, 0.06-0.1 s). `take_prefetched` hands the bytes to the loader, which
+    reads the file itself when there are none. Only a regular file that protobuf can hold is read; the last
+    prefetch is the only one kept."""
+    try:
+        real = os.path.realpath(model)
+        st = os.stat(real)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_MODEL_FILE:
+        return
+    box: list[bytes] = []
+
+    def read() -> None:
+        try:
+            with open(real, "rb") as f:
+                if _identity(os.fstat(f.fileno())) == _identity(st):
+                    box.append(f.read())
+        except OSError:  # the loader reads it again and says why
+            pass
+
+    _PREFETCHED.clear()
+    t = threading.Thread(target=read, name="spa-prefetch", daemon=True)
+    t.start()
+    _PREFETCHED[real] = (_identity(st), t, box)
+
+
+def take_prefetched(model: PathLike) -> bytes | None:
+    """The bytes `prefetch` read, if the file is still the one it read (device, inode, size, mtime); else
+    None."""
+    try:
+        real = os.path.realpath(model)
+    except (OSError, ValueError):
+        return None
+    entry = _PREFETCHED.pop(real, None)
+    if entry is None:
+        return None
+    ident, t, box = entry
+    t.join()
+    try:
+        same = _identity(os.stat(real)) == ident
+    except OSError:
+        return None
+    return box[0] if same and box and len(box[0]) == ident[2] else None
+
+
 # ----------------------------------------------------------------------------------------------- writing
 def default_mode() -> int:
     """Permissions a plain open() would give a new file (mkstemp's are 0600)."""
@@ -351,6 +408,55 @@ def atomic_write(path: PathLike, content: bytes | str | Callable[[BinaryIO], Non
         tmp.unlink(missing_ok=True)
         raise
     return size
+
+
+class PendingWrite:
+    """`atomic_write` of bytes in two steps, for a caller that has checks to run before the file may appear:
+    the temporary file is written and fsynced in a background thread (the write releases the interpreter
+    lock, so it overlaps the caller's checks), and `commit()` renames it into place; `abort()` removes it.
+    Until `commit()` the destination is untouched. `spa prune` writes the pruned model while it is verified."""
+
+    def __init__(self, path: PathLike, content: bytes, *, label: str = "output") -> None:
+        self.out, self.label = Path(path), label
+        check_destination(self.out, label)
+        d = directory_of(self.out)
+        remove_stale(d)
+        self.tmp = d / debris_name(self.out, "tmp")
+        self._error: BaseException | None = None
+        self._size = 0
+        self._thread = threading.Thread(target=self._write, args=(content,), name="spa-write", daemon=True)
+        self._thread.start()
+
+    def _write(self, content: bytes) -> None:
+        try:
+            with open(self.tmp, "xb") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+                self._size = f.tell()
+            os.chmod(self.tmp, default_mode())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller by commit()
+            self._error = e
+
+    def commit(self) -> int:
+        """Wait for the write, then rename it onto the destination; returns the bytes written."""
+        self._thread.join()
+        try:
+            if self._error is not None:
+                raise self._error
+            publish(self.tmp, self.out, label=self.label)
+        except OSError as e:
+            self.tmp.unlink(missing_ok=True)
+            raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        return self._size
+
+    def abort(self) -> None:
+        """Wait for the write and remove the temporary file; the destination keeps what it had."""
+        self._thread.join()
+        self.tmp.unlink(missing_ok=True)
 
 
 def publish(tmp: PathLike, path: PathLike, *, label: str = "output") -> None:

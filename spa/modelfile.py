@@ -39,13 +39,15 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: empty file")
     if not p.is_file():
         raise BadModel(f"{p}: not a regular file")
-    from .io_safety import check_model_size
+    from .io_safety import check_model_size, take_prefetched
 
     check_model_size(p)  # a 3 GB file of anything is refused before it is read
+    data = take_prefetched(p)  # read while the command imported its libraries (the spa command's prune)
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.load(str(p), load_external_data=False) if data is None else onnx.load_model_from_string(data)
     except Exception as e:  # protobuf DecodeError and friends
         raise BadModel(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+    del data  # the file's bytes: the proto holds its own copy
     if not model.graph.node and not model.graph.output:
         raise BadModel(f"{p}: not an ONNX model (no graph)")
     from . import stream
@@ -313,6 +315,16 @@ def save_atomic(model: onnx.ModelProto, out: str | os.PathLike[str], *, input_pa
         st.put_inline(m)
         st.finish(m, base_dir)
         return st.commit()
+
+
+def begin_save(blob: bytes, out: str | os.PathLike[str], *, input_path: str | None = None):
+    """`save_atomic` of an already serialised model in two steps: the file is written in the background from
+    now on, and appears at `out` on the returned `PendingWrite.commit()` (`abort()` removes it). Lets the
+    checks of the model run while it is written."""
+    from . import io_safety
+
+    io_safety.check_io(models=[input_path], writes=[("output", out)])
+    return io_safety.PendingWrite(out, blob)
 
 
 def _byte_size(model: onnx.ModelProto) -> int | None:

@@ -167,6 +167,40 @@ def test_external_data_scan_skips_weights_only(tmp_path: Path, monkeypatch: pyte
     assert io_safety.model_files(truncated)[0] == truncated
 
 
+def test_prefetched_bytes_only_for_the_same_file(tmp_path: Path) -> None:
+    """The read-ahead of the input model is used only if the file is still the one read (same inode, size and
+    mtime); the loader reads it itself otherwise."""
+    m = tmp_path / "m.onnx"
+    m.write_bytes(SAMPLE.read_bytes())
+    io_safety.prefetch(m)
+    assert io_safety.take_prefetched(m) == SAMPLE.read_bytes()
+    assert io_safety.take_prefetched(m) is None  # handed out once
+    io_safety.prefetch(m)
+    m.write_bytes(b"changed")
+    assert io_safety.take_prefetched(m) is None
+    io_safety.prefetch(tmp_path)  # not a regular file: nothing read
+    assert io_safety.take_prefetched(tmp_path) is None
+
+
+def test_pending_write_appears_only_on_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "o.onnx"
+    out.write_bytes(b"old")
+    w = io_safety.PendingWrite(out, b"new" * 1000)
+    w.abort()  # e.g. verification failed while it was being written
+    assert out.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx"]
+    w = io_safety.PendingWrite(out, b"new" * 1000)
+    assert w.commit() == 3000 and out.read_bytes() == b"new" * 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx"]
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io_safety.os, "fsync", full)  # the disk filled up under the writer: exit 5 at commit
+    w = io_safety.PendingWrite(out, b"newer")
+    with pytest.raises(io_safety.WriteFailed, match="No space left"):
+        w.commit()
+    assert out.read_bytes() == b"new" * 1000 and sorted(p.name for p in tmp_path.iterdir()) == ["o.onnx"]
+
+
 # ------------------------------------------------------------ 2. special files are never replaced
 def _specials(d: Path) -> dict[str, Path]:
     out = {}

@@ -18,9 +18,18 @@ VOTING = ("out", "in", "scale")
 
 def _per_channel(m: Member, w: np.ndarray, size: int, p: int) -> np.ndarray:
     w = w if w.dtype in (np.float32, np.float64) else w.astype(np.float32)
-    a = np.abs(w) if p == 1 else np.square(w)
+    # where the channel axis cannot be moved first by a view, |w| (or w²) is written in that order straight
+    # away, so that the 2-D view below is free (a moved-axis reshape would copy every consumer's weights once
+    # more); elsewhere it keeps w's layout, so the sums, and the scores, are exactly what they were
+    moved = np.moveaxis(w, m.axis, 0)
+    try:
+        np.reshape(moved, (w.shape[m.axis], -1), copy=False)
+        order = "K"
+    except ValueError:
+        order = "C"
+    a = np.abs(moved, order=order) if p == 1 else np.square(moved, order=order)
     # sum over the other axes in the array's own precision (pairwise summation), via a 2-D view
-    a2 = np.moveaxis(a, m.axis, 0).reshape(w.shape[m.axis], -1)
+    a2 = a.reshape(w.shape[m.axis], -1)
     per_index = a2.sum(axis=1).astype(np.float64)
     sel = m.ids >= 0
     return np.bincount(m.ids[sel], weights=per_index[sel], minlength=size)

@@ -763,11 +763,19 @@ def _self_check_on(view: ModelView, self_check: bool | None) -> bool:
     if self_check is not None:
         return self_check
     total = 0
-    for t in view.inits.values():
-        total += len(t.raw_data) if t.HasField("raw_data") else 4 * int(np.prod(t.dims, dtype=np.int64))
+    for t in view.inits.values():  # declared sizes (the loader checked them against the data present): reading
+        # raw_data to measure it would copy every weight once more
+        total += _itemsize(t.data_type) * int(np.prod(t.dims, dtype=np.int64))
         if total > SELF_CHECK_BYTES:
             return False
     return True
+
+
+def _itemsize(data_type: int) -> int:
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize or 4
+    except (KeyError, TypeError, ValueError):  # strings and undefined types: counted like float32
+        return 4
 
 
 def _blame(model: onnx.ModelProto) -> str:

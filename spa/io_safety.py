@@ -130,17 +130,31 @@ def _fields(buf, lo: int, hi: int):
 MODEL_GRAPH, GRAPH_INITIALIZER, TENSOR_RAW_DATA = 7, 5, 9  # field numbers in onnx.proto
 
 
-def _raw_data_spans(buf) -> list[tuple[int, int]]:
-    """Byte ranges of the raw_data of the main graph's initializers, in file order (walking only the message
-    headers: ModelProto.graph -> GraphProto.initializer -> TensorProto.raw_data)."""
-    spans = []
+def _initializer_raw_spans(buf) -> list[list[tuple[int, int]]]:
+    """Per initializer of the main graph, in file order, the byte ranges of its raw_data fields (walking only
+    the message headers: ModelProto.graph -> GraphProto.initializer -> TensorProto.raw_data)."""
+    out = []
     for field_, glo, ghi in _fields(buf, 0, len(buf)):
         if field_ != MODEL_GRAPH:
             continue
         for gfield, tlo, thi in _fields(buf, glo, ghi):
             if gfield == GRAPH_INITIALIZER:
-                spans += [(lo, hi) for tfield, lo, hi in _fields(buf, tlo, thi) if tfield == TENSOR_RAW_DATA]
-    return spans
+                out.append([(lo, hi) for tfield, lo, hi in _fields(buf, tlo, thi) if tfield == TENSOR_RAW_DATA])
+    return out
+
+
+def _raw_data_spans(buf) -> list[tuple[int, int]]:
+    return [span for spans in _initializer_raw_spans(buf) for span in spans]
+
+
+def raw_data_lengths(buf: bytes) -> list[int | None] | None:
+    """Per initializer of the main graph of a serialised model, in order, the length of its raw_data (None:
+    it has none), read from the message headers: what `len(t.raw_data)` says after parsing, without copying
+    the weights out of the parsed proto. None if `buf` cannot be walked."""
+    try:
+        return [spans[-1][1] - spans[-1][0] if spans else None for spans in _initializer_raw_spans(buf)]
+    except (ValueError, IndexError):
+        return None
 
 
 @functools.lru_cache(maxsize=32)

@@ -39,7 +39,7 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: empty file")
     if not p.is_file():
         raise BadModel(f"{p}: not a regular file")
-    from .io_safety import check_model_size, take_prefetched
+    from .io_safety import check_model_size, raw_data_lengths, take_prefetched
 
     check_model_size(p)  # a 3 GB file of anything is refused before it is read
     data = take_prefetched(p)  # read while the command imported its libraries (the spa command's prune)
@@ -47,6 +47,7 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         model = onnx.load(str(p), load_external_data=False) if data is None else onnx.load_model_from_string(data)
     except Exception as e:  # protobuf DecodeError and friends
         raise BadModel(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+    raw_lengths = raw_data_lengths(data) if data is not None else None
     del data  # the file's bytes: the proto holds its own copy
     if not model.graph.node and not model.graph.output:
         raise BadModel(f"{p}: not an ONNX model (no graph)")
@@ -64,7 +65,7 @@ def load(path: str | os.PathLike[str], *, stream_bytes: int | None = None) -> on
         raise BadModel(f"{p}: external data missing or unreadable ({str(e).splitlines()[0][:200]})") from None
     check_opset(model, str(p))
     check_structure(model, str(p))
-    check_tensor_data(model, str(p))
+    check_tensor_data(model, str(p), raw_lengths=raw_lengths)
     check_input_sizes(model, str(p))
     return model
 
@@ -165,14 +166,20 @@ def _data_needed(t: onnx.TensorProto, n: int) -> tuple[str, int] | None:
     return field_, n * k
 
 
-def check_tensor_data(model: onnx.ModelProto, where: str = "model") -> None:
+def check_tensor_data(model: onnx.ModelProto, where: str = "model", *,
+                      raw_lengths: list[int | None] | None = None) -> None:
     """Refuse initializers and Constant tensors whose data does not match their declared shape and type: the
     declared size is compared with the bytes present before anything is decoded, so a corrupt or hostile file
-    ends in one line (exit 3), not in a numpy error or a huge allocation."""
+    ends in one line (exit 3), not in a numpy error or a huge allocation. `raw_lengths`: the initializers'
+    raw_data lengths read from the file (`io_safety.raw_data_lengths`), which spares copying each weight out
+    of the proto to measure it (ResNet-50: 14 ms)."""
     from .errors import printable
     from .io_safety import all_tensors
 
-    for t in all_tensors(model.graph):
+    inits = len(model.graph.initializer)
+    if raw_lengths is not None and len(raw_lengths) != inits:
+        raw_lengths = None
+    for k, t in enumerate(all_tensors(model.graph)):  # the initializers first, in order
         if t.data_location == onnx.TensorProto.EXTERNAL:
             continue  # checked against the file when read (spa.stream, onnx's loader)
         dims = [int(d) for d in t.dims]
@@ -186,7 +193,12 @@ def check_tensor_data(model: onnx.ModelProto, where: str = "model") -> None:
         if need is None:
             continue
         field_, count = need
-        have = len(t.raw_data) if field_ == "raw_data" else len(getattr(t, field_))
+        if field_ != "raw_data":
+            have = len(getattr(t, field_))
+        elif raw_lengths is not None and k < inits and raw_lengths[k] is not None:
+            have = raw_lengths[k]
+        else:
+            have = len(t.raw_data)
         if have != count:
             raise BadModel(f"{where}: tensor '{name}' of shape {dims} needs {count} "
                            f"{'bytes' if field_ == 'raw_data' else 'values'} of data, the file holds {have}")

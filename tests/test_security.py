@@ -167,6 +167,18 @@ def test_external_data_scan_skips_weights_only(tmp_path: Path, monkeypatch: pyte
     assert io_safety.model_files(truncated)[0] == truncated
 
 
+def test_raw_data_lengths_read_from_the_headers() -> None:
+    """What the loader's size check uses instead of copying each weight out of the proto to measure it."""
+    m = _sample()
+    m.graph.initializer[0].CopyFrom(onnx.helper.make_tensor(m.graph.initializer[0].name, onnx.TensorProto.FLOAT,
+                                                            [2], [1.0, 2.0]))  # float_data: no raw_data
+    blob = m.SerializeToString()
+    lengths = io_safety.raw_data_lengths(blob)
+    assert lengths == [len(t.raw_data) if t.HasField("raw_data") else None for t in m.graph.initializer]
+    assert lengths[0] is None and lengths[1] > 0
+    assert io_safety.raw_data_lengths(blob[:-3]) is None  # cut: not walkable, the loader measures instead
+
+
 def test_prefetched_bytes_only_for_the_same_file(tmp_path: Path) -> None:
     """The read-ahead of the input model is used only if the file is still the one read (same inode, size and
     mtime); the loader reads it itself otherwise."""

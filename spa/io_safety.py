@@ -15,6 +15,11 @@ Adding an option that reads or writes a file is one more `(label, path)` pair in
 (short name, so a 255-byte output name still fits), fsync, then `os.replace`, so the destination holds the old
 content or the new one, never a mixture. Temporary files and staging directories carry the writer's pid in
 their name; `remove_stale` deletes those of dead processes (after a SIGKILL) on the next write to that directory.
+`PendingWrite` is the same write in two steps (written in a background thread, renamed on `commit()`), for a
+model that is verified while it is written.
+
+`prefetch` / `take_prefetched` read the input model in a background thread while the command still imports
+its libraries; the loader uses those bytes only if the file is unchanged.
 """
 
 from __future__ import annotations

@@ -38,8 +38,10 @@ print(f"output shape {list(y.shape)}, finite {bool(np.isfinite(y).all())}, load+
 
 
 def sizes(model: Path) -> int:
-    data = model.parent / (model.name + ".data")
-    return model.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    """The model file plus every external data file it refers to (spa writes `<out>.<16 hex>.data`)."""
+    from spa.io_safety import model_files
+
+    return sum(f.stat().st_size for f in model_files(model))
 
 
 def timed_child(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float, str]:

@@ -92,6 +92,11 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=method == "obspa-calib32")
     parts = method.split("-")
+    ln = "ln" in parts  # -ln: LayerNorm-aware statistics (spa/norms.py)
+    # -dampX: obspa's relative damping X (rows without it: the source's default at the time, see the comments)
+    damp = next((float(q[4:]) for q in parts if q.startswith("damp")), None)
+    parts = [q for q in parts if q != "ln" and not q.startswith("damp")]
+    kw = {"norm_aware": ln, "damp": damp}
     source = parts[1]
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
@@ -99,26 +104,26 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     if source in ("calib32", "calib32bag", "calib32bagcommon"):  # -energy15: the global allocation on calibration statistics;
         # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
         src = {"calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(source, "calib")
-        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
+        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed, kw) if parts[-1].startswith("energy") else None
         return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
-                         refit=refit)
+                         refit=refit, **kw)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
         step = 1 - math.sqrt(1 - ratio)
-        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed)
-        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed)
+        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
+        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
         r2.before = r1.before
         return p2, r2
     if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
-        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False)
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False, **kw)
     if parts[-1].startswith("energy"):
-        plan = _energy_plan(m, source, None, ratio, parts[-1], seed)
-        return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed)
-    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed)
+        plan = _energy_plan(m, source, None, ratio, parts[-1], seed, kw)
+        return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed, **kw)
+    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, **kw)
 
 
-def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int):
+def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int, kw: dict):
     """The OBS-cost global allocation at the local plan's MACs (spa/sensitivity.py) on `source`'s statistics;
     `kind` energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio."""
     from spa.analysis import analyze
@@ -129,7 +134,7 @@ def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str
     view, _ = prepare(m)
     a = analyze(view)
     cap = 0.75 if kind == "energy" else min(0.9, 1.5 * ratio)
-    return energy_plan(a, collect(a, source, calib, seed=seed), ratio, max_group_ratio=cap, seed=seed)
+    return energy_plan(a, collect(a, source, calib, seed=seed, **kw), ratio, max_group_ratio=cap, seed=seed)
 
 
 # ---------------------------------------------------------------- rendering helpers
@@ -297,8 +302,8 @@ BIN_EXT = {".so", ".pyc", ".png", ".gz", ".zip", ".whl", ".ttf", ".jpg", ".gif",
            ".npy", ".ico", ".bz2", ".xz", ".otf", ".woff", ".woff2", ".wav", ".bin", ".db"}
 
 
-def real_files(rng: np.random.Generator) -> tuple[list[Path], list[Path]]:
-    roots = [Path(sys.prefix) / "lib", Path("/usr/share")]
+def real_files(rng: np.random.Generator, roots: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    roots = roots or [Path(sys.prefix) / "lib", Path("/usr/share")]
     by_ext: dict[str, list[Path]] = {}
     for root in roots:
         for p in root.rglob("*"):
@@ -324,11 +329,16 @@ def magika_features(p: Path) -> np.ndarray:
     return np.array(list(beg) + [256] * (1024 - len(beg)) + [256] * (1024 - len(end)) + list(end), np.int32)
 
 
-def magika() -> Bench:
+MAGIKA_SELECTION_ROOTS = [Path("/usr/lib"), Path("/usr/include"), Path("/etc")]  # none of the held-out roots
+
+
+def magika(selection: bool = False) -> Bench:
     m = _batch_free("magika")
-    text, binary = real_files(np.random.default_rng(2))
+    text, binary = real_files(np.random.default_rng(2), MAGIKA_SELECTION_ROOTS if selection else None)
     dists = {"text": np.stack([magika_features(p) for p in text[:96]]),
              "binary": np.stack([magika_features(p) for p in binary[:96]])}
+    if selection:  # one distribution: text and binary files together
+        dists = {"selection": np.concatenate([dists["text"], dists["binary"]])}
     calib = {"bytes": np.stack([magika_features(p) for p in text[96:112] + binary[96:112]])}
     ref = {id(x): run_batched(m, x).argmax(-1) for x in dists.values()}
 
@@ -450,7 +460,8 @@ def main() -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = tuple(range(args.seeds))
     if args.phase == "selection":
-        run((minilm if args.models == "minilm" else ocr_rec)(selection=True), args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
+        bench = {"minilm": minilm, "magika": magika}.get(args.models, ocr_rec)(selection=True)
+        run(bench, args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
         return
     for name in args.models.split(","):
         run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds, done)

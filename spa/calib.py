@@ -47,7 +47,6 @@ import onnx
 
 from .analysis import Analysis
 from .errors import BadArgument
-from .norms import NormAfter, following_norm
 from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, token_bag_inputs, vocabulary
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,6 @@ class Consumer:
     parts: list[np.ndarray] | None = field(default=None, repr=False)  # column ids per block; None: one dense H
     grams: list[np.ndarray | None] = field(default_factory=list, repr=False)  # H of each part
     rows: int = 0
-    norm: NormAfter | None = field(default=None, repr=False)  # the LayerNorm its output reaches (spa.norms)
     damp: float | None = None  # obspa's relative damping of H for these statistics (None: its default)
     _hinv: list[np.ndarray] | None = field(default=None, repr=False)
     _hinv_damp: float | None = field(default=None, repr=False)
@@ -179,27 +177,19 @@ class Consumer:
             self._hinv, self._hinv_damp = inv, damp
         return self._hinv
 
-    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH,
-                scale: np.ndarray | None = None) -> np.ndarray:
-        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them).
-        `scale`: one factor per row (before the sampling), applied to the row and its bias column (spa.norms:
-        1/σ of the LayerNorm after the consumer)."""
+    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH) -> np.ndarray:
+        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them)."""
         if self.op == "Conv":
             r = _im2col(x, self.kernel, self.strides, self.pads, self.dilations, limit, rng)
         elif self.op == "Gemm":
             r = x.T if self.trans_a else x
         else:
             r = x.reshape(-1, x.shape[-1])
-        if scale is not None and len(scale) != len(r):
-            raise AssertionError(f"{self.weight}: {len(scale)} row scales for {len(r)} rows")
         if len(r) > limit:
-            pick = np.sort(rng.choice(len(r), limit, replace=False))
-            r, scale = r[pick], (scale[pick] if scale is not None else None)
+            r = r[np.sort(rng.choice(len(r), limit, replace=False))]
         r = r.astype(np.float32, copy=False)
         if self.bias is not None:
             r = np.concatenate([r, np.ones((len(r), 1), np.float32)], axis=1)
-        if scale is not None:
-            r = r * scale[:, None]
         return r
 
     def add(self, r: np.ndarray) -> None:
@@ -395,40 +385,24 @@ def collect(
     seed: int = 0,
     feeds: dict[str, np.ndarray] | None = None,
     on_batch: BatchHook | None = None,
-    norm_aware: bool = False,
     damp: float | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
-    see `accumulate`; `norm_aware`: consumers followed by a LayerNorm get its view of their error (spa.norms);
-    `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's)."""
+    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's)."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
     for c in cons.values():
         c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
-    if norm_aware:
-        mark_norms(a.view, cons)
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
-
-
-def mark_norms(view, cons: dict[tuple[str, int], Consumer]) -> int:
-    """Set `norm` on every MatMul/Gemm consumer whose output reaches a LayerNorm (spa.norms.following_norm).
-    Returns how many."""
-    done = 0
-    for c in cons.values():
-        if c.op != "Conv":
-            c.norm = following_norm(view, c.node, c.matrix(np.asarray(view.array(c.weight))).shape[0])
-            done += c.norm is not None
-    log.info("LayerNorm-aware statistics for %d of %d consumers", done, len(cons))
-    return done
 
 
 def _effective_source(source: str, calib: dict[str, np.ndarray] | None) -> str:
@@ -572,7 +546,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
     of the im2col rows: about ROWS_TOTAL per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
     again)."""
-    names = sorted({c.x for c in cons.values()} | {c.norm.x for c in cons.values() if c.norm is not None})
+    names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
@@ -585,8 +559,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
         total = 0
         for c in cons.values():
             rows = pending[id(c)]
-            scale = c.norm.scale(vals[c.norm.x]) if c.norm is not None else None
-            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit, scale))
+            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
             held = sum(map(len, rows))
             # one big product beats many small ones, up to a bound on the rows held
             if held >= ROWS_PER_BATCH or 4 * held * rows[0].shape[1] >= PENDING_BYTES:

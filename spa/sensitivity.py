@@ -48,8 +48,6 @@ def energy_scores(a: Analysis, stats: dict) -> dict[int, np.ndarray]:
         for key in dict.fromkeys(keys):
             c = stats[key]
             e = output_energy(c, view.array(c.weight))
-            if c.norm is not None:  # the residual stream's scale after its LayerNorm (spa.norms)
-                e = c.norm.stream_energy
             total += obspa(g, view.array, None, {key: c}) / max(e, 1e-30)
         out[g.id] = total
     return out

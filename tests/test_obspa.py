@@ -417,3 +417,11 @@ def test_the_damping_follows_the_source_and_the_option():
     assert not np.allclose(h1, h2)
     with pytest.raises(spa.errors.BadArgument, match="--damp"):
         spa.prune(build("matmul_init_right"), ratio=0.5, criterion="obspa", damp=0.0)
+
+
+def test_cli_damp_out_of_range_fails_with_one_line(tmp_path):
+    out = tmp_path / "p.onnx"
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--damp", "0", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: --damp must be in (0, 100]")
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -71,8 +71,6 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
     total = np.zeros(group.size)
     for m, c in pairs:
         W = c.matrix(weights(c.weight))  # columns are taken (as float64) per chunk of channels
-        if c.norm is not None:  # the error as the LayerNorm after the consumer sees it (spa.norms)
-            W = c.norm.rows_of(W)
         cols = _channel_columns(m, c, group.size)
         for part, Hi in zip(_parts(c), c.hinv(damping(c))):
             # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)

@@ -16,13 +16,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from generalise import magika  # noqa: E402
+from generalise import magika
 
-import spa  # noqa: E402
-from spa.analysis import analyze  # noqa: E402
-from spa.api import compute_plan, prepare  # noqa: E402
-from spa.calib import collect  # noqa: E402
-from spa.plan import Plan  # noqa: E402
+import spa
+from spa.analysis import analyze
+from spa.api import compute_plan, prepare
+from spa.calib import collect
+from spa.plan import Plan
 
 
 def main() -> None:

@@ -61,6 +61,12 @@ WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read
 # at 0.2 with "binary" and 0.1 kept 0.858 / 0.827 / 0.837 (seeds 0-2) against 0.934 / 0.902 / 0.924 at 0.01
 # (benchmarks/generalise_selection.txt).
 SOURCE_DAMP = {"common": 0.1}
+# Synthetic samples per source where they differ from `data_free_samples`: a token sequence gives one row per
+# token (32 here), so 128 samples give all-MiniLM-L6-v2's 1536-wide MLP consumers under 3 rows per column. "common"
+# with 512 (damp 0.1, selection sentences, 0.3): 0.903 vs 0.892 local (seed 0); 0.910 / 0.909 / 0.910 vs
+# 0.906 / 0.902 / 0.905 with --allocate energy (seeds 0-2). Up to that many: the sample budget below still
+# applies (MiniLM at 32 tokens, 0.34 GMACs a sample: 261).
+SOURCE_SAMPLES = {"common": 512}
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -433,7 +439,7 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
         return _whole_batches(calib, fixed) if fixed else calib
     other = synthesis_size(a.view, seed, fixed or 1)
     if samples is None:
-        samples = data_free_samples(a.view, other)
+        samples = data_free_samples(a.view, other, SOURCE_SAMPLES.get(source, DATA_FREE_SAMPLES))
     if fixed:
         samples = -(-samples // fixed) * fixed  # whole batches
     if source == "bn-synth":
@@ -447,10 +453,11 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     return noise_inputs(a.view, samples, seed, other)
 
 
-def data_free_samples(view, other: int = 1) -> int:
-    """Synthetic samples for the data-free statistics of this model at the synthesis size `other`:
-    DATA_FREE_SAMPLES, fewer where they would cost more input values than SAMPLE_VALUES_BUDGET or more MACs than
-    SAMPLE_MACS_BUDGET, at least MIN_DATA_FREE_SAMPLES (see those constants)."""
+def data_free_samples(view, other: int = 1, want: int = DATA_FREE_SAMPLES) -> int:
+    """Synthetic samples for the data-free statistics of this model at the synthesis size `other`: `want`
+    (DATA_FREE_SAMPLES unless the source asks for more, SOURCE_SAMPLES), fewer where they would cost more input
+    values than SAMPLE_VALUES_BUDGET or more MACs than SAMPLE_MACS_BUDGET, at least MIN_DATA_FREE_SAMPLES (see
+    those constants)."""
     from .report import model_stats
     from .verify import input_shapes
 
@@ -463,7 +470,7 @@ def data_free_samples(view, other: int = 1) -> int:
         log.debug("no MAC count for the sample budget (%s)", e)
         macs = 0
     n = min(SAMPLE_VALUES_BUDGET // max(1, values), SAMPLE_MACS_BUDGET // max(1, macs))
-    return int(min(DATA_FREE_SAMPLES, max(MIN_DATA_FREE_SAMPLES, n)))
+    return int(min(want, max(MIN_DATA_FREE_SAMPLES, n)))
 
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:

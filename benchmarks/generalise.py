@@ -5,7 +5,8 @@ SPLIT (strict):
 - SELECTION set (the only data used to choose a method or a default): PP-OCRv4 rec on the repo's own OCR
   benchmark lines (benchmarks/obspa_ocr.py: GPL-3 segments, DejaVu Sans/Serif/Mono/Sans-Bold, black on
   white); and, for priors of token inputs, all-MiniLM-L6-v2 on 64 GPL-3 sentences (the text of the repo's
-  BERT benchmark). `--phase selection [--models minilm]` prints the candidates on them
+  BERT benchmark); and Magika v3.3 on real files under /usr/lib, /usr/include and /etc (none of its held-out
+  roots; text and binary together). `--phase selection [--models minilm|magika]` prints the candidates on them
   (benchmarks/generalise_selection.txt).
 - HELD-OUT (report only, never looked at to choose anything): every distribution below. `--phase heldout`
   (benchmarks/generalise_<model>.txt):
@@ -39,6 +40,10 @@ sentences, then run held-out): obspa-common (token ids from the embedding table'
 obspa-common-energy15; calibrated: obspa-calib32-norefit (the OBS update only), obspa-calib32-energy15[-norefit],
 obspa-calib32bag[-energy15] (source token-bag: the 32 sentences plus 128 sequences of their tokens shuffled; no
 re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128 sequences of the common prior);
+a part -dampX sets obspa's relative damping (--damp X; rows without it have their source's default at the time:
+0.01 everywhere before "common" got 0.1, see the raw files' comments), -nX X synthetic samples (--calib-samples),
+-stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
+zeroed model), energy20 a cap of 2x the ratio;
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -92,6 +97,17 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=method == "obspa-calib32")
     parts = method.split("-")
+    # -dampX: obspa's relative damping X (rows without it: the source's default at the time, see the comments)
+    damp = next((float(q[4:]) for q in parts if q.startswith("damp")), None)
+    samples = next((int(q[1:]) for q in parts if re.fullmatch(r"n\d+", q)), None)  # -nX: X synthetic samples
+    parts = [q for q in parts if not q.startswith("damp") and not re.fullmatch(r"n\d+", q)]
+    kw = {"damp": damp} if samples is None else {"damp": damp, "calib_samples": samples}
+    steps = next((int(q[5:]) for q in parts if q.startswith("steps")), 0)
+    if steps:  # -stepsK: K steps to the ratio, statistics re-collected on the compensated, zeroed model each time
+        parts = [q for q in parts if not q.startswith("steps")]
+        src = {"calib32": "calib", "calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(parts[1], parts[1])
+        return _stepwise(m, src, calib if src in ("calib", "token-bag", "token-bag-common") else None, ratio, seed,
+                         steps, parts[-1] if parts[-1].startswith("energy") else None, damp)
     source = parts[1]
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
@@ -99,28 +115,67 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     if source in ("calib32", "calib32bag", "calib32bagcommon"):  # -energy15: the global allocation on calibration statistics;
         # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
         src = {"calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(source, "calib")
-        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed) if parts[-1].startswith("energy") else None
+        plan = _energy_plan(m, src, calib, ratio, parts[-1], seed, kw) if parts[-1].startswith("energy") else None
         return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
-                         refit=refit)
+                         refit=refit, **kw)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
         step = 1 - math.sqrt(1 - ratio)
-        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed)
-        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed)
+        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
+        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
         r2.before = r1.before
         return p2, r2
     if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
-        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False)
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False, **kw)
     if parts[-1].startswith("energy"):
-        plan = _energy_plan(m, source, None, ratio, parts[-1], seed)
-        return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed)
-    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed)
+        plan = _energy_plan(m, source, None, ratio, parts[-1], seed, kw)
+        return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed, **kw)
+    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, **kw)
 
 
-def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int):
+def _stepwise(m: onnx.ModelProto, source: str, calib, ratio: float, seed: int, steps: int, energy: str | None,
+              damp: float | None):
+    """Iterative OBSPA at the final plan's channel counts: step k plans ratio·k/steps on statistics of the model
+    as step k-1 left it (removed channels zeroed, consumers compensated: their cost is then 0, so they stay
+    removed), compensates, and the last step's plan and all updates are rewritten at once."""
+    from types import SimpleNamespace
+
+    from spa.analysis import analyze
+    from spa.api import compute_plan, prepare
+    from spa.calib import collect
+    from spa.criteria.obspa import compensate
+    from spa.plan import keep_mask
+    from spa.report import model_stats_of
+    from spa.rewrite import Rewriter
+    from spa.sensitivity import energy_plan
+    from spa.verify import zeroed_model
+
+    view, _ = prepare(m)
+    a = analyze(view)
+    keep, over = None, {}
+    for k in range(1, steps + 1):
+        r = ratio * k / steps
+        ak = a if keep is None else analyze(prepare(zeroed_model(a, keep, over))[0])
+        assert len(ak.groups) == len(a.groups)
+        stats = collect(ak, source, calib, seed=seed, damp=damp)
+        if energy:
+            cap = 0.75 if energy == "energy" else min(0.9, 1.5 * r)
+            plan = energy_plan(ak, stats, r, max_group_ratio=cap, seed=seed)
+        else:
+            plan = compute_plan(ak, ratio=r, criterion="obspa", seed=seed, data=stats)
+        kk = keep_mask(ak, plan)
+        if keep is not None and (kk & ~keep).any():
+            print(f"# steps: step {k} keeps {int((kk & ~keep).sum())} removed components again", flush=True)
+        over = {**over, **compensate(ak, kk, stats)}
+        keep = kk
+    pruned = Rewriter(a, keep, overrides=over).apply()
+    return pruned, SimpleNamespace(before=model_stats_of(view.model), after=model_stats_of(pruned))
+
+
+def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str, seed: int, kw: dict):
     """The OBS-cost global allocation at the local plan's MACs (spa/sensitivity.py) on `source`'s statistics;
-    `kind` energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio."""
+    `kind` energy: groups may lose up to 75 %; energy15: up to 1.5x the ratio (energy20: 2x)."""
     from spa.analysis import analyze
     from spa.api import prepare
     from spa.calib import collect
@@ -128,8 +183,9 @@ def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str
 
     view, _ = prepare(m)
     a = analyze(view)
-    cap = 0.75 if kind == "energy" else min(0.9, 1.5 * ratio)
-    return energy_plan(a, collect(a, source, calib, seed=seed), ratio, max_group_ratio=cap, seed=seed)
+    cap = 0.75 if kind == "energy" else min(0.9, int(kind[6:]) / 10 * ratio)
+    stats = collect(a, source, calib, seed=seed, damp=kw.get("damp"), samples=kw.get("calib_samples"))
+    return energy_plan(a, stats, ratio, max_group_ratio=cap, seed=seed)
 
 
 # ---------------------------------------------------------------- rendering helpers
@@ -297,8 +353,8 @@ BIN_EXT = {".so", ".pyc", ".png", ".gz", ".zip", ".whl", ".ttf", ".jpg", ".gif",
            ".npy", ".ico", ".bz2", ".xz", ".otf", ".woff", ".woff2", ".wav", ".bin", ".db"}
 
 
-def real_files(rng: np.random.Generator) -> tuple[list[Path], list[Path]]:
-    roots = [Path(sys.prefix) / "lib", Path("/usr/share")]
+def real_files(rng: np.random.Generator, roots: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    roots = roots or [Path(sys.prefix) / "lib", Path("/usr/share")]
     by_ext: dict[str, list[Path]] = {}
     for root in roots:
         for p in root.rglob("*"):
@@ -324,11 +380,16 @@ def magika_features(p: Path) -> np.ndarray:
     return np.array(list(beg) + [256] * (1024 - len(beg)) + [256] * (1024 - len(end)) + list(end), np.int32)
 
 
-def magika() -> Bench:
+MAGIKA_SELECTION_ROOTS = [Path("/usr/lib"), Path("/usr/include"), Path("/etc")]  # none of the held-out roots
+
+
+def magika(selection: bool = False) -> Bench:
     m = _batch_free("magika")
-    text, binary = real_files(np.random.default_rng(2))
+    text, binary = real_files(np.random.default_rng(2), MAGIKA_SELECTION_ROOTS if selection else None)
     dists = {"text": np.stack([magika_features(p) for p in text[:96]]),
              "binary": np.stack([magika_features(p) for p in binary[:96]])}
+    if selection:  # one distribution: text and binary files together
+        dists = {"selection": np.concatenate([dists["text"], dists["binary"]])}
     calib = {"bytes": np.stack([magika_features(p) for p in text[96:112] + binary[96:112]])}
     ref = {id(x): run_batched(m, x).argmax(-1) for x in dists.values()}
 
@@ -450,7 +511,8 @@ def main() -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     seeds = tuple(range(args.seeds))
     if args.phase == "selection":
-        run((minilm if args.models == "minilm" else ocr_rec)(selection=True), args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
+        bench = {"minilm": minilm, "magika": magika}.get(args.models, ocr_rec)(selection=True)
+        run(bench, args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
         return
     for name in args.models.split(","):
         run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds, done)

@@ -388,6 +388,7 @@ class PruneOptions:
     calib_preprocess: dict[str, Any] | None = None  # how a folder of images becomes `calib` (spa.images)
     compensate: bool = True
     refit: bool | None = None
+    damp: float | None = None  # obspa's relative damping of H (None: per source, spa.calib.SOURCE_DAMP, else 0.01)
     calib_augment: bool = True  # the re-fit's calibration images get a rescaled copy each (spa.augment)
     stream_bytes: int | None = None
     self_check: bool | None = None
@@ -405,6 +406,8 @@ class PruneOptions:
             raise BadArgument(f"--round-to must be ≥ 1, got {self.round_to}")
         if len(self.targets) > 1:
             raise BadArgument("give one of --target-macs / --target-params / --target-latency")
+        if self.damp is not None and not 0 < self.damp <= 100:
+            raise BadArgument(f"--damp must be in (0, 100], got {self.damp}")
         if self.allocation not in ALLOCATIONS:
             raise BadArgument(f"unknown allocation {self.allocation!r} (choose from {', '.join(ALLOCATIONS)})")
         if self.allocation == "energy" and (self.criterion != "obspa" or self.global_ or self.targets or self.plan):
@@ -513,7 +516,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             original_rows = OriginalRows(o.seed)
             augmented = with_rescaled_copy(inputs) if o.calib_augment and feeds is not None else None
             inputs = augmented or inputs
-        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows)
+        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows,
+                                 damp=o.damp)
         summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
         if augmented is not None:
             summary["augment"] = "a rescaled copy of each image"
@@ -711,7 +715,8 @@ def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | No
 
 
 def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
-                inputs: dict | None = None, on_batch: Callable[..., None] | None = None) -> dict:
+                inputs: dict | None = None, on_batch: Callable[..., None] | None = None,
+                damp: float | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
     (`inputs`: those inputs, already made by `spa.calib.source_feeds`; `on_batch`: sees every batch's consumer
@@ -725,7 +730,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
-    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp)
 
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:

@@ -54,6 +54,19 @@ log = logging.getLogger(__name__)
 # PRIORS: spa/priors.py
 SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag", "token-bag-common")
 WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read calibration inputs
+# obspa's relative damping (H + damp·mean diag H) per source where it differs from obspa.DAMP (0.01). A synthetic
+# source is a guess at the inputs: more damping trusts its correlations less (towards the magnitude choice, no
+# update). "common" (all-MiniLM-L6-v2 at 0.3, selection sentences, seed 0, local): damp 0.01 0.878, 0.03 0.884,
+# 0.1 0.892, 0.3 0.884, 1.0 0.870; with --allocate energy 0.895 -> 0.906. Not for the image priors: PP-OCRv4 rec
+# at 0.2 with "binary" and 0.1 kept 0.858 / 0.827 / 0.837 (seeds 0-2) against 0.934 / 0.902 / 0.924 at 0.01
+# (benchmarks/generalise_selection.txt).
+SOURCE_DAMP = {"common": 0.1}
+# Synthetic samples per source where they differ from `data_free_samples`: a token sequence gives one row per
+# token (32 here), so 128 samples give all-MiniLM-L6-v2's 1536-wide MLP consumers under 3 rows per column. "common"
+# with 512 (damp 0.1, selection sentences, 0.3): 0.903 vs 0.892 local (seed 0); 0.910 / 0.909 / 0.910 vs
+# 0.906 / 0.902 / 0.905 with --allocate energy (seeds 0-2). Up to that many: the sample budget below still
+# applies (MiniLM at 32 tokens, 0.34 GMACs a sample: 261).
+SOURCE_SAMPLES = {"common": 512}
 DEFAULT_SOURCE = "binary"  # measured best data-free source: benchmarks/obspa_{digits,ocr}.txt
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
@@ -111,7 +124,9 @@ class Consumer:
     parts: list[np.ndarray] | None = field(default=None, repr=False)  # column ids per block; None: one dense H
     grams: list[np.ndarray | None] = field(default_factory=list, repr=False)  # H of each part
     rows: int = 0
+    damp: float | None = None  # obspa's relative damping of H for these statistics (None: its default)
     _hinv: list[np.ndarray] | None = field(default=None, repr=False)
+    _hinv_damp: float | None = field(default=None, repr=False)
 
     @property
     def per_index(self) -> int:
@@ -158,14 +173,14 @@ class Consumer:
     def hinv(self, damp: float) -> list[np.ndarray]:
         """The inverse of every part's damped H (H / rows + damp·mean(diag) on its diagonal; the mean over all
         columns, so that blocks are damped alike), cached: the scoring and the update share it."""
-        if self._hinv is None:
+        if self._hinv is None or self._hinv_damp != damp:
             d = float(np.mean(self.diag()))
             inv = []
             for h in self.grams:
                 h = h / max(1, self.rows)  # a new array: the damping is added to its diagonal in place
                 h[np.diag_indices_from(h)] += damp * d if d > 0 else 1e-8
                 inv.append(spd_inverse(h))
-            self._hinv = inv
+            self._hinv, self._hinv_damp = inv, damp
         return self._hinv
 
     def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH) -> np.ndarray:
@@ -376,15 +391,18 @@ def collect(
     seed: int = 0,
     feeds: dict[str, np.ndarray] | None = None,
     on_batch: BatchHook | None = None,
+    damp: float | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
-    see `accumulate`."""
+    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's)."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
+    for c in cons.values():
+        c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch)
@@ -416,11 +434,12 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     if source in WITH_CALIB:
         assert calib is not None
         if source != "calib":
-            calib = token_bag_inputs(a.view, calib, samples, seed, common=source == "token-bag-common")
+            n = DATA_FREE_SAMPLES if samples is None else samples  # synthetic sequences beside the real ones
+            calib = token_bag_inputs(a.view, calib, n, seed, common=source == "token-bag-common")
         return _whole_batches(calib, fixed) if fixed else calib
     other = synthesis_size(a.view, seed, fixed or 1)
     if samples is None:
-        samples = data_free_samples(a.view, other)
+        samples = data_free_samples(a.view, other, SOURCE_SAMPLES.get(source, DATA_FREE_SAMPLES))
     if fixed:
         samples = -(-samples // fixed) * fixed  # whole batches
     if source == "bn-synth":
@@ -434,10 +453,11 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     return noise_inputs(a.view, samples, seed, other)
 
 
-def data_free_samples(view, other: int = 1) -> int:
-    """Synthetic samples for the data-free statistics of this model at the synthesis size `other`:
-    DATA_FREE_SAMPLES, fewer where they would cost more input values than SAMPLE_VALUES_BUDGET or more MACs than
-    SAMPLE_MACS_BUDGET, at least MIN_DATA_FREE_SAMPLES (see those constants)."""
+def data_free_samples(view, other: int = 1, want: int = DATA_FREE_SAMPLES) -> int:
+    """Synthetic samples for the data-free statistics of this model at the synthesis size `other`: `want`
+    (DATA_FREE_SAMPLES unless the source asks for more, SOURCE_SAMPLES), fewer where they would cost more input
+    values than SAMPLE_VALUES_BUDGET or more MACs than SAMPLE_MACS_BUDGET, at least MIN_DATA_FREE_SAMPLES (see
+    those constants)."""
     from .report import model_stats
     from .verify import input_shapes
 
@@ -450,7 +470,7 @@ def data_free_samples(view, other: int = 1) -> int:
         log.debug("no MAC count for the sample budget (%s)", e)
         macs = 0
     n = min(SAMPLE_VALUES_BUDGET // max(1, values), SAMPLE_MACS_BUDGET // max(1, macs))
-    return int(min(DATA_FREE_SAMPLES, max(MIN_DATA_FREE_SAMPLES, n)))
+    return int(min(want, max(MIN_DATA_FREE_SAMPLES, n)))
 
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:

@@ -27,11 +27,11 @@ SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
 TOL = 1e-5
 
 
-def _stats_and_plan(name: str, ratio: float = 0.5):
+def _stats_and_plan(name: str, ratio: float = 0.5, damp: float | None = None):
     view, _ = prepare(build(name))
     a = analyze(view)
     feeds = calib.noise_inputs(view, 6, seed=3)
-    stats = calib.collect(a, "calib", feeds, batch=3)
+    stats = calib.collect(a, "calib", feeds, batch=3, damp=damp)
     plan = spa.api.compute_plan(a, ratio=ratio, criterion="obspa", data=stats)
     return a, feeds, stats, keep_mask(a, plan)
 
@@ -51,9 +51,12 @@ def _rows(c: calib.Consumer, x: np.ndarray) -> np.ndarray:
     return np.concatenate([r, np.ones((len(r), 1))], axis=1) if c.bias is not None else r
 
 
-@pytest.mark.parametrize("name", ["flatten_to_gemm", "grouped_conv", "matmul_init_right", "gemm_no_trans"])
-def test_compensation_is_the_least_squares_refit(name):
-    a, feeds, stats, keep = _stats_and_plan(name)
+@pytest.mark.parametrize(("name", "damp"), [("flatten_to_gemm", None), ("grouped_conv", None),
+                                            ("matmul_init_right", None), ("gemm_no_trans", None),
+                                            ("flatten_to_gemm", 0.3), ("matmul_init_right", 0.3)])
+def test_compensation_is_the_least_squares_refit(name, damp):
+    """... with the damping the statistics were collected with (`collect(damp=)`, `--damp`) as the ridge."""
+    a, feeds, stats, keep = _stats_and_plan(name, damp=damp)
     view = a.view
     over = compensate(a, keep, stats)
     assert over, "nothing was compensated"
@@ -75,7 +78,7 @@ def test_compensation_is_the_least_squares_refit(name):
         kept[c.columns(gone)] = False
         # ridge-augmented least squares: min ‖X_K w_K − X w‖²/n + λ‖w_K − w_K⁰‖², λ = DAMP·mean diag(XᵀX/n)
         n = len(X)
-        lam = DAMP * float(np.mean(np.sum(X * X, axis=0) / n))
+        lam = (DAMP if damp is None else damp) * float(np.mean(np.sum(X * X, axis=0) / n))
         A = np.concatenate([X[:, kept] / np.sqrt(n), np.sqrt(lam) * np.eye(int(kept.sum()))])
         B = np.concatenate([X @ W.T / np.sqrt(n), np.sqrt(lam) * W[:, kept].T])
         ref = np.linalg.lstsq(A, B, rcond=None)[0].T
@@ -395,3 +398,30 @@ def test_unknown_calib_source_is_one_line_for_every_data_criterion(crit, tmp_pat
     r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", crit, "--calib-source", "bogus")
     assert r.returncode == 2 and "unknown calibration source 'bogus'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.onnx").exists()
+
+
+def test_the_damping_follows_the_source_and_the_option():
+    """"common" statistics are damped by calib.SOURCE_DAMP's 0.1, others by obspa's DAMP, --damp overrides both;
+    the cached inverse follows a changed damping; a damping out of range is refused."""
+    from spa.criteria.obspa import damping
+
+    view, _ = prepare(build("matmul_init_right"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    plain = calib.collect(a, "calib", feeds, batch=3)
+    assert {damping(c) for c in plain.values()} == {DAMP}
+    assert {damping(c) for c in calib.collect(a, "common", batch=3).values()} == {calib.SOURCE_DAMP["common"]}
+    assert {damping(c) for c in calib.collect(a, "common", batch=3, damp=0.02).values()} == {0.02}
+    c = next(iter(plain.values()))
+    h1, h2 = c.hinv(0.01)[0], c.hinv(1.0)[0]
+    assert not np.allclose(h1, h2)
+    with pytest.raises(spa.errors.BadArgument, match="--damp"):
+        spa.prune(build("matmul_init_right"), ratio=0.5, criterion="obspa", damp=0.0)
+
+
+def test_cli_damp_out_of_range_fails_with_one_line(tmp_path):
+    out = tmp_path / "p.onnx"
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--damp", "0", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: --damp must be in (0, 100]")
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -325,3 +325,25 @@ def test_token_bag_common_adds_common_token_sequences_and_skips_the_refit_too(mo
     _, rep = spa.prune(_masked_token_model(1200), ratio=0.5, criterion="obspa", calib=c,
                        calib_source="token-bag-common", calib_samples=10, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 26
+
+
+def test_token_bag_without_a_sample_count_adds_the_data_free_default():
+    """`--calib-source token-bag` without --calib-samples crashed (exit 1) once the data-free count became
+    per-model: the bag adds calib.DATA_FREE_SAMPLES sequences to the calibration's."""
+    _, rep = spa.prune(_masked_token_model(), ratio=0.5, criterion="obspa", calib=_calib_tokens(),
+                       calib_source="token-bag", oracle=True)
+    assert rep.calibration["samples"] == len(_calib_tokens()["ids"]) + calib.DATA_FREE_SAMPLES
+    assert rep.oracle is not None and rep.oracle <= TOL
+
+
+def test_common_source_takes_more_samples_and_more_damping_within_the_budget():
+    """"common" asks for SOURCE_SAMPLES' 512 sequences (a sequence gives one row per token) and SOURCE_DAMP's
+    damping; the default source keeps DATA_FREE_SAMPLES; the sample budget still caps both."""
+    from spa.criteria.obspa import damping
+
+    a = analyze(prepare(_masked_token_model(1200))[0])
+    assert len(calib.source_feeds(a, "common", None)["ids"]) == calib.SOURCE_SAMPLES["common"] == 512
+    assert len(calib.source_feeds(a, "binary", None)["ids"]) == calib.DATA_FREE_SAMPLES
+    assert calib.data_free_samples(a.view, 12, 10**9) < 10**9  # the budget binds a huge wish
+    stats = calib.collect(a, "common", batch=64)
+    assert {damping(c) for c in stats.values()} == {calib.SOURCE_DAMP["common"]}

@@ -1,7 +1,8 @@
 """Calibration-aware criteria: OBSPA (Optimal Brain Surgeon on groups), activation norm, structured Wanda.
 
 They read the consumers of a group's channels (`spa.calib.Consumer`: Conv/Gemm/MatMul weight columns, role
-"in") and each consumer's input statistics H = Σ x xᵀ (damped by `DAMP`·mean(diag H)).
+"in") and each consumer's input statistics H = Σ x xᵀ (damped by `damping(c)`·mean(diag H): DAMP unless the
+statistics say otherwise, spa.calib.Consumer.damp).
 
 OBSPA scores channel c by the least-squares cost of removing its columns P (all kernel positions, all indices
 the channel owns) from every consumer while the remaining columns are optimally re-fitted:
@@ -44,6 +45,11 @@ CAPTURE_BYTES = 512 << 20  # the original's re-fit rows kept from the calibratio
 LayerInputs = dict[tuple[str, int], Consumer]  # per consumer (weight, axis): statistics of its inputs (H)
 
 
+def damping(c: Consumer) -> float:
+    """The relative damping of a consumer's H: the one its statistics were collected with, else DAMP."""
+    return DAMP if c.damp is None else c.damp
+
+
 def _consumer_members(group: Group, layers: LayerInputs) -> list[tuple[Member, Consumer]]:
     return [(m, layers[(m.tensor, m.axis)]) for m in group.params if m.role == "in" and (m.tensor, m.axis) in layers]
 
@@ -66,7 +72,7 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
     for m, c in pairs:
         W = c.matrix(weights(c.weight))  # columns are taken (as float64) per chunk of channels
         cols = _channel_columns(m, c, group.size)
-        for part, Hi in zip(_parts(c), c.hinv(DAMP)):
+        for part, Hi in zip(_parts(c), c.hinv(damping(c))):
             # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)
             local = cols if part is None else _locals(part, cols)
             total += _removal_costs(W, Hi, local, part)
@@ -194,13 +200,13 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
         P = c.columns(gone)
         if c.parts is None:
             W = _augmented(c, view)
-            Hi = c.hinv(DAMP)[0]  # usually cached by the scoring
+            Hi = c.hinv(damping(c))[0]  # usually cached by the scoring
             _store(c, view, _obs_update(W, Hi, P), out)
             continue
         W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
         b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
         shift = 0.0
-        for part, Hi in zip(c.parts, c.hinv(DAMP)):
+        for part, Hi in zip(c.parts, c.hinv(damping(c))):
             Pl = _local(part, P)
             if not len(Pl):
                 continue

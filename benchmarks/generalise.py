@@ -72,12 +72,64 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from obspa_ocr import char_accuracy, charset, edit, rec_model, segments  # noqa: F401
 
 import spa
+from spa import calib as spa_calib
 from spa.verify import session
 
 RATIOS = (0.1, 0.2, 0.3, 0.5)
 SEEDS = (0, 1, 2, 3, 4)
 FONTS = Path("/usr/share/fonts/truetype")
 N_CALIB = 32
+N_WIDE = 48  # lines per wide selection distribution
+
+
+# ---------------------------------------------------------------- prior variants (benchmark only)
+
+
+def _halves(view, n: int, seed: int, other: int, first, second) -> dict[str, np.ndarray]:
+    """Half the samples from each of two priors, shuffled."""
+    a = first(view, n - n // 2, seed, other)
+    b = second(view, n // 2, seed + 7919, other)
+    order = np.random.default_rng(seed).permutation(n)
+    return {k: np.concatenate([a[k], b[k]])[order] for k in a}
+
+
+def _binary_levels(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
+    """"binary" at a random contrast and brightness: the light level in [-0.2, 1], the dark one 0.4-2 below it
+    (within [-1, 1]) instead of ±1."""
+    from spa.priors import _images
+
+    def make(rng, f):
+        hi = rng.uniform(-0.2, 1.0)
+        lo = max(-1.0, hi - rng.uniform(0.4, 2.0))
+        return np.where(f > np.quantile(f, rng.uniform(0.05, 0.5)), hi, lo)
+
+    return _images(view, n, seed, other, make)
+
+
+def register_variants() -> None:
+    """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
+    "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
+    log-uniform from 0.12 / 0.06; strokes25-both: a quarter of the samples light on dark; strokes25-colour: a tint
+    per channel; strokes25-binary: half strokes25, half "binary"; binary-levels: see _binary_levels)."""
+    from functools import partial
+
+    from spa import calib, priors
+
+    strokes = priors.strokes_inputs
+    variants = {
+        "strokes25": partial(strokes, band_min=0.25), "strokes12": partial(strokes, band_min=0.12),
+        "strokes-log12": partial(strokes, band_min=0.12, log_band=True),
+        "strokes-log6": partial(strokes, band_min=0.06, log_band=True),
+        "strokes25-both": partial(strokes, band_min=0.25, light=0.25),
+        "strokes25-colour": partial(strokes, band_min=0.25, colour=True),
+        "strokes25-binary": lambda view, n, seed, other=1: _halves(view, n, seed, other, partial(strokes, band_min=0.25),
+                                                                   priors.binary_inputs),
+        "binary-levels": _binary_levels}
+    priors.PRIORS.update(variants)
+    calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
+
+
+register_variants()
 
 
 # ---------------------------------------------------------------- methods
@@ -92,7 +144,18 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=method == "obspa-calib32")
     parts = method.split("-")
+    k = max(k for k in range(2, len(parts) + 1) if k == 2 or "-".join(parts[1:k]) in spa_calib.SOURCES)
+    parts = ["obspa", "-".join(parts[1:k]), *parts[k:]]  # sources with a dash: binary-levels
     source = parts[1]
+    if parts[-1].startswith("damp"):  # -damp<x>: the OBS damping DAMP (relative to mean diag H) set to x
+        from spa.criteria import obspa as obspa_criterion
+
+        default = obspa_criterion.DAMP
+        obspa_criterion.DAMP = float(parts[-1][4:])
+        try:
+            return prune_with(m, "-".join(parts[:-1]), ratio, seed, calib)
+        finally:
+            obspa_criterion.DAMP = default
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
         parts = parts[:-1]
@@ -180,6 +243,52 @@ def rec_line(text: str, fname: str, *, invert=False, blur=0.0, noise=0.0, rng=No
     return out
 
 
+OCR_WIDE = {  # selection distribution -> (licence text, fonts, render options): other texts, fonts and conditions
+    # than the held-out ones (no Apache-2.0 text, no Liberation/FreeSerif/FreeMono/Noto Sans font, no blur, noise
+    # or inversion), so that a choice made here is not made on clean DejaVu lines only
+    "sel-lowcontrast": ("MPL-2.0", ("FreeSans.ttf", "DejaVuSansCondensed.ttf"), {"contrast": True}),
+    "sel-small": ("BSD", ("NotoSerif-Regular.ttf", "DejaVuSerif-Italic.ttf"), {"size": (18, 26)}),
+    "sel-jpeg": ("LGPL-2.1", ("DejaVuSansMono-Oblique.ttf", "NotoSerif-Bold.ttf"), {"jpeg": True}),
+    "sel-skew": ("GFDL-1.3", ("DejaVuSans-ExtraLight.ttf", "FreeSansBold.ttf"), {"skew": True}),
+    "sel-texture": ("LGPL-3", ("DejaVuSerifCondensed.ttf", "FreeSansOblique.ttf"), {"texture": True}),
+}
+
+
+def wide_line(text: str, fname: str, rng: np.random.Generator, *, contrast=False, size=None, jpeg=False, skew=False,
+              texture=False) -> np.ndarray:
+    """One selection line (rapidocr's preprocessing as `rec_line`): dark text on a light background, with one of
+    the selection conditions: low contrast on a tinted background, smaller text at a random height, JPEG
+    blockiness, a slant of up to 4 degrees, or a paper-like texture."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    f = font(fname, int(rng.integers(*size)) if size else 32)
+    x0, y0, x1, y1 = f.getbbox(text)
+    bg = tuple(int(v) for v in rng.integers(150, 240, 3)) if contrast else (255, 255, 255)
+    fg = tuple(int(b * rng.uniform(0.35, 0.65)) for b in bg) if contrast else (0, 0, 0)
+    img = Image.new("RGB", (x1 - x0 + 16, 48), bg)
+    top = int(rng.integers(0, max(1, 48 - (y1 - y0)))) if size else (48 - (y1 - y0)) // 2
+    ImageDraw.Draw(img).text((8 - x0, top - y0), text, font=f, fill=fg)
+    if skew:
+        img = img.rotate(float(rng.uniform(-4, 4)), resample=Image.BILINEAR, fillcolor=bg)
+    if texture:
+
+        field = np.cumsum(np.cumsum(rng.standard_normal((img.height, img.width)), 0), 1)
+        field = (field - field.mean()) / (field.std() + 1e-8)
+        a = np.asarray(img, np.float32) * (1 + 0.12 * field[..., None])
+        img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    if jpeg:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=int(rng.integers(8, 20)))
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    w = min(320, int(np.ceil(48 * img.width / img.height)))
+    a = np.asarray(img.resize((w, 48), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1) / 255
+    out = np.zeros((3, 48, 320), np.float32)
+    out[:, :, :w] = (a - 0.5) / 0.5
+    return out
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -212,6 +321,10 @@ def ocr_rec(selection: bool = False) -> Bench:
 
         x_ev, truth, _ = dataset()
         dists = {"selection": (x_ev, truth)}
+        for d, (text, fonts, opts) in OCR_WIDE.items():
+            segs = licence_segments(f"/usr/share/common-licenses/{text}")
+            texts = [segs[i] for i in rng.permutation(len(segs))[:N_WIDE]]
+            dists[d] = (np.stack([wide_line(t, fonts[k % 2], rng, **opts) for k, t in enumerate(texts)]), texts)
         calib = {}
     else:
         segs = licence_segments("/usr/share/common-licenses/Apache-2.0")

@@ -35,11 +35,10 @@ MODELS = {  # model -> (title, what the number is)
 # The rows that show spa's data-free default per model. all-MiniLM-L6-v2: "obspa-padded" is what the default
 # does since attention masks are synthesised as padding masks (chosen on the selection sentences, confirmed on
 # held-out ones); its "obspa-binary" rows (random 0/1 masks, the previous default) are listed as a variant.
-# PP-OCRv4 rec: "obspa-strokes", the default image prior since branch ocrfree (chosen on generalise.py's widened
-# selection set); its "obspa-binary" rows (the previous default) are listed as a variant. Models whose default rows
-# were not re-run with "strokes" show "obspa-binary" (image models: the previous default; token and byte inputs:
-# the same values either way, the priors differ only on images).
-DATA_FREE = {"minilm": "obspa-padded", "ocr_rec": "obspa-strokes"}
+# PP-OCRv4 rec and det: "obspa-strokes", the default image prior since branch ocrfree (chosen on generalise.py's
+# widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant. Magika shows
+# "obspa-binary" (byte inputs: the same values either way, the priors differ only on images).
+DATA_FREE = {"minilm": "obspa-padded", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes"}
 
 
 def read(paths: list[Path]) -> tuple[dict, dict]:
@@ -90,9 +89,10 @@ def main() -> None:
            ", ".join(f"`{f.name}`" for f in files + distill) + " (do not edit by hand). "
            "Every number is on HELD-OUT inputs: distributions that no choice of method or default looked at "
            "(benchmarks/generalise.py's header lists them). Data-free obspa = spa's default source: for PP-OCRv4 rec "
-           "the rows \"obspa-strokes\" (the default image prior now), for all-MiniLM-L6-v2 \"obspa-padded\" (attention "
-           "masks as padding masks, the default now), for the others \"obspa-binary\" (the default image prior "
-           "before \"strokes\"; Magika's byte inputs get the same statistics from both). Values are relative to the original model (1.000 = "
+           "and det the rows \"obspa-strokes\" (the default image prior now; det's rows are a second look at its "
+           "held-out pages, see the raw file), for all-MiniLM-L6-v2 \"obspa-padded\" (attention masks as padding "
+           "masks, the default now), for Magika \"obspa-binary\" (the default image prior before \"strokes\"; byte "
+           "inputs get the same statistics from both). Values are relative to the original model (1.000 = "
            "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
            "distribution is shown). `--calib 32`: 32 unlabelled inputs of the held-out kind, not the evaluation "

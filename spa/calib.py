@@ -12,7 +12,8 @@ Where the inputs come from (`source`):
 - "noise": standard normal inputs pushed through the model (data-free);
 - "strokes" (the default): for image inputs (N, C, H, W), rendered-like synthetic images without fonts: pen
   strokes (lines, arcs, dots) grouped like glyphs in a band of random height, dark on a light background at a
-  random contrast (spa.priors.strokes_inputs); other inputs as "noise" (data-free);
+  random contrast; an image taller than a line (48 px) a page of such lines (spa.priors.strokes_inputs); other
+  inputs as "noise" (data-free);
 - "binary" (the default before "strokes"): for image inputs, two-level synthetic images: a spatially correlated
   field (1/f² power spectrum plus flat rectangles and thin strokes) thresholded so that 5-50 % of the pixels
   are -1 and the rest +1: sharp-edged shapes on a flat background; other inputs as "noise" (data-free);

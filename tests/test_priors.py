@@ -96,6 +96,23 @@ def test_strokes_is_the_default_dark_strokes_on_a_light_background_deterministic
     assert np.array_equal(strokes_inputs(tokens, 8, seed=0)["ids"], calib.binary_inputs(tokens, 8, seed=0)["ids"])
 
 
+def test_strokes_draw_one_line_up_to_line_max_and_a_page_of_lines_above():
+    """An image at most LINE_MAX high is one band of strokes (the same draws as with pages=False); a taller one
+    holds several lines: its ink rows form more than one run, separated by blank rows."""
+    from spa.priors import LINE_MAX, _strokes
+
+    for seed in range(4):
+        line = _strokes(np.random.default_rng(seed), 1, LINE_MAX, 320)
+        assert np.array_equal(line, _strokes(np.random.default_rng(seed), 1, LINE_MAX, 320, pages=False))
+    runs = []
+    for seed in range(8):
+        page = _strokes(np.random.default_rng(seed), 1, 320, 320)[0]
+        background = np.max(page)
+        rows = (page < background).any(axis=1).astype(int)
+        runs.append(int(np.sum(np.diff(rows) == 1) + rows[0]))
+    assert min(runs) >= 2 and max(runs) > 3
+
+
 def test_obspa_with_the_default_strokes_prior_passes_the_oracle():
     _, rep = spa.prune(str(SAMPLE), ratio=0.5, criterion="obspa", calib_samples=8, oracle=True)
     assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL

@@ -10,8 +10,10 @@ the embedding table or one-hot alphabet they index, padding masks; and the extra
   "structured" (continuous natural-image statistics) and "noise"; shuffled so every batch sees all four.
   Non-image inputs are "noise" in all of them. Why: a single prior is tuned to the inputs it was chosen on
   (benchmarks/generalise.py measures whether an ensemble transfers better).
-- "common": the default inputs, but token ids drawn from the tokens an embedding table marks as everyday words
+- "common": the "binary" inputs, but token ids drawn from the tokens an embedding table marks as everyday words
   (`common_tokens`) instead of uniformly over the vocabulary.
+- "strokes" (spa.calib's default): rendered-like images without fonts, pen strokes grouped like glyphs in a line,
+  a page of lines in images taller than LINE_MAX (`strokes_inputs`); other inputs as "noise".
 """
 
 from __future__ import annotations

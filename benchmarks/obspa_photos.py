@@ -13,6 +13,8 @@ anchors where the original scores > 0.25. Pruned WITHOUT fine-tuning.
     .venv/bin/python benchmarks/obspa_photos.py > benchmarks/obspa_photos.txt   (pip install scikit-image)
     .venv/bin/python benchmarks/obspa_photos.py --samples 19,32,48,128   (the "binary" seed spread at r=0.2 with
         that many synthetic samples each: benchmarks/obspa_cost_budget.txt)
+    .venv/bin/python benchmarks/obspa_photos.py --sources strokes,binary   (only the seed spread at r=0.2, of
+        those data-free sources)
 """
 
 from __future__ import annotations
@@ -105,6 +107,16 @@ def main() -> None:
         for n in map(int, sys.argv[2].split(",")):
             cs = spread(m, x, o, "binary", n)
             print(f"  {n:3d} samples" + "".join(f"{c:8.4f}" for c in cs) + f"   mean {np.mean(cs):.4f}  worst "
+                  f"{min(cs):.4f}", flush=True)
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--sources":
+        m = model()
+        x = crops()
+        o = outputs(m, x)
+        print("seed spread at r=0.2 (seeds 0-3): class-logit correlation")
+        for source in sys.argv[2].split(","):
+            cs = spread(m, x, o, source)
+            print(f"  obspa {source:11s}" + "".join(f"{c:8.4f}" for c in cs) + f"   mean {np.mean(cs):.4f}  worst "
                   f"{min(cs):.4f}", flush=True)
         return
     m = model()

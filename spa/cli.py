@@ -226,7 +226,7 @@ def prune(
     ratio: Annotated[float, typer.Option("--ratio", "-r", help="fraction of channels removed per group, 0 ≤ R < 1")] = 0.5,
     criterion: Annotated[str, typer.Option("--criterion", "-c", help="l1 | l2 | random | bn | obspa | act | wanda | taylor | snip")] = "l1",
     calib: Annotated[Optional[Path], typer.Option("--calib", help="calibration inputs for obspa/act/wanda: .npz keyed by graph input name (first axis = samples), or a folder of images (see --calib-size ...)")] = None,
-    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: binary (default) | structured | noise | bn | bn-synth | mix | common (token ids: everyday words); with --calib: token-bag (its tokens also shuffled into new sequences) | token-bag-common (and common sequences)")] = None,
+    calib_source: Annotated[Optional[str], typer.Option("--calib-source", help="data-free input statistics without --calib: strokes (default) | binary | structured | noise | bn | bn-synth | mix | common (token ids: everyday words); with --calib: token-bag (its tokens also shuffled into new sequences) | token-bag-common (and common sequences)")] = None,
     calib_samples: Annotated[Optional[int], typer.Option("--calib-samples", help="synthetic samples for the data-free statistics (default 128, fewer for models with large inputs or many MACs: --json says how many)")] = None,
     calib_size: Annotated[Optional[str], typer.Option("--calib-size", help="--calib DIR of images: resize to HxW (default: the model's fixed size)")] = None,
     calib_mean: Annotated[Optional[str], typer.Option("--calib-mean", help="--calib DIR: per-channel mean subtracted after --calib-scale, e.g. 0.485,0.456,0.406 (default 0)")] = None,

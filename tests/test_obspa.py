@@ -212,12 +212,11 @@ def test_structured_source_is_image_like_and_spatially_correlated():
 
 
 def test_binary_source_is_two_level_shapes_on_a_background():
-    """The "binary" data-free source (the default) gives image inputs two-level images: every pixel ±1, a
-    minority of 5-50 % at -1, spatially correlated (shapes with edges, not salt and pepper); the samples and the
+    """The "binary" data-free source (the default before "strokes") gives image inputs two-level images: every
+    pixel ±1, a minority of 5-50 % at -1, spatially correlated (shapes with edges, not salt and pepper); the samples and the
     seed decide the images; non-image inputs stay as "noise"."""
     from spa.view import ModelView
 
-    assert calib.DEFAULT_SOURCE == "binary"
     view = ModelView.build(onnx.load(str(ROOT / "models/samples/resnet18_tiny.onnx")))
     name = view.graph_inputs[0]
     b = calib.binary_inputs(view, 16, seed=0)[name]
@@ -236,13 +235,13 @@ def test_binary_source_is_two_level_shapes_on_a_background():
 def test_calib_samples_sets_the_synthetic_sample_count(monkeypatch, tmp_path):
     """--calib-samples decides how many synthetic samples the data-free statistics read; 0 is refused."""
     seen = []
-    orig = calib.binary_inputs
+    orig = calib.PRIORS[calib.DEFAULT_SOURCE]
 
     def spy(view, n, seed, other=1):
         seen.append(n)
         return orig(view, n, seed, other)
 
-    monkeypatch.setattr(calib, "binary_inputs", spy)
+    monkeypatch.setitem(calib.PRIORS, calib.DEFAULT_SOURCE, spy)
     spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=12, verify=False)
     spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", verify=False)
     assert seen == [12, calib.DATA_FREE_SAMPLES]

@@ -71,6 +71,54 @@ def test_cli_accepts_mix_and_refuses_an_unknown_prior(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "p.onnx").exists()
 
 
+def test_strokes_is_the_default_dark_strokes_on_a_light_background_deterministically():
+    """The default data-free source draws, per image sample, a light background and darker strokes (a minority
+    of the pixels) in [-1, 1], the same in every channel; several brightness levels across samples; a seed
+    decides the samples; a non-image input gets the same values as from "binary" (both are "noise" there)."""
+    from spa.priors import strokes_inputs
+
+    assert calib.DEFAULT_SOURCE == "strokes" and "strokes" in calib.SOURCES
+    view = _view()
+    name = view.graph_inputs[0]
+    x = strokes_inputs(view, 16, seed=0)[name]
+    assert x.shape == calib.noise_inputs(view, 16, seed=0)[name].shape and x.dtype == np.float32
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert np.array_equal(x[:, :1].repeat(x.shape[1], axis=1), x)
+    for s in x[:, 0]:
+        values, counts = np.unique(s, return_counts=True)
+        background = values[counts.argmax()]
+        ink = s < background
+        assert 0.0 < ink.mean() < 0.6 and not (s > background).any()
+    assert np.ptp([np.median(s) for s in x]) > 0.3
+    assert np.array_equal(x, strokes_inputs(view, 16, seed=0)[name])
+    assert not np.array_equal(x, strokes_inputs(view, 16, seed=1)[name])
+    tokens, _ = prepare(_token_model(300))
+    assert np.array_equal(strokes_inputs(tokens, 8, seed=0)["ids"], calib.binary_inputs(tokens, 8, seed=0)["ids"])
+
+
+def test_strokes_draw_one_line_up_to_line_max_and_a_page_of_lines_above():
+    """An image at most LINE_MAX high is one band of strokes (the same draws as with pages=False); a taller one
+    holds several lines: its ink rows form more than one run, separated by blank rows."""
+    from spa.priors import LINE_MAX, _strokes
+
+    for seed in range(4):
+        line = _strokes(np.random.default_rng(seed), 1, LINE_MAX, 320)
+        assert np.array_equal(line, _strokes(np.random.default_rng(seed), 1, LINE_MAX, 320, pages=False))
+    runs = []
+    for seed in range(8):
+        page = _strokes(np.random.default_rng(seed), 1, 320, 320)[0]
+        background = np.max(page)
+        rows = (page < background).any(axis=1).astype(int)
+        runs.append(int(np.sum(np.diff(rows) == 1) + rows[0]))
+    assert min(runs) >= 2 and max(runs) > 3
+
+
+def test_obspa_with_the_default_strokes_prior_passes_the_oracle():
+    _, rep = spa.prune(str(SAMPLE), ratio=0.5, criterion="obspa", calib_samples=8, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["source"] == "strokes"
+
+
 def _stats(name: str):
     view, _ = prepare(build(name))
     a = analyze(view)

@@ -12,6 +12,8 @@ Groups without a supported consumer keep the local ratio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .analysis import Analysis
@@ -81,8 +83,10 @@ def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: floa
     rest = {k: v for k, v in local_scores.items() if k not in raw}
     local = make_plan(a, local_scores, ratio, criterion="obspa")
 
+    count = mac_counter(a)
+
     def macs(plan: Plan) -> int:
-        return pruned_macs(a, keep_mask(a, plan))
+        return count(keep_mask(a, plan))
 
     def merged(r: float) -> Plan:
         p = make_plan(a, raw, r, global_=True, max_group_ratio=max_group_ratio, criterion="obspa")
@@ -105,16 +109,29 @@ def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: floa
 
 
 def pruned_macs(a: Analysis, keep: np.ndarray) -> int:
-    """MACs per sample of the model pruned to `keep`, without rewriting it: the original's shapes with every
-    channel axis (each slot of the analysis) shrunk to its kept channels, counted by each node's rule as
-    `spa.report.model_stats` counts the rewritten model's (the rewrite only slices channel axes). energy_plan's
-    bisection asks this a dozen times; a rewrite, shape inference and onnxruntime probe per step made it cost
-    as much as the rest of the calibrated prune of PP-OCRv4 rec."""
+    """MACs per sample of the model pruned to `keep`, without rewriting it (`mac_counter`)."""
+    return mac_counter(a)(keep)
+
+
+def mac_counter(a: Analysis) -> Callable[[np.ndarray], int]:
+    """keep mask → MACs per sample of the model pruned to it, without rewriting it: the original's shapes with
+    every channel axis (each slot of the analysis) shrunk to its kept channels, counted by each node's rule as
+    `spa.report.model_stats` counts the rewritten model's (the rewrite only slices channel axes). The nodes that
+    count MACs and the slots of their tensors are found once: energy_plan's bisection asks a dozen times, and a
+    rewrite, shape inference and onnxruntime probe per step cost as much as the rest of the calibrated prune
+    of PP-OCRv4 rec."""
     from .report import node_macs
 
-    shapes = dict(a.view.shapes)
-    for (name, axis), comps in a.slot_comps.items():
-        s = shapes.get(name)
-        if s is not None and axis < len(s) and s[axis] is not None:
-            shapes[name] = (*s[:axis], int(np.count_nonzero(keep[comps])), *s[axis + 1 :])
-    return sum(node_macs(shapes, n, a.rules) for n in a.view.model.graph.node)
+    nodes = [n for n in a.view.model.graph.node if node_macs(a.view.shapes, n, a.rules)]
+    tensors = {t for n in nodes for t in (*n.input, *n.output) if t}
+    slots = [(name, axis, comps) for (name, axis), comps in a.slot_comps.items() if name in tensors]
+
+    def count(keep: np.ndarray) -> int:
+        shapes = dict(a.view.shapes)
+        for name, axis, comps in slots:
+            s = shapes.get(name)
+            if s is not None and axis < len(s) and s[axis] is not None:
+                shapes[name] = (*s[:axis], int(np.count_nonzero(keep[comps])), *s[axis + 1 :])
+        return sum(node_macs(shapes, n, a.rules) for n in nodes)
+
+    return count

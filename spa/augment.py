@@ -10,8 +10,8 @@ benchmarks/obspa_calib_fast.py's choice set (never its held-out set), kept 88.7 
 average over seeds (worst 86.6 %) without a copy and 90.5 % (88.7 %) with one at 0.9; rescaled about the centre
 instead (text moved right) 88.2 % (87.8 %); the same lines twice 88.3 %: the gain is the new content, not more
 rows. With the energy allocation (spa.sensitivity) a second copy at 1.1 raised it from 92.6 % (89.7 %) to 93.5 %
-(91.9 %); giving each line one copy, at 0.9 or 1.1 alternately, 92.6 % (90.1 %) (benchmarks/
-obspa_calib_fast_choice.txt).
+(91.9 %); giving each line one copy, at 0.9 or 1.1 alternately, 92.6 % (90.1 %); copies at 0.8 and 1.2 94.1 %
+(93.6 %) (benchmarks/obspa_calib_fast_choice.txt).
 
 An input is an image when it is a 4-D float array with a channel axis of at most 4 (NCHW or NHWC) and both
 spatial sides of at least MIN_SIDE; other inputs are repeated unchanged, so that multi-input models stay aligned.
@@ -45,7 +45,10 @@ import onnx
 from .errors import BadArgument
 
 # ---------------------------------------------------------------- calibration: rescaled copies
-SCALES = (0.9, 1.1)  # content sizes of the copies (the smaller one's border filled with its edge)
+# content sizes of the copies (the smaller one's border filled with its edge). Choice set (PP-OCRv4 rec at 0.5, energy
+# allocation, seeds 0-2): (0.9, 1.1) 93.5 % of the original on average, worst seed 91.9 %; (0.85, 1.15) 94.2 / 93.0;
+# (0.8, 1.2) 94.1 / 93.6; (0.75, 1.25) 94.0 / 93.7; (0.9, 1.2) 93.4 / 92.4: the middle of the plateau.
+SCALES = (0.8, 1.2)
 MIN_SIDE = 8
 
 

@@ -55,7 +55,7 @@ def test_fixed_batch_calibration_is_filled_to_whole_batches():
     _, rep = spa.prune(fixed_batch_cnn(2), ratio=0.5, criterion="obspa", calib={"x": x}, refit=True, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
     assert rep.calibration == {"source": "calib", "samples": 18, "batch": 2, "consumers": {"dense": 3},
-                               "augment": "rescaled copies of each image (x0.9, x1.1)"}
+                               "augment": "rescaled copies of each image (x0.8, x1.2)"}
 
 
 def test_torch_export_with_fixed_batch_cli(tmp_path):

@@ -2,8 +2,10 @@
 the accuracy it keeps on text and fonts that neither the calibration nor any choice of settings saw.
 
 Calibration: 32 unlabelled lines of one text (Apache-2.0 licence) in FreeSans / FreeSerif, drawn at random per
-seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts. spa adds a rescaled copy of each
-(spa.augment, the default; `--choose augment` compares it with none).
+seed (seeds 0-2): what a user has at hand, not the evaluation's text or fonts. spa adds rescaled copies of each
+(spa.augment, the default; `--choose augment` compares them with none) and spreads the ratio over the groups by
+the OBS cost at the local plan's MACs (`allocation` energy, the default with calibration data; `--choose
+allocation` compares it with local).
 Choice set (settings were chosen on it: `--choose`): 64 lines of the Artistic licence in DejaVu Sans / Serif /
 Mono. Held-out set (reported; never used for any choice): 64 lines of the MPL-2.0 in Liberation Sans / Serif /
 Mono and FreeMono. Rendering, preprocessing (48x320, /255, -0.5, /0.5), CTC decoding and the character-accuracy
@@ -13,7 +15,7 @@ Timing: `spa.prune` of the same in-memory model, l1 and obspa --calib alternatel
 include load, analysis, rewrite, verification and the self-check oracle, as a `spa prune` does.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/obspa_calib_fast.py > benchmarks/obspa_calib_fast.txt
-    (--choose damp,rows,augment: the settings' comparison on the choice set instead, ratio 0.5 only; raw output
+    (--choose damp,rows,augment,allocation: the settings' comparison on the choice set instead, ratio 0.5 only; raw output
     of the runs that chose the defaults: benchmarks/obspa_calib_fast_choice.txt)
 """
 
@@ -51,15 +53,17 @@ def lines(spec: tuple[str, list[str]], n: int, seed: int) -> tuple[np.ndarray, l
         segs[i] for i in pick]
 
 
-def timing(m, calib: dict[str, np.ndarray], reps: int = 3) -> tuple[float, float]:
+def timing(m, calib: dict[str, np.ndarray], reps: int = 3) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU seconds (all threads of this process: less sensitive to other jobs on a shared
+    machine) per criterion."""
     spa.prune(m, ratio=0.5, criterion="l1")  # warm-up: imports, onnxruntime
-    t: dict[str, list[float]] = {"l1": [], "obspa": []}
+    t: dict[str, list[tuple[float, float]]] = {"l1": [], "obspa": []}
     for _ in range(reps):
         for crit, times in t.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             spa.prune(m, ratio=0.5, criterion=crit, calib=calib if crit == "obspa" else None)
-            times.append(time.perf_counter() - t0)
-    return float(np.median(t["l1"])), float(np.median(t["obspa"]))
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return {k: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v]))) for k, v in t.items()}
 
 
 def evaluate(m, chars, spec, label: str, ratios=RATIOS, **options) -> None:
@@ -89,7 +93,8 @@ def main() -> None:
         which = sys.argv[sys.argv.index("--choose") + 1].split(",") if len(sys.argv) > 2 else ["damp"]
         variants = {"damp": [("REFIT_DAMP", v) for v in (0.01, 0.1, 0.001)],
                     "rows": [("REFIT_ROWS", v) for v in (16384, 4096, 1024, 512)],
-                    "augment": [("calib_augment", v) for v in (False, True)]}  # a prune option, not a constant
+                    "augment": [("calib_augment", v) for v in (False, True)],  # prune options, not constants
+                    "allocation": [("allocation", v) for v in ("local", "energy")]}
         for name, value in (v for w in which for v in variants[w]):
             if not hasattr(obspa, name):
                 evaluate(m, chars, CHOICE, f"choice set, {name} {value}", ratios=(0.5,), **{name: value})
@@ -100,9 +105,11 @@ def main() -> None:
             setattr(obspa, name, old)
         return
     x_ca, _ = lines(CALIB, N_CALIB, 0)
-    l1, obs = timing(m, {m.graph.input[0].name: x_ca})
+    t = timing(m, {m.graph.input[0].name: x_ca})
+    (l1, l1_cpu), (obs, obs_cpu) = t["l1"], t["obspa"]
     print(f"prune time at ratio 0.5 (median of 3, alternated): l1 {l1:.2f} s, obspa --calib {obs:.2f} s, "
-          f"ratio {obs / l1:.1f}x")
+          f"ratio {obs / l1:.1f}x; CPU time l1 {l1_cpu:.2f} s, obspa --calib {obs_cpu:.2f} s, "
+          f"ratio {obs_cpu / l1_cpu:.1f}x")
     sys.stdout.flush()
     evaluate(m, chars, HELD_OUT, "held-out set")
 

@@ -78,6 +78,10 @@ SOURCE_SAMPLES = {"common": 512}
 DEFAULT_SOURCE = "strokes"
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
+# ...and half as many from real calibration inputs ("calib"): PP-OCRv4 rec at 0.5 with 32 lines and their rescaled
+# copies (benchmarks/obspa_calib_fast_choice.txt, choice set, seeds 0-2) kept 93.6 % of the original's accuracy on
+# average (worst seed 91.8 %) against 93.5 % (91.9 %) with 16384, at half the im2col rows and Gram products
+CALIB_ROWS_TOTAL = 8192
 # Synthetic samples per data-free source. More samples, not more rows, steady the result: PP-OCRv4 rec at 0.2
 # (benchmarks/obspa_ocr.txt, "binary" over seeds 0-7) spreads 0.877-0.940 with 32 samples, 0.898-0.934 with
 # 128 (min 90.4 % of the original's accuracy).
@@ -185,7 +189,8 @@ class Consumer:
             d = float(np.mean(self.diag()))
             inv = []
             for h in self.grams:
-                h = h / max(1, self.rows)  # a new array: the damping is added to its diagonal in place
+                # a new array, in the precision of the inverse: the damping is added to its diagonal in place
+                h = np.multiply(h, 1.0 / max(1, self.rows), dtype=np.float32)
                 h[np.diag_indices_from(h)] += damp * d if d > 0 else 1e-8
                 inv.append(spd_inverse(h))
             self._hinv, self._hinv_damp = inv, damp
@@ -265,18 +270,22 @@ def dense_cols() -> int:
 def spd_inverse(h: np.ndarray) -> np.ndarray:
     """Inverse of the damped (symmetric positive definite) H: single-precision LAPACK Cholesky potrf/potri when
     scipy is installed (2.1x faster than numpy's float64 inverse on a 4608² H here, relative difference 1e-6:
-    the damping bounds the condition number), returned as float64; numpy's inverse otherwise or if the
-    factorisation fails."""
+    the damping bounds the condition number), returned in float32, its precision (the same values as the float64
+    copy it was returned as, without the copies); numpy's float64 inverse otherwise or if the factorisation
+    fails."""
     try:
         from scipy.linalg import lapack
     except ImportError:  # pragma: no cover - scipy comes with scikit-learn in the dev install
         return np.linalg.inv(h)
-    c, info = lapack.spotrf(h.astype(np.float32), lower=1)
+    c, info = lapack.spotrf(h.astype(np.float32, copy=False), lower=1)
     if info == 0:
-        inv, info = lapack.spotri(c, lower=1)
+        inv, info = lapack.spotri(c, lower=1, overwrite_c=1)
         if info == 0 and np.isfinite(inv).all():
-            return (np.tril(inv) + np.tril(inv, -1).T).astype(np.float64)
-    return np.linalg.inv(h)
+            low = np.tril(inv)  # potri fills the lower triangle only
+            full = low + low.T
+            full[np.diag_indices_from(full)] -= np.diag(low)
+            return full
+    return np.linalg.inv(h.astype(np.float64))
 
 
 def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None = None,
@@ -413,7 +422,8 @@ def collect(
         c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
-    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch)
+    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch,
+               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -552,20 +562,24 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
     m.CopyFrom(model)
     have = {o.name for o in m.graph.output}
     m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
-    return session(m, spinning=False)  # numpy work on every batch's outputs follows each run
+    # graph optimisations on: the statistics need the values, not the graph as written (PP-OCRv4 rec, 32 lines with
+    # every consumer input an output: 1.91 s against 2.19 s without, median of 3 on a loaded machine; values within
+    # 6e-6 relative)
+    return session(m, optimize=True, spinning=False)  # numpy work on every batch's outputs follows each run
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
-               *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None) -> None:
+               *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
+               rows_total: int = ROWS_TOTAL) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
-    of the im2col rows: about ROWS_TOTAL per consumer over all samples). `on_batch(cons, index, values)` sees
+    of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
     again)."""
     names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
-    limit = min(ROWS_PER_BATCH, max(32 * batch, -(-ROWS_TOTAL * batch // max(n, 1))))
+    limit = min(ROWS_PER_BATCH, max(32 * batch, -(-rows_total * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
     for bi, b in enumerate(batches_of(feeds, batch)):
         vals = dict(zip(names, sess.run(names, b)))

@@ -114,7 +114,7 @@ class SegmentedRun:
         )
         m = helper.make_model(sub, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
         m.functions.extend(self.model.functions)
-        sess = session(m, spinning=False)  # the re-fit's numpy work runs between segments
+        sess = session(m, optimize=True, spinning=False)  # numpy work runs between segments; optimised as spa.calib's
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
         for b in range(self.n_batches):

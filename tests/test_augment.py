@@ -36,22 +36,30 @@ def test_rescaled_shrinks_the_content_towards_the_corner_and_replicates_the_edge
     assert np.array_equal(augment.rescaled(x, (2, 3), 1.0), x)
 
 
-def test_with_rescaled_copy_repeats_other_inputs_and_needs_an_image():
+def test_with_rescaled_copies_repeats_other_inputs_and_needs_an_image():
     img, ids = np.random.default_rng(0).random((3, 3, 16, 16), np.float32), np.arange(6).reshape(3, 2)
-    out = augment.with_rescaled_copy({"img": img, "ids": ids})
-    assert out is not None and out["img"].shape == (6, 3, 16, 16) and out["ids"].shape == (6, 2)
-    assert np.array_equal(out["img"][:3], img) and not np.allclose(out["img"][3:], img)
-    assert np.array_equal(out["ids"], np.concatenate([ids, ids]))
-    assert augment.with_rescaled_copy({"ids": ids}) is None
+    out = augment.with_rescaled_copies({"img": img, "ids": ids}, (0.9, 1.1))
+    assert out is not None and out["img"].shape == (9, 3, 16, 16) and out["ids"].shape == (9, 2)
+    assert np.array_equal(out["img"][:3], img)
+    assert np.array_equal(out["img"][3:6], augment.rescaled(img, (2, 3), 0.9))
+    assert np.array_equal(out["img"][6:], augment.rescaled(img, (2, 3), 1.1))
+    assert np.array_equal(out["ids"], np.concatenate([ids, ids, ids]))
+    assert augment.with_rescaled_copies({"ids": ids}) is None
+
+
+def test_rescaled_above_one_enlarges_from_the_corner():
+    ramp = np.arange(20, dtype=np.float32)[None, None, None, :].repeat(20, axis=2)
+    z = augment.rescaled(ramp, (2, 3), 2.0)
+    assert np.allclose(z, ramp / 2)  # the left half stretched over the whole width
 
 
 def test_calibrated_obspa_reports_the_augmentation_and_passes_the_oracle():
     m = build("residual_add_chain")
     view, _ = prepare(m)
     x = calib.noise_inputs(view, 8, seed=1)
-    assert augment.with_rescaled_copy(x) is not None, "the test model must take an image"
+    assert augment.with_rescaled_copies(x) is not None, "the test model must take an image"
     _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, oracle=True)
-    assert rep.calibration["augment"] and rep.calibration["samples"] == 16
+    assert rep.calibration["augment"] and rep.calibration["samples"] == 8 * (1 + len(augment.SCALES))
     assert rep.oracle is not None and rep.oracle < 1e-4
     _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, calib_augment=False)
     assert "augment" not in rep.calibration and rep.calibration["samples"] == 8

@@ -50,12 +50,12 @@ def test_fixed_batch_model_with_every_data_criterion(criterion, batch):
 
 def test_fixed_batch_calibration_is_filled_to_whole_batches():
     """5 real samples for a model whose batch is 2: the last batch repeats the first sample instead of failing
-    (and the re-fit's rescaled copies of the 6 keep whole batches)."""
+    (and the re-fit's two rescaled copies of the 6 keep whole batches)."""
     x = np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
     _, rep = spa.prune(fixed_batch_cnn(2), ratio=0.5, criterion="obspa", calib={"x": x}, refit=True, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
-    assert rep.calibration == {"source": "calib", "samples": 12, "batch": 2, "consumers": {"dense": 3},
-                               "augment": "a rescaled copy of each image"}
+    assert rep.calibration == {"source": "calib", "samples": 18, "batch": 2, "consumers": {"dense": 3},
+                               "augment": "rescaled copies of each image (x0.8, x1.2)"}
 
 
 def test_torch_export_with_fixed_batch_cli(tmp_path):
@@ -94,9 +94,9 @@ def test_unsynthesisable_input_is_refused_with_one_line(criterion, tmp_path):
              "shape": np.tile(np.array([1, 256], np.int64), (3, 1))}
     # (verification itself feeds random values, which this model cannot run either: not tested here)
     _, rep = spa.prune(shape_input_cnn(), ratio=0.5, criterion=criterion, calib=feeds, verify=False)
-    # obspa's re-fit adds a rescaled copy of each image x, the shape input repeated beside it (spa.augment)
+    # obspa's re-fit adds rescaled copies of each image x, the shape input repeated beside them (spa.augment)
     assert rep.groups_pruned == 1 and rep.calibration["batch"] == 1
-    assert rep.calibration["samples"] == (6 if criterion == "obspa" else 3)
+    assert rep.calibration["samples"] == (9 if criterion == "obspa" else 3)
 
 
 def test_block_parts_keep_channels_whole_and_the_bias_in_every_block():

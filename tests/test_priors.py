@@ -17,11 +17,11 @@ from spa.analysis import analyze
 from spa.api import prepare
 from spa.criteria.obspa import compensate
 from spa.view import ModelView
-from spa.plan import keep_mask
+from spa.plan import keep_mask, make_plan
 from spa.priors import PRIORS, mixed_inputs
 from spa.report import model_stats
 from spa.rewrite import Rewriter
-from spa.sensitivity import energy_plan, energy_scores
+from spa.sensitivity import energy_plan, energy_scores, pruned_macs
 from spa.verify import oracle_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +137,22 @@ def test_energy_plan_matches_local_macs_and_passes_the_oracle(name):
     over = compensate(a, keep, st)
     pruned = Rewriter(a, keep, overrides=over).apply()
     assert oracle_error(a, keep, pruned, overrides=over, precision="float64") <= TOL
+
+
+@pytest.mark.parametrize("name", ["grouped_conv", "depthwise_conv", "flatten_to_gemm", "nonlocal_block",
+                                  "concat_offsets", "channel_gram_linear", "split_concat_permute"])
+def test_pruned_macs_equal_the_rewritten_models(name):
+    """energy_plan counts a plan's MACs from the original's shapes (spa.sensitivity.pruned_macs): on random
+    plans it must give what model_stats gives for the rewritten model, grouped convs and attention included."""
+    view, _ = prepare(build(name))
+    a = analyze(view)
+    assert a.prunable
+    rng = np.random.default_rng(0)
+    for ratio in (0.5, 0.6, 0.8):
+        scores = {g.id: rng.random(g.size) for g in a.prunable}
+        keep = keep_mask(a, make_plan(a, scores, ratio))
+        assert not keep.all()
+        assert pruned_macs(a, keep) == model_stats(ModelView.build(Rewriter(a, keep).apply())).macs
 
 
 def test_energy_scores_rank_a_dead_channel_lowest_in_the_whole_network():
@@ -339,6 +355,27 @@ def test_energy_allocation_option_prunes_at_the_local_plans_macs_and_passes_the_
         spa.prune(str(SAMPLE), ratio=0.3, criterion="l1", allocation="energy")
     with pytest.raises(BadArgument, match="unknown allocation"):
         spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", allocation="fisher")
+
+
+def test_calibrated_obspa_allocates_by_energy_by_default_at_the_local_macs():
+    """With real calibration data (and so the re-fit) obspa's default allocation is energy, each group losing at
+    most REFIT_ENERGY_CAP x the ratio, at or under the local plan's MACs, the oracle holding; data-free, with a
+    target, or asked for, it is local."""
+    from spa.sensitivity import REFIT_ENERGY_CAP
+
+    view, _ = prepare(onnx.load(str(SAMPLE)))
+    x = calib.noise_inputs(view, 8, seed=2)
+    _, rep = spa.prune(str(SAMPLE), ratio=0.4, criterion="obspa", calib=x, oracle=True)
+    _, loc = spa.prune(str(SAMPLE), ratio=0.4, criterion="obspa", calib=x, allocation="local")
+    assert rep.plan.mode == "energy" and loc.plan.mode == "local"
+    assert rep.oracle is not None and rep.oracle <= TOL
+    assert rep.after.macs <= loc.after.macs
+    shares = [1 - len(g.keep) / g.size for g in rep.plan.groups]
+    assert max(shares) <= REFIT_ENERGY_CAP * 0.4 + 1e-9
+    assert {round(v, 6) for v in shares} != {round(1 - len(g.keep) / g.size, 6) for g in loc.plan.groups}
+    _, free = spa.prune(str(SAMPLE), ratio=0.4, criterion="obspa", calib_samples=8)
+    _, tgt = spa.prune(str(SAMPLE), criterion="obspa", calib=x, target_macs=0.6)
+    assert free.plan.mode == "local" and tgt.plan.mode == "global"
 
 
 def test_cli_allocate_energy_and_a_bad_allocation(tmp_path):

@@ -123,7 +123,8 @@ def test_refit_model_passes_the_oracle_and_fits_better():
 def test_rows_kept_by_the_calibration_pass_give_the_same_refit_without_running_the_original(model, monkeypatch):
     """The original's rows kept while calibrating (OriginalRows, collect's on_batch) are those the re-fit would
     sample from its own run of the original (the same random positions: fewer rows than there are, so that a
-    mismatch shows): the same result, and only the pruned model's segments run."""
+    mismatch shows): the same result up to float rounding (both runs are optimised by onnxruntime, the whole graph
+    and the segments fused differently), and only the pruned model's segments run."""
     monkeypatch.setattr(obspa, "REFIT_ROWS", 5)
     view, _ = prepare(build(model))
     a = analyze(view)
@@ -137,7 +138,7 @@ def test_rows_kept_by_the_calibration_pass_give_the_same_refit_without_running_t
     got = obspa.refit(a, keep, stats, over, feeds, batch=3, original=kept)
     assert got.keys() == want.keys()
     for k in want:
-        assert np.array_equal(got[k], want[k]), k
+        assert np.allclose(got[k], want[k], rtol=1e-3, atol=1e-5), k
     assert built and sum(built) <= len(zeroed_model(a, keep, over).graph.node), built
 
 

@@ -40,7 +40,9 @@ REFIT_DAMP = 0.01  # the re-fit's damping (relative to mean diag H')
 # (88.7 %), and with a near copy (scipy zoom, centred in height) 4096 90.4 %, REFIT_DAMP 0.003 89.5 % and 0.03
 # 89.7 % against 90.7 % at 0.01; an intercept for the bias-free convs before a
 # BatchNormalization (fitted into its running mean) 90.5 %, so not kept. 512: the rows 32 inputs had, half the time.
-REFIT_ROWS = 512
+# With two copies (96 inputs, 12 batches) and the energy allocation: 384 rows 93.5 % (worst 91.9 %), 512 93.6 %
+# (91.8 %; both with spa.calib.CALIB_ROWS_TOTAL): 384, the rows of 64 inputs at 512 each, a quarter less work.
+REFIT_ROWS = 384
 CAPTURE_BYTES = 512 << 20  # the original's re-fit rows kept from the calibration pass, all consumers together
 LayerInputs = dict[tuple[str, int], Consumer]  # per consumer (weight, axis): statistics of its inputs (H)
 

@@ -125,6 +125,12 @@ class Consumer:
     grams: list[np.ndarray | None] = field(default_factory=list, repr=False)  # H of each part
     rows: int = 0
     damp: float | None = None  # obspa's relative damping of H for these statistics (None: its default)
+    # obspa's trust check of its update ("gate", "shrink"; None: off): the held-aside rows' H (every other batch
+    # of samples, also in `grams`), against which an update fitted on the other rows is checked (obspa.compensate);
+    # a second dense H per consumer while on (not counted in H_BYTES), none for blocked consumers (not checked)
+    trust: str | None = None
+    held: np.ndarray | None = field(default=None, repr=False)
+    held_rows: int = 0
     _hinv: list[np.ndarray] | None = field(default=None, repr=False)
     _hinv_damp: float | None = field(default=None, repr=False)
 
@@ -210,6 +216,12 @@ class Consumer:
                 self.grams[i] += g
         self.rows += len(r)
         self._hinv = None
+
+    def add_held(self, r: np.ndarray) -> None:
+        """Add rows (also given to `add`) to the held-aside H of the trust check (dense consumers only)."""
+        g = (r.T @ r).astype(np.float64)
+        self.held = g if self.held is None else self.held + g
+        self.held_rows += len(r)
 
     def set_moments(self, mean: np.ndarray, var: np.ndarray) -> None:
         """H from per-column means and variances of independent columns: E[x xᵀ] = μμᵀ + diag(σ²)."""
@@ -392,17 +404,20 @@ def collect(
     feeds: dict[str, np.ndarray] | None = None,
     on_batch: BatchHook | None = None,
     damp: float | None = None,
+    trust: str | None = None,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
-    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's)."""
+    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's);
+    `trust`: obspa's trust check of its update (see Consumer.trust; "off" or None: none)."""
     source = _effective_source(source, calib)
     cons = find_consumers(a)
     if not cons:
         return cons
     for c in cons.values():
         c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
+        c.trust = None if trust in (None, "off") else trust
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch)
@@ -567,6 +582,8 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
         for c in cons.values():
             rows = pending[id(c)]
             rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
+            if c.trust and bi % 2 and c.parts is None:  # every other batch of samples is held aside as well
+                c.add_held(rows[-1])
             held = sum(map(len, rows))
             # one big product beats many small ones, up to a bound on the rows held
             if held >= ROWS_PER_BATCH or 4 * held * rows[0].shape[1] >= PENDING_BYTES:

@@ -389,7 +389,8 @@ class PruneOptions:
     compensate: bool = True
     refit: bool | None = None
     damp: float | None = None  # obspa's relative damping of H (None: per source, spa.calib.SOURCE_DAMP, else 0.01)
-    trust: str | None = None  # obspa's trust check of its update: "off", "gate", "shrink" (spa.calib.Consumer.trust)
+    trust: str | None = None  # obspa's check of its update: "off", "gate", "shrink" (None: spa.calib.DATA_FREE_TRUST
+    # for data-free sources, off with --calib; see spa.calib.Consumer.trust)
     calib_augment: bool = True  # the re-fit's calibration images get a rescaled copy each (spa.augment)
     stream_bytes: int | None = None
     self_check: bool | None = None

@@ -475,3 +475,17 @@ def test_trust_check_refuses_an_update_that_hurts_the_held_aside_rows(trust, hel
 def test_unknown_trust_check_is_refused():
     with pytest.raises(spa.errors.BadArgument, match="trust check"):
         spa.prune(build("matmul_init_right"), ratio=0.5, criterion="obspa", trust="bogus")
+
+
+def test_the_trust_check_is_on_for_data_free_sources_only():
+    """Data-free statistics get calib.DATA_FREE_TRUST and their held-aside rows; calibration inputs keep the plain
+    update unless asked; "off" turns it off."""
+    view, _ = prepare(build("matmul_init_right"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    free = calib.collect(a, "binary", batch=3, samples=6)
+    assert {c.trust for c in free.values()} == {calib.DATA_FREE_TRUST}
+    assert all(0 < c.held_rows < c.rows for c in free.values())
+    assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3).values()} == {None}
+    assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3, trust="gate").values()} == {"gate"}
+    assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}

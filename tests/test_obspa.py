@@ -489,3 +489,11 @@ def test_the_trust_check_is_on_for_data_free_sources_only():
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3).values()} == {None}
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3, trust="gate").values()} == {"gate"}
     assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}
+
+
+def test_cli_unknown_trust_check_fails_with_one_line(tmp_path):
+    out = tmp_path / "p.onnx"
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--trust", "maybe", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: unknown trust check 'maybe'")
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -167,8 +167,11 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     # -dampX: obspa's relative damping X (rows without it: the source's default at the time, see the comments)
     damp = next((float(q[4:]) for q in parts if q.startswith("damp")), None)
     samples = next((int(q[1:]) for q in parts if re.fullmatch(r"n\d+", q)), None)  # -nX: X synthetic samples
-    parts = [q for q in parts if not q.startswith("damp") and not re.fullmatch(r"n\d+", q)]
+    trust = next((q[5:] for q in parts if q.startswith("trust")), None)  # -trustX: obspa's trust check X
+    parts = [q for q in parts if not q.startswith(("damp", "trust")) and not re.fullmatch(r"n\d+", q)]
     kw = {"damp": damp} if samples is None else {"damp": damp, "calib_samples": samples}
+    if trust is not None:
+        kw["trust"] = trust
     steps = next((int(q[5:]) for q in parts if q.startswith("steps")), 0)
     if steps:  # -stepsK: K steps to the ratio, statistics re-collected on the compensated, zeroed model each time
         parts = [q for q in parts if not q.startswith("steps")]

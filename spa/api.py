@@ -391,6 +391,8 @@ class PruneOptions:
     compensate: bool = True
     refit: bool | None = None
     damp: float | None = None  # obspa's relative damping of H (None: per source, spa.calib.SOURCE_DAMP, else 0.01)
+    trust: str | None = None  # obspa's check of its update: "off", "gate", "shrink" (None: spa.calib.DATA_FREE_TRUST,
+    # off today, for data-free sources; off with --calib; see spa.calib.Consumer.trust)
     calib_augment: bool = True  # the re-fit's calibration images get rescaled copies each (spa.augment)
     stream_bytes: int | None = None
     self_check: bool | None = None
@@ -408,6 +410,8 @@ class PruneOptions:
             raise BadArgument(f"--round-to must be ≥ 1, got {self.round_to}")
         if len(self.targets) > 1:
             raise BadArgument("give one of --target-macs / --target-params / --target-latency")
+        if self.trust not in (None, "off", "gate", "shrink"):
+            raise BadArgument(f"unknown trust check {self.trust!r} (choose from off, gate, shrink)")
         if self.damp is not None and not 0 < self.damp <= 100:
             raise BadArgument(f"--damp must be in (0, 100], got {self.damp}")
         if self.allocation is not None and self.allocation not in ALLOCATIONS:
@@ -519,7 +523,7 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             augmented = with_rescaled_copies(inputs) if o.calib_augment and feeds is not None else None
             inputs = augmented or inputs
         layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows,
-                                 damp=o.damp)
+                                 damp=o.damp, trust=o.trust)
         summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
         if augmented is not None:
             from .augment import SCALES
@@ -731,7 +735,7 @@ def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | No
 
 def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
                 inputs: dict | None = None, on_batch: Callable[..., None] | None = None,
-                damp: float | None = None) -> dict:
+                damp: float | None = None, trust: str | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
     (`inputs`: those inputs, already made by `spa.calib.source_feeds`; `on_batch`: sees every batch's consumer
@@ -745,7 +749,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
-    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp, trust=trust)
 
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:

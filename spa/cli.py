@@ -239,6 +239,7 @@ def prune(
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
     allocate: Annotated[Optional[str], typer.Option("--allocate", help="local (every group loses --ratio) | energy (obspa: per-group ratios by the OBS cost, at the local plan's MACs; the default for obspa with --calib, else local)")] = None,
     damp: Annotated[Optional[float], typer.Option("--damp", help="obspa: relative damping of the layer statistics, H + damp·mean diag H (default 0.01; 0.1 with --calib-source common); more trusts synthetic statistics less")] = None,
+    trust: Annotated[Optional[str], typer.Option("--trust", help="obspa: check each layer's weight update on held-aside samples: shrink | gate | off (default)")] = None,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,
     ignore: Annotated[Optional[list[str]], typer.Option("--ignore", help="freeze groups touching this node/initializer (name or regex); repeatable")] = None,
     plan_in: Annotated[Optional[Path], typer.Option("--plan", help="apply this saved plan (JSON) instead of computing one")] = None,
@@ -278,7 +279,7 @@ def prune(
         round_to=(8 if targets else 1) if round_to is None else round_to, ignore=ignore or [], seed=seed,
         oracle=oracle, target_macs=target_macs, target_params=target_params, target_latency=target_latency,
         calib=calib, calib_source=calib_source, calib_samples=calib_samples, calib_preprocess=preprocess or None,
-        damp=damp, hidden=not no_hidden,
+        damp=damp, trust=trust, hidden=not no_hidden,
         group_conv=group_conv, self_check=False if no_self_check else None, input_shape=input_shape, strict=strict)
     opts.check()
     if out_dir is not None or len(models) > 1:

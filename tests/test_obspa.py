@@ -426,3 +426,76 @@ def test_cli_damp_out_of_range_fails_with_one_line(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: --damp must be in (0, 100]")
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def _two_matmuls() -> onnx.ModelProto:
+    """x (N, 4) → MatMul I → MatMul W2 (4 × 3): the 4 hidden channels are x's columns, W2 reads them; channel 0
+    carries the smallest weights (l1 removes it first)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w2 = np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32) + 1.0
+    w2[0] *= 0.1
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("MatMul", ["h", "W2"], ["y"])], "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(np.eye(4, dtype=np.float32), "W1"), numpy_helper.from_array(w2, "W2")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("trust", ["gate", "shrink"])
+@pytest.mark.parametrize("held_sign", [1.0, -1.0])
+def test_trust_check_refuses_an_update_that_hurts_the_held_aside_rows(trust, held_sign):
+    """The batches of samples alternate between fitting and holding aside. In the fitting ones the removed
+    channel 0 equals channel 1, so the update moves its weights onto channel 1; in the held-aside ones channel 1
+    is held_sign · channel 0: with -1 that update doubles the error there and the check refuses it (channel 0's
+    weights zeroed, the rest untouched), with +1 it keeps the update; without the check the update is made.
+    The zero-group oracle holds for the checked model."""
+    m = _two_matmuls()
+    view, _ = prepare(m)
+    a = analyze(view)
+    x = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
+    for b in range(1, 4, 2):  # batches of 4: 1 and 3 are held aside
+        x[4 * b : 4 * b + 4, 1] = held_sign * x[4 * b : 4 * b + 4, 0]
+    for b in range(0, 4, 2):
+        x[4 * b : 4 * b + 4, 1] = x[4 * b : 4 * b + 4, 0]
+    w2 = view.array("W2")
+    keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.25, criterion="l1"))
+    assert keep[a.slot_comps[("W2", 0)]].tolist() == [False, True, True, True]
+    for check in (None, trust):
+        stats = calib.collect(a, "calib", {"x": x}, batch=4, trust=check)
+        new = compensate(a, keep, stats)["W2"]
+        assert np.all(new[0] == 0)
+        refused = np.allclose(new[1:], w2[1:])
+        assert refused == (check is not None and held_sign < 0), (check, held_sign)
+    _, rep = spa.prune(m, ratio=0.25, criterion="obspa", calib={"x": x}, trust=trust, oracle=True,
+                            refit=False)
+    assert rep.oracle is not None and rep.oracle <= TOL
+
+
+def test_unknown_trust_check_is_refused():
+    with pytest.raises(spa.errors.BadArgument, match="trust check"):
+        spa.prune(build("matmul_init_right"), ratio=0.5, criterion="obspa", trust="bogus")
+
+
+def test_the_trust_check_follows_the_source_and_the_option():
+    """Data-free statistics get calib.DATA_FREE_TRUST by default (off today) and, with a check, their held-aside
+    rows; calibration inputs keep the plain update unless asked; "off" turns it off."""
+    view, _ = prepare(build("matmul_init_right"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 6, seed=3)
+    assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6).values()} == {calib.DATA_FREE_TRUST}
+    free = calib.collect(a, "binary", batch=3, samples=6, trust="shrink")
+    assert {c.trust for c in free.values()} == {"shrink"}
+    assert all(0 < c.held_rows < c.rows for c in free.values())
+    assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3).values()} == {None}
+    assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3, trust="gate").values()} == {"gate"}
+    assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}
+
+
+def test_cli_unknown_trust_check_fails_with_one_line(tmp_path):
+    out = tmp_path / "p.onnx"
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--trust", "maybe", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: unknown trust check 'maybe'")
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -25,7 +25,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..analysis import Analysis, Group, Member
-from ..calib import Consumer
+from ..calib import Consumer, spd_inverse
 from .magnitude import l1
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
         if c.parts is None:
             W = _augmented(c, view)
             Hi = c.hinv(damping(c))[0]  # usually cached by the scoring
-            _store(c, view, _obs_update(W, Hi, P), out)
+            _store(c, view, _trusted(c, W, _obs_update(W, Hi, P), P), out)
             continue
         W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
         b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
@@ -224,6 +224,34 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
             W[:, -1] = b0 + shift
         _store(c, view, W, out)
     return out
+
+
+def _trusted(c: Consumer, W: np.ndarray, new: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """The update `new` of W (columns P removed) as far as the held-aside rows trust it (Consumer.trust): the
+    update is fitted again on the other rows only, and the reconstruction error E(W') = tr((W' − W) H_held
+    (W' − W)ᵀ) on the held-aside rows decides. "gate": `new` if the fitted update's E is below that of no update
+    (W with P zeroed), else no update; "shrink": no update + α·(`new` − no update), α in [0, 1] the one that
+    minimises E of the fitted update's step (closed form). Without held-aside rows (one batch): `new`."""
+    if not c.trust or c.held is None or not 0 < c.held_rows < c.rows:
+        return new
+    rest = c.rows - c.held_rows
+    h = (c.grams[0] - c.held) / rest
+    d = float(np.mean(np.diag(h)))
+    h[np.diag_indices_from(h)] += damping(c) * d if d > 0 else 1e-8
+    none = W.copy()
+    none[:, P] = 0.0
+    step = _obs_update(W, spd_inverse(h), P) - none
+    Hv = c.held / c.held_rows
+    e0 = none - W
+    cross = float(np.sum((e0 @ Hv) * step))  # tr(e0 Hv stepᵀ)
+    quad = float(np.sum((step @ Hv) * step))
+    if c.trust == "gate":  # E(none + step) − E(none) = 2·cross + quad
+        keep = 2 * cross + quad < 0
+        log.debug("trust %s: %s the update", c.weight, "keeps" if keep else "drops")
+        return new if keep else none
+    alpha = min(1.0, max(0.0, -cross / quad)) if quad > 0 else 0.0
+    log.debug("trust %s: update shrunk to %.2f", c.weight, alpha)
+    return none + alpha * (new - none)
 
 
 def _obs_update(W: np.ndarray, Hi: np.ndarray, P: np.ndarray) -> np.ndarray:

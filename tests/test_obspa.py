@@ -420,11 +420,13 @@ def test_the_damping_follows_the_source_and_the_option():
         spa.prune(build("matmul_init_right"), ratio=0.5, criterion="obspa", damp=0.0)
 
 
-def test_cli_damp_out_of_range_fails_with_one_line(tmp_path):
+@pytest.mark.parametrize("option, value, message", [("--damp", "0", "--damp must be in (0, 100]"),
+                                                      ("--trust", "maybe", "unknown trust check 'maybe'")])
+def test_cli_bad_obspa_option_fails_with_one_line(tmp_path, option, value, message):
     out = tmp_path / "p.onnx"
-    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--damp", "0", "-o", str(out)],
+    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", option, value, "-o", str(out)],
                        cwd=ROOT, capture_output=True, text=True, check=False)
-    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: --damp must be in (0, 100]")
+    assert r.returncode == 2 and r.stderr.strip().startswith(f"spa: error: {message}")
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
@@ -491,11 +493,3 @@ def test_the_trust_check_follows_the_source_and_the_option():
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3).values()} == {None}
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3, trust="gate").values()} == {"gate"}
     assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}
-
-
-def test_cli_unknown_trust_check_fails_with_one_line(tmp_path):
-    out = tmp_path / "p.onnx"
-    r = subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-c", "obspa", "--trust", "maybe", "-o", str(out)],
-                       cwd=ROOT, capture_output=True, text=True, check=False)
-    assert r.returncode == 2 and r.stderr.strip().startswith("spa: error: unknown trust check 'maybe'")
-    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -405,28 +405,8 @@ def atomic_write(path: PathLike, content: bytes | str | Callable[[BinaryIO], Non
     temporary file in the same directory and one rename; returns the bytes written. On any failure or
     interrupt the destination is untouched and the temporary file is removed. OSError → WriteFailed (exit 5)."""
     out = Path(path)
-    check_destination(out, label)
-    d = directory_of(out)
-    remove_stale(d)
-    tmp = d / debris_name(out, "tmp")
-    try:
-        with open(tmp, "xb") as f:
-            if callable(content):
-                content(f)
-            else:
-                f.write(content.encode("utf-8") if isinstance(content, str) else content)
-            f.flush()
-            os.fsync(f.fileno())
-            size = f.tell()
-        os.chmod(tmp, default_mode())
-        publish(tmp, out, label=label)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise WriteFailed(f"cannot write {out}: {e.strerror or e}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return size
+    tmp = _temporary(out, label)
+    return _commit(tmp, out, label, lambda: _fill(tmp, content))
 
 
 class PendingWrite:
@@ -437,10 +417,7 @@ class PendingWrite:
 
     def __init__(self, path: PathLike, content: bytes, *, label: str = "output") -> None:
         self.out, self.label = Path(path), label
-        check_destination(self.out, label)
-        d = directory_of(self.out)
-        remove_stale(d)
-        self.tmp = d / debris_name(self.out, "tmp")
+        self.tmp = _temporary(self.out, label)
         self._error: BaseException | None = None
         self._size = 0
         self._thread = threading.Thread(target=self._write, args=(content,), name="spa-write", daemon=True)
@@ -448,34 +425,61 @@ class PendingWrite:
 
     def _write(self, content: bytes) -> None:
         try:
-            with open(self.tmp, "xb") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-                self._size = f.tell()
-            os.chmod(self.tmp, default_mode())
+            self._size = _fill(self.tmp, content)
         except BaseException as e:  # noqa: BLE001 - handed to the caller by commit()
             self._error = e
+
+    def _written(self) -> int:
+        if self._error is not None:
+            raise self._error
+        return self._size
 
     def commit(self) -> int:
         """Wait for the write, then rename it onto the destination; returns the bytes written."""
         self._thread.join()
-        try:
-            if self._error is not None:
-                raise self._error
-            publish(self.tmp, self.out, label=self.label)
-        except OSError as e:
-            self.tmp.unlink(missing_ok=True)
-            raise WriteFailed(f"cannot write {self.out}: {e.strerror or e}") from None
-        except BaseException:
-            self.tmp.unlink(missing_ok=True)
-            raise
-        return self._size
+        return _commit(self.tmp, self.out, self.label, self._written)
 
     def abort(self) -> None:
         """Wait for the write and remove the temporary file; the destination keeps what it had."""
         self._thread.join()
         self.tmp.unlink(missing_ok=True)
+
+
+def _temporary(out: Path, label: str) -> Path:
+    """The temporary file a write of `out` goes through (destination checked, dead writers' debris removed)."""
+    check_destination(out, label)
+    d = directory_of(out)
+    remove_stale(d)
+    return d / debris_name(out, "tmp")
+
+
+def _fill(tmp: Path, content: bytes | str | Callable[[BinaryIO], None]) -> int:
+    """Create `tmp` with `content`, fsynced, with a plain file's permissions; returns its size."""
+    with open(tmp, "xb") as f:
+        if callable(content):
+            content(f)
+        else:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+        f.flush()
+        os.fsync(f.fileno())
+        size = f.tell()
+    os.chmod(tmp, default_mode())
+    return size
+
+
+def _commit(tmp: Path, out: Path, label: str, written: Callable[[], int]) -> int:
+    """`written()` (the temporary file's size once it is complete), then the rename onto `out`; on any failure
+    the temporary file is removed and `out` is untouched (OSError → WriteFailed, exit 5)."""
+    try:
+        size = written()
+        publish(tmp, out, label=label)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WriteFailed(f"cannot write {out}: {e.strerror or e}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def publish(tmp: PathLike, path: PathLike, *, label: str = "output") -> None:

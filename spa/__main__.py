@@ -6,9 +6,10 @@ A command is one short process that holds a whole model in memory, so two proces
 - glibc malloc keeps what it frees (`keep_freed_memory`): the weights are copied several times (file bytes,
   protobuf, numpy, the rewritten arrays, the serialised output), and by default every large copy gets fresh
   pages from the kernel, each one a page fault, and goes back to it when freed. ResNet-50's whole
-  `spa prune` took 1.09 -> 0.82 s with this (benchmarks/startup_floor.txt).
+  `spa prune` took 1.09 -> 0.82 s with the same settings given as MALLOC_* environment variables
+  (benchmarks/startup_floor.txt as of commit 840ae50).
 - the interpreter's teardown is skipped (`_exit`): once the command has written its output and flushed its
-  streams, freeing the model object by object only delays the exit (0.07-0.15 s on ResNet-50). atexit
+  streams, freeing the model object by object only delays the exit (0.14-0.17 s on ResNet-50, loaded machine). atexit
   handlers (and with them weakref finalizers such as temporary directories) still run first.
 """
 

@@ -81,6 +81,24 @@ def test_l1_keeps_largest_rows():
     assert set(gp.keep) == set(np.argsort(-s)[: len(gp.keep)].tolist())
 
 
+@pytest.mark.parametrize("shape,axis", [((6, 5, 3, 3), 0), ((6, 5, 3, 3), 1), ((7, 4), 0), ((7, 4), 1), ((9,), 0),
+                                        ((2, 3, 4, 5), 2), ((3, 1, 1, 1), 1)])
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_blocked_lp_sums_match_the_plain_sums(monkeypatch, shape, axis, p, dtype):
+    """l1/l2 take |w| a few rows at a time (no weight-sized temporary); with blocks of one or two rows the
+    per-index sums must still be the plain ones."""
+    from spa.criteria import magnitude
+
+    w = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    want = (np.abs(w.astype(np.float64)) ** p).sum(axis=tuple(i for i in range(w.ndim) if i != axis))
+    for chunk in (1, 48, 1 << 18):  # one row, a few rows, the whole weight per block
+        monkeypatch.setattr(magnitude, "CHUNK_BYTES", chunk)
+        got = magnitude._index_sums(w, axis, p)
+        assert got.shape == want.shape and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-3 if dtype == np.float16 else 1e-6)
+
+
 def test_ignore_freezes_matching_groups():
     _, rep_all = spa.prune(str(SAMPLE), ratio=0.5)
     _, rep_ign = spa.prune(str(SAMPLE), ratio=0.5, ignore=[r"layer1\..*"])

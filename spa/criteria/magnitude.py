@@ -16,21 +16,35 @@ from ..analysis import Group, Member
 VOTING = ("out", "in", "scale")
 
 
-def _per_channel(m: Member, w: np.ndarray, size: int, p: int) -> np.ndarray:
+CHUNK_BYTES = 1 << 18  # |w| is taken this much at a time, in one reused buffer that stays in the CPU cache
+
+
+def _index_sums(w: np.ndarray, axis: int, p: int) -> np.ndarray:
+    """Per index along `axis`: the sum of |w| (p=1) or w² (p=2) over the other axes, in float64.
+
+    |w| is written a block of rows at a time into one small buffer and summed straight away, instead of into a
+    temporary as large as the weight: a fresh process would otherwise take a page fault on every page of that
+    temporary (on ResNet-50 the first l1 scoring took 0.06-0.08 s, later ones 0.03 s)."""
     w = w if w.dtype in (np.float32, np.float64) else w.astype(np.float32)
-    # where the channel axis cannot be moved first by a view, |w| (or w²) is written in that order straight
-    # away, so that the 2-D view below is free (a moved-axis reshape would copy every consumer's weights once
-    # more); elsewhere it keeps w's layout, so the sums, and the scores, are exactly what they were
-    moved = np.moveaxis(w, m.axis, 0)
-    try:
-        np.reshape(moved, (w.shape[m.axis], -1), copy=False)
-        order = "K"
-    except ValueError:
-        order = "C"
-    a = np.abs(moved, order=order) if p == 1 else np.square(moved, order=order)
-    # sum over the other axes in the array's own precision (pairwise summation), via a 2-D view
-    a2 = a.reshape(w.shape[m.axis], -1)
-    per_index = a2.sum(axis=1).astype(np.float64)
+    if w.ndim == 0 or axis > 1:  # not a Conv/Gemm/MatMul weight layout: one whole temporary
+        a = np.abs(w) if p == 1 else np.square(w)
+        return np.moveaxis(a, axis, 0).reshape(w.shape[axis], -1).sum(axis=1).astype(np.float64)
+    w2 = np.ascontiguousarray(w).reshape(w.shape[0], -1)
+    rows = max(1, CHUNK_BYTES // max(1, w2[0].nbytes))
+    buf = np.empty((min(rows, w2.shape[0]), w2.shape[1]), w2.dtype)
+    out = np.zeros(w2.shape[0] if axis == 0 else w2.shape[1])  # axis 1: per (column, kernel position) first
+    for start in range(0, w2.shape[0], rows):
+        blk = buf[: min(rows, w2.shape[0] - start)]
+        (np.abs if p == 1 else np.square)(w2[start:start + len(blk)], out=blk)
+        if axis == 0:
+            out[start:start + len(blk)] = blk.sum(axis=1)
+        else:
+            out += blk.sum(axis=0)
+    return out if axis == 0 else out.reshape(w.shape[1], -1).sum(axis=1)
+
+
+def _per_channel(m: Member, w: np.ndarray, size: int, p: int) -> np.ndarray:
+    per_index = _index_sums(w, m.axis, p)
     sel = m.ids >= 0
     return np.bincount(m.ids[sel], weights=per_index[sel], minlength=size)
 

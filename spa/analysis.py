@@ -236,11 +236,27 @@ def _all_tensors(node) -> list[str]:
     return node_inputs(node) + [o for o in node.output if o]
 
 
+def _labels_of_pairs(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """One label per distinct (first, second) pair, numbered in sorted order: np.unique(np.stack([first,
+    second], 1), axis=0, return_inverse=True)[1], without the row-wise sort that np.unique(axis=0) does
+    (ResNet-50: 7 ms of a 45 ms analysis)."""
+    order = np.lexsort((second, first))
+    f, s = first[order], second[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (f[1:] != f[:-1]) | (s[1:] != s[:-1])
+    labels = np.empty(len(order), dtype=np.int64)
+    labels[order] = np.cumsum(new) - 1
+    return labels
+
+
 def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Analysis:
     a, b = c.edges()
     roots = components(c.n_atoms, a, b)
-    uniq, comp_of_atom = np.unique(roots, return_inverse=True)
-    n_comp = len(uniq)
+    # np.unique(roots, return_inverse=True) without its sort: roots are node ids, so a mark per id ranks them
+    is_root = np.zeros(c.n_atoms, dtype=bool)
+    is_root[roots] = True
+    comp_of_atom = (np.cumsum(is_root) - 1)[roots]
+    n_comp = int(is_root.sum())
 
     slots = list(c.offset)
     slot_comps = {s: comp_of_atom[c.offset[s] : c.offset[s] + c.size[s]] for s in slots}
@@ -263,9 +279,7 @@ def _groups(view: ModelView, c: Couplings, unknown: dict[str, list[str]]) -> Ana
     )
     has_param[pc[is_param_slot[ps]]] = True
 
-    sig2 = np.stack([sig.view(np.int64), cnt.astype(np.int64)], axis=1)
-    _, grp_of_comp = np.unique(sig2, axis=0, return_inverse=True)
-    grp_of_comp = grp_of_comp.reshape(-1)
+    grp_of_comp = _labels_of_pairs(sig, cnt)
 
     pc_sorted, ps_sorted = pc, ps  # _slot_pairs sorts by component, then slot
     starts = np.searchsorted(pc_sorted, np.arange(n_comp))

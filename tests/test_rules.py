@@ -13,6 +13,8 @@ import functools
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import numpy_helper
 
 import spa
@@ -455,3 +457,21 @@ def test_constant_node_weights_pruned():
     w = inits(pm)
     assert w["t.w"].shape == (4, 4, 3, 3)
     assert w["y.w"].shape[1] == 4
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=40),
+       st.sampled_from([np.int64, np.uint64]))
+@settings(max_examples=60, deadline=None)
+def test_pair_labels_are_np_unique_rows(pairs, dtype):
+    """The analysis groups channels by (signature, slot count) pairs with a sort-free labelling; it must give
+    the same labels as np.unique over the rows, including an empty graph and unsigned signatures."""
+    from spa.analysis import _labels_of_pairs
+
+    first = np.array([p[0] for p in pairs], dtype=dtype) * dtype(2**62 // 3)  # large values: the sign matters
+    second = np.array([p[1] for p in pairs], dtype=np.int64)
+    got = _labels_of_pairs(first, second)
+    assert len(got) == len(pairs)
+    if pairs:
+        rows = np.stack([first.astype(np.uint64), second.astype(np.uint64)], axis=1)
+        _, want = np.unique(rows, axis=0, return_inverse=True)
+        np.testing.assert_array_equal(got, want.reshape(-1))

@@ -480,5 +480,6 @@ def test_byte_models_choose_channels_by_the_cost_without_update_and_keep_their_w
     assert compensate(a, keep, stats) == {}
     _, rep = spa.prune(model, ratio=0.5, criterion="obspa", calib_samples=8, oracle=True)
     assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["rank_only"] == len(stats)
     other, _ = prepare(_token_model(300))
     assert not any(c.rank_only for c in calib.collect(analyze(other), samples=16).values())

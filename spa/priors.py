@@ -347,6 +347,9 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     return out
 
 
+PRIORS: dict[str, Prior] = {"mix": mixed_inputs, "common": common_token_inputs, "strokes": strokes_inputs}
+
+
 # ---------------------------------------------------------------- byte streams
 # An integer input is byte-like when the alphabet it indexes (an embedding's rows or a one-hot's depth, `vocabulary`)
 # holds the 256 byte values and at most a few extra symbols (padding, end of file): Magika's 257.
@@ -501,5 +504,5 @@ def byte_stream_inputs(view, n: int, seed: int, other: int = 1, **options) -> di
     """"noise", with byte-like integer inputs as `with_byte_streams` (`options` are its keywords) makes them."""
     return with_byte_streams(view, noise_inputs(view, n, seed, other), seed, **options)
 
-PRIORS: dict[str, Prior] = {"mix": mixed_inputs, "common": common_token_inputs, "strokes": strokes_inputs,
-                           "bytes": byte_stream_inputs}
+
+PRIORS["bytes"] = byte_stream_inputs

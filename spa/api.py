@@ -754,7 +754,8 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:
     """What `prune --json` says about a data criterion's statistics: the source, the samples and the batch
-    they were run in, and per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers."""
+    they were run in, per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers, and how many
+    of them only chose channels, without a weight update ("rank_only": spa.calib.BYTE_RANK_ONLY)."""
     from collections import Counter
 
     from . import calib
@@ -764,6 +765,8 @@ def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict
            "batch": calib.batch_size(a.view, cons)}
     if cons is not None:
         out["consumers"] = dict(sorted(Counter(c.kind for c in cons.values()).items()))
+        if any(c.rank_only for c in cons.values()):  # statistics that chose channels but fitted no update
+            out["rank_only"] = sum(c.rank_only for c in cons.values())
     return out
 
 

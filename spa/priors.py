@@ -14,11 +14,15 @@ the embedding table or one-hot alphabet they index, padding masks; and the extra
   (`common_tokens`) instead of uniformly over the vocabulary.
 - "strokes" (spa.calib's default): rendered-like images without fonts, pen strokes grouped like glyphs in a line,
   a page of lines in images taller than LINE_MAX (`strokes_inputs`); other inputs as "noise".
+- "bytes": file-like byte streams without any file format (`byte_stream`: text, zero runs, small integers,
+  random and repeated records) for integer inputs over the 256 byte values and a few more symbols
+  (`byte_alphabet`); other inputs as "noise". spa.calib's default draws its byte-like inputs so too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -344,3 +348,161 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
 
 
 PRIORS: dict[str, Prior] = {"mix": mixed_inputs, "common": common_token_inputs, "strokes": strokes_inputs}
+
+
+# ---------------------------------------------------------------- byte streams
+# An integer input is byte-like when the alphabet it indexes (an embedding's rows or a one-hot's depth, `vocabulary`)
+# holds the 256 byte values and at most a few extra symbols (padding, end of file): Magika's 257.
+BYTE_ALPHABET = (256, 264)
+PUNCTUATION = np.frombuffer(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", np.uint8)
+BYTE_REGIMES = ("text", "zeros", "integers", "random", "records")
+
+
+def byte_alphabet(view, name: str) -> int | None:
+    """The alphabet size of a byte-like integer input (see BYTE_ALPHABET), else None."""
+    from .verify import NP_DTYPES
+
+    inp = next((i for i in view.model.graph.input if i.name == name), None)
+    if inp is None or np.dtype(NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)).kind not in "iu":
+        return None
+    size = vocabulary(view, name)
+    return size if size is not None and BYTE_ALPHABET[0] <= size <= BYTE_ALPHABET[1] else None
+
+
+@dataclass
+class _TextStyle:
+    """One text file's habits: its words (over a Zipf-weighted alphabet, mostly lowercase) and their Zipf
+    weights, its punctuation, indentation, line ending and line width."""
+
+    words: list[bytes]
+    weights: np.ndarray
+    punct: np.ndarray
+    p_punct: float
+    indent: bytes
+    newline: bytes
+    width: int
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> _TextStyle:
+        letters = np.concatenate([np.arange(97, 123), np.arange(65, 91), np.arange(48, 58)])
+        lw = 1.0 / np.arange(1, len(letters) + 1) ** rng.uniform(0.5, 1.5)
+        lw = lw[rng.permutation(len(letters))] * np.where(letters >= 97, 1.0, rng.uniform(0.02, 0.3))
+        ends = np.cumsum(rng.integers(1, 11, int(rng.integers(8, 200))))
+        chars = rng.choice(letters, int(ends[-1]), p=lw / lw.sum()).astype(np.uint8)
+        words = [w.tobytes() for w in np.split(chars, ends[:-1])]
+        ww = 1.0 / np.arange(1, len(words) + 1) ** rng.uniform(0.8, 1.3)
+        return cls(words, ww / ww.sum(), rng.choice(PUNCTUATION, int(rng.integers(2, 12)), replace=False),
+                   float(rng.uniform(0.0, 0.4)), (b"  ", b"    ", b"\t")[int(rng.integers(3))],
+                   b"\r\n" if rng.random() < 0.1 else b"\n", int(rng.integers(20, 120)))
+
+
+def _text_bytes(rng: np.random.Generator, n: int, style: _TextStyle) -> np.ndarray:
+    """Word-like printable ASCII in `style`: words separated by spaces and some punctuation, in lines of varied
+    length with indentation (prose, code, markup, config files)."""
+    m = n // 2 + 1  # words enough for n bytes (each with its separator is 2 bytes or more)
+    picks = rng.choice(len(style.words), m, p=style.weights)
+    marks = np.where(rng.random(m) < style.p_punct, rng.choice(style.punct, m), 0)
+    breaks = style.width * rng.uniform(0.3, 1.0, m)
+    steps = rng.integers(-1, 2, m)
+    depth, out, start = 0, bytearray(), 0
+    for k in range(m):
+        out += style.words[picks[k]]
+        if marks[k]:
+            out.append(int(marks[k]))
+        if len(out) - start >= breaks[k]:
+            depth = max(0, depth + int(steps[k]))
+            out += style.newline + style.indent * depth
+            start = len(out)
+        else:
+            out.append(32)
+        if len(out) >= n:
+            break
+    return np.frombuffer(bytes(out[:n]), np.uint8)
+
+
+def _binary_bytes(rng: np.random.Generator, regime: str, n: int) -> np.ndarray:
+    """One segment of a binary regime: zero (or 0xff) runs; little- or big-endian integers of 2/4/8 bytes with
+    log-uniform magnitudes (mostly small: the high bytes are zero); uniform random bytes (compressed, encrypted);
+    records (a short pattern repeated with a few bytes changed per copy: tables, headers, arrays of structs)."""
+    if regime == "zeros":
+        return np.full(n, 0xFF if rng.random() < 0.15 else 0, np.uint8)
+    if regime == "random":
+        return rng.integers(0, 256, n, dtype=np.uint8)
+    if regime == "integers":
+        width = int(rng.choice([2, 4, 8]))
+        count = -(-n // width)
+        v = np.exp(rng.uniform(0, np.log(2.0 ** min(8 * width - 1, 40)) * rng.uniform(0.2, 1.0), count))
+        b = v.astype(np.uint64).astype(f"<u{width}" if rng.random() < 0.8 else f">u{width}").view(np.uint8)
+        return b[:n]
+    period = int(rng.integers(2, 33))
+    pattern = rng.integers(0, 256, period, dtype=np.uint8)
+    pattern[rng.random(period) < 0.5] = 0
+    copies = np.tile(pattern, -(-n // period))[:n]
+    change = rng.random(n) < rng.uniform(0.0, 0.3)
+    copies[change] = rng.integers(0, 256, int(change.sum()), dtype=np.uint8)
+    return copies
+
+
+def byte_stream(rng: np.random.Generator, n: int, text_share: float = 0.5) -> np.ndarray:
+    """n bytes of a file-like stream, without any file format: segments of log-uniform length in regimes
+    (`_text_bytes`, `_binary_bytes`) that a sticky Markov chain switches between; a share `text_share` of the
+    streams are text files (text segments only, sometimes a run of another regime), the rest binary (all
+    regimes, text strings among them)."""
+    text_file = rng.random() < text_share
+    w = rng.dirichlet(np.ones(len(BYTE_REGIMES)))
+    if text_file:
+        w = np.where(np.arange(len(BYTE_REGIMES)) == 0, 1.0, 0.02 * w)
+    w /= w.sum()
+    regime = int(rng.choice(len(BYTE_REGIMES), p=w))
+    style = _TextStyle.draw(rng)
+    parts, size = [], 0
+    while size < n:
+        length = int(np.exp(rng.uniform(np.log(4), np.log(max(8, n)))))
+        kind = BYTE_REGIMES[regime]
+        part = _text_bytes(rng, length, style) if kind == "text" else _binary_bytes(rng, kind, length)
+        parts.append(part)
+        size += len(part)
+        if rng.random() < 0.6:  # stay sticky
+            regime = int(rng.choice(len(BYTE_REGIMES), p=w))
+    return np.concatenate(parts)[:n]
+
+
+def with_byte_streams(view, feeds: dict[str, np.ndarray], seed: int, *, text_share: float = 0.5,
+                      pad_share: float = 0.4) -> dict[str, np.ndarray]:
+    """`feeds` with every byte-like integer input (`byte_alphabet`) replaced by `byte_stream`s, one per sample over
+    its non-batch values, a share `text_share` of them text files. An alphabet beyond the 256 byte values has
+    symbols that no byte takes (padding): a share `pad_share` of the samples is a stream shorter than the input,
+    the rest filled with the first such symbol at the start, at the end or around the middle (a file's head and
+    tail side by side). Why: uniform ids give every byte value the same frequency and no byte its neighbours;
+    real files are mostly a few values (text, zeros, small integers) in runs, and that is what a byte model's
+    channels and their correlations see (benchmarks/generalise.py, Magika's selection files)."""
+    rng = np.random.default_rng((seed, 17))
+    out = dict(feeds)
+    for name, x in feeds.items():
+        size = byte_alphabet(view, name)
+        if size is None or x.dtype.kind not in "iu":
+            continue
+        flat = np.empty((len(x), int(np.prod(x.shape[1:], dtype=np.int64))), x.dtype)
+        length = flat.shape[1]
+        for i in range(len(flat)):
+            row = byte_stream(rng, length, text_share).astype(np.int64)
+            if size > 256 and rng.random() < pad_share:
+                keep = int(rng.integers(0, length))
+                head = (keep, 0, keep // 2)[int(rng.integers(3))]  # padding at the end, the start, the middle
+                row = np.concatenate([row[:head], np.full(length - keep, 256), row[head:keep]])
+            flat[i] = row
+        out[name] = flat.reshape(x.shape)
+    return out
+
+
+def has_byte_inputs(view) -> bool:
+    """Whether any graph input is byte-like (`byte_alphabet`)."""
+    return any(byte_alphabet(view, i.name) is not None for i in view.model.graph.input if i.name in view.graph_inputs)
+
+
+def byte_stream_inputs(view, n: int, seed: int, other: int = 1, **options) -> dict[str, np.ndarray]:
+    """"noise", with byte-like integer inputs as `with_byte_streams` (`options` are its keywords) makes them."""
+    return with_byte_streams(view, noise_inputs(view, n, seed, other), seed, **options)
+
+
+PRIORS["bytes"] = byte_stream_inputs

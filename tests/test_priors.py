@@ -432,3 +432,54 @@ def test_common_source_takes_more_samples_and_more_damping_within_the_budget():
     assert calib.data_free_samples(a.view, 12, 10**9) < 10**9  # the budget binds a huge wish
     stats = calib.collect(a, "common", batch=64)
     assert {damping(c) for c in stats.values()} == {calib.SOURCE_DAMP["common"]}
+
+
+def test_default_source_draws_file_like_byte_streams_for_byte_inputs_only():
+    """An integer input that indexes 256-264 values (the bytes and a few symbols such as padding) gets byte
+    streams from the default source: zeros, whitespace and printable ASCII far above their uniform share, the
+    padding symbol 256 in one run per sample where it occurs, deterministic for a seed. A larger vocabulary
+    keeps uniform ids."""
+    from spa.priors import byte_alphabet, with_byte_streams
+
+    view, _ = prepare(_token_model(257))
+    assert byte_alphabet(view, "ids") == 257
+    x = with_byte_streams(view, {"ids": np.zeros((64, 512), np.int64)}, seed=0)["ids"]
+    assert x.min() >= 0 and x.max() == 256
+    counts = np.bincount(x.ravel(), minlength=257) / x.size
+    common = counts[0] + counts[9] + counts[10] + counts[32:127].sum()
+    assert common > 0.6  # uniform ids: 98 / 257 = 0.38
+    padded = [np.nonzero(row == 256)[0] for row in x if (row == 256).any()]
+    assert 10 < len(padded) < 50 and all(np.ptp(p) == len(p) - 1 for p in padded)
+    assert np.array_equal(x, with_byte_streams(view, {"ids": np.zeros((64, 512), np.int64)}, seed=0)["ids"])
+    a = analyze(view)
+    ids = calib.source_feeds(a, calib.DEFAULT_SOURCE, None, samples=16)["ids"]
+    assert np.array_equal(ids, with_byte_streams(view, calib.noise_inputs(view, 16, 0, 1), 0)["ids"])
+    small, _ = prepare(_token_model(300))
+    assert byte_alphabet(small, "ids") is None
+    assert np.array_equal(calib.source_feeds(analyze(small), calib.DEFAULT_SOURCE, None, samples=16)["ids"],
+                          calib.binary_inputs(small, 16, seed=0)["ids"])
+
+
+def test_byte_models_choose_channels_by_the_cost_without_update_and_keep_their_weights():
+    """With the default's synthetic byte streams obspa only chooses: a channel costs ½ H_cc ‖W_:c‖² (what its
+    removal takes without an update), no consumer is updated, and the pruned model passes the oracle. Other
+    models keep the OBS cost and update."""
+    from spa.criteria.obspa import obspa
+
+    model = _token_model(257)
+    view, _ = prepare(model)
+    a = analyze(view)
+    stats = calib.collect(a, samples=16)
+    assert stats and all(c.rank_only for c in stats.values())
+    g, c = next((g, stats[(m.tensor, m.axis)]) for g in a.groups if g.prunable for m in g.params
+                if m.role == "in" and (m.tensor, m.axis) in stats and stats[(m.tensor, m.axis)].weight == "w2")
+    H = np.diag(c.grams[0]) / c.rows
+    expected = 0.5 * H[:32] * (view.array("w2") ** 2).sum(axis=1)  # w2: (32 inputs, 8 outputs)
+    assert np.allclose(obspa(g, view.array, None, stats), expected + 1e-12, rtol=1e-6)
+    keep = keep_mask(a, make_plan(a, {g.id: obspa(g, view.array, None, stats)}, ratio=0.5))
+    assert compensate(a, keep, stats) == {}
+    _, rep = spa.prune(model, ratio=0.5, criterion="obspa", calib_samples=8, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["rank_only"] == len(stats)
+    other, _ = prepare(_token_model(300))
+    assert not any(c.rank_only for c in calib.collect(analyze(other), samples=16).values())

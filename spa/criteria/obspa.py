@@ -11,6 +11,10 @@ joint update δw = −w_P([H⁻¹]_PP)⁻¹[H⁻¹]_P,: (computed as the equival
 consumer, bias included where the layer has one (a constant-1 input column). The result is a dict of
 full-size initializer overrides that the rewriter slices and the zero-group oracle zeroes.
 
+A consumer whose statistics are trusted for the choice only (`Consumer.rank_only`: synthetic byte streams,
+spa.calib) gets no update, so its channels are scored by what removing them costs without one:
+ΔL = ½ Σ_rows w_P H_PP w_Pᵀ (the output energy the columns carry).
+
 Groups without any supported consumer fall back to L1.
 """
 
@@ -74,6 +78,9 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
     for m, c in pairs:
         W = c.matrix(weights(c.weight))  # columns are taken (as float64) per chunk of channels
         cols = _channel_columns(m, c, group.size)
+        if c.rank_only:
+            total += _plain_costs(W, c, cols)
+            continue
         for part, Hi in zip(_parts(c), c.hinv(damping(c))):
             # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)
             local = cols if part is None else _locals(part, cols)
@@ -130,6 +137,19 @@ def _removal_costs(W: np.ndarray, Hi: np.ndarray, local: list[np.ndarray], part:
         if len(P):
             wp = W[:, ids(P)].T.astype(np.float64)
             out[ch] = 0.5 * float(np.sum(wp * np.linalg.solve(Hi[np.ix_(P, P)], wp)))
+    return out
+
+
+def _plain_costs(W: np.ndarray, c: Consumer, cols: list[np.ndarray]) -> np.ndarray:
+    """½ w_P H_PP w_Pᵀ summed over W's rows for each channel's columns P (H / rows, undamped; per block where
+    H is blocked): the cost of removing them with no update."""
+    out = np.zeros(len(cols))
+    for part, h in zip(_parts(c), c.grams):
+        local = cols if part is None else _locals(part, cols)
+        for ch, P in enumerate(local):
+            if len(P):
+                wp = W[:, P if part is None else part[P]].astype(np.float64)
+                out[ch] += 0.5 * float(np.sum((wp @ h[np.ix_(P, P)]) * wp)) / max(1, c.rows)
     return out
 
 
@@ -197,7 +217,7 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
         if comps is None:
             continue
         gone = np.nonzero(~keep[comps])[0]
-        if not len(gone):
+        if not len(gone) or c.rank_only:
             continue
         P = c.columns(gone)
         if c.parts is None:

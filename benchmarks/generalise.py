@@ -123,6 +123,15 @@ def _binary_levels(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndar
     return _images(view, n, seed, other, make)
 
 
+def _common_and_low(table: np.ndarray, share: float, weight: int = 1) -> np.ndarray:
+    """What spa's "common" prior draws from since branch minilm4 (spa.priors.everyday_tokens), at `share`; `weight`:
+    the low-cosine ids repeated so that a uniform draw picks each of them that many times as often."""
+    from spa.priors import common_tokens, low_cosine_tokens
+
+    low = low_cosine_tokens(table, share)
+    return np.concatenate([np.union1d(common_tokens(table), low), *[low] * (weight - 1)])
+
+
 def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
@@ -142,7 +151,16 @@ def register_variants() -> None:
         "strokes25-colour": partial(strokes, band_min=0.25, colour=True),
         "strokes25-binary": lambda view, n, seed, other=1: _halves(view, n, seed, other, partial(strokes, band_min=0.25),
                                                                    priors.binary_inputs),
-        "binary-levels": _binary_levels}
+        "binary-levels": _binary_levels,
+        # token priors (benchmarks/minilm_why.py): the common tokens together with the `share` of the table least
+        # aligned with its mean row (function words, punctuation), e.g. common+low5 (what "common" is since branch
+        # minilm4; common-pc1: the common tokens alone, what "common" was before)
+        **{f"common+low{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=k / 100))
+           for k in (2, 5, 10)},
+        "common-pc1": partial(priors.common_token_inputs, tokens=priors.common_tokens),
+        # the 5 % drawn twice (or 3x) as often as each common token
+        **{f"common+low5x{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05, weight=k))
+           for k in (2, 3)}}
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
 

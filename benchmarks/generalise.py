@@ -55,7 +55,9 @@ re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128
 a part -dampX sets obspa's relative damping (--damp X; rows without it have their source's default at the time:
 0.01 everywhere before "common" got 0.1, see the raw files' comments), -nX X synthetic samples (--calib-samples),
 -stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
-zeroed model), energy20 a cap of 2x the ratio;
+zeroed model), energy20 a cap of 2x the ratio; common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
+common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
+since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often;
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and

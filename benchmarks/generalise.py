@@ -57,7 +57,8 @@ a part -dampX sets obspa's relative damping (--damp X; rows without it have thei
 -stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
 zeroed model), energy20 a cap of 2x the ratio; common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
 common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
-since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often;
+since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often, commonK+low5
+the common tokens' share at K % instead of 10 %;
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -125,13 +126,14 @@ def _binary_levels(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndar
     return _images(view, n, seed, other, make)
 
 
-def _common_and_low(table: np.ndarray, share: float, weight: int = 1) -> np.ndarray:
+def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: float = 0.1) -> np.ndarray:
     """What spa's "common" prior draws from since branch minilm4 (spa.priors.everyday_tokens), at `share`; `weight`:
-    the low-cosine ids repeated so that a uniform draw picks each of them that many times as often."""
+    the low-cosine ids repeated so that a uniform draw picks each of them that many times as often; `common`: the
+    share of the common tokens."""
     from spa.priors import common_tokens, low_cosine_tokens
 
     low = low_cosine_tokens(table, share)
-    return np.concatenate([np.union1d(common_tokens(table), low), *[low] * (weight - 1)])
+    return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
 
 
 def register_variants() -> None:
@@ -162,7 +164,10 @@ def register_variants() -> None:
         "common-pc1": partial(priors.common_token_inputs, tokens=priors.common_tokens),
         # the 5 % drawn twice (or 3x) as often as each common token
         **{f"common+low5x{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05, weight=k))
-           for k in (2, 3)}}
+           for k in (2, 3)},
+        # the common tokens' share at 5 % / 20 % instead of 10 %
+        **{f"common{k}+low5": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05,
+                                                                               common=k / 100)) for k in (5, 20)}}
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
 

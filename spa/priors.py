@@ -344,9 +344,9 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     which tokens it sees (see `common_tokens`), and 32 real sentences put each token in few contexts: shuffled
     into new sequences, the same tokens give statistics closer to those of unseen sentences (all-MiniLM-L6-v2 at
     0.3, selection sentences, seed 0, OBS-cost allocation: 32 sentences 0.903, the 128 shuffled sequences alone
-    0.926, both 0.938, with 512 shuffled 0.940). `common`: then `n` samples of `common_token_inputs` too (the
-    bag's few hundred tokens widened by everyday words: 0.949 there). BadArgument where an input's synthetic
-    samples cannot have the calibration's shape."""
+    0.926, both 0.938, with 512 shuffled 0.940). `common`: then `n` samples of `common_token_inputs` over the
+    `common_tokens` (the bag's few hundred tokens widened by everyday words: 0.949 there). BadArgument where an
+    input's synthetic samples cannot have the calibration's shape."""
     from .errors import BadArgument
 
     names = [i.name for i in view.model.graph.input if i.name in view.graph_inputs]

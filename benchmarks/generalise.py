@@ -62,7 +62,10 @@ re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128
 a part -dampX sets obspa's relative damping (--damp X; rows without it have their source's default at the time:
 0.01 everywhere before "common" got 0.1, see the raw files' comments), -nX X synthetic samples (--calib-samples),
 -stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
-zeroed model), energy20 a cap of 2x the ratio;
+zeroed model), energy20 a cap of 2x the ratio; common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
+common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
+since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often, commonK+low5
+the common tokens' share at K % instead of 10 %;
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -132,6 +135,16 @@ def _binary_levels(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndar
     return _images(view, n, seed, other, make)
 
 
+def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: float = 0.1) -> np.ndarray:
+    """What spa's "common" prior draws from since branch minilm4 (spa.priors.everyday_tokens), at `share`; `weight`:
+    the low-cosine ids repeated so that a uniform draw picks each of them that many times as often; `common`: the
+    share of the common tokens."""
+    from spa.priors import common_tokens, low_cosine_tokens
+
+    low = low_cosine_tokens(table, share)
+    return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
+
+
 def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
@@ -151,7 +164,19 @@ def register_variants() -> None:
         "strokes25-colour": partial(strokes, band_min=0.25, colour=True),
         "strokes25-binary": lambda view, n, seed, other=1: _halves(view, n, seed, other, partial(strokes, band_min=0.25),
                                                                    priors.binary_inputs),
-        "binary-levels": _binary_levels}
+        "binary-levels": _binary_levels,
+        # token priors (benchmarks/minilm_why.py): the common tokens together with the `share` of the table least
+        # aligned with its mean row (function words, punctuation), e.g. common+low5 (what "common" is since branch
+        # minilm4; common-pc1: the common tokens alone, what "common" was before)
+        **{f"common+low{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=k / 100))
+           for k in (2, 5, 10)},
+        "common-pc1": partial(priors.common_token_inputs, tokens=priors.common_tokens),
+        # the 5 % drawn twice (or 3x) as often as each common token
+        **{f"common+low5x{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05, weight=k))
+           for k in (2, 3)},
+        # the common tokens' share at 5 % / 20 % instead of 10 %
+        **{f"common{k}+low5": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05,
+                                                                               common=k / 100)) for k in (5, 20)}}
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
 

@@ -253,16 +253,42 @@ def test_common_tokens_are_the_long_rows_along_the_first_component():
         assert np.array_equal(common_tokens(t, share=0.1), planted)
 
 
-def test_common_prior_draws_ids_from_the_common_tokens_of_large_vocabularies_only():
-    """Token ids of a vocabulary of at least COMMON_MIN_ROWS rows come from `common_tokens` of its table (more
-    than one of them, deterministic for a seed); a smaller alphabet keeps the default's uniform ids."""
-    from spa.priors import COMMON_MIN_ROWS, common_token_inputs, common_tokens
+def test_low_cosine_tokens_are_the_rows_pointing_away_from_the_mean_row():
+    """A table of rows sharing a mean direction, 60 planted rows pointing against it: exactly those are the 4 %
+    least aligned with the mean row, whatever their length."""
+    from spa.priors import low_cosine_tokens
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(24)
+    u /= np.linalg.norm(u)
+    t = 0.3 * rng.standard_normal((1500, 24)) + 2.0 * u
+    planted = np.sort(rng.choice(1500, 60, replace=False))
+    t[planted] = rng.uniform(0.5, 5.0, (60, 1)) * (0.3 * rng.standard_normal((60, 24)) - 1.0 * u)
+    assert np.array_equal(low_cosine_tokens(t, 0.04), planted)
+
+
+def test_everyday_tokens_add_the_low_cosine_rows_to_the_common_ones():
+    """`everyday_tokens` = `common_tokens` ∪ LOW_SHARE of `low_cosine_tokens`: on a table where the two sets differ,
+    both are in it and nothing else."""
+    from spa.priors import LOW_SHARE, common_tokens, everyday_tokens, low_cosine_tokens
+
+    t = onnx.numpy_helper.to_array(_token_model(1200).graph.initializer[0])  # the embedding table
+    common, low = common_tokens(t), low_cosine_tokens(t, LOW_SHARE)
+    assert len(np.setdiff1d(low, common)) > 10
+    assert np.array_equal(everyday_tokens(t), np.union1d(common, low))
+
+
+def test_common_prior_draws_ids_from_the_everyday_tokens_of_large_vocabularies_only():
+    """Token ids of a vocabulary of at least COMMON_MIN_ROWS rows come from `everyday_tokens` of its table (more
+    than one of them, both kinds, deterministic for a seed); a smaller alphabet keeps the default's uniform ids."""
+    from spa.priors import COMMON_MIN_ROWS, common_token_inputs, common_tokens, everyday_tokens
 
     view, _ = prepare(_token_model(COMMON_MIN_ROWS + 100))
     ids = common_token_inputs(view, 16, seed=0)["ids"]
-    pool = common_tokens(view.array("emb"))
-    assert len(pool) == round(0.1 * (COMMON_MIN_ROWS + 100))
-    assert np.isin(ids, pool).all() and len(np.unique(ids)) > 20
+    common = common_tokens(view.array("emb"))
+    assert len(common) == round(0.1 * (COMMON_MIN_ROWS + 100))
+    assert np.isin(ids, everyday_tokens(view.array("emb"))).all() and len(np.unique(ids)) > 20
+    assert not np.isin(ids, common).all()  # the low-cosine rows are drawn too
     assert np.array_equal(ids, common_token_inputs(view, 16, seed=0)["ids"])
     small, _ = prepare(_token_model(300))
     assert np.array_equal(common_token_inputs(small, 16, seed=0)["ids"], calib.binary_inputs(small, 16, seed=0)["ids"])

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import criteria, io_safety, modelfile
+from . import criteria, io_safety, modelfile, parallel
 from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis
 from .analysis import analyze as _analyze
 from .criteria import score
@@ -477,10 +477,11 @@ def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str 
                            writes=[("output", output)])
     run = _Run(progress or (lambda _msg: None))
     view, path, a, shapes = _prepare_stage(model, o, output, run)
-    data = _calibrate(a, o, run)
-    plan, keep = _choose_plan(a, o, data, run)
-    notes = _nothing_pruned(a, plan, o.strict)
-    overrides = _compensate(a, keep, o, data, run)
+    with parallel.blas_single_threaded() if criteria.get(o.criterion).needs_data else contextlib.nullcontext():
+        data = _calibrate(a, o, run)
+        plan, keep = _choose_plan(a, o, data, run)
+        notes = _nothing_pruned(a, plan, o.strict)
+        overrides = _compensate(a, keep, o, data, run)
     # the statistics (H and its inverses: hundreds of MB on a VGG-16) are not needed past this point: let them go
     # before the rewrite and the verification hold their own copies of the weights
     summary, data = data.summary if data else None, None

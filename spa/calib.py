@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import parallel
 from .analysis import Analysis
 from .errors import BadArgument
 from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, token_bag_inputs, vocabulary
@@ -111,6 +112,7 @@ MIN_DATA_FREE_SAMPLES = 16
 BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the samples, 4x the minutes
 BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
+RUNS_BYTES = 2 * CAPTURE_BYTES  # consumer inputs of the batches run side by side (and the one being read), together
 PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H...
 PENDING_TOTAL = 512 << 20  # ...and by all consumers together (DenseNet-121's 120 held 2 GB at 32 MiB each)
 # A consumer with more input columns than this keeps H as diagonal blocks (see the module docstring): a dense H
@@ -325,6 +327,9 @@ def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None =
         assert rng is not None
         pick = np.sort(rng.choice(rows, limit, replace=False))
         at = np.unravel_index(pick, (n, *out))
+        if all(k == 1 for k in kernel) and not any(pads):  # pointwise (most consumers): a row is one pixel
+            at_pixel = np.ravel_multi_index(tuple(at[1 + i] * strides[i] for i in range(nd)), x.shape[2:])
+            return x.reshape(n, c, -1)[at[0], :, at_pixel]  # (limit, C): the same values, no window gathers
         idx, valid = [], np.ones((limit, *kernel), bool)
         for i in range(nd):  # input coordinate of every (row, kernel position) along spatial axis i
             shape = [limit] + [1] * nd
@@ -448,8 +453,10 @@ def collect(
         c.trust = None if trust == "off" else trust or (None if source in WITH_CALIB else DATA_FREE_TRUST)
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
-    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch,
-               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL)
+    batch = batch or batch_size(a.view, cons)
+    accumulate(a.view.model, cons, feeds, batch=batch, seed=seed, on_batch=on_batch,
+               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL,
+               workers=run_workers(a.view, cons, batch))
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -545,11 +552,23 @@ def batch_size(view, cons: dict[tuple[str, int], Consumer] | None = None) -> int
     fixed = fixed_batch(view.model)
     if fixed:
         return fixed
+    return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, _sample_bytes(view, cons)))))
+
+
+def run_workers(view, cons: dict[tuple[str, int], Consumer], batch: int) -> int:
+    """Batches run side by side in a calibration pass (spa.parallel): one per core, fewer where the batches
+    held at once (one more than the runs) would exceed RUNS_BYTES."""
+    held = RUNS_BYTES // max(1, batch * _sample_bytes(view, cons))
+    return int(max(1, min(parallel.workers(), held - 1)))
+
+
+def _sample_bytes(view, cons: dict[tuple[str, int], Consumer] | None) -> int:
+    """Bytes of one sample's consumer inputs (static dims; unknown ones counted as 1)."""
     per_sample = 0
     for x in {c.x for c in (cons or {}).values()}:
         s = view.shape(x) or ()
         per_sample += 4 * int(np.prod([d if d else 1 for d in s[1:]], dtype=np.int64))
-    return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, per_sample))))
+    return per_sample
 
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
@@ -580,8 +599,9 @@ def synthesis_size(view, seed: int, batch: int = 1) -> int:
                       "(the model does not run on random values there): pass real inputs with --calib FILE.npz")
 
 
-def session_with_outputs(model: onnx.ModelProto, names: list[str]):
-    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too."""
+def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int = 0):
+    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too
+    (`threads`: its intra-op threads, 0 for onnxruntime's default)."""
     from .verify import session
 
     m = onnx.ModelProto()
@@ -591,24 +611,26 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
     # graph optimisations on: the statistics need the values, not the graph as written (PP-OCRv4 rec, 32 lines with
     # every consumer input an output: 1.91 s against 2.19 s without, median of 3 on a loaded machine; values within
     # 6e-6 relative)
-    return session(m, optimize=True, spinning=False)  # numpy work on every batch's outputs follows each run
+    return session(m, optimize=True, threads=threads, spinning=False)  # numpy work on the outputs runs beside
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
-               rows_total: int = ROWS_TOTAL) -> None:
+               rows_total: int = ROWS_TOTAL, workers: int = 1) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
     of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
-    again)."""
+    again). `workers`: batches run side by side, single-threaded each (`run_workers`); 1: one at a time with
+    onnxruntime's threads."""
     names = sorted({c.x for c in cons.values()})
-    sess = session_with_outputs(model, names)
+    sess = session_with_outputs(model, names, threads=1 if workers > 1 else 0)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-rows_total * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    for bi, b in enumerate(batches_of(feeds, batch)):
-        vals = dict(zip(names, sess.run(names, b)))
+    runs = parallel.ordered_map(lambda b: sess.run(names, b), batches_of(feeds, batch), workers)
+    for bi, out in enumerate(runs):
+        vals = dict(zip(names, out))
         if on_batch is not None:
             on_batch(cons, bi, vals)
         total = 0
@@ -623,7 +645,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
                 c.add(np.concatenate(rows))
                 rows.clear()
             total += sum(r.nbytes for r in rows)
-        del vals
+        del vals, out
         if total > PENDING_TOTAL:
             _flush(cons, pending)
     _flush(cons, pending)

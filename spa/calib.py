@@ -555,11 +555,12 @@ def batch_size(view, cons: dict[tuple[str, int], Consumer] | None = None) -> int
     return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, _sample_bytes(view, cons)))))
 
 
-def run_workers(view, cons: dict[tuple[str, int], Consumer], batch: int) -> int:
-    """Batches run side by side in a calibration pass (spa.parallel): one per core, fewer where the batches
-    held at once (one more than the runs) would exceed RUNS_BYTES."""
-    held = RUNS_BYTES // max(1, batch * _sample_bytes(view, cons))
-    return int(max(1, min(parallel.workers(), held - 1)))
+def run_workers(view, cons: dict[tuple[str, int], Consumer], batch: int) -> tuple[int, int]:
+    """How a calibration pass runs its batches (spa.parallel.ordered_map): side by side, one per core, and how
+    many of them may be under way or done and unread while the statistics of one are added: as many as fit in
+    RUNS_BYTES with the one being read (the runs go on meanwhile); one at a time where only one fits."""
+    held = int(RUNS_BYTES // max(1, batch * _sample_bytes(view, cons))) - 1
+    return (1, 1) if held < 2 else (min(parallel.workers(), held), held)
 
 
 def _sample_bytes(view, cons: dict[tuple[str, int], Consumer] | None) -> int:
@@ -616,19 +617,19 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
-               rows_total: int = ROWS_TOTAL, workers: int = 1) -> None:
+               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1)) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
     of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
-    again). `workers`: batches run side by side, single-threaded each (`run_workers`); 1: one at a time with
-    onnxruntime's threads."""
+    again). `workers`: batches run side by side, single-threaded each, and batches under way or unread at most
+    (`run_workers`); (1, 1): one at a time with onnxruntime's threads."""
     names = sorted({c.x for c in cons.values()})
-    sess = session_with_outputs(model, names, threads=1 if workers > 1 else 0)
+    sess = session_with_outputs(model, names, threads=1 if workers[0] > 1 else 0)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-rows_total * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    runs = parallel.ordered_map(lambda b: sess.run(names, b), batches_of(feeds, batch), workers)
+    runs = parallel.ordered_map(lambda b: sess.run(names, b), batches_of(feeds, batch), *workers)
     for bi, out in enumerate(runs):
         vals = dict(zip(names, out))
         if on_batch is not None:

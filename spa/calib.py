@@ -199,7 +199,7 @@ class Consumer:
         """Diagonal of H / rows: mean square of every column (the bias column last, where there is one)."""
         if self.parts is None:
             assert self.grams
-            return np.diag(self.grams[0]) / max(1, self.rows)
+            return np.diag(self.grams[0]).astype(np.float64) / max(1, self.rows)  # as the blocked path
         d = np.zeros(int(max(int(p.max()) for p in self.parts)) + 1)
         for p, h in zip(self.parts, self.grams):
             d[p] = np.diag(h)

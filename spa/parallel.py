@@ -20,7 +20,7 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-MAX_WORKERS = 8  # more streams than this share memory bandwidth more than they gain
+MAX_WORKERS = 8  # a bound, not a measured optimum (measured on 2 cores only): each stream holds a batch's values
 
 
 def workers() -> int:
@@ -69,8 +69,10 @@ def blas_single_threaded() -> Iterator[None]:
     """numpy's and scipy's BLAS on one thread each, for a data criterion's stages (statistics, plan, updates):
     after each product OpenBLAS's idle threads spin for a while, taking the cores from the onnxruntime runs
     beside them and from the other library's threads (numpy and scipy each bring an OpenBLAS: a Cholesky
-    factorisation in scipy's ran beside numpy's spinning threads). PP-OCRv4 rec on 2 cores, calibrated prune:
-    MEASURE. Needs threadpoolctl (it comes with scikit-learn); without it, nothing changes."""
+    factorisation in scipy's ran beside numpy's spinning threads). PP-OCRv4 rec on 2 cores, calibrated prune at
+    0.5 with the batches already side by side (benchmarks/obspa_calib_fast.py --time-only, top priority): 5.60 s
+    wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two. Needs
+    threadpoolctl (it comes with scikit-learn); without it, nothing changes."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

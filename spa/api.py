@@ -524,7 +524,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             augmented = with_rescaled_copies(inputs) if o.calib_augment and feeds is not None else None
             inputs = augmented or inputs
         layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows,
-                                 damp=o.damp, trust=o.trust)
+                                 damp=o.damp, trust=o.trust,
+                                 dense=calib_.REFIT_DENSE_COLS if _refits(o) else calib_.DENSE_COLS)
         summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
         if augmented is not None:
             from .augment import SCALES
@@ -736,11 +737,11 @@ def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | No
 
 def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
                 inputs: dict | None = None, on_batch: Callable[..., None] | None = None,
-                damp: float | None = None, trust: str | None = None) -> dict:
+                damp: float | None = None, trust: str | None = None, dense: int | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
     (`inputs`: those inputs, already made by `spa.calib.source_feeds`; `on_batch`: sees every batch's consumer
-    inputs, spa.calib.accumulate)."""
+    inputs, spa.calib.accumulate; `dense`: the widest consumer with a dense H, spa.calib.collect)."""
     from . import calib
 
     source = source or calib.DEFAULT_SOURCE
@@ -750,7 +751,8 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
-    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp, trust=trust)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp, trust=trust,
+                         dense=calib.DENSE_COLS if dense is None else dense)
 
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:

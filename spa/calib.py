@@ -123,6 +123,12 @@ PENDING_TOTAL = 512 << 20  # ...and by all consumers together (DenseNet-121's 12
 # rec's widest consumer (2880) stays exact; a 4096-input Dense (Keras simple_cnn tiny) cost 2.2 s and 710 MB
 # dense, 0.5 s and 200 MB blocked (benchmarks/obspa_cost.txt).
 DENSE_COLS = 3072
+# ...and 2048 where obspa's sequential re-fit follows: H then ranks the channels, spreads the ratio and gives the re-fit
+# its starting point, and the re-fit fits every consumer again on its own dense H' of the pruned inputs. PP-OCRv4 rec
+# at 0.5 with 32 lines (benchmarks/obspa_calib_fast.py's choice set, seeds 0-2): its 2881-column consumer blocked
+# kept 94.0 % of the original's accuracy in the worst seed, 94.6 % on average, dense 93.6 % / 94.1 %; its products
+# and inverse were a sixth of the calibrated prune (5.65 s -> 4.84 s at top priority, one run, alternated)
+REFIT_DENSE_COLS = 2048
 DENSE_COLS_ENV = "SPA_DENSE_H_COLS"  # overrides DENSE_COLS (tests force the blocked path on tiny models)
 BLOCK_COLS = 1024  # columns per diagonal block at most...
 BLOCK_BYTES = 256 << 20  # ...and fewer on very wide layers, so that one consumer's blocks stay under this
@@ -289,11 +295,12 @@ def block_parts(comps: np.ndarray, per_index: int, bias: bool, width: int) -> li
     return out
 
 
-def dense_cols() -> int:
-    """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else DENSE_COLS."""
+def dense_cols(default: int = DENSE_COLS) -> int:
+    """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else `default` (DENSE_COLS, or
+    REFIT_DENSE_COLS where obspa's re-fit follows)."""
     from .settings import env_int
 
-    return env_int(DENSE_COLS_ENV, DENSE_COLS, "columns")
+    return env_int(DENSE_COLS_ENV, default, "columns")
 
 
 def spd_inverse(h: np.ndarray) -> np.ndarray:
@@ -356,11 +363,11 @@ def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None =
     return win.transpose(perm).reshape(rows, cols)  # (N, *out, C, *kernel)
 
 
-def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
+def find_consumers(a: Analysis, dense: int = DENSE_COLS) -> dict[tuple[str, int], Consumer]:
     """Consumers whose input-channel slot belongs to a prunable group, keyed by (weight, in_axis). Those with
-    more than `dense_cols()` input columns get blocked statistics."""
+    more than `dense_cols(dense)` input columns get blocked statistics."""
     view = a.view
-    wide = dense_cols()
+    wide = dense_cols(dense)
     wanted = {(m.tensor, m.axis) for g in a.prunable for m in g.params if m.role == "in"}
     out: dict[tuple[str, int], Consumer] = {}
     for i, node in enumerate(view.model.graph.node):
@@ -442,15 +449,17 @@ def collect(
     on_batch: BatchHook | None = None,
     damp: float | None = None,
     trust: str | None = None,
+    dense: int = DENSE_COLS,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
     see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's);
     `trust`: obspa's trust check of its update (see Consumer.trust; "off": none; default DATA_FREE_TRUST for a
-    data-free source, none with calibration inputs)."""
+    data-free source, none with calibration inputs); `dense`: the widest consumer with a dense H (DENSE_COLS;
+    REFIT_DENSE_COLS where obspa's re-fit follows), $SPA_DENSE_H_COLS before either."""
     source = _effective_source(source, calib)
-    cons = find_consumers(a)
+    cons = find_consumers(a, dense)
     if not cons:
         return cons
     for c in cons.values():

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import criteria, io_safety, modelfile
+from . import criteria, io_safety, modelfile, parallel
 from .analysis import DEFAULT_GROUP_CONV, GROUP_CONV_MODES, Analysis
 from .analysis import analyze as _analyze
 from .criteria import score
@@ -477,10 +477,11 @@ def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str 
                            writes=[("output", output)])
     run = _Run(progress or (lambda _msg: None))
     view, path, a, shapes = _prepare_stage(model, o, output, run)
-    data = _calibrate(a, o, run)
-    plan, keep = _choose_plan(a, o, data, run)
-    notes = _nothing_pruned(a, plan, o.strict)
-    overrides = _compensate(a, keep, o, data, run)
+    with parallel.blas_single_threaded() if criteria.get(o.criterion).needs_data else contextlib.nullcontext():
+        data = _calibrate(a, o, run)
+        plan, keep = _choose_plan(a, o, data, run)
+        notes = _nothing_pruned(a, plan, o.strict)
+        overrides = _compensate(a, keep, o, data, run)
     # the statistics (H and its inverses: hundreds of MB on a VGG-16) are not needed past this point: let them go
     # before the rewrite and the verification hold their own copies of the weights
     summary, data = data.summary if data else None, None
@@ -523,7 +524,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             augmented = with_rescaled_copies(inputs) if o.calib_augment and feeds is not None else None
             inputs = augmented or inputs
         layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows,
-                                 damp=o.damp, trust=o.trust)
+                                 damp=o.damp, trust=o.trust,
+                                 dense=calib_.REFIT_DENSE_COLS if _refits(o) else calib_.DENSE_COLS)
         summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
         if augmented is not None:
             from .augment import SCALES
@@ -735,11 +737,11 @@ def _reserialise(pruned: onnx.ModelProto, staging: Staging | None) -> bytes | No
 
 def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str | None, seed: int,
                 inputs: dict | None = None, on_batch: Callable[..., None] | None = None,
-                damp: float | None = None, trust: str | None = None) -> dict:
+                damp: float | None = None, trust: str | None = None, dense: int | None = None) -> dict:
     """What a data criterion reads: per-consumer input statistics (obspa, act, wanda) or, for gradient
     criteria, ∂L/∂w per initializer through the ONNX → torch round trip, on `feeds` or the source's inputs
     (`inputs`: those inputs, already made by `spa.calib.source_feeds`; `on_batch`: sees every batch's consumer
-    inputs, spa.calib.accumulate)."""
+    inputs, spa.calib.accumulate; `dense`: the widest consumer with a dense H, spa.calib.collect)."""
     from . import calib
 
     source = source or calib.DEFAULT_SOURCE
@@ -749,7 +751,8 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
         from .criteria.gradient import collect as grads
 
         return grads(a.view.model, inputs, batch=calib.batch_size(a.view))
-    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp, trust=trust)
+    return calib.collect(a, source, feeds, seed=seed, feeds=inputs, on_batch=on_batch, damp=damp, trust=trust,
+                         dense=calib.DENSE_COLS if dense is None else dense)
 
 
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:

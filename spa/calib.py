@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import parallel
 from .analysis import Analysis
 from .errors import BadArgument
 from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, token_bag_inputs, vocabulary
@@ -126,13 +127,23 @@ MIN_DATA_FREE_SAMPLES = 16
 BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the samples, 4x the minutes
 BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
-PENDING_BYTES = 32 << 20  # input rows held per consumer before they are added to H...
+RUNS_BYTES = 2 * CAPTURE_BYTES  # consumer inputs of the batches run side by side (and the one being read), together
+# input rows held per consumer before they are added to H (one product beats many small ones)... but not many more:
+# the products then run during the pass, beside the next batches' runs, not all after it (PP-OCRv4 rec's widest
+# consumer, 2881 columns, held 3200 of its 3840 rows at 32 MiB)
+PENDING_BYTES = 8 << 20
 PENDING_TOTAL = 512 << 20  # ...and by all consumers together (DenseNet-121's 120 held 2 GB at 32 MiB each)
 # A consumer with more input columns than this keeps H as diagonal blocks (see the module docstring): a dense H
 # of 3072 columns is 72 MiB in float64 and its inverse as much (one of 25088 would be 5 GiB each). PP-OCRv4
 # rec's widest consumer (2880) stays exact; a 4096-input Dense (Keras simple_cnn tiny) cost 2.2 s and 710 MB
 # dense, 0.5 s and 200 MB blocked (benchmarks/obspa_cost.txt).
 DENSE_COLS = 3072
+# ...and 2048 where obspa's sequential re-fit follows: H then ranks the channels, spreads the ratio and gives the re-fit
+# its starting point, and the re-fit fits every consumer again on its own dense H' of the pruned inputs. PP-OCRv4 rec
+# at 0.5 with 32 lines (benchmarks/obspa_calib_fast.py's choice set, seeds 0-2): its 2881-column consumer blocked
+# kept 94.0 % of the original's accuracy in the worst seed, 94.6 % on average, dense 93.6 % / 94.1 %; its products
+# and inverse were a sixth of the calibrated prune (5.65 s -> 4.84 s at top priority, one run, alternated)
+REFIT_DENSE_COLS = 2048
 DENSE_COLS_ENV = "SPA_DENSE_H_COLS"  # overrides DENSE_COLS (tests force the blocked path on tiny models)
 BLOCK_COLS = 1024  # columns per diagonal block at most...
 BLOCK_BYTES = 256 << 20  # ...and fewer on very wide layers, so that one consumer's blocks stay under this
@@ -143,9 +154,11 @@ H_BYTES = 512 << 20  # all consumers' H together (their inverses as much again):
 class Consumer:
     """One channel-mixing layer, with its weight as a (rows = outputs, columns = inputs) matrix.
 
-    Its statistics H = Σ x xᵀ (float64, over the columns and, with a bias, one more constant-1 column) are kept
-    as one Gram matrix per part of `parts`: a single part with every column ("dense"), or diagonal blocks over
-    whole input channels, the bias column in each ("blocked")."""
+    Its statistics H = Σ x xᵀ (over the columns and, with a bias, one more constant-1 column) are kept as one Gram
+    matrix per part of `parts`: a single part with every column ("dense"), or diagonal blocks over whole input
+    channels, the bias column in each ("blocked"). In float32, the precision of the rows, of the products that
+    sum them and of the inverse (float64 was a conversion and a second copy of the widest H per product: 0.27 s of
+    PP-OCRv4 rec's calibrated prune, whose 2881-column H takes 33 MB)."""
 
     node: int
     op: str
@@ -210,7 +223,7 @@ class Consumer:
         """Diagonal of H / rows: mean square of every column (the bias column last, where there is one)."""
         if self.parts is None:
             assert self.grams
-            return np.diag(self.grams[0]) / max(1, self.rows)
+            return np.diag(self.grams[0]).astype(np.float64) / max(1, self.rows)  # as the blocked path
         d = np.zeros(int(max(int(p.max()) for p in self.parts)) + 1)
         for p, h in zip(self.parts, self.grams):
             d[p] = np.diag(h)
@@ -250,7 +263,7 @@ class Consumer:
         first = not self.grams
         for i, p in enumerate([None] if self.parts is None else self.parts):
             rp = r if p is None else r[:, p]
-            g = (rp.T @ rp).astype(np.float64)
+            g = rp.T @ rp  # float32, as the rows
             if first:
                 self.grams.append(g)
             else:
@@ -300,11 +313,12 @@ def block_parts(comps: np.ndarray, per_index: int, bias: bool, width: int) -> li
     return out
 
 
-def dense_cols() -> int:
-    """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else DENSE_COLS."""
+def dense_cols(default: int = DENSE_COLS) -> int:
+    """Input columns up to which a consumer keeps a dense H: $SPA_DENSE_H_COLS, else `default` (DENSE_COLS, or
+    REFIT_DENSE_COLS where obspa's re-fit follows)."""
     from .settings import env_int
 
-    return env_int(DENSE_COLS_ENV, DENSE_COLS, "columns")
+    return env_int(DENSE_COLS_ENV, default, "columns")
 
 
 def spd_inverse(h: np.ndarray) -> np.ndarray:
@@ -343,6 +357,9 @@ def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None =
         assert rng is not None
         pick = np.sort(rng.choice(rows, limit, replace=False))
         at = np.unravel_index(pick, (n, *out))
+        if all(k == 1 for k in kernel) and not any(pads):  # pointwise (most consumers): a row is one pixel
+            at_pixel = np.ravel_multi_index(tuple(at[1 + i] * strides[i] for i in range(nd)), x.shape[2:])
+            return x.reshape(n, c, -1)[at[0], :, at_pixel]  # (limit, C): the same values, no window gathers
         idx, valid = [], np.ones((limit, *kernel), bool)
         for i in range(nd):  # input coordinate of every (row, kernel position) along spatial axis i
             shape = [limit] + [1] * nd
@@ -364,11 +381,11 @@ def _im2col(x: np.ndarray, kernel, strides, pads, dilations, limit: int | None =
     return win.transpose(perm).reshape(rows, cols)  # (N, *out, C, *kernel)
 
 
-def find_consumers(a: Analysis) -> dict[tuple[str, int], Consumer]:
+def find_consumers(a: Analysis, dense: int = DENSE_COLS) -> dict[tuple[str, int], Consumer]:
     """Consumers whose input-channel slot belongs to a prunable group, keyed by (weight, in_axis). Those with
-    more than `dense_cols()` input columns get blocked statistics."""
+    more than `dense_cols(dense)` input columns get blocked statistics."""
     view = a.view
-    wide = dense_cols()
+    wide = dense_cols(dense)
     wanted = {(m.tensor, m.axis) for g in a.prunable for m in g.params if m.role == "in"}
     out: dict[tuple[str, int], Consumer] = {}
     for i, node in enumerate(view.model.graph.node):
@@ -450,15 +467,17 @@ def collect(
     on_batch: BatchHook | None = None,
     damp: float | None = None,
     trust: str | None = None,
+    dense: int = DENSE_COLS,
 ) -> dict[tuple[str, int], Consumer]:
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
     see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's);
     `trust`: obspa's trust check of its update (see Consumer.trust; "off": none; default DATA_FREE_TRUST for a
-    data-free source, none with calibration inputs)."""
+    data-free source, none with calibration inputs); `dense`: the widest consumer with a dense H (DENSE_COLS;
+    REFIT_DENSE_COLS where obspa's re-fit follows), $SPA_DENSE_H_COLS before either."""
     source = _effective_source(source, calib)
-    cons = find_consumers(a)
+    cons = find_consumers(a, dense)
     if not cons:
         return cons
     from .priors import has_byte_inputs
@@ -470,8 +489,10 @@ def collect(
         c.rank_only = rank_only
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
-    accumulate(a.view.model, cons, feeds, batch=batch or batch_size(a.view, cons), seed=seed, on_batch=on_batch,
-               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL)
+    batch = batch or batch_size(a.view, cons)
+    accumulate(a.view.model, cons, feeds, batch=batch, seed=seed, on_batch=on_batch,
+               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL,
+               workers=run_workers(a.view, cons, batch))
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -571,11 +592,24 @@ def batch_size(view, cons: dict[tuple[str, int], Consumer] | None = None) -> int
     fixed = fixed_batch(view.model)
     if fixed:
         return fixed
+    return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, _sample_bytes(view, cons)))))
+
+
+def run_workers(view, cons: dict[tuple[str, int], Consumer], batch: int) -> tuple[int, int]:
+    """How a calibration pass runs its batches (spa.parallel.ordered_map): side by side, one per core, and how
+    many of them may be under way or done and unread while the statistics of one are added: as many as fit in
+    RUNS_BYTES with the one being read (the runs go on meanwhile); one at a time where only one fits."""
+    held = int(RUNS_BYTES // max(1, batch * _sample_bytes(view, cons))) - 1
+    return (1, 1) if held < 2 else (min(parallel.workers(), held), held)
+
+
+def _sample_bytes(view, cons: dict[tuple[str, int], Consumer] | None) -> int:
+    """Bytes of one sample's consumer inputs (static dims; unknown ones counted as 1)."""
     per_sample = 0
     for x in {c.x for c in (cons or {}).values()}:
         s = view.shape(x) or ()
         per_sample += 4 * int(np.prod([d if d else 1 for d in s[1:]], dtype=np.int64))
-    return int(max(1, min(BATCH, CAPTURE_BYTES // max(1, per_sample))))
+    return per_sample
 
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
@@ -606,8 +640,9 @@ def synthesis_size(view, seed: int, batch: int = 1) -> int:
                       "(the model does not run on random values there): pass real inputs with --calib FILE.npz")
 
 
-def session_with_outputs(model: onnx.ModelProto, names: list[str]):
-    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too."""
+def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int = 0):
+    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too
+    (`threads`: its intra-op threads, 0 for onnxruntime's default)."""
     from .verify import session
 
     m = onnx.ModelProto()
@@ -617,24 +652,26 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str]):
     # graph optimisations on: the statistics need the values, not the graph as written (PP-OCRv4 rec, 32 lines with
     # every consumer input an output: 1.91 s against 2.19 s without, median of 3 on a loaded machine; values within
     # 6e-6 relative)
-    return session(m, optimize=True, spinning=False)  # numpy work on every batch's outputs follows each run
+    return session(m, optimize=True, threads=threads, spinning=False)  # numpy work on the outputs runs beside
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
-               rows_total: int = ROWS_TOTAL) -> None:
+               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1)) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
     of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
-    again)."""
+    again). `workers`: batches run side by side, single-threaded each, and batches under way or unread at most
+    (`run_workers`); (1, 1): one at a time with onnxruntime's threads."""
     names = sorted({c.x for c in cons.values()})
-    sess = session_with_outputs(model, names)
+    sess = session_with_outputs(model, names, threads=1 if workers[0] > 1 else 0)
     rng = np.random.default_rng(seed)
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-rows_total * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    for bi, b in enumerate(batches_of(feeds, batch)):
-        vals = dict(zip(names, sess.run(names, b)))
+    runs = parallel.ordered_map(lambda b: sess.run(names, b), batches_of(feeds, batch), *workers)
+    for bi, out in enumerate(runs):
+        vals = dict(zip(names, out))
         if on_batch is not None:
             on_batch(cons, bi, vals)
         total = 0
@@ -649,18 +686,19 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
                 c.add(np.concatenate(rows))
                 rows.clear()
             total += sum(r.nbytes for r in rows)
-        del vals
+        del vals, out
         if total > PENDING_TOTAL:
             _flush(cons, pending)
     _flush(cons, pending)
 
 
 def _flush(cons: dict[tuple[str, int], Consumer], pending: dict[int, list[np.ndarray]]) -> None:
-    """Add every consumer's held rows to its H."""
-    for c in cons.values():
-        if pending[id(c)]:
-            c.add(np.concatenate(pending[id(c)]))
-            pending[id(c)].clear()
+    """Add every consumer's held rows to its H, consumers side by side (each adds to its own H)."""
+    held = [c for c in cons.values() if pending[id(c)]]
+    for _ in parallel.ordered_map(lambda c: c.add(np.concatenate(pending[id(c)])), held, parallel.workers()):
+        pass
+    for c in held:
+        pending[id(c)].clear()
 
 
 # ---------------------------------------------------------------- BatchNorm-based sources

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from . import parallel
 from .view import node_inputs, topo_order
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class SegmentedRun:
         self.n_batches = len(batches)
         self.done = 0  # segments run so far
         self.sessions = 0
+        self.workers = parallel.workers()  # the values of every batch are held anyway: no bound on memory here
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -114,11 +116,14 @@ class SegmentedRun:
         )
         m = helper.make_model(sub, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
         m.functions.extend(self.model.functions)
-        sess = session(m, optimize=True, spinning=False)  # numpy work runs between segments; optimised as spa.calib's
+        # optimised as spa.calib's; the batches side by side, single-threaded each (spa.parallel)
+        sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False)
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
-        for b in range(self.n_batches):
-            for t, v in zip(outs, sess.run(outs, {t: self.values[t][b] for t in ins})):
+        runs = parallel.ordered_map(lambda b: sess.run(outs, {t: self.values[t][b] for t in ins}),
+                                    range(self.n_batches), self.workers)
+        for out in runs:
+            for t, v in zip(outs, out):
                 got[t].append(np.asarray(v))
         self.values.update(got)
         for n in nodes:

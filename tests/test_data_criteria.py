@@ -158,6 +158,29 @@ def test_forced_blocks_keep_the_oracle_and_finite_scores(criterion, monkeypatch)
     assert fc0.kind == "blocked" and len(fc0.parts) == 64 and over
 
 
+def test_calibrated_obspa_with_blocked_statistics(monkeypatch):
+    """With real inputs obspa re-fits every consumer and spreads the ratio by output energy: both read blocked
+    statistics too (they asked for the one dense H, an internal error on a VGG-16 with --calib)."""
+    monkeypatch.setenv(calib.DENSE_COLS_ENV, "40")
+    monkeypatch.setattr(calib, "BLOCK_COLS", 16)
+    m = fixed_batch_cnn(1)
+    x = calib.noise_inputs(prepare(m)[0], 6, seed=1)
+    _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["consumers"] == {"blocked": 2, "dense": 1}
+
+
+def test_the_refit_blocks_from_its_own_width(monkeypatch):
+    """Where the re-fit follows (real inputs), consumers wider than REFIT_DENSE_COLS get blocked statistics; without
+    it, DENSE_COLS decides (fc0's 1024 columns: blocked at 100 with the re-fit only)."""
+    monkeypatch.setattr(calib, "REFIT_DENSE_COLS", 100)
+    m = fixed_batch_cnn(1)
+    x = calib.noise_inputs(prepare(m)[0], 4, seed=1)
+    kinds = {refit: spa.prune(m, ratio=0.5, criterion="obspa", calib=x, refit=refit)[1].calibration["consumers"]
+             for refit in (True, False)}
+    assert kinds == {True: {"blocked": 1, "dense": 2}, False: {"dense": 3}}
+
+
 def test_total_budget_narrows_the_widest_consumers_first(monkeypatch):
     """All H together over H_BYTES: blocks narrow until they fit, the 1024-input Gemm first; the prune still
     passes the oracle."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import onnx
@@ -332,11 +333,12 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     columns directly. The result is the same as re-running the zeroed model before every consumer
     (tests/test_refit.py). `original`: the original's rows, kept by the calibration pass over the same `feeds`,
     `batch` and `seed`; the original then does not run again."""
+    from .. import parallel
     from ..calib import batches_of
     from ..rewrite import Rewriter
     from ..segments import SegmentedRun
 
-    todo = {c.weight: c for key, c in layers.items() if key in a.slot_comps and c.H is not None}
+    todo = {c.weight: c for key, c in layers.items() if key in a.slot_comps and c.rows}
     if not todo:
         return overrides
     view = a.view
@@ -367,23 +369,21 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     orig = None if kept_rows is not None else SegmentedRun(view.model, consumer_nodes(view.model), batches)
     pruned_nodes = consumer_nodes(small)
     pruned = SegmentedRun(small, pruned_nodes, batches, sliced)
+    workers = parallel.workers()
     for i in sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i)):
         c = todo[small.graph.node[i].input[1]]
         while pruned.done < pruned.consumer_level[i]:  # the segments before this consumer's own
             pruned.run_next()
         kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
-        K = np.setdiff1d(np.arange(c.H.shape[0]), c.columns(np.nonzero(~kept)[0]))  # bias column included
         W = _augmented(c, view, dtype=np.float32)
+        # bias column included; the columns of W, not of H: a blocked consumer has no single H (its own H' is dense)
+        K = np.setdiff1d(np.arange(W.shape[1]), c.columns(np.nonzero(~kept)[0]))
         WC = Hn = None
         rows0 = (kept_rows.pop(c.node) if kept_rows is not None else
                  [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
-        for bi, (r0, x1) in enumerate(zip(rows0, pruned.run_until(c.x))):
-            r1 = _refit_rows(c, x1, seed, bi)  # the same rows, kept columns
-            if r1.shape[1] != len(K):
-                raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {len(K)}")
-            # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
-            wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
-            wc, h1 = wc.astype(np.float64), (r1.T @ r1).astype(np.float64)
+        batch_products = partial(_refit_products, c, W, len(K), seed)
+        for wc, h1 in parallel.ordered_map(batch_products, enumerate(zip(rows0, pruned.run_until(c.x))), workers):
+            wc, h1 = wc.astype(np.float64), h1.astype(np.float64)
             WC, Hn = (wc, h1) if WC is None else (WC + wc, Hn + h1)
         if orig is not None:
             orig.served(c.x)
@@ -392,6 +392,19 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
         refitted.update(n for n in (c.weight, c.bias) if n)
     log.info("re-fit %d consumers in %d segments", len(todo), len(pruned))
     return out
+
+
+def _refit_products(c: Consumer, W: np.ndarray, n_kept: int, seed: int,
+                    batch: tuple[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One batch's share of W C and H' (float32): from the original's rows r0 and the pruned input x1, whose rows
+    are taken at the same positions (kept columns only). Batches are independent: they run side by side."""
+    bi, (r0, x1) = batch
+    r1 = _refit_rows(c, x1, seed, bi)
+    if r1.shape[1] != n_kept:
+        raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {n_kept}")
+    # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
+    wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
+    return wc, r1.T @ r1
 
 
 def _refit_one(c: Consumer, view, K: np.ndarray, WC: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:

@@ -71,12 +71,8 @@ def blas_single_threaded() -> Iterator[None]:
     beside them and from the other library's threads (numpy and scipy each bring an OpenBLAS: a Cholesky
     factorisation in scipy's ran beside numpy's spinning threads). PP-OCRv4 rec on 2 cores, calibrated prune at
     0.5 with the batches already side by side (benchmarks/obspa_calib_fast.py --time-only, top priority): 5.60 s
-    wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two. Needs
-    threadpoolctl (it comes with scikit-learn); without it, nothing changes."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
+    wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two."""
+    from threadpoolctl import threadpool_limits  # imported here: a plain magnitude prune never needs it
+
     with threadpool_limits(1, user_api="blas"):
         yield

@@ -138,7 +138,8 @@ def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
     log-uniform from 0.12 / 0.06; strokes25-both: a quarter of the samples light on dark; strokes25-colour: a tint
-    per channel; strokes25-binary: half strokes25, half "binary"; binary-levels: see _binary_levels)."""
+    per channel; strokes25-binary: half strokes25, half "binary"; binary-levels: see _binary_levels; bytes-strat: "bytes"
+    with exactly half text and half binary streams per seed)."""
     from functools import partial
 
     from spa import calib, priors
@@ -153,9 +154,14 @@ def register_variants() -> None:
         "strokes25-colour": partial(strokes, band_min=0.25, colour=True),
         "strokes25-binary": lambda view, n, seed, other=1: _halves(view, n, seed, other, partial(strokes, band_min=0.25),
                                                                    priors.binary_inputs),
-        "binary-levels": _binary_levels}
+        "binary-levels": _binary_levels,
+        # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
+        "bytes-strat": lambda view, n, seed, other=1: _halves(
+            view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),
+            partial(priors.byte_stream_inputs, text_share=0.0))}
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
+    calib.BYTE_RANK_ONLY_SOURCES = (*calib.BYTE_RANK_ONLY_SOURCES, "bytes-strat")  # chooses only, like "bytes"
 
 
 register_variants()

@@ -46,7 +46,9 @@ NOTES = {"magika": ("Data-free obspa here is spa's default since branch bytes: f
                     "(spa.priors.byte_stream), used to choose channels without a weight update; \"obspa-binary\" "
                     "below = uniform byte ids with the update (the default before). All rows on one fixed list of "
                     "files (`magika_heldout_files.txt`, sha256-checked), in one run; the rows of earlier runs were on "
-                    "sets that grew with the venv and are kept in the raw file as superseded comments.")}
+                    "sets that grew with the venv and are kept in the raw file as superseded comments. Since branch "
+                    "bytes2 `--calib 32` uses the real files to choose channels only too (no update, no re-fit); "
+                    "\"obspa-calib32-update\" below = with the update, re-fit and energy allocation (before).")}
 
 
 def read(paths: list[Path]) -> tuple[dict, dict]:

@@ -47,8 +47,10 @@ Methods: l1 (deterministic: seed 0 only); obspa-strokes = obspa with the data-fr
 ocrfree; obspa-binary = the default before it, the rows of earlier runs; on Magika, since branch bytes, the default
 gives its byte input file-like byte streams and chooses without an update (spa/calib.py BYTE_RANK_ONLY), so its
 obspa-strokes rows are that and obspa-binary the uniform byte ids with the update of the default before; obspa-bytes:
-the "bytes" source, the same for Magika); obspa-calib32 (seed 0). Prior variants
-of this benchmark only: register_variants (strokes25, strokes12, strokes-log12, strokes-log6, strokes25-both,
+the "bytes" source, the same for Magika); obspa-calib32 (seed 0; on Magika since branch bytes2 the real files
+choose channels only, without update or re-fit, spa/calib.py BYTE_RANK_ONLY_SOURCES: obspa-calib32-rankonly[-energy]
+forces that, locally [spread by its cost], obspa-calib32-update the update, re-fit and energy allocation of before).
+Prior variants of this benchmark only: register_variants (strokes25, strokes12, strokes-log12, strokes-log6, strokes25-both,
 strokes25-colour, strokes25-binary, binary-levels); -damp<x>: obspa's damping DAMP set to x. Candidates, measured on the selection set first: obspa-mix (the prior ensemble of spa/priors.py),
 obspa-binary-energy / -energy15 (OBS-cost global allocation at matched MACs, spa/sensitivity.py, groups capped at
 75 % / 1.5x the ratio), obspa-binary-iter2 (two steps, statistics re-collected on the pruned network),
@@ -149,7 +151,8 @@ def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
     log-uniform from 0.12 / 0.06; strokes25-both: a quarter of the samples light on dark; strokes25-colour: a tint
-    per channel; strokes25-binary: half strokes25, half "binary"; binary-levels: see _binary_levels)."""
+    per channel; strokes25-binary: half strokes25, half "binary"; binary-levels: see _binary_levels; bytes-strat: "bytes"
+    with exactly half text and half binary streams per seed)."""
     from functools import partial
 
     from spa import calib, priors
@@ -176,9 +179,14 @@ def register_variants() -> None:
            for k in (2, 3)},
         # the common tokens' share at 5 % / 20 % instead of 10 %
         **{f"common{k}+low5": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05,
-                                                                               common=k / 100)) for k in (5, 20)}}
+                                                                               common=k / 100)) for k in (5, 20)},
+        # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
+        "bytes-strat": lambda view, n, seed, other=1: _halves(
+            view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),
+            partial(priors.byte_stream_inputs, text_share=0.0))}
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
+    calib.BYTE_RANK_ONLY_SOURCES = (*calib.BYTE_RANK_ONLY_SOURCES, "bytes-strat")  # chooses only, like "bytes"
 
 
 register_variants()
@@ -195,6 +203,8 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     if method in ("obspa-calib32", "obspa-calib32-noaug"):
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=method == "obspa-calib32")
+    if method in ("obspa-calib32-update", "obspa-calib32-rankonly", "obspa-calib32-rankonly-energy"):
+        return _byte_calib32(m, method, ratio, seed, calib)
     parts = method.split("-")
     k = max(k for k in range(2, len(parts) + 1) if k == 2 or "-".join(parts[1:k]) in spa_calib.SOURCES)
     parts = ["obspa", "-".join(parts[1:k]), *parts[k:]]  # sources with a dash: binary-levels
@@ -236,6 +246,23 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         plan = _energy_plan(m, source, None, ratio, parts[-1], seed, kw)
         return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed, **kw)
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, **kw)
+
+
+def _byte_calib32(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib):
+    """Calibrated obspa on a byte model (spa/calib.py BYTE_RANK_ONLY_SOURCES) either way, whatever spa does today:
+    -update = the OBS update, re-fit and energy allocation of calibrated obspa; -rankonly = the real files' statistics
+    choose channels only, by the cost without an update (no update, no re-fit), locally like the data-free default;
+    -rankonly-energy = the same, spread over the groups by that cost (spa.sensitivity, ENERGY_CAP)."""
+    rank_only = method != "obspa-calib32-update"
+    before = spa_calib.BYTE_RANK_ONLY_SOURCES
+    spa_calib.BYTE_RANK_ONLY_SOURCES = tuple(s for s in before if s != "calib") + (("calib",) if rank_only else ())
+    try:
+        if not rank_only:
+            return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed, refit=True, allocation="energy")
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed, refit=False,
+                         allocation="energy" if method.endswith("energy") else "local")
+    finally:
+        spa_calib.BYTE_RANK_ONLY_SOURCES = before
 
 
 def _stepwise(m: onnx.ModelProto, source: str, calib, ratio: float, seed: int, steps: int, energy: str | None,

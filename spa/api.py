@@ -358,7 +358,8 @@ class PruneOptions:
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
     spa.calib.data_free_samples); obspa then compensates the consumers' remaining weights (`compensate`) and,
-    with real calibration data (`refit` None = only then), re-fits every consumer in graph order to the original
+    with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
+    channels: spa.calib.BYTE_RANK_ONLY_SOURCES), re-fits every consumer in graph order to the original
     outputs through the pruned network; for that, image inputs get rescaled copies of each sample
     (`calib_augment`), and the ratio is spread by the OBS cost unless `allocation` says otherwise.
     How to check: `verify` (checker + onnxruntime), `oracle` (True, "float32" or "float64": also measure the
@@ -545,7 +546,7 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
                 a, compute_scores(a, o.criterion, o.seed, layers), metric, float(frac),
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
-        if plan is None and _allocation(o) == "energy":
+        if plan is None and _allocation(o) == "energy" and not (o.allocation is None and _choice_only(data)):
             from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP, energy_plan
 
             cap = REFIT_ENERGY_CAP if _refits(o) else ENERGY_CAP
@@ -590,6 +591,13 @@ def _refits(o: PruneOptions) -> bool:
     return criteria.get(o.criterion).compensates and o.compensate and (o.refit if o.refit is not None else by_default)
 
 
+def _choice_only(data: _Data | None) -> bool:
+    """Whether the statistics only choose channels (spa.calib.BYTE_RANK_ONLY_SOURCES: byte models, data-free or
+    calibrated): then no update and no re-fit, and by default the local plan (the re-fit is what the energy
+    allocation spreads the ratio for; on Magika's selection files it lost 0.920 -> 0.514 at 0.5)."""
+    return bool(data and data.layers) and any(getattr(c, "rank_only", False) for c in data.layers.values())
+
+
 def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | None,
                 run: _Run) -> dict[str, np.ndarray] | None:
     """obspa's weight updates of the consumers (and, with real data, the sequential re-fit)."""
@@ -599,7 +607,7 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
 
     with run.stage("compensate", "compensating the remaining weights (OBS update)"):
         overrides = obs_update(a, keep, data.layers)
-        if _refits(o):
+        if _refits(o) and not _choice_only(data):
             from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
 

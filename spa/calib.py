@@ -102,6 +102,15 @@ DATA_FREE_TRUST: str | None = None
 # 0.917 / 0.865 / 0.885 / 0.802 vs l1 0.896 / 0.896 / 0.854 / 0.729, uniform ids with the update 0.906 / 0.833 /
 # 0.760 / 0.562.
 BYTE_RANK_ONLY = True
+# The sources whose statistics of a byte model only choose channels: the data-free ones above and real files
+# ("calib", --calib; then without obspa's re-fit and with the local plan, spa.api). Magika v3.3's selection files at
+# 0.1 / 0.2 / 0.3 / 0.5 (benchmarks/generalise_selection.txt, seed 0, calibrated with the list's 16 other files):
+# choice only, local 0.971 / 0.966 / 0.949 / 0.920; with the update, re-fit and energy allocation (before)
+# 0.914 / 0.703 / 0.606 / 0.406: fitted to a few files, the update serves them and not the next ones; choice only
+# with the energy allocation 0.977 / 0.966 / 0.954 / 0.514. Held out (benchmarks/generalise_magika.txt, 32 files, worst
+# of text / binary): 0.927 / 0.896 / 0.906 / 0.844 vs 0.938 / 0.896 / 0.833 / 0.719 with the update (l1 0.896 / 0.896 /
+# 0.854 / 0.729).
+BYTE_RANK_ONLY_SOURCES: tuple[str, ...] = (DEFAULT_SOURCE, "bytes", "calib")
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
 # ...and half as many from real calibration inputs ("calib"): PP-OCRv4 rec at 0.5 with 32 lines and their rescaled
@@ -482,7 +491,7 @@ def collect(
         return cons
     from .priors import has_byte_inputs
 
-    rank_only = BYTE_RANK_ONLY and source in (DEFAULT_SOURCE, "bytes") and has_byte_inputs(a.view)
+    rank_only = BYTE_RANK_ONLY and source in BYTE_RANK_ONLY_SOURCES and has_byte_inputs(a.view)
     for c in cons.values():
         c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
         c.trust = None if trust == "off" else trust or (None if source in WITH_CALIB else DATA_FREE_TRUST)

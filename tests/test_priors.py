@@ -509,3 +509,25 @@ def test_byte_models_choose_channels_by_the_cost_without_update_and_keep_their_w
     assert rep.calibration["rank_only"] == len(stats)
     other, _ = prepare(_token_model(300))
     assert not any(c.rank_only for c in calib.collect(analyze(other), samples=16).values())
+
+
+def test_byte_models_calibrated_on_real_inputs_also_only_choose_channels():
+    """Real calibration inputs of a byte model (spa.calib.BYTE_RANK_ONLY_SOURCES holds "calib") choose channels
+    like the data-free byte streams and fit nothing: no OBS update and no re-fit (every kept row of the pruned
+    model's weights is an original row), and the pruned model passes the oracle. A larger vocabulary with the same
+    inputs keeps the update and the re-fit."""
+    rng = np.random.default_rng(3)
+    feeds = {"ids": rng.integers(0, 257, (16, 12)).astype(np.int64)}
+    model = _token_model(257)
+    pruned, rep = spa.prune(model, ratio=0.5, criterion="obspa", calib=feeds, oracle=True)
+    assert rep.groups_pruned > 0 and rep.oracle is not None and rep.oracle <= TOL
+    assert rep.calibration["source"] == "calib" and rep.calibration["rank_only"] > 0
+    orig = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    new = {t.name: onnx.numpy_helper.to_array(t) for t in pruned.graph.initializer}
+    assert new["w2"].shape[0] < 32
+    assert all(np.isin(new[k], orig[k]).all() for k in ("emb", "w1", "w2"))  # random floats: none fitted anew
+    other = _token_model(300)
+    pruned, rep = spa.prune(other, ratio=0.5, criterion="obspa", calib=feeds, oracle=True)
+    assert "rank_only" not in rep.calibration
+    new = {t.name: onnx.numpy_helper.to_array(t) for t in pruned.graph.initializer}
+    assert not np.isin(new["w2"], onnx.numpy_helper.to_array(other.graph.initializer[2])).all()

@@ -38,13 +38,20 @@ REFIT_ENERGY_CAP = 1.1
 
 
 def output_energy(c: Consumer, w: np.ndarray) -> float:
-    """Mean squared output of the consumer's weight (bias left out) under its statistics: tr(W H Wᵀ) / rows."""
-    assert c.H is not None
+    """Mean squared output of the consumer's weight (bias left out) under its statistics: tr(W H Wᵀ) / rows; for a
+    blocked H (Consumer.kind), the sum over its diagonal blocks (the correlations the blocks drop are dropped
+    here too)."""
+    assert c.grams
     W = c.matrix(w).astype(np.float64)
     d = W.shape[1]
-    # two products, not one three-operand einsum: that runs as one naive loop over (outputs, d, d), 25x slower
-    # on a 480 x 2880 weight (17.1 s against 0.69 s here, one thread, loaded machine)
-    return float(np.sum((W @ c.H[:d, :d]) * W)) / max(1, c.rows)
+    total = 0.0
+    for part, h in zip([np.arange(d)] if c.parts is None else c.parts, c.grams):
+        k = int(np.count_nonzero(part < d))  # the weight's columns come first in a block, the bias column last
+        Wp = W[:, part[:k]]
+        # two products, not one three-operand einsum: that runs as one naive loop over (outputs, d, d), 25x slower
+        # on a 480 x 2880 weight (17.1 s against 0.69 s here, one thread, loaded machine)
+        total += float(np.sum((Wp @ h[:k, :k]) * Wp))
+    return total / max(1, c.rows)
 
 
 def energy_scores(a: Analysis, stats: dict) -> dict[int, np.ndarray]:

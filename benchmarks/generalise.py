@@ -55,7 +55,8 @@ re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128
 a part -dampX sets obspa's relative damping (--damp X; rows without it have their source's default at the time:
 0.01 everywhere before "common" got 0.1, see the raw files' comments), -nX X synthetic samples (--calib-samples),
 -stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
-zeroed model), energy20 a cap of 2x the ratio;
+zeroed model), energy20 a cap of 2x the ratio (energy11 / energy12: 1.1x / 1.2x; obspa-strokes-energy15 is
+`--allocate energy` with the default source, the candidate for text recognisers run held out on branch ocrfree4);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and

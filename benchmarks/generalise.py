@@ -64,7 +64,9 @@ re-fit by default), obspa-calib32bagcommon[-energy15] (token-bag-common: and 128
 a part -dampX sets obspa's relative damping (--damp X; rows without it have their source's default at the time:
 0.01 everywhere before "common" got 0.1, see the raw files' comments), -nX X synthetic samples (--calib-samples),
 -stepsK K steps of iterative OBSPA at the final plan's channel counts (statistics re-collected on the compensated,
-zeroed model), energy20 a cap of 2x the ratio; common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
+zeroed model), energy20 a cap of 2x the ratio (energy11 / energy12: 1.1x / 1.2x; obspa-strokes-energy15 is
+`--allocate energy` with the default source, the candidate for text recognisers run held out on branch ocrfree4);
+common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
 common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
 since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often, commonK+low5
 the common tokens' share at K % instead of 10 %;

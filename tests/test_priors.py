@@ -175,6 +175,31 @@ def test_energy_scores_rank_a_dead_channel_lowest_in_the_whole_network():
     assert 2 not in next(p for p in energy_plan(a, st, 0.1).groups if p.key == g.key).keep
 
 
+def test_output_energy_of_blocked_statistics_sums_the_dense_h_over_its_blocks(monkeypatch):
+    """A consumer with a blocked H (wide layers, spa.calib.DENSE_COLS) has an output energy: tr(W H Wᵀ) over its
+    diagonal blocks, the same sums the dense H gives on those blocks (the same rows); energy allocation then
+    prunes such models (it asserted on them before) and the oracle holds."""
+    from spa.sensitivity import output_energy
+
+    a, dense = _stats("two_gemms")
+    monkeypatch.setenv(calib.DENSE_COLS_ENV, "4")
+    monkeypatch.setattr(calib, "BLOCK_COLS", 16)
+    blocked = calib.collect(a, "noise", samples=8, seed=3)
+    assert {c.kind for c in blocked.values()} == {"blocked"} and max(len(c.parts) for c in blocked.values()) > 1
+    for key, c in blocked.items():
+        w = a.view.array(c.weight)
+        W = c.matrix(w).astype(np.float64)
+        d, H = W.shape[1], dense[key].H
+        want = sum(float(np.sum((W[:, p[p < d]] @ H[np.ix_(p[p < d], p[p < d])]) * W[:, p[p < d]])) for p in c.parts)
+        assert np.isclose(output_energy(c, w), want / dense[key].rows, rtol=1e-6)
+        if len(c.parts) > 1:  # the cross-block terms are gone
+            assert output_energy(c, w) != pytest.approx(output_energy(dense[key], w), rel=1e-6)
+    _, rep = spa.prune(build("two_gemms"), ratio=0.4, criterion="obspa", calib_samples=8, allocation="energy",
+                       oracle=True)
+    assert rep.plan.mode == "energy" and rep.calibration["consumers"] == {"blocked": len(blocked)}
+    assert rep.oracle is not None and rep.oracle <= TOL
+
+
 @pytest.mark.parametrize("encoding", ["equal", "onehot"])
 def test_synthetic_ids_cover_a_one_hot_alphabet(encoding):
     """Integer inputs that a model one-hot encodes (Equal against a constant range, as jax2tf writes Magika's

@@ -55,15 +55,21 @@ def block_outputs(model) -> list[str]:
     return [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"]
 
 
-def main() -> None:
+def _selection_and_prior():
+    """The selection sentences' model, inputs, view, analysis, and the "prior" statistics: spa's "common" as it
+    was before branch minilm4 (the common tokens of the first component only)."""
     b = minilm(selection=True)
     (_, x), = b.dists.items()
     view, _ = prepare(b.model)
     a = analyze(view)
-    # "prior": spa's "common" as it was before branch minilm4 (the common tokens of the first component only)
     feeds = source_feeds(a, "common", None, seed=0)
     prior = collect(a, "common", None, seed=0, feeds=common_token_inputs(
         view, len(feeds["input_ids"]), 0, feeds["input_ids"].shape[1], tokens=common_tokens))
+    return b, x, view, a, prior
+
+
+def main() -> None:
+    b, x, view, a, prior = _selection_and_prior()
     oracle = collect(a, "calib", x, seed=0, damp=0.1)
     plan = energy_plan(a, prior, RATIO, max_group_ratio=CAP, seed=0)
     keep = keep_mask(a, plan)
@@ -182,13 +188,7 @@ def allocation() -> None:
     """Heads against MLP channels, and per-block shares, at the same parameters (the prior's update, as above)."""
     from spa.criteria.obspa import obspa
 
-    b = minilm(selection=True)
-    (_, x), = b.dists.items()
-    view, _ = prepare(b.model)
-    a = analyze(view)
-    feeds = source_feeds(a, "common", None, seed=0)
-    prior = collect(a, "common", None, seed=0, feeds=common_token_inputs(
-        view, len(feeds["input_ids"]), 0, feeds["input_ids"].shape[1], tokens=common_tokens))
+    b, x, view, a, prior = _selection_and_prior()
     keep = keep_mask(a, energy_plan(a, prior, RATIO, max_group_ratio=CAP, seed=0))
     scores = {g.id: obspa(g, view.array, None, prior) for g in a.prunable}
     mlps = [g for g in a.prunable if g.size > 12]

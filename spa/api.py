@@ -546,7 +546,7 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
                 a, compute_scores(a, o.criterion, o.seed, layers), metric, float(frac),
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
-        if plan is None and _allocation(o) == "energy" and not (o.allocation is None and _choice_only(data)):
+        if plan is None and _allocation(o, data) == "energy":
             from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP, energy_plan
 
             cap = REFIT_ENERGY_CAP if _refits(o) else ENERGY_CAP
@@ -572,14 +572,16 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
     return [msg]
 
 
-def _allocation(o: PruneOptions) -> str:
+def _allocation(o: PruneOptions, data: _Data | None = None) -> str:
     """How the ratio is spread over the groups: `allocation` when given; by default "energy" for calibrated obspa
     with its re-fit and a plain --ratio (PP-OCRv4 rec at 0.5, 32 lines with copies at 0.9 and 1.1, choice set:
     93.5 % of the original's accuracy on average over seeds 0-2, worst 91.9 %, against 91.4 % / 89.0 % local;
-    benchmarks/obspa_calib_fast_choice.txt), "local" otherwise (data-free on the same model it lost to local)."""
+    benchmarks/obspa_calib_fast_choice.txt), "local" otherwise (data-free on the same model it lost to local, and
+    where the statistics only choose channels, `_choice_only`: no re-fit follows)."""
     if o.allocation is not None:
         return o.allocation
-    return "energy" if _refits(o) and not (o.global_ or o.targets or o.plan) else "local"
+    plain = not (o.global_ or o.targets or o.plan)
+    return "energy" if plain and _refits(o) and not _choice_only(data) else "local"
 
 
 def _refits(o: PruneOptions) -> bool:

@@ -37,7 +37,7 @@ def keep_freed_memory() -> None:
     mallopt(M_TOP_PAD, 64 << 20)  # grow the heap in 64 MB steps
     # one heap for every thread: the input is read on a second thread (io_safety.prefetch), and its bytes, once
     # parsed and freed, are where the weights' arrays are copied next; in that thread's own arena they were not
-    # (ResNet-50: making the arrays took 0.056 s after a prefetch, 0.010 s after a plain read)
+    # (ResNet-50: making the arrays after a prefetch took 0.059 s, 0.014 s with one arena; benchmarks/first_touch.txt)
     mallopt(M_ARENA_MAX, 1)
 
 

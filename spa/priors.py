@@ -340,6 +340,22 @@ def common_token_inputs(view, n: int, seed: int, other: int = 1,
     return out
 
 
+def has_token_inputs(view) -> bool:
+    """Whether any integer graph input indexes an embedding table of at least COMMON_MIN_ROWS rows: token ids of a
+    tokenizer's vocabulary, what "common" draws for (byte alphabets such as Magika's 257 rows are not)."""
+    from .verify import NP_DTYPES
+
+    for inp in view.model.graph.input:
+        if inp.name not in view.graph_inputs:
+            continue
+        found = _gather_table(view, inp.name)
+        dims = view.inits[found[0]].dims if found is not None else None
+        if dims and dims[found[1]] >= COMMON_MIN_ROWS and \
+                np.dtype(NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)).kind in "iu":
+            return True
+    return False
+
+
 def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
                      common: bool = False) -> dict[str, np.ndarray]:
     """`calib` followed by `n` synthetic samples of its shapes: token ids drawn (uniformly, independently per

@@ -149,6 +149,20 @@ def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: fl
     return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
 
 
+def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102, pad: int = 0) -> dict[str, np.ndarray]:
+    """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one."""
+    from spa import priors
+
+    out = priors.common_token_inputs(view, n, seed, other)
+    ids = next(k for k in out if priors.vocabulary(view, k) is not None)
+    mask = next(v for k, v in out.items() if k != ids and v.shape == out[ids].shape)
+    x = np.where(mask != 0, out[ids], pad)
+    x[:, 0] = cls
+    x[np.arange(len(x)), np.maximum(mask.sum(1) - 1, 1)] = sep
+    out[ids] = x
+    return out
+
+
 def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
@@ -182,6 +196,9 @@ def register_variants() -> None:
         # the common tokens' share at 5 % / 20 % instead of 10 %
         **{f"common{k}+low5": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05,
                                                                                common=k / 100)) for k in (5, 20)},
+        # branch minilmcal, an upper bound (it knows the tokenizer): "common" with every sequence framed as a BERT
+        # tokenizer frames a sentence: [CLS] first, [SEP] last where the padding mask ends, [PAD] after it
+        "common-frame": _framed,
         # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
         "bytes-strat": lambda view, n, seed, other=1: _halves(
             view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),

@@ -69,7 +69,14 @@ zeroed model), energy20 a cap of 2x the ratio (energy11 / energy12: 1.1x / 1.2x;
 common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
 common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
 since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often, commonK+low5
-the common tokens' share at K % instead of 10 %;
+the common tokens' share at K % instead of 10 %. Branch minilmcal: obspa-default = spa's data-free obspa as a user runs
+it, no source or allocation named (on all-MiniLM-L6-v2 since then "common" spread by the OBS cost, spa.calib.TOKEN_SOURCE);
+obspa-calib32 is spa's plain --calib (there since then token-bag-common spread by the OBS cost, no re-fit; the rows
+before are marked superseded), obspa-calib32calib = --calib-source calib (the sentences alone and the re-fit: the
+--calib default before); obspa-calib<N>... = the same method on the first N of the model's calibration pool (Bench.calib_pool;
+for all-MiniLM-L6-v2 128 sentences of the held-out kinds, none evaluated); a named token source without -energy is run
+local (allocation="local"), as its rows before were; common-frame: "common" framed as BERT's tokenizer frames a
+sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and

@@ -156,14 +156,16 @@ def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: fl
     return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
 
 
-def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102, pad: int = 0) -> dict[str, np.ndarray]:
-    """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one."""
+def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102,
+            pad: int | None = 0) -> dict[str, np.ndarray]:
+    """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one
+    (`pad` None: the masked positions keep their common tokens)."""
     from spa import priors
 
     out = priors.common_token_inputs(view, n, seed, other)
     ids = next(k for k in out if priors.vocabulary(view, k) is not None)
     mask = next(v for k, v in out.items() if k != ids and v.shape == out[ids].shape)
-    x = np.where(mask != 0, out[ids], pad)
+    x = out[ids].copy() if pad is None else np.where(mask != 0, out[ids], pad)
     x[:, 0] = cls
     x[np.arange(len(x)), np.maximum(mask.sum(1) - 1, 1)] = sep
     out[ids] = x
@@ -206,6 +208,7 @@ def register_variants() -> None:
         # branch minilmcal, an upper bound (it knows the tokenizer): "common" with every sequence framed as a BERT
         # tokenizer frames a sentence: [CLS] first, [SEP] last where the padding mask ends, [PAD] after it
         "common-frame": _framed,
+        "common-frame-nopad": partial(_framed, pad=None),  # [CLS] and [SEP] only: masked positions keep common tokens
         # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
         "bytes-strat": lambda view, n, seed, other=1: _halves(
             view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),

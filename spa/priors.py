@@ -11,7 +11,8 @@ the embedding table or one-hot alphabet they index, padding masks; and the extra
   Non-image inputs are "noise" in all of them. Why: a single prior is tuned to the inputs it was chosen on
   (benchmarks/generalise.py measures whether an ensemble transfers better).
 - "common": the "binary" inputs, but token ids drawn from the tokens an embedding table marks as everyday words
-  (`everyday_tokens`) instead of uniformly over the vocabulary.
+  (`everyday_tokens`) instead of uniformly over the vocabulary; spa.calib's default for obspa on token-id inputs
+  (`has_token_inputs`).
 - "strokes" (spa.calib's default): rendered-like images without fonts, pen strokes grouped like glyphs in a line,
   a page of lines in images taller than LINE_MAX (`strokes_inputs`); other inputs as "noise".
 - "bytes": file-like byte streams without any file format (`byte_stream`: text, zero runs, small integers,

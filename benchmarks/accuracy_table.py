@@ -32,17 +32,26 @@ MODELS = {  # model -> (title, what the number is)
 }
 
 
-# The rows that show spa's data-free default per model. all-MiniLM-L6-v2: "obspa-padded" is what the default
-# does since attention masks are synthesised as padding masks (chosen on the selection sentences, confirmed on
-# held-out ones); its "obspa-binary" rows (random 0/1 masks, the previous default) are listed as a variant.
+# The rows that show spa's data-free default per model. all-MiniLM-L6-v2: "obspa-default" (spa's data-free obspa with
+# nothing named) since branch minilmcal made "common" spread by the OBS cost the default of token-id models (the
+# same prunes as its "obspa-common+low5-damp0.1-n261-energy15" rows); "obspa-padded" (uniform ids, padding masks: the
+# default before) and "obspa-binary" (random 0/1 masks, the one before that) are listed as variants.
 # PP-OCRv4 rec and det: "obspa-strokes", the default image prior since branch ocrfree (chosen on generalise.py's
 # widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant.
 # Magika: "obspa-strokes" since branch bytes: the default gives byte inputs file-like byte streams and chooses
 # without an update (spa/calib.py BYTE_RANK_ONLY); its "obspa-binary" rows are uniform byte ids with the update, what
 # the default did before. Every Magika row is on the fixed held-out file list (benchmarks/magika_heldout_files.txt),
 # all methods in one run; the rows on the earlier sampled sets are kept in the raw file as comments (superseded).
-DATA_FREE = {"minilm": "obspa-padded", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes", "magika": "obspa-strokes"}
-NOTES = {"magika": ("Data-free obspa here is spa's default since branch bytes: file-like synthetic byte streams "
+DATA_FREE = {"minilm": "obspa-default", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes", "magika": "obspa-strokes"}
+NOTES = {"minilm": ("Since branch minilmcal obspa on token-id models defaults to the `common` prior (the embedding "
+                    "table's everyday tokens) spread by the OBS cost data-free, and with `--calib` to `token-bag-common` "
+                    "(the sentences, sequences of their tokens shuffled and of common tokens; no re-fit) spread so too; "
+                    "\"obspa-padded\" below = uniform ids with padding masks (the data-free default before), "
+                    "\"obspa-calib32calib\" = the sentences alone with the re-fit (the --calib default before; the same rows "
+                    "under the old name are marked superseded in the raw file). obspa-calib64/128bagcommon-energy15 = the "
+                    "--calib default with 64 / 128 sentences (28 of them licence sentences, the rest docstrings: GPL-2 "
+                    "has no more unevaluated ones)."),
+         "magika": ("Data-free obspa here is spa's default since branch bytes: file-like synthetic byte streams "
                     "(spa.priors.byte_stream), used to choose channels without a weight update; \"obspa-binary\" "
                     "below = uniform byte ids with the update (the default before). All rows on one fixed list of "
                     "files (`magika_heldout_files.txt`, sha256-checked), in one run; the rows of earlier runs were on "

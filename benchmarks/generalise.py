@@ -69,7 +69,14 @@ zeroed model), energy20 a cap of 2x the ratio (energy11 / energy12: 1.1x / 1.2x;
 common+lowK (branch minilm4, after benchmarks/minilm_why.py): the
 common tokens and the K % of the embedding table least aligned with its mean row (common+low5 is what "common" draws
 since then; common-pc1 what it drew before), common+low5xW the same with those drawn W times as often, commonK+low5
-the common tokens' share at K % instead of 10 %;
+the common tokens' share at K % instead of 10 %. Branch minilmcal: obspa-default = spa's data-free obspa as a user runs
+it, no source or allocation named (on all-MiniLM-L6-v2 since then "common" spread by the OBS cost, spa.calib.TOKEN_SOURCE);
+obspa-calib32 is spa's plain --calib (there since then token-bag-common spread by the OBS cost, no re-fit; the rows
+before are marked superseded), obspa-calib32calib = --calib-source calib (the sentences alone and the re-fit: the
+--calib default before); obspa-calib<N>... = the same method on the first N of the model's calibration pool (Bench.calib_pool;
+for all-MiniLM-L6-v2 128 sentences of the held-out kinds, none evaluated); a named token source without -energy is run
+local (allocation="local"), as its rows before were; common-frame: "common" framed as BERT's tokenizer frames a
+sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -149,6 +156,22 @@ def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: fl
     return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
 
 
+def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102,
+            pad: int | None = 0) -> dict[str, np.ndarray]:
+    """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one
+    (`pad` None: the masked positions keep their common tokens)."""
+    from spa import priors
+
+    out = priors.common_token_inputs(view, n, seed, other)
+    ids = next(k for k in out if priors.vocabulary(view, k) is not None)
+    mask = next(v for k, v in out.items() if k != ids and v.shape == out[ids].shape)
+    x = out[ids].copy() if pad is None else np.where(mask != 0, out[ids], pad)
+    x[:, 0] = cls
+    x[np.arange(len(x)), np.maximum(mask.sum(1) - 1, 1)] = sep
+    out[ids] = x
+    return out
+
+
 def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
@@ -182,6 +205,10 @@ def register_variants() -> None:
         # the common tokens' share at 5 % / 20 % instead of 10 %
         **{f"common{k}+low5": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05,
                                                                                common=k / 100)) for k in (5, 20)},
+        # branch minilmcal, an upper bound (it knows the tokenizer): "common" with every sequence framed as a BERT
+        # tokenizer frames a sentence: [CLS] first, [SEP] last where the padding mask ends, [PAD] after it
+        "common-frame": _framed,
+        "common-frame-nopad": partial(_framed, pad=None),  # [CLS] and [SEP] only: masked positions keep common tokens
         # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
         "bytes-strat": lambda view, n, seed, other=1: _halves(
             view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),
@@ -197,17 +224,27 @@ register_variants()
 # ---------------------------------------------------------------- methods
 
 
+# the calibrated sources by method part: calib32calib = `--calib-source calib` (spa's --calib default before branch
+# minilmcal on token-id models: the sentences alone, the re-fit); calib32 (with more parts: -norefit, -energy15) the same
+CALIB_SOURCES = {"calib32": "calib", "calib32calib": "calib", "calib32bag": "token-bag",
+                 "calib32bagcommon": "token-bag-common"}
+
+
 def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) -> tuple[onnx.ModelProto, object]:
     """One prune by a method name: l1 | obspa-<source> | obspa-<source>-energy | obspa-<source>-iter2 |
     obspa-<source>-noupdate | obspa-calib32 | obspa-calib32-noaug (without spa.augment's rescaled copies)."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
-    if method in ("obspa-calib32", "obspa-calib32-noaug"):
+    if method == "obspa-default":  # spa's data-free default, whatever source and allocation it picks for the model
+        return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
+    if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
-                         calib_augment=method == "obspa-calib32")
+                         calib_augment=not method.endswith("-noaug"))
     if method in ("obspa-calib32-update", "obspa-calib32-rankonly", "obspa-calib32-rankonly-energy"):
         return _byte_calib32(m, method, ratio, seed, calib)
     parts = method.split("-")
+    # calib<N>[bag|bagcommon]: the same as calib32... on the first N calibration inputs (run() passes them)
+    parts[1] = re.sub(r"^calib\d+", "calib32", parts[1])
     k = max(k for k in range(2, len(parts) + 1) if k == 2 or "-".join(parts[1:k]) in spa_calib.SOURCES)
     parts = ["obspa", "-".join(parts[1:k]), *parts[k:]]  # sources with a dash: binary-levels
     # -dampX: obspa's relative damping X (rows without it: the source's default at the time, see the comments)
@@ -221,33 +258,38 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     steps = next((int(q[5:]) for q in parts if q.startswith("steps")), 0)
     if steps:  # -stepsK: K steps to the ratio, statistics re-collected on the compensated, zeroed model each time
         parts = [q for q in parts if not q.startswith("steps")]
-        src = {"calib32": "calib", "calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(parts[1], parts[1])
+        src = CALIB_SOURCES.get(parts[1], parts[1])
         return _stepwise(m, src, calib if src in ("calib", "token-bag", "token-bag-common") else None, ratio, seed,
                          steps, parts[-1] if parts[-1].startswith("energy") else None, damp)
     source = parts[1]
     refit = None if parts[-1] != "norefit" else False  # calib32[-energy15]-norefit: the OBS update only
     if refit is False:
         parts = parts[:-1]
-    if source in ("calib32", "calib32bag", "calib32bagcommon"):  # -energy15: the global allocation on calibration statistics;
+    if source in CALIB_SOURCES:  # -energy15: the global allocation on calibration statistics;
         # calib32bag: the calibration sentences plus 128 sequences of their tokens shuffled (source token-bag)
-        src = {"calib32bag": "token-bag", "calib32bagcommon": "token-bag-common"}.get(source, "calib")
+        src = CALIB_SOURCES[source]
         plan = _energy_plan(m, src, calib, ratio, parts[-1], seed, kw) if parts[-1].startswith("energy") else None
+        # without -energy the token-bag sources stay local (spa's default spreads them by the OBS cost since branch
+        # minilmcal, spa.calib.TOKEN_ENERGY_SOURCES); "calib" keeps spa's default allocation
+        local = "local" if plan is None and src != "calib" else None
         return spa.prune(m, ratio=ratio, plan=plan, criterion="obspa", calib=calib, calib_source=src, seed=seed,
-                         refit=refit, **kw)
+                         refit=refit, allocation=local, **kw)
     if source == "padded":  # the candidate that became the default's handling of attention masks (spa/calib.py)
         source = "binary"
     if parts[-1] == "iter2":  # two steps, statistics re-collected on the pruned network
         step = 1 - math.sqrt(1 - ratio)
-        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
-        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed, **kw)
+        p1, r1 = spa.prune(m, ratio=step, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
+        p2, r2 = spa.prune(p1, ratio=step, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
         r2.before = r1.before
         return p2, r2
     if parts[-1] == "noupdate":  # diagnostic: OBSPA's channel choice without its weight update
-        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False, **kw)
+        return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, compensate=False,
+                         allocation="local", **kw)
     if parts[-1].startswith("energy"):
         plan = _energy_plan(m, source, None, ratio, parts[-1], seed, kw)
         return spa.prune(m, plan=plan, criterion="obspa", calib_source=source, seed=seed, **kw)
-    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, **kw)
+    # local unless the name says otherwise (the token sources' default is the OBS-cost allocation since minilmcal)
+    return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
 
 
 def _byte_calib32(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib):
@@ -426,6 +468,19 @@ class Bench:
     calib: dict[str, np.ndarray]
     metric: Callable[[onnx.ModelProto, object], float]  # (pruned model, data) -> score (1 = the original's)
     what: str
+    # more unlabelled inputs of the held-out kinds, none evaluated, for the count sweep (obspa-calib<N>...): the
+    # first N_CALIB are `calib`; None where a model has no more
+    calib_pool: dict[str, np.ndarray] | None = None
+
+    def calib_of(self, n: int) -> dict[str, np.ndarray]:
+        """The first `n` calibration inputs (`calib` for N_CALIB); SystemExit where the pool has fewer."""
+        if n == N_CALIB:
+            return self.calib
+        pool = self.calib_pool or self.calib
+        have = len(next(iter(pool.values())))
+        if n > have:
+            raise SystemExit(f"{self.name}: {n} calibration inputs asked, the pool has {have}")
+        return {k: v[:n] for k, v in pool.items()}
 
 
 OCR_HELDOUT = {  # distribution -> (font, text kind, render options)
@@ -727,6 +782,9 @@ def minilm(selection: bool = False) -> Bench:
     if selection:  # the text the repo's BERT benchmark was tuned on: GPL-3 sentences
         dists = {"selection": encode(prose_sentences("/usr/share/common-licenses/GPL-3")[:64])}
     calib = encode(doc[64:80] + lic[64:80])
+    # the count sweep's pool (obspa-calib64..., -calib128...): those 32, then the rest of GPL-2 that is not evaluated
+    # (its 92 sentences leave 12 more), then docstrings: 64 = 28 licence + 36 docstrings, 128 = 28 + 100
+    pool = encode(doc[64:80] + lic[64:80] + lic[80:] + doc[80:80 + 128 - 32 - len(lic[80:])])
 
     def embed(model, feeds):
         s = session(model, optimize=True, threads=1)
@@ -741,7 +799,7 @@ def minilm(selection: bool = False) -> Bench:
         return float(np.mean(np.sum(embed(p, feeds) * ref[id(feeds)], axis=1)))
 
     return Bench("minilm", m, dists, calib, metric, "all-MiniLM-L6-v2; mean cosine of sentence embeddings to the "
-                 "original's")
+                 "original's", calib_pool=pool)
 
 
 BENCHES = {"ocr_rec": ocr_rec, "ocr_det": ocr_det, "magika": magika, "minilm": minilm}
@@ -757,11 +815,13 @@ def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) ->
     for item in methods:
         method, _, only = item.partition("@")
         for r in [float(v) for v in only.split("/")] if only else ratios:
-            for seed in (seeds if method.startswith("obspa-") and not method.startswith("obspa-calib32") else (0,)):
+            count = re.match(r"obspa-calib(\d+)", method)
+            calib = b.calib_of(int(count.group(1))) if count else b.calib
+            for seed in (seeds if method.startswith("obspa-") and not count else (0,)):
                 if done and (method, r, seed) in done:
                     continue
                 t0 = time.perf_counter()
-                p, rep = prune_with(b.model, method, r, seed, b.calib)
+                p, rep = prune_with(b.model, method, r, seed, calib)
                 secs = time.perf_counter() - t0
                 pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
                 for d, data in b.dists.items():

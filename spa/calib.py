@@ -649,6 +649,11 @@ def _sample_bytes(view, cons: dict[tuple[str, int], Consumer] | None) -> int:
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
 
 
+def float_inputs_only(view) -> bool:
+    """Whether every graph input is floating-point (images, features): no token or byte ids, no masks."""
+    return all(i.type.tensor_type.elem_type in _FLOATS for i in view.model.graph.input if i.name in view.graph_inputs)
+
+
 def synthesis_size(view, seed: int, batch: int = 1) -> int:
     """The size for symbolic non-batch dims (sequence length, image size) at which the model runs on synthetic
     inputs: the first of 32, 64, 16, 8 (then verify.OTHER_SIZES); 1 without such dims. Models with inputs the

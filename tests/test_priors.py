@@ -410,8 +410,8 @@ def test_energy_allocation_option_prunes_at_the_local_plans_macs_and_passes_the_
 
 def test_calibrated_obspa_allocates_by_energy_by_default_at_the_local_macs():
     """With real calibration data (and so the re-fit) obspa's default allocation is energy, each group losing at
-    most REFIT_ENERGY_CAP x the ratio, at or under the local plan's MACs, the oracle holding; data-free, with a
-    target, or asked for, it is local."""
+    most REFIT_ENERGY_CAP x the ratio, at or under the local plan's MACs, the oracle holding; data-free above
+    DATA_FREE_ENERGY_MAX_RATIO, with a target, or asked for, it is local."""
     from spa.sensitivity import REFIT_ENERGY_CAP
 
     view, _ = prepare(onnx.load(str(SAMPLE)))
@@ -427,6 +427,36 @@ def test_calibrated_obspa_allocates_by_energy_by_default_at_the_local_macs():
     _, free = spa.prune(str(SAMPLE), ratio=0.4, criterion="obspa", calib_samples=8)
     _, tgt = spa.prune(str(SAMPLE), criterion="obspa", calib=x, target_macs=0.6)
     assert free.plan.mode == "local" and tgt.plan.mode == "global"
+
+
+def test_data_free_obspa_allocates_by_energy_up_to_its_max_ratio_and_locally_above():
+    """Data-free obspa with a plain ratio spreads it by the OBS cost at 0.2 (up to DATA_FREE_ENERGY_MAX_RATIO: each
+    group at most REFIT_ENERGY_CAP x the ratio, where `--allocate energy` goes up to ENERGY_CAP x), at or under the
+    local plan's MACs with the oracle holding; locally at 0.5, with --round-to (the energy plan ignores it),
+    --global or allocation="local", and on models with id inputs (a token model; a byte model, whose statistics
+    only choose channels), which `--allocate energy` still spreads."""
+    from spa.sensitivity import DATA_FREE_ENERGY_MAX_RATIO, REFIT_ENERGY_CAP
+
+    assert 0.2 <= DATA_FREE_ENERGY_MAX_RATIO < 0.5
+    _, rep = spa.prune(str(SAMPLE), ratio=0.2, criterion="obspa", calib_samples=8, oracle=True)
+    _, loc = spa.prune(str(SAMPLE), ratio=0.2, criterion="obspa", calib_samples=8, allocation="local")
+    _, opt = spa.prune(str(SAMPLE), ratio=0.2, criterion="obspa", calib_samples=8, allocation="energy")
+    assert rep.plan.mode == "energy" and loc.plan.mode == "local"
+    assert rep.oracle is not None and rep.oracle <= TOL
+    assert rep.after.macs <= loc.after.macs
+    shares = [1 - len(g.keep) / g.size for g in rep.plan.groups]
+    assert max(shares) <= REFIT_ENERGY_CAP * 0.2 + 1e-9 < max(1 - len(g.keep) / g.size for g in opt.plan.groups)
+    assert {round(v, 6) for v in shares} != {round(1 - len(g.keep) / g.size, 6) for g in loc.plan.groups}
+    for kw in ({"ratio": 0.5}, {"ratio": 0.2, "round_to": 2}):
+        _, other = spa.prune(str(SAMPLE), criterion="obspa", calib_samples=8, **kw)
+        assert other.plan.mode == "local", kw
+    _, glob = spa.prune(str(SAMPLE), ratio=0.2, criterion="obspa", calib_samples=8, global_=True)
+    assert glob.plan.mode == "global"
+    _, byte = spa.prune(_token_model(257), ratio=0.2, criterion="obspa", calib_samples=8)
+    _, tokens = spa.prune(_token_model(300), ratio=0.2, criterion="obspa", calib_samples=8)
+    _, asked = spa.prune(_token_model(300), ratio=0.2, criterion="obspa", calib_samples=8, allocation="energy")
+    assert byte.calibration["rank_only"] and byte.plan.mode == "local" and tokens.plan.mode == "local"
+    assert asked.plan.mode == "energy"
 
 
 def test_cli_allocate_energy_and_a_bad_allocation(tmp_path):

@@ -383,8 +383,11 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
                  [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
         batch_products = partial(_refit_products, c, W, len(K), seed)
         for wc, h1 in parallel.ordered_map(batch_products, enumerate(zip(rows0, pruned.run_until(c.x))), workers):
-            wc, h1 = wc.astype(np.float64), h1.astype(np.float64)
-            WC, Hn = (wc, h1) if WC is None else (WC + wc, Hn + h1)
+            if WC is None:
+                WC, Hn = wc.astype(np.float64), h1.astype(np.float64)
+            else:  # added in float64 in place: the same sums as converting each share first, without the copies
+                np.add(WC, wc, out=WC)
+                np.add(Hn, h1, out=Hn)
         if orig is not None:
             orig.served(c.x)
         pruned.served(c.x)

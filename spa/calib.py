@@ -671,7 +671,8 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
     # graph optimisations on: the statistics need the values, not the graph as written (PP-OCRv4 rec, 32 lines with
     # every consumer input an output: 1.91 s against 2.19 s without, median of 3 on a loaded machine; values within
     # 6e-6 relative)
-    return session(m, optimize=True, threads=threads, spinning=False)  # numpy work on the outputs runs beside
+    # numpy work on the outputs runs beside; no arena of its own (spa.verify.session)
+    return session(m, optimize=True, threads=threads, spinning=False, arena=False)
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],

@@ -109,8 +109,9 @@ class SegmentedRun:
         )
         m = helper.make_model(sub, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
         m.functions.extend(self.model.functions)
-        # optimised as spa.calib's; the batches side by side, single-threaded each (spa.parallel)
-        sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False)
+        # optimised as spa.calib's, without an arena of its own; the batches side by side, single-threaded each
+        # (spa.parallel)
+        sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False, arena=False)
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
         runs = parallel.ordered_map(lambda b: sess.run(outs, {t: self.values[t][b] for t in ins}),

@@ -187,3 +187,26 @@ def test_calibration_session_stops_at_the_consumer_inputs(model, monkeypatch):
     whole.graph.output.extend([onnx.ValueInfoProto(name=first.x)])
     want = spa.verify.session(whole, optimize=True).run([first.x], feeds)[0]
     np.testing.assert_array_equal(got, want)
+
+
+def test_calibration_and_refit_sessions_have_no_arena_of_their_own(monkeypatch):
+    """The calibration pass and every re-fit segment build their sessions without onnxruntime's memory arena (a
+    fresh arena per session is fresh memory, every page a fault: spa.verify.session), and such a session gives the
+    same values as one with the arena."""
+    kinds: list[bool] = []
+    real = spa.verify.session
+
+    def recording(m, *args, **kw):
+        kinds.append(kw.get("arena", True))
+        return real(m, *args, **kw)
+
+    monkeypatch.setattr(spa.verify, "session", recording)
+    a, feeds, stats, keep, over = _setup(build("residual_add_chain"))
+    obspa.refit(a, keep, stats, over, feeds, batch=3)
+    assert len(kinds) > 2 and not any(kinds), kinds
+    m = build("residual_add_chain")
+    with_arena = real(m, optimize=True).run(None, feeds)
+    without = real(m, optimize=True, arena=False)
+    assert not without.get_session_options().enable_cpu_mem_arena
+    for x, y in zip(with_arena, without.run(None, feeds)):
+        np.testing.assert_array_equal(x, y)

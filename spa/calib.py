@@ -680,18 +680,29 @@ def synthesis_size(view, seed: int, batch: int = 1) -> int:
 
 
 def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int = 0):
-    """An onnxruntime session of `model` in which the intermediate tensors `names` are graph outputs too
-    (`threads`: its intra-op threads, 0 for onnxruntime's default)."""
+    """An onnxruntime session of `model` that computes the intermediate tensors `names`, its outputs, and
+    nothing after them: the nodes they do not depend on are left out, and with them the model's own outputs
+    (PP-OCRv4 rec: 5 of its 860 nodes, the head's 120 -> 6625 MatMul at 40 steps and its softmax, 4.5 % of the MACs;
+    the values of `names` are the same). `threads`: its intra-op threads, 0 for onnxruntime's default."""
     from .verify import session
+    from .view import producers_of
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    m.graph.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
+    g = m.graph
+    keep = producers_of(g, names)
+    if names and keep and len(keep) < len(g.node):
+        nodes = [g.node[i] for i in sorted(keep)]
+        del g.node[:]
+        g.node.extend(nodes)
+        del g.output[:]
+    have = {o.name for o in g.output}
+    g.output.extend([onnx.ValueInfoProto(name=t) for t in names if t not in have])
     # graph optimisations on: the statistics need the values, not the graph as written (PP-OCRv4 rec, 32 lines with
     # every consumer input an output: 1.91 s against 2.19 s without, median of 3 on a loaded machine; values within
     # 6e-6 relative)
-    return session(m, optimize=True, threads=threads, spinning=False)  # numpy work on the outputs runs beside
+    # numpy work on the outputs runs beside; no arena of its own (spa.verify.session)
+    return session(m, optimize=True, threads=threads, spinning=False, arena=False)
 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],

@@ -25,7 +25,7 @@ import onnx
 from onnx import helper
 
 from . import parallel
-from .view import node_inputs, topo_order
+from .view import node_inputs, producers_of, topo_order
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,7 @@ class SegmentedRun:
         self.inits = {t.name: t for t in g.initializer}
         self.initializer = initializer or self.inits.__getitem__
         producer = {o: i for i, n in enumerate(g.node) for o in n.output if o}
-        # the nodes the consumers' inputs depend on
-        needed: set[int] = set()
-        stack = [producer[x] for x in consumers.values() if x in producer]
-        while stack:
-            i = stack.pop()
-            if i not in needed:
-                needed.add(i)
-                stack.extend(producer[t] for t in node_inputs(g.node[i]) if t in producer)
+        needed = producers_of(g, consumers.values())  # the nodes the consumers' inputs depend on
         self.level: dict[int, int] = {}
         for i in topo_order(model):
             if i not in needed and i not in consumers:
@@ -116,8 +109,9 @@ class SegmentedRun:
         )
         m = helper.make_model(sub, opset_imports=self.model.opset_import, ir_version=self.model.ir_version)
         m.functions.extend(self.model.functions)
-        # optimised as spa.calib's; the batches side by side, single-threaded each (spa.parallel)
-        sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False)
+        # optimised as spa.calib's, without an arena of its own; the batches side by side, single-threaded each
+        # (spa.parallel)
+        sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False, arena=False)
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
         runs = parallel.ordered_map(lambda b: sess.run(outs, {t: self.values[t][b] for t in ins}),

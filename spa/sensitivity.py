@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from . import parallel
 from .analysis import Analysis
 from .calib import Consumer
 from .criteria import score
@@ -83,20 +84,26 @@ def _costs(a: Analysis, stats: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]
     """Per prunable group with at least one consumer in `stats`: (Σ ΔL / E, Σ ΔL) over its consumers, the
     second being obspa's own score of the group (so that energy_plan's local plan does not solve again)."""
     view = a.view
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for g in a.prunable:
-        keys = [(m.tensor, m.axis) for m in g.params if m.role == "in" and (m.tensor, m.axis) in stats]
-        if not keys:
-            continue
+    scored = [(g, list(dict.fromkeys(keys))) for g in a.prunable
+              if (keys := [(m.tensor, m.axis) for m in g.params if m.role == "in" and (m.tensor, m.axis) in stats])]
+
+    def group_costs(item: tuple) -> tuple[np.ndarray, np.ndarray]:
+        g, keys = item
         total, cost = np.zeros(g.size), np.zeros(g.size)
-        for key in dict.fromkeys(keys):
+        for key in keys:
             c = stats[key]
             e = output_energy(c, view.array(c.weight))
             dl = obspa(g, view.array, None, {key: c})
             total += dl / max(e, 1e-30)
             cost += dl
-        out[g.id] = (total, cost)
-    return out
+        return total, cost
+
+    # groups side by side (each its own consumers, so each H inverse is made once, on one thread; the same numbers
+    # as one after the other), the widest first so that the last ones are short: the inverses and solves were 0.3 s
+    # of PP-OCRv4 rec's calibrated prune on one core
+    widest = sorted(scored, key=lambda gk: -sum(h.shape[0] ** 3 for k in gk[1] for h in stats[k].grams))
+    costs = dict(zip((g.id for g, _ in widest), parallel.ordered_map(group_costs, widest, parallel.workers())))
+    return {g.id: costs[g.id] for g, _ in scored}
 
 
 def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: float = 0.75, seed: int = 0) -> Plan:

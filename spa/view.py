@@ -404,6 +404,19 @@ def shape_sources(view: "ModelView", name: str) -> list[str]:
     return out
 
 
+def producers_of(graph: onnx.GraphProto, names) -> set[int]:
+    """Indices of the nodes that the tensors `names` depend on (their producers and, transitively, theirs)."""
+    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    needed: set[int] = set()
+    stack = [producer[x] for x in names if x in producer]
+    while stack:
+        i = stack.pop()
+        if i not in needed:
+            needed.add(i)
+            stack.extend(producer[t] for t in node_inputs(graph.node[i]) if t in producer)
+    return needed
+
+
 def node_inputs(node: onnx.NodeProto) -> list[str]:
     """Explicit inputs plus outer-scope names a subgraph (If/Loop/Scan) reads implicitly."""
     names = [i for i in node.input if i]

@@ -166,3 +166,47 @@ def test_kept_rows_of_other_batches_are_refused():
     keep = keep_mask(a, spa.api.compute_plan(a, ratio=0.5, criterion="obspa", data=stats))
     with pytest.raises(AssertionError, match="kept rows"):
         obspa.refit(a, keep, stats, obspa.compensate(a, keep, stats), feeds, batch=2, original=kept)
+
+
+@pytest.mark.parametrize("model", ["residual_add_chain", "two_gemms"])
+def test_calibration_session_stops_at_the_consumer_inputs(model, monkeypatch):
+    """The calibration pass's session computes the consumers' inputs and leaves out what only the model's outputs
+    need (a classifier head): fewer nodes, the same values as the whole model with them as extra outputs."""
+    import onnx
+
+    m = build(model)
+    view, _ = prepare(m)
+    cons = calib.find_consumers(analyze(view))
+    first = min(cons.values(), key=lambda c: c.node)  # the first consumer's input: most of the graph comes after
+    feeds = calib.noise_inputs(view, 4, seed=0)
+    built = _count_sessions(monkeypatch)
+    got = calib.session_with_outputs(m, [first.x]).run([first.x], feeds)[0]
+    assert built and built[0] < len(m.graph.node), built
+    whole = onnx.ModelProto()
+    whole.CopyFrom(m)
+    whole.graph.output.extend([onnx.ValueInfoProto(name=first.x)])
+    want = spa.verify.session(whole, optimize=True).run([first.x], feeds)[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_calibration_and_refit_sessions_have_no_arena_of_their_own(monkeypatch):
+    """The calibration pass and every re-fit segment build their sessions without onnxruntime's memory arena (a
+    fresh arena per session is fresh memory, every page a fault: spa.verify.session), and such a session gives the
+    same values as one with the arena."""
+    kinds: list[bool] = []
+    real = spa.verify.session
+
+    def recording(m, *args, **kw):
+        kinds.append(kw.get("arena", True))
+        return real(m, *args, **kw)
+
+    monkeypatch.setattr(spa.verify, "session", recording)
+    a, feeds, stats, keep, over = _setup(build("residual_add_chain"))
+    obspa.refit(a, keep, stats, over, feeds, batch=3)
+    assert len(kinds) > 2 and not any(kinds), kinds
+    m = build("residual_add_chain")
+    with_arena = real(m, optimize=True).run(None, feeds)
+    without = real(m, optimize=True, arena=False)
+    assert not without.get_session_options().enable_cpu_mem_arena
+    for x, y in zip(with_arena, without.run(None, feeds)):
+        np.testing.assert_array_equal(x, y)

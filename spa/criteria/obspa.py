@@ -124,15 +124,17 @@ def _removal_costs(W: np.ndarray, Hi: np.ndarray, local: list[np.ndarray], part:
     of at most SOLVE_BYTES of gathered weights."""
     out = np.zeros(len(local))
     ids = (lambda P: P) if part is None else (lambda P: part[P])
-    lens = {len(p) for p in local}
-    if len(lens) == 1 and 0 not in lens:  # the usual case: batched solves
-        P = np.stack(local)  # (channels, p)
+    # the channels with columns here (all of them when H is dense; a block holds some of them)
+    inside = [ch for ch, p in enumerate(local) if len(p)]
+    if len({len(local[ch]) for ch in inside}) == 1:  # the usual case: batched solves
+        P = np.stack([local[ch] for ch in inside])  # (channels, p)
+        at = np.asarray(inside)
         step = max(1, SOLVE_BYTES // (8 * W.shape[0] * P.shape[1]))
         for i in range(0, len(P), step):
             Pc = P[i : i + step]
             blocks = Hi[Pc[:, :, None], Pc[:, None, :]]  # (channels, p, p)
             wp = W[:, ids(Pc)].astype(np.float64).transpose(1, 2, 0)  # (channels, p, rows)
-            out[i : i + step] = 0.5 * np.einsum("cpr,cpr->c", wp, np.linalg.solve(blocks, wp))
+            out[at[i : i + step]] = 0.5 * np.einsum("cpr,cpr->c", wp, np.linalg.solve(blocks, wp))
         return out
     for ch, P in enumerate(local):
         if len(P):
@@ -211,40 +213,48 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
     (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
     must be the scoring's: H⁻¹ is cached on the consumer. A blocked H is updated block by block, each block's
     kept columns absorbing its removed ones, the bias the sum of the blocks' shares."""
+    from .. import parallel
+
     view = a.view
-    out: dict[str, np.ndarray] = {}
+    todo: list[tuple[Consumer, np.ndarray]] = []
     for key, c in layers.items():
         comps = a.slot_comps.get(key)
         if comps is None:
             continue
         gone = np.nonzero(~keep[comps])[0]
-        if not len(gone) or c.rank_only:
-            continue
-        P = c.columns(gone)
-        if c.parts is None:
-            W = _augmented(c, view)
-            Hi = c.hinv(damping(c))[0]  # usually cached by the scoring
-            _store(c, view, _trusted(c, W, _obs_update(W, Hi, P), P), out)
-            continue
-        W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
-        b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
-        shift = 0.0
-        for part, Hi in zip(c.parts, c.hinv(damping(c))):
-            Pl = _local(part, P)
-            if not len(Pl):
-                continue
-            Wb = W[:, part].astype(np.float64)
-            if b0 is not None:
-                Wb[:, -1] = b0
-            upd = _obs_update(Wb, Hi, Pl)
-            if b0 is not None:  # the bias column is in every block: add up the blocks' shares
-                shift = shift + (upd[:, -1] - b0)
-                part, upd = part[:-1], upd[:, :-1]
-            W[:, part] = upd
-        if b0 is not None:
-            W[:, -1] = b0 + shift
-        _store(c, view, W, out)
+        if len(gone) and not c.rank_only:
+            todo.append((c, c.columns(gone)))
+    out: dict[str, np.ndarray] = {}
+    # consumers side by side (each its own H inverse and weights), stored in order: the same updates as one by one
+    for (c, _), new in zip(todo, parallel.ordered_map(lambda t: _updated(t[0], view, t[1]), todo, parallel.workers())):
+        _store(c, view, new, out)
     return out
+
+
+def _updated(c: Consumer, view, P: np.ndarray) -> np.ndarray:
+    """The consumer's `_augmented` matrix after the OBS update that removes its columns P (see `compensate`)."""
+    if c.parts is None:
+        W = _augmented(c, view)
+        Hi = c.hinv(damping(c))[0]  # usually cached by the scoring
+        return _trusted(c, W, _obs_update(W, Hi, P), P)
+    W = _augmented(c, view, dtype=np.float32)  # updated in place, block by block (blocks share no column...
+    b0 = W[:, -1].astype(np.float64) if c.bias is not None else None  # ...but the bias: its original here)
+    shift = 0.0
+    for part, Hi in zip(c.parts, c.hinv(damping(c))):
+        Pl = _local(part, P)
+        if not len(Pl):
+            continue
+        Wb = W[:, part].astype(np.float64)
+        if b0 is not None:
+            Wb[:, -1] = b0
+        upd = _obs_update(Wb, Hi, Pl)
+        if b0 is not None:  # the bias column is in every block: add up the blocks' shares
+            shift = shift + (upd[:, -1] - b0)
+            part, upd = part[:-1], upd[:, :-1]
+        W[:, part] = upd
+    if b0 is not None:
+        W[:, -1] = b0 + shift
+    return W
 
 
 def _trusted(c: Consumer, W: np.ndarray, new: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -383,8 +393,11 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
                  [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
         batch_products = partial(_refit_products, c, W, len(K), seed)
         for wc, h1 in parallel.ordered_map(batch_products, enumerate(zip(rows0, pruned.run_until(c.x))), workers):
-            wc, h1 = wc.astype(np.float64), h1.astype(np.float64)
-            WC, Hn = (wc, h1) if WC is None else (WC + wc, Hn + h1)
+            if WC is None:
+                WC, Hn = wc.astype(np.float64), h1.astype(np.float64)
+            else:  # added in float64 in place: the same sums as converting each share first, without the copies
+                np.add(WC, wc, out=WC)
+                np.add(Hn, h1, out=Hn)
         if orig is not None:
             orig.served(c.x)
         pruned.served(c.x)

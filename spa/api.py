@@ -597,9 +597,11 @@ def _refits(o: PruneOptions, source: str | None) -> bool:
     """Whether the prune ends with obspa's sequential re-fit: by default with real calibration data only (PP-OCRv4
     rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts).
     `source`: the statistics' source (_Data.source)."""
-    # nor with "token-bag[-common]": its shuffled sequences are synthetic too (all-MiniLM-L6-v2 at 0.3, selection
-    # sentences: 0.938 without the re-fit, 0.928 with it)
-    by_default = o.calib is not None and not (source or "").startswith("token-bag")
+    from . import calib as calib_
+
+    # nor with the token sources (calib_.TOKEN_CALIB_SOURCES): their new sequences are synthetic too (all-MiniLM-L6-v2
+    # at 0.3, selection sentences: token-bag 0.938 without the re-fit, 0.928 with it)
+    by_default = o.calib is not None and source not in calib_.TOKEN_CALIB_SOURCES
     return criteria.get(o.criterion).compensates and o.compensate and (o.refit if o.refit is not None else by_default)
 
 

@@ -9,6 +9,7 @@ Where the inputs come from (`source`):
 - "calib": real inputs from a `.npz` file (arrays keyed by graph input name, first axis = samples);
 - "token-bag" (with calibration inputs): those, plus `samples` synthetic sequences whose token ids are drawn from
   the tokens the calibration inputs hold (spa.priors.token_bag_inputs); "token-bag-common": and as many of "common";
+  "token-splice[-common]": the same with sequences spliced from contiguous spans of the calibration's instead;
 - "noise": standard normal inputs pushed through the model (data-free);
 - "strokes" (the default): for image inputs (N, C, H, W), rendered-like synthetic images without fonts: pen
   strokes (lines, arcs, dots) grouped like glyphs in a band of random height, dark on a light background at a
@@ -59,8 +60,10 @@ from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, toke
 log = logging.getLogger(__name__)
 
 # PRIORS: spa/priors.py
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag", "token-bag-common")
-WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read calibration inputs
+# the sources that add synthetic token sequences to calibration inputs (spa.priors.token_bag_inputs)
+TOKEN_CALIB_SOURCES = ("token-bag", "token-bag-common", "token-splice", "token-splice-common")
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", *TOKEN_CALIB_SOURCES)
+WITH_CALIB = ("calib", *TOKEN_CALIB_SOURCES)  # the sources that read calibration inputs
 # obspa's relative damping (H + damp·mean diag H) per source where it differs from obspa.DAMP (0.01). A synthetic
 # source is a guess at the inputs: more damping trusts its correlations less (towards the magnitude choice, no
 # update). "common" (all-MiniLM-L6-v2 at 0.3, selection sentences, seed 0, local): damp 0.01 0.878, 0.03 0.884,
@@ -92,8 +95,8 @@ TOKEN_CALIB_SOURCE = "token-bag-common"
 # The sources whose obspa plan is spread by the OBS cost by default, without a re-fit (spa.api._allocation; capped at
 # spa.sensitivity.ENERGY_CAP): the token sources, each measured with and without it on all-MiniLM-L6-v2's selection
 # sentences at 0.3, seed 0 (generalise_selection.txt): "common" (its first form, 128 / 512 samples) 0.906 / 0.910 vs
-# 0.892 / 0.903 local, "token-bag" 0.937 vs 0.925.
-TOKEN_ENERGY_SOURCES = ("common", "token-bag", "token-bag-common")
+# 0.892 / 0.903 local, "token-bag" 0.937 vs 0.925; the "token-splice" sources measured with it only.
+TOKEN_ENERGY_SOURCES = ("common", *TOKEN_CALIB_SOURCES)
 # obspa's trust check of its update (Consumer.trust) for the data-free sources; off with calibration inputs. "shrink"
 # on the selection sets of benchmarks/generalise.py (seeds 0-1/0-2, benchmarks/generalise_selection.txt): Magika v3.3
 # 0.9686/0.9543/0.9286/0.7714 at 0.1/0.2/0.3/0.5 (mean of seeds) vs 0.9686/0.9543/0.9229/0.7315 without (l1
@@ -126,6 +129,9 @@ BYTE_RANK_ONLY = True
 # of text / binary): 0.927 / 0.896 / 0.906 / 0.844 vs 0.938 / 0.896 / 0.833 / 0.719 with the update (l1 0.896 / 0.896 /
 # 0.854 / 0.729).
 BYTE_RANK_ONLY_SOURCES: tuple[str, ...] = (DEFAULT_SOURCE, "bytes", "calib")
+# Whether the rows of padded positions (a token model's padding mask 0, spa.priors.padding_mask_input) stay out of H:
+# what a layer computes there reaches no output of a padded sentence (nothing attends to it, pooling skips it).
+PADDED_ROWS_OUT = False
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
 # ...and half as many from real calibration inputs ("calib"): PP-OCRv4 rec at 0.5 with 32 lines and their rescaled
@@ -267,12 +273,16 @@ class Consumer:
             self._hinv, self._hinv_damp = inv, damp
         return self._hinv
 
-    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH) -> np.ndarray:
-        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them)."""
+    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH,
+                keep: np.ndarray | None = None) -> np.ndarray:
+        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them).
+        `keep`: a (batch, length) padding mask; a MatMul input of those leading dims keeps the rows where it is 1."""
         if self.op == "Conv":
             r = _im2col(x, self.kernel, self.strides, self.pads, self.dilations, limit, rng)
         elif self.op == "Gemm":
             r = x.T if self.trans_a else x
+        elif keep is not None and x.ndim == 3 and x.shape[:2] == keep.shape:
+            r = x[keep != 0]
         else:
             r = x.reshape(-1, x.shape[-1])
         if len(r) > limit:
@@ -514,9 +524,12 @@ def collect(
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     batch = batch or batch_size(a.view, cons)
+    from .priors import padding_mask_input
+
     accumulate(a.view.model, cons, feeds, batch=batch, seed=seed, on_batch=on_batch,
                rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL,
-               workers=run_workers(a.view, cons, batch))
+               workers=run_workers(a.view, cons, batch),
+               padding=padding_mask_input(a.view) if PADDED_ROWS_OUT and on_batch is None else None)
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -556,7 +569,8 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
         assert calib is not None
         if source != "calib":
             n = DATA_FREE_SAMPLES if samples is None else samples  # synthetic sequences beside the real ones
-            calib = token_bag_inputs(a.view, calib, n, seed, common=source == "token-bag-common")
+            calib = token_bag_inputs(a.view, calib, n, seed, common=source.endswith("-common"),
+                                     splice=source.startswith("token-splice"))
         return _whole_batches(calib, fixed) if fixed else calib
     other = synthesis_size(a.view, seed, fixed or 1)
     if samples is None:
@@ -691,12 +705,13 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
-               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1)) -> None:
+               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1), padding: str | None = None) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
     of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
     again). `workers`: batches run side by side, single-threaded each, and batches under way or unread at most
-    (`run_workers`); (1, 1): one at a time with onnxruntime's threads."""
+    (`run_workers`); (1, 1): one at a time with onnxruntime's threads. `padding`: the feed that is a padding mask,
+    whose padded positions add no rows (Consumer.rows_of's `keep`)."""
     names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names, threads=1 if workers[0] > 1 else 0)
     rng = np.random.default_rng(seed)
@@ -711,7 +726,8 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
         total = 0
         for c in cons.values():
             rows = pending[id(c)]
-            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
+            keep = feeds[padding][bi * batch:(bi + 1) * batch] if padding else None
+            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit, keep))
             if c.trust and bi % 2 and c.parts is None:  # every other batch of samples is held aside as well
                 c.add_held(rows[-1])
             held = sum(map(len, rows))

@@ -76,7 +76,12 @@ before are marked superseded), obspa-calib32calib = --calib-source calib (the se
 --calib default before); obspa-calib<N>... = the same method on the first N of the model's calibration pool (Bench.calib_pool;
 for all-MiniLM-L6-v2 128 sentences of the held-out kinds, none evaluated); a named token source without -energy is run
 local (allocation="local"), as its rows before were; common-frame: "common" framed as BERT's tokenizer frames a
-sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids);
+sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids). Branch minilm2: obspa-calib32splice[common]
+= source token-splice[-common] (the 32 sentences plus 128 sequences spliced from contiguous spans of them, each in a
+real sentence's frame; and 128 of the common prior); -realxW the calibration sentences counted W times in the
+statistics (repeated); -spanA_B token-splice's span lengths A-B tokens (spa.priors.SPLICE_SPAN); -padout / -padin the
+padded positions' rows kept out of / in H (spa.calib.PADDED_ROWS_OUT); --calib-seeds N runs the calibrated methods
+at seeds 0..N-1 (their synthetic sequences' draws; seed 0 only by default);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -236,6 +241,16 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     obspa-<source>-noupdate | obspa-calib32 | obspa-calib32-noaug (without spa.augment's rescaled copies)."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
+    span = re.search(r"-span(\d+)_(\d+)", method)  # token-splice's span lengths (spa.priors.SPLICE_SPAN)
+    if span:
+        from spa import priors
+
+        before = priors.SPLICE_SPAN
+        priors.SPLICE_SPAN = (int(span.group(1)), int(span.group(2)))
+        try:
+            return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
+        finally:
+            priors.SPLICE_SPAN = before
     pad = re.search(r"-pad(out|in)\b", method)  # padded positions' rows out of / in H (spa.calib.PADDED_ROWS_OUT)
     if pad:
         before = spa_calib.PADDED_ROWS_OUT

@@ -358,7 +358,7 @@ class PruneOptions:
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
     spa.calib.data_free_samples); `calib_source` None: spa.calib.default_source's (for obspa on token-id inputs
-    "common", with `calib` "token-bag-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
+    "common", with `calib` "token-splice-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
     with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
     channels: spa.calib.BYTE_RANK_ONLY_SOURCES), re-fits every consumer in graph order to the original
     outputs through the pruned network; for that, image inputs get rescaled copies of each sample

@@ -613,7 +613,7 @@ def test_byte_models_calibrated_on_real_inputs_also_only_choose_channels():
 
 def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_obs_cost(monkeypatch):
     """Without --calib-source, obspa on a model whose ids index a vocabulary of at least COMMON_MIN_ROWS rows reads
-    "common" data-free and "token-bag-common" with calibration sentences, both with the energy allocation and no
+    "common" data-free and "token-splice-common" with calibration sentences, both with the energy allocation and no
     re-fit (all-MiniLM-L6-v2: spa/calib.py TOKEN_SOURCE's comment); a small alphabet, another criterion or a named
     source keep the default before ("strokes" / "calib" with its re-fit, local data-free)."""
     import importlib
@@ -636,7 +636,8 @@ def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_ob
 
     monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
     _, cal = spa.prune(big, ratio=0.5, criterion="obspa", calib=_calib_tokens(), calib_samples=10, oracle=True)
-    assert cal.calibration["source"] == "token-bag-common" and cal.plan.mode == "energy"
-    assert cal.calibration["samples"] == 26 and cal.oracle is not None and cal.oracle <= TOL
+    assert cal.calibration["source"] == "token-splice-common" and cal.plan.mode == "energy"
+    assert cal.calibration["samples"] == 6 * calib.REAL_REPEATS["token-splice-common"] + 20
+    assert cal.oracle is not None and cal.oracle <= TOL
     with pytest.raises(AssertionError, match="the re-fit ran"):  # a small alphabet: the sentences and the re-fit
         spa.prune(small, ratio=0.5, criterion="obspa", calib=_calib_tokens())

@@ -79,8 +79,8 @@ local (allocation="local"), as its rows before were; common-frame: "common" fram
 sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids). Branch minilm2: obspa-calib32splice[common]
 = source token-splice[-common] (the 32 sentences plus 128 sequences spliced from contiguous spans of them, each in a
 real sentence's frame; and 128 of the common prior); -realxW the calibration sentences counted W times in the
-statistics (repeated); -spanA_B token-splice's span lengths A-B tokens (spa.priors.SPLICE_SPAN); -padout / -padin the
-padded positions' rows kept out of / in H (spa.calib.PADDED_ROWS_OUT); --calib-seeds N runs the calibrated methods
+statistics (repeated); -spanA_B token-splice's span lengths A-B tokens (spa.priors.SPLICE_SPAN); -padout (at af5fbd9, removed
+since: it lost) the padded positions' rows kept out of H (spa.calib.PADDED_ROWS_OUT then); --calib-seeds N runs the calibrated methods
 at seeds 0..N-1 (their synthetic sequences' draws; seed 0 only by default);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
@@ -251,14 +251,6 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
             return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
         finally:
             priors.SPLICE_SPAN = before
-    pad = re.search(r"-pad(out|in)\b", method)  # padded positions' rows out of / in H (spa.calib.PADDED_ROWS_OUT)
-    if pad:
-        before = spa_calib.PADDED_ROWS_OUT
-        spa_calib.PADDED_ROWS_OUT = pad.group(1) == "out"
-        try:
-            return prune_with(m, method.replace(pad.group(0), ""), ratio, seed, calib)
-        finally:
-            spa_calib.PADDED_ROWS_OUT = before
     if method == "obspa-default":  # spa's data-free default, whatever source and allocation it picks for the model
         return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
     if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)

@@ -140,9 +140,6 @@ BYTE_RANK_ONLY_SOURCES: tuple[str, ...] = (DEFAULT_SOURCE, "bytes", "calib")
 # twice, 0.9518 / 0.9515 / 0.9526 four times; "token-bag-common" 0.9485 / 0.9491 / 0.9488 once, 0.9509 / 0.9518 /
 # 0.9519 twice (kept once: its rows before stay what they were).
 REAL_REPEATS = {"token-splice-common": 2}
-# Whether the rows of padded positions (a token model's padding mask 0, spa.priors.padding_mask_input) stay out of H:
-# what a layer computes there reaches no output of a padded sentence (nothing attends to it, pooling skips it).
-PADDED_ROWS_OUT = False
 ROWS_PER_BATCH = 4096  # im2col rows kept per consumer and batch (a random subset beyond that)...
 ROWS_TOTAL = 16384  # ...or fewer when there are many batches: about this many rows per consumer in all
 # ...and half as many from real calibration inputs ("calib"): PP-OCRv4 rec at 0.5 with 32 lines and their rescaled
@@ -284,16 +281,12 @@ class Consumer:
             self._hinv, self._hinv_damp = inv, damp
         return self._hinv
 
-    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH,
-                keep: np.ndarray | None = None) -> np.ndarray:
-        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them).
-        `keep`: a (batch, length) padding mask; a MatMul input of those leading dims keeps the rows where it is 1."""
+    def rows_of(self, x: np.ndarray, rng: np.random.Generator, limit: int = ROWS_PER_BATCH) -> np.ndarray:
+        """Input rows (one per output position) of a batch of this consumer's input (a random `limit` of them)."""
         if self.op == "Conv":
             r = _im2col(x, self.kernel, self.strides, self.pads, self.dilations, limit, rng)
         elif self.op == "Gemm":
             r = x.T if self.trans_a else x
-        elif keep is not None and x.ndim == 3 and x.shape[:2] == keep.shape:
-            r = x[keep != 0]
         else:
             r = x.reshape(-1, x.shape[-1])
         if len(r) > limit:
@@ -535,12 +528,9 @@ def collect(
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     batch = batch or batch_size(a.view, cons)
-    from .priors import padding_mask_input
-
     accumulate(a.view.model, cons, feeds, batch=batch, seed=seed, on_batch=on_batch,
                rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL,
-               workers=run_workers(a.view, cons, batch),
-               padding=padding_mask_input(a.view) if PADDED_ROWS_OUT and on_batch is None else None)
+               workers=run_workers(a.view, cons, batch))
     if source == "bn":
         bn_analytic(a.view, cons)
     return cons
@@ -717,13 +707,12 @@ def session_with_outputs(model: onnx.ModelProto, names: list[str], threads: int 
 
 def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], feeds: dict[str, np.ndarray],
                *, batch: int = BATCH, seed: int = 0, on_batch: BatchHook | None = None,
-               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1), padding: str | None = None) -> None:
+               rows_total: int = ROWS_TOTAL, workers: tuple[int, int] = (1, 1)) -> None:
     """Run the model with every consumer input as an extra output; add each batch's rows to H (a random subset
     of the im2col rows: about `rows_total` per consumer over all samples). `on_batch(cons, index, values)` sees
     every batch's consumer inputs too (the OBSPA re-fit keeps its own rows of them instead of running the model
     again). `workers`: batches run side by side, single-threaded each, and batches under way or unread at most
-    (`run_workers`); (1, 1): one at a time with onnxruntime's threads. `padding`: the feed that is a padding mask,
-    whose padded positions add no rows (Consumer.rows_of's `keep`)."""
+    (`run_workers`); (1, 1): one at a time with onnxruntime's threads."""
     names = sorted({c.x for c in cons.values()})
     sess = session_with_outputs(model, names, threads=1 if workers[0] > 1 else 0)
     rng = np.random.default_rng(seed)
@@ -738,8 +727,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
         total = 0
         for c in cons.values():
             rows = pending[id(c)]
-            keep = feeds[padding][bi * batch:(bi + 1) * batch] if padding else None
-            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit, keep))
+            rows.append(c.rows_of(np.asarray(vals[c.x]), rng, limit))
             if c.trust and bi % 2 and c.parts is None:  # every other batch of samples is held aside as well
                 c.add_held(rows[-1])
             held = sum(map(len, rows))

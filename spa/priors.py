@@ -388,21 +388,6 @@ def spliced_ids(rng: np.random.Generator, ids: np.ndarray, mask: np.ndarray | No
     return out
 
 
-def padding_mask_input(view) -> str | None:
-    """The graph input that is a padding mask of a model with token-id inputs (`has_token_inputs`): a (batch,
-    length) integer input that indexes nothing, as the default sources fill with padding masks; else None."""
-    if not has_token_inputs(view):
-        return None
-    from .verify import NP_DTYPES
-
-    for inp in view.model.graph.input:
-        s = view.shape(inp.name) or () if inp.name in view.graph_inputs else ()
-        dt = np.dtype(NP_DTYPES.get(inp.type.tensor_type.elem_type, np.float32))
-        if len(s) == 2 and dt.kind in "iu" and vocabulary(view, inp.name) is None:
-            return inp.name
-    return None
-
-
 def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
                      common: bool = False, splice: bool = False) -> dict[str, np.ndarray]:
     """`calib` followed by `n` synthetic samples of its shapes: token ids drawn (uniformly, independently per

@@ -81,7 +81,8 @@ sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids). 
 real sentence's frame; and 128 of the common prior); -realxW the calibration sentences counted W times in the
 statistics (repeated); -spanA_B token-splice's span lengths A-B tokens (spa.priors.SPLICE_SPAN); -padout (at af5fbd9, removed
 since: it lost) the padded positions' rows kept out of H (spa.calib.PADDED_ROWS_OUT then); --calib-seeds N runs the calibrated methods
-at seeds 0..N-1 (their synthetic sequences' draws; seed 0 only by default);
+at seeds 0..N-1 (their synthetic sequences' draws; seed 0 only by default); -plusbag: token-splice's sequences and then
+as many of token-bag's; obspa-calib32splicebagcommon = source token-splice-bag-common (the same made by spa);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -233,7 +234,7 @@ register_variants()
 # minilmcal on token-id models: the sentences alone, the re-fit); calib32 (with more parts: -norefit, -energy15) the same
 CALIB_SOURCES = {"calib32": "calib", "calib32calib": "calib", "calib32bag": "token-bag",
                  "calib32bagcommon": "token-bag-common", "calib32splice": "token-splice",
-                 "calib32splicecommon": "token-splice-common"}
+                 "calib32splicecommon": "token-splice-common", "calib32splicebagcommon": "token-splice-bag-common"}
 
 
 def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) -> tuple[onnx.ModelProto, object]:
@@ -241,6 +242,21 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     obspa-<source>-noupdate | obspa-calib32 | obspa-calib32-noaug (without spa.augment's rescaled copies)."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
+    if method.endswith("-plusbag"):  # token-splice's sequences and then as many of token-bag's (the shuffled bag)
+        before = spa_calib.token_bag_inputs
+
+        def with_bag(view, feeds, n, seed, common=False, splice=False):
+            out = before(view, feeds, n, seed, common=common, splice=splice)
+            if not splice:
+                return out
+            bag, k = before(view, feeds, n, seed), len(next(iter(feeds.values())))
+            return {name: np.concatenate([out[name], bag[name][k:]]) for name in out}
+
+        spa_calib.token_bag_inputs = with_bag
+        try:
+            return prune_with(m, method.removesuffix("-plusbag"), ratio, seed, calib)
+        finally:
+            spa_calib.token_bag_inputs = before
     span = re.search(r"-span(\d+)_(\d+)", method)  # token-splice's span lengths (spa.priors.SPLICE_SPAN)
     if span:
         from spa import priors

@@ -389,7 +389,7 @@ def spliced_ids(rng: np.random.Generator, ids: np.ndarray, mask: np.ndarray | No
 
 
 def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
-                     common: bool = False, splice: bool = False) -> dict[str, np.ndarray]:
+                     common: bool = False, splice: bool = False, bag: bool | None = None) -> dict[str, np.ndarray]:
     """`calib` followed by `n` synthetic samples of its shapes: token ids drawn (uniformly, independently per
     position) from the ids that `calib` holds for that input where its padding mask is 1, padding masks as the
     default source makes them, other inputs from the default source. Why: what a layer sees depends mostly on
@@ -399,8 +399,9 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     0.926, both 0.938, with 512 shuffled 0.940). `common`: then `n` samples of `common_token_inputs` over the
     `common_tokens` (the bag's few hundred tokens widened by everyday words: 0.949 there). `splice`: the `n`
     sequences are `spliced_ids` of the calibration's instead (its spans keep their context; every other input of a
-    spliced sequence, its padding mask included, is its frame row's). BadArgument where an input's synthetic samples
-    cannot have the calibration's shape."""
+    spliced sequence, its padding mask included, is its frame row's); `bag` (default: without `splice`): the shuffled
+    sequences too, after the spliced ones. BadArgument where an input's synthetic samples cannot have the
+    calibration's shape."""
     from .errors import BadArgument
 
     names = [i.name for i in view.model.graph.input if i.name in view.graph_inputs]
@@ -415,6 +416,7 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     rng = np.random.default_rng((seed, 13))
     spliced = np.random.default_rng((seed, 17))  # its own generator: the bag's draws stay what they were
     frames = spliced.integers(0, len(first), n)  # the spliced sequences' frame rows, the same for every input
+    shuffled = not splice if bag is None else bag
     out = {}
     for name, x in calib.items():
         extra = synth.get(name)
@@ -422,12 +424,14 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
             raise BadArgument(f"token-bag: cannot make samples of {name!r} like the calibration's {list(x.shape)[1:]}")
         ids = vocabulary(view, name) is not None and x.dtype.kind in "iu"
         mask = next((m for m in masks.values() if m.shape == x.shape), None)
+        parts = [x]
         if splice:
-            extra = spliced_ids(spliced, x, mask, frames) if ids else x[frames]
-        elif ids:
-            bag = x[mask != 0] if mask is not None else x.reshape(-1)
-            extra = rng.choice(bag, extra.shape).astype(x.dtype)
-        out[name] = np.concatenate([x, extra.astype(x.dtype)] + ([wide[name].astype(x.dtype)] if common else []))
+            parts.append(spliced_ids(spliced, x, mask, frames) if ids else x[frames])
+        if shuffled:
+            parts.append(rng.choice(x[mask != 0] if mask is not None else x.reshape(-1), extra.shape) if ids else extra)
+        if common:
+            parts.append(wide[name])
+        out[name] = np.concatenate([q.astype(x.dtype) for q in parts])
     return out
 
 

@@ -514,6 +514,14 @@ def test_token_splice_keeps_the_frames_and_builds_new_sequences_from_contiguous_
     _, rep = spa.prune(_masked_token_model(1200), ratio=0.5, criterion="obspa", calib=c,
                        calib_source="token-splice-common", calib_samples=10, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 6 * k + 20
+    # "token-splice-bag-common": the spliced sequences, then the bag's shuffled ones, then the common ones
+    k = calib.REAL_REPEATS["token-splice-bag-common"]
+    repeated = {name: np.concatenate([v] * k) for name, v in c.items()}
+    all3 = calib.source_feeds(analyze(view), "token-splice-bag-common", c, samples=16)["ids"]
+    assert all3.shape == (6 * k + 48, 12)
+    assert np.array_equal(all3[:6 * k + 16], token_bag_inputs(view, repeated, 16, seed=0, splice=True)["ids"])
+    assert np.array_equal(all3[6 * k + 16:6 * k + 32], token_bag_inputs(view, repeated, 16, seed=0)["ids"][6 * k:])
+    assert np.array_equal(all3[6 * k + 32:], both[-16:])  # the same common sequences
 
 
 def test_token_bag_without_a_sample_count_adds_the_data_free_default():
@@ -613,7 +621,7 @@ def test_byte_models_calibrated_on_real_inputs_also_only_choose_channels():
 
 def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_obs_cost(monkeypatch):
     """Without --calib-source, obspa on a model whose ids index a vocabulary of at least COMMON_MIN_ROWS rows reads
-    "common" data-free and "token-splice-common" with calibration sentences, both with the energy allocation and no
+    "common" data-free and "token-splice-bag-common" with calibration sentences, both with the energy allocation and no
     re-fit (all-MiniLM-L6-v2: spa/calib.py TOKEN_SOURCE's comment); a small alphabet, another criterion or a named
     source keep the default before ("strokes" / "calib" with its re-fit, local data-free)."""
     import importlib
@@ -636,8 +644,8 @@ def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_ob
 
     monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
     _, cal = spa.prune(big, ratio=0.5, criterion="obspa", calib=_calib_tokens(), calib_samples=10, oracle=True)
-    assert cal.calibration["source"] == "token-splice-common" and cal.plan.mode == "energy"
-    assert cal.calibration["samples"] == 6 * calib.REAL_REPEATS["token-splice-common"] + 20
+    assert cal.calibration["source"] == "token-splice-bag-common" and cal.plan.mode == "energy"
+    assert cal.calibration["samples"] == 6 * calib.REAL_REPEATS["token-splice-bag-common"] + 30
     assert cal.oracle is not None and cal.oracle <= TOL
     with pytest.raises(AssertionError, match="the re-fit ran"):  # a small alphabet: the sentences and the re-fit
         spa.prune(small, ratio=0.5, criterion="obspa", calib=_calib_tokens())

@@ -47,7 +47,11 @@ MODELS = {  # model -> (title, what the number is)
 DATA_FREE = {"minilm": "obspa-default", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes", "magika": "obspa-strokes"}
 NOTES = {"minilm": ("Since branch minilmcal obspa on token-id models defaults to the `common` prior (the embedding "
                     "table's everyday tokens) spread by the OBS cost data-free, and with `--calib` to `token-bag-common` "
-                    "(the sentences, sequences of their tokens shuffled and of common tokens; no re-fit) spread so too; "
+                    "(the sentences, sequences of their tokens shuffled and of common tokens; no re-fit) spread so too, "
+                    "since branch minilm2 to `token-splice-bag-common` (the sentences counted twice, sequences spliced "
+                    "from contiguous spans of them, of their tokens shuffled and of common tokens; its 0.3 row over "
+                    "seeds 0-2; obspa-calib32bagcommon-energy15 = the token-bag-common default before, the "
+                    "token-splice-common rows of that branch are superseded in the raw file); "
                     "\"obspa-padded\" below = uniform ids with padding masks (the data-free default before), "
                     "\"obspa-calib32calib\" = the sentences alone with the re-fit (the --calib default before; the same rows "
                     "under the old name are marked superseded in the raw file). obspa-calib64/128bagcommon-energy15 = the "

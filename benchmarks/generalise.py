@@ -76,7 +76,13 @@ before are marked superseded), obspa-calib32calib = --calib-source calib (the se
 --calib default before); obspa-calib<N>... = the same method on the first N of the model's calibration pool (Bench.calib_pool;
 for all-MiniLM-L6-v2 128 sentences of the held-out kinds, none evaluated); a named token source without -energy is run
 local (allocation="local"), as its rows before were; common-frame: "common" framed as BERT's tokenizer frames a
-sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids);
+sentence ([CLS] ... [SEP] [PAD]: an upper bound, it knows the tokenizer's ids). Branch minilm2: obspa-calib32splice[common]
+= source token-splice[-common] (the 32 sentences plus 128 sequences spliced from contiguous spans of them, each in a
+real sentence's frame; and 128 of the common prior); -realxW the calibration sentences counted W times in the
+statistics (repeated); -spanA_B token-splice's span lengths A-B tokens (spa.priors.SPLICE_SPAN); -padout (at af5fbd9, removed
+since: it lost) the padded positions' rows kept out of H (spa.calib.PADDED_ROWS_OUT then); --calib-seeds N runs the calibrated methods
+at seeds 0..N-1 (their synthetic sequences' draws; seed 0 only by default); -plusbag: token-splice's sequences and then
+as many of token-bag's; obspa-calib32splicebagcommon = source token-splice-bag-common (the same made by spa);
 their selection rows read the same 32 calibration sentences as the held-out ones (docstrings
 and GPL-2, none of them evaluated). The damped data-free re-fit is not re-run: it
 already lost on the selection set (benchmarks/obspa_ocr.txt, "obspa binary + re-fit": 0.8325 vs 0.9337 at 0.2). Data-free rows run seeds 0-4; the table reports the worst seed and
@@ -229,7 +235,8 @@ register_variants()
 # the calibrated sources by method part: calib32calib = `--calib-source calib` (spa's --calib default before branch
 # minilmcal on token-id models: the sentences alone, the re-fit); calib32 (with more parts: -norefit, -energy15) the same
 CALIB_SOURCES = {"calib32": "calib", "calib32calib": "calib", "calib32bag": "token-bag",
-                 "calib32bagcommon": "token-bag-common"}
+                 "calib32bagcommon": "token-bag-common", "calib32splice": "token-splice",
+                 "calib32splicecommon": "token-splice-common", "calib32splicebagcommon": "token-splice-bag-common"}
 
 
 def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) -> tuple[onnx.ModelProto, object]:
@@ -237,6 +244,31 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     obspa-<source>-noupdate | obspa-calib32 | obspa-calib32-noaug (without spa.augment's rescaled copies)."""
     if method == "l1":
         return spa.prune(m, ratio=ratio, criterion="l1")
+    if method.endswith("-plusbag"):  # token-splice's sequences and then as many of token-bag's (the shuffled bag)
+        before = spa_calib.token_bag_inputs
+
+        def with_bag(view, feeds, n, seed, common=False, splice=False):
+            out = before(view, feeds, n, seed, common=common, splice=splice)
+            if not splice:
+                return out
+            bag, k = before(view, feeds, n, seed), len(next(iter(feeds.values())))
+            return {name: np.concatenate([out[name], bag[name][k:]]) for name in out}
+
+        spa_calib.token_bag_inputs = with_bag
+        try:
+            return prune_with(m, method.removesuffix("-plusbag"), ratio, seed, calib)
+        finally:
+            spa_calib.token_bag_inputs = before
+    span = re.search(r"-span(\d+)_(\d+)", method)  # token-splice's span lengths (spa.priors.SPLICE_SPAN)
+    if span:
+        from spa import priors
+
+        before = priors.SPLICE_SPAN
+        priors.SPLICE_SPAN = (int(span.group(1)), int(span.group(2)))
+        try:
+            return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
+        finally:
+            priors.SPLICE_SPAN = before
     if method == "obspa-default":  # spa's data-free default, whatever source and allocation it picks for the model
         return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
     if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)
@@ -253,7 +285,11 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     damp = next((float(q[4:]) for q in parts if q.startswith("damp")), None)
     samples = next((int(q[1:]) for q in parts if re.fullmatch(r"n\d+", q)), None)  # -nX: X synthetic samples
     trust = next((q[5:] for q in parts if q.startswith("trust")), None)  # -trustX: obspa's trust check X
-    parts = [q for q in parts if not q.startswith(("damp", "trust")) and not re.fullmatch(r"n\d+", q)]
+    # -realxW: the calibration inputs counted W times in the statistics (repeated; the synthetic ones drawn as before)
+    real = next((int(q[5:]) for q in parts if q.startswith("realx")), 1)
+    if real > 1:
+        calib = {k: np.concatenate([v] * real) for k, v in calib.items()}
+    parts = [q for q in parts if not q.startswith(("damp", "trust", "realx")) and not re.fullmatch(r"n\d+", q)]
     kw = {"damp": damp} if samples is None else {"damp": damp, "calib_samples": samples}
     if trust is not None:
         kw["trust"] = trust
@@ -809,9 +845,10 @@ HELDOUT_METHODS = ("l1", "obspa-strokes", "obspa-calib32")
 SELECTION_METHODS = ("obspa-binary", "obspa-mix", "obspa-binary-energy", "obspa-binary-energy15", "obspa-binary-iter2")
 
 
-def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) -> None:
+def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None, calib_seeds: int = 1) -> None:
     """`methods`: names, each optionally `@r1/r2` to run only those ratios (so the most telling rows come first);
-    `done`: (method, ratio, seed) already in an earlier part's output (--resume), skipped."""
+    `done`: (method, ratio, seed) already in an earlier part's output (--resume), skipped; `calib_seeds`: the seeds
+    of the calibrated methods (obspa-calib...: the seed draws their synthetic sequences), 0 only by default."""
     print(f"# {b.name}: {b.what}", flush=True)
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for item in methods:
@@ -819,7 +856,7 @@ def run(b: Bench, methods: list[str], ratios, seeds, done: set | None = None) ->
         for r in [float(v) for v in only.split("/")] if only else ratios:
             count = re.match(r"obspa-calib(\d+)", method)
             calib = b.calib_of(int(count.group(1))) if count else b.calib
-            for seed in (seeds if method.startswith("obspa-") and not count else (0,)):
+            for seed in (seeds if method.startswith("obspa-") and not count else range(calib_seeds if count else 1)):
                 if done and (method, r, seed) in done:
                     continue
                 t0 = time.perf_counter()
@@ -838,6 +875,7 @@ def main() -> None:
     ap.add_argument("--methods", default="", help="comma-separated; method@0.2/0.3 limits that one's ratios")
     ap.add_argument("--ratios", default=",".join(map(str, RATIOS)))
     ap.add_argument("--seeds", type=int, default=len(SEEDS))
+    ap.add_argument("--calib-seeds", type=int, default=1, help="seeds 0..N-1 for the calibrated methods")
     ap.add_argument("--resume", default="", help="comma-separated earlier outputs whose rows are not run again")
     ap.add_argument("--magika-lists", action="store_true", help="sample Magika's file sets once and record them")
     args = ap.parse_args()
@@ -852,10 +890,12 @@ def main() -> None:
     seeds = tuple(range(args.seeds))
     if args.phase == "selection":
         bench = {"minilm": minilm, "magika": magika, "ocr_det": ocr_det}.get(args.models, ocr_rec)(selection=True)
-        run(bench, args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done)
+        run(bench, args.methods.split(",") if args.methods else list(SELECTION_METHODS), ratios, seeds, done,
+            args.calib_seeds)
         return
     for name in args.models.split(","):
-        run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds, done)
+        run(BENCHES[name](), args.methods.split(",") if args.methods else list(HELDOUT_METHODS), ratios, seeds, done,
+            args.calib_seeds)
 
 
 if __name__ == "__main__":

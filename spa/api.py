@@ -359,7 +359,7 @@ class PruneOptions:
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
     spa.calib.data_free_samples); `calib_source` None: spa.calib.default_source's (for obspa on token-id inputs
-    "common", with `calib` "token-bag-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
+    "common", with `calib` "token-splice-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
     with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
     channels: spa.calib.BYTE_RANK_ONLY_SOURCES), re-fits every consumer in graph order to the original
     outputs through the pruned network; for that, image inputs get rescaled copies of each sample
@@ -619,9 +619,11 @@ def _refits(o: PruneOptions, source: str | None) -> bool:
     """Whether the prune ends with obspa's sequential re-fit: by default with real calibration data only (PP-OCRv4
     rec at 0.5: 0.065 -> 0.907 character accuracy; with synthetic inputs it fits their distribution and hurts).
     `source`: the statistics' source (_Data.source)."""
-    # nor with "token-bag[-common]": its shuffled sequences are synthetic too (all-MiniLM-L6-v2 at 0.3, selection
-    # sentences: 0.938 without the re-fit, 0.928 with it)
-    by_default = o.calib is not None and not (source or "").startswith("token-bag")
+    from . import calib as calib_
+
+    # nor with the token sources (calib_.TOKEN_CALIB_SOURCES): their new sequences are synthetic too (all-MiniLM-L6-v2
+    # at 0.3, selection sentences: token-bag 0.938 without the re-fit, 0.928 with it)
+    by_default = o.calib is not None and source not in calib_.TOKEN_CALIB_SOURCES
     return criteria.get(o.criterion).compensates and o.compensate and (o.refit if o.refit is not None else by_default)
 
 

@@ -357,8 +357,39 @@ def has_token_inputs(view) -> bool:
     return False
 
 
+# "token-splice": the lengths of the contiguous spans that spliced sequences are built from (spa.priors.spliced_ids)
+SPLICE_SPAN = (4, 12)
+
+
+def spliced_ids(rng: np.random.Generator, ids: np.ndarray, mask: np.ndarray | None, frames: np.ndarray,
+                span: tuple[int, int] | None = None) -> np.ndarray:
+    """New sequences from calibration sequences `ids` (rows; `mask` their padding masks, None: unpadded), one per
+    entry of `frames` (row indices): that row's first and last unpadded tokens (where a tokenizer puts [CLS] /
+    [SEP] or BOS / EOS) and its padding, with the positions between filled by contiguous spans of `span` tokens
+    from the insides of random rows (default SPLICE_SPAN), each span starting at a random place. Why: unlike the shuffled bag, a span
+    keeps its tokens' context (what attention mixes), while the sequences still put them in new neighbours and at
+    new positions."""
+    span = span or SPLICE_SPAN
+    lengths = mask.sum(1) if mask is not None else np.full(len(ids), ids.shape[1])
+    out = ids[frames].copy()
+    inner = [ids[i, 1:max(1, lengths[i] - 1)] for i in range(len(ids))]
+    donors = [i for i, t in enumerate(inner) if len(t)] or [0]
+    for row, f in enumerate(frames):
+        pos, end = 1, int(lengths[f]) - 1
+        while pos < end:
+            t = inner[donors[rng.integers(len(donors))]]
+            k = int(rng.integers(span[0], span[1] + 1))
+            start = int(rng.integers(0, max(1, len(t) - k + 1)))
+            piece = t[start:start + min(k, end - pos)]
+            if not len(piece):
+                break
+            out[row, pos:pos + len(piece)] = piece
+            pos += len(piece)
+    return out
+
+
 def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
-                     common: bool = False) -> dict[str, np.ndarray]:
+                     common: bool = False, splice: bool = False, bag: bool | None = None) -> dict[str, np.ndarray]:
     """`calib` followed by `n` synthetic samples of its shapes: token ids drawn (uniformly, independently per
     position) from the ids that `calib` holds for that input where its padding mask is 1, padding masks as the
     default source makes them, other inputs from the default source. Why: what a layer sees depends mostly on
@@ -366,8 +397,11 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     into new sequences, the same tokens give statistics closer to those of unseen sentences (all-MiniLM-L6-v2 at
     0.3, selection sentences, seed 0, OBS-cost allocation: 32 sentences 0.903, the 128 shuffled sequences alone
     0.926, both 0.938, with 512 shuffled 0.940). `common`: then `n` samples of `common_token_inputs` over the
-    `common_tokens` (the bag's few hundred tokens widened by everyday words: 0.949 there). BadArgument where an
-    input's synthetic samples cannot have the calibration's shape."""
+    `common_tokens` (the bag's few hundred tokens widened by everyday words: 0.949 there). `splice`: the `n`
+    sequences are `spliced_ids` of the calibration's instead (its spans keep their context; every other input of a
+    spliced sequence, its padding mask included, is its frame row's); `bag` (default: without `splice`): the shuffled
+    sequences too, after the spliced ones. BadArgument where an input's synthetic samples cannot have the
+    calibration's shape."""
     from .errors import BadArgument
 
     names = [i.name for i in view.model.graph.input if i.name in view.graph_inputs]
@@ -380,16 +414,24 @@ def token_bag_inputs(view, calib: dict[str, np.ndarray], n: int, seed: int,
     masks = {k: v for k, v in calib.items() if k in synth and vocabulary(view, k) is None and v.ndim == 2
              and v.dtype.kind in "iu"}
     rng = np.random.default_rng((seed, 13))
+    spliced = np.random.default_rng((seed, 17))  # its own generator: the bag's draws stay what they were
+    frames = spliced.integers(0, len(first), n)  # the spliced sequences' frame rows, the same for every input
+    shuffled = not splice if bag is None else bag
     out = {}
     for name, x in calib.items():
         extra = synth.get(name)
         if extra is None or extra.shape[1:] != x.shape[1:]:
             raise BadArgument(f"token-bag: cannot make samples of {name!r} like the calibration's {list(x.shape)[1:]}")
-        if vocabulary(view, name) is not None and x.dtype.kind in "iu":
-            mask = next((m for m in masks.values() if m.shape == x.shape), None)
-            bag = x[mask != 0] if mask is not None else x.reshape(-1)
-            extra = rng.choice(bag, extra.shape).astype(x.dtype)
-        out[name] = np.concatenate([x, extra.astype(x.dtype)] + ([wide[name].astype(x.dtype)] if common else []))
+        ids = vocabulary(view, name) is not None and x.dtype.kind in "iu"
+        mask = next((m for m in masks.values() if m.shape == x.shape), None)
+        parts = [x]
+        if splice:
+            parts.append(spliced_ids(spliced, x, mask, frames) if ids else x[frames])
+        if shuffled:
+            parts.append(rng.choice(x[mask != 0] if mask is not None else x.reshape(-1), extra.shape) if ids else extra)
+        if common:
+            parts.append(wide[name])
+        out[name] = np.concatenate([q.astype(x.dtype) for q in parts])
     return out
 
 

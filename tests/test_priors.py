@@ -493,6 +493,67 @@ def test_token_bag_common_adds_common_token_sequences_and_skips_the_refit_too(mo
     assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 26
 
 
+def _framed_sentences(n: int = 6) -> dict[str, np.ndarray]:
+    """Sentences of 8-12 tokens framed as a tokenizer frames them (id 1 first, 2 last, padded with 0), every inner
+    token's id its own (10 + 12 · row + position): a run of consecutive ids is a span of one sentence."""
+    lengths = np.random.default_rng(2).integers(8, 13, n)
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64)
+    ids = 10 + 12 * np.arange(n)[:, None] + np.arange(12)[None, :]
+    ids[:, 0], ids[np.arange(n), lengths - 1] = 1, 2
+    return {"ids": np.where(mask == 1, ids, 0), "mask": mask}
+
+
+def test_token_splice_keeps_the_frames_and_builds_new_sequences_from_contiguous_spans(monkeypatch):
+    """Each spliced sequence keeps a calibration sentence's frame (first and last token, padding mask) and fills
+    it with spans of at least SPLICE_SPAN[0] consecutive tokens of the sentences' insides (the bag's shuffled ids
+    would break every pair); "token-splice-common" adds the common sequences, and neither runs the re-fit."""
+    import importlib
+
+    from spa.priors import SPLICE_SPAN, common_tokens, token_bag_inputs
+
+    view, _ = prepare(_masked_token_model(1200))
+    c = _framed_sentences()
+    f = token_bag_inputs(view, c, 16, seed=0, splice=True)
+    assert f["ids"].shape == (22, 12) and np.array_equal(f["ids"][:6], c["ids"])
+    ids, mask = f["ids"][6:], f["mask"][6:]
+    assert all(any(np.array_equal(m, r) for r in c["mask"]) for m in mask)  # a frame row's padding mask
+    lengths = mask.sum(1)
+    assert (ids[:, 0] == 1).all() and (ids[np.arange(16), lengths - 1] == 2).all() and (ids[mask == 0] == 0).all()
+    inner = set(c["ids"][c["ids"] >= 10])
+    spans = 0
+    for row, n in zip(ids, lengths):
+        t = row[1:n - 1]
+        assert set(t) <= inner
+        breaks = np.flatnonzero(np.diff(t) != 1) + 1  # where a new span starts
+        assert (np.diff(np.concatenate([[0], breaks])) >= SPLICE_SPAN[0]).all()  # every span but the last is long
+        spans += len(breaks) + 1
+    assert spans > 16  # several spans per sequence, not copies of one sentence
+    assert len({tuple(r) for r in ids}) > 10
+    # the source: the sentences counted REAL_REPEATS times, then as many spliced sequences and common ones
+    k = calib.REAL_REPEATS["token-splice-common"]
+    repeated = {name: np.concatenate([v] * k) for name, v in c.items()}
+    both = calib.source_feeds(analyze(view), "token-splice-common", c, samples=16)["ids"]
+    assert both.shape == (6 * k + 32, 12)
+    assert np.array_equal(both[:6 * k + 16], token_bag_inputs(view, repeated, 16, seed=0, splice=True)["ids"])
+    assert np.isin(both[6 * k + 16:], common_tokens(view.array("emb"))).all()
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the re-fit ran")
+
+    monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
+    _, rep = spa.prune(_masked_token_model(1200), ratio=0.5, criterion="obspa", calib=c,
+                       calib_source="token-splice-common", calib_samples=10, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL and rep.calibration["samples"] == 6 * k + 20
+    # "token-splice-bag-common": the spliced sequences, then the bag's shuffled ones, then the common ones
+    k = calib.REAL_REPEATS["token-splice-bag-common"]
+    repeated = {name: np.concatenate([v] * k) for name, v in c.items()}
+    all3 = calib.source_feeds(analyze(view), "token-splice-bag-common", c, samples=16)["ids"]
+    assert all3.shape == (6 * k + 48, 12)
+    assert np.array_equal(all3[:6 * k + 16], token_bag_inputs(view, repeated, 16, seed=0, splice=True)["ids"])
+    assert np.array_equal(all3[6 * k + 16:6 * k + 32], token_bag_inputs(view, repeated, 16, seed=0)["ids"][6 * k:])
+    assert np.array_equal(all3[6 * k + 32:], both[-16:])  # the same common sequences
+
+
 def test_token_bag_without_a_sample_count_adds_the_data_free_default():
     """`--calib-source token-bag` without --calib-samples crashed (exit 1) once the data-free count became
     per-model: the bag adds calib.DATA_FREE_SAMPLES sequences to the calibration's."""
@@ -590,7 +651,7 @@ def test_byte_models_calibrated_on_real_inputs_also_only_choose_channels():
 
 def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_obs_cost(monkeypatch):
     """Without --calib-source, obspa on a model whose ids index a vocabulary of at least COMMON_MIN_ROWS rows reads
-    "common" data-free and "token-bag-common" with calibration sentences, both with the energy allocation and no
+    "common" data-free and "token-splice-bag-common" with calibration sentences, both with the energy allocation and no
     re-fit (all-MiniLM-L6-v2: spa/calib.py TOKEN_SOURCE's comment); a small alphabet, another criterion or a named
     source keep the default before ("strokes" / "calib" with its re-fit, local data-free)."""
     import importlib
@@ -613,7 +674,8 @@ def test_obspa_on_token_id_models_defaults_to_the_token_sources_spread_by_the_ob
 
     monkeypatch.setattr(importlib.import_module("spa.criteria.obspa"), "refit", no_refit)
     _, cal = spa.prune(big, ratio=0.5, criterion="obspa", calib=_calib_tokens(), calib_samples=10, oracle=True)
-    assert cal.calibration["source"] == "token-bag-common" and cal.plan.mode == "energy"
-    assert cal.calibration["samples"] == 26 and cal.oracle is not None and cal.oracle <= TOL
+    assert cal.calibration["source"] == "token-splice-bag-common" and cal.plan.mode == "energy"
+    assert cal.calibration["samples"] == 6 * calib.REAL_REPEATS["token-splice-bag-common"] + 30
+    assert cal.oracle is not None and cal.oracle <= TOL
     with pytest.raises(AssertionError, match="the re-fit ran"):  # a small alphabet: the sentences and the re-fit
         spa.prune(small, ratio=0.5, criterion="obspa", calib=_calib_tokens())

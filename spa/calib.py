@@ -89,10 +89,8 @@ DEFAULT_SOURCE = "strokes"
 # vocabulary; images and byte alphabets keep DEFAULT_SOURCE, or "calib" with --calib): "common" data-free, and with
 # calibration sentences "token-splice-bag-common" (those counted twice, sequences spliced from spans of them, sequences
 # of their tokens shuffled and of the common tokens), both with the plan spread by the OBS cost (TOKEN_ENERGY_SOURCES).
-# all-MiniLM-L6-v2,
-# benchmarks/generalise.py, chosen on
-# the selection sentences (generalise_selection.txt), then held out (generalise_minilm.txt), cosine to the original's
-# embeddings at 0.3: data-free worst / mean over seeds 0-4 0.915 / 0.918 against 0.823 / 0.827 with DEFAULT_SOURCE's
+# all-MiniLM-L6-v2, benchmarks/generalise.py, chosen on the selection sentences (generalise_selection.txt), then held
+# out (generalise_minilm.txt), cosine to the original's embeddings at 0.3: data-free worst / mean over seeds 0-4 0.915 / 0.918 against 0.823 / 0.827 with DEFAULT_SOURCE's
 # uniform ids and padding masks (held out 0.874 / 0.889 vs 0.784 / 0.794); with 32 sentences 0.9485 against 0.8688
 # for "calib" with its re-fit (seed 0; held out, docstrings / licence, 0.929 / 0.944 vs 0.810 / 0.861).
 # "token-splice-common" then replaced "token-bag-common" (branch minilm2; the shuffled bag loses the tokens' context,

@@ -7,6 +7,8 @@ column fed by a constant 1, and its input statistics as H = Σ x xᵀ over input
 
 Where the inputs come from (`source`):
 - "calib": real inputs from a `.npz` file (arrays keyed by graph input name, first axis = samples);
+- "calib-prior" (with calibration inputs): those, plus synthetic images of the default prior ("strokes") of their
+  shape (`prior_samples`);
 - "token-bag" (with calibration inputs): those, plus `samples` synthetic sequences whose token ids are drawn from
   the tokens the calibration inputs hold (spa.priors.token_bag_inputs); "token-bag-common": and as many of "common";
 - "noise": standard normal inputs pushed through the model (data-free);
@@ -59,8 +61,15 @@ from .priors import PRIORS, binary_inputs, noise_inputs, structured_inputs, toke
 log = logging.getLogger(__name__)
 
 # PRIORS: spa/priors.py
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "token-bag", "token-bag-common")
-WITH_CALIB = ("calib", "token-bag", "token-bag-common")  # the sources that read calibration inputs
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "calib-prior", "token-bag",
+           "token-bag-common")
+WITH_CALIB = ("calib", "calib-prior", "token-bag", "token-bag-common")  # the sources that read calibration inputs
+# "calib-prior": the calibration images followed by CALIB_PRIOR_SAMPLES images of the data-free default prior
+# (DEFAULT_SOURCE) of the same shape, which guard what the real images do not show (`prior_samples`). Where the
+# re-fit follows, CALIB_PRIOR_REFIT says which of them it fits to: "real" (the calibration images and their
+# rescaled copies only) or "both".
+CALIB_PRIOR_SAMPLES = 32
+CALIB_PRIOR_REFIT = "both"
 # obspa's relative damping (H + damp·mean diag H) per source where it differs from obspa.DAMP (0.01). A synthetic
 # source is a guess at the inputs: more damping trusts its correlations less (towards the magnitude choice, no
 # update). "common" (all-MiniLM-L6-v2 at 0.3, selection sentences, seed 0, local): damp 0.01 0.878, 0.03 0.884,
@@ -515,7 +524,7 @@ def collect(
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     batch = batch or batch_size(a.view, cons)
     accumulate(a.view.model, cons, feeds, batch=batch, seed=seed, on_batch=on_batch,
-               rows_total=CALIB_ROWS_TOTAL if source == "calib" else ROWS_TOTAL,
+               rows_total=CALIB_ROWS_TOTAL if source in ("calib", "calib-prior") else ROWS_TOTAL,
                workers=run_workers(a.view, cons, batch))
     if source == "bn":
         bn_analytic(a.view, cons)
@@ -554,7 +563,15 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     fixed = fixed_batch(a.view.model)
     if source in WITH_CALIB:
         assert calib is not None
-        if source != "calib":
+        if source == "calib-prior":
+            n = CALIB_PRIOR_SAMPLES if samples is None else samples  # synthetic images after the real ones
+            extra = prior_samples(a.view, calib, n, seed)
+            if extra is None:
+                log.warning("calib-prior: no prior samples of the calibration inputs' shapes; the calibration "
+                            "inputs alone")
+            else:
+                calib = {k: np.concatenate([v, extra[k]]) for k, v in calib.items()}
+        elif source != "calib":
             n = DATA_FREE_SAMPLES if samples is None else samples  # synthetic sequences beside the real ones
             calib = token_bag_inputs(a.view, calib, n, seed, common=source == "token-bag-common")
         return _whole_batches(calib, fixed) if fixed else calib
@@ -576,6 +593,23 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
     if source == "binary":
         return binary_inputs(a.view, samples, seed, other)
     return noise_inputs(a.view, samples, seed, other)
+
+
+def prior_samples(view, calib: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray] | None:
+    """`n` samples of the data-free default prior (DEFAULT_SOURCE) shaped like the calibration inputs, keyed and
+    ordered as `calib`: image inputs drawn by the prior at the calibration images' size, others as "noise". None
+    where the model's declared shapes cannot give the calibration's (two free sides of different sizes)."""
+    first = next(iter(calib.values()))
+    declared = view.shape(next(iter(calib))) or ()
+    free = [first.shape[i] for i, d in enumerate(declared) if i and not d and i < first.ndim]
+    synth = PRIORS[DEFAULT_SOURCE](view, n, seed, free[0] if free else 1)
+    out = {}
+    for name, x in calib.items():
+        extra = synth.get(name)
+        if extra is None or extra.shape[1:] != x.shape[1:]:
+            return None
+        out[name] = extra.astype(x.dtype)
+    return out
 
 
 def data_free_samples(view, other: int = 1, want: int = DATA_FREE_SAMPLES) -> int:

@@ -16,7 +16,8 @@ Methods (spa.prune, criterion obspa, `calib` = the 32 lines):
 - datafree: obspa without --calib (the data-free default), for reference.
 
 Rows as generalise.py's (R model dist method ratio seed metric params_kept macs_kept prune_s), then a summary per
-method and ratio: worst and mean over the six distributions, and the means over the covered and uncovered ones.
+method and ratio as shares of the original's accuracy: worst and mean over the six distributions (and the seeds),
+and the means over the covered and uncovered ones.
 Usage: python benchmarks/calib_prior.py --methods calib,prior32-both --ratios 0.2,0.3,0.5 --seeds 0
 """
 
@@ -33,10 +34,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import generalise as g  # noqa: E402
+import generalise as g
 
-import spa  # noqa: E402
-from spa import calib as spa_calib  # noqa: E402
+import spa
+from spa import calib as spa_calib
 
 COVERED = ("sel-lowcontrast", "sel-jpeg", "sel-texture")  # the calibration lines' distributions
 N_CALIB = 32
@@ -72,14 +73,40 @@ def prune(m, method: str, ratio: float, seed: int, calib: dict[str, np.ndarray])
         spa_calib.CALIB_PRIOR_REFIT = before
 
 
+def timing(m, calib: dict[str, np.ndarray], methods: list[str], ratio: float = 0.5, reps: int = 3) -> None:
+    """Median wall seconds of each prune (load, analysis, rewrite, verification and oracle, as `spa prune` does),
+    `l1` first, the methods alternated `reps` times in one process, and each one's ratio to l1's."""
+    spa.prune(m, ratio=ratio, criterion="l1")  # warm-up: imports, onnxruntime
+    t: dict[str, list[float]] = defaultdict(list)
+    for _ in range(reps):
+        for method in ["l1", *methods]:
+            t0 = time.perf_counter()
+            if method == "l1":
+                spa.prune(m, ratio=ratio, criterion="l1")
+            else:
+                prune(m, method, ratio, 0, calib)
+            t[method].append(time.perf_counter() - t0)
+    l1 = float(np.median(t["l1"]))
+    print(f"# timing at {ratio}, median of {reps} alternated (wall s, x l1): " + ", ".join(
+        f"{k} {np.median(v):.2f} s ({np.median(v) / l1:.1f}x)" for k, v in t.items()), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", default="calib,prior32-both,prior64-both,prior32-real,prior64-real")
     ap.add_argument("--ratios", default="0.2,0.3,0.5")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--timing", action="store_true", help="prune times of l1 and --methods at 0.5 instead")
+    ap.add_argument("--summarise", default="", help="comma-separated earlier outputs: their rows' summary, no run")
     args = ap.parse_args()
+    if args.summarise:
+        summarise_files(args.summarise.split(","))
+        return
     b = g.ocr_rec(selection=True)
     calib = {b.model.graph.input[0].name: calib_lines(b.dists)}
+    if args.timing:
+        timing(b.model, calib, args.methods.split(","))
+        return
     print(f"# {b.what}", flush=True)
     print(f"# calibration: {N_CALIB} lines of {', '.join(COVERED)} (not evaluated); uncovered: "
           f"{', '.join(d for d in b.dists if d not in COVERED)}", flush=True)
@@ -100,9 +127,16 @@ def main() -> None:
                           flush=True)
                 scores[(method, r)][seed] = got
                 secs_of[(method, r)].append(secs)
-    print("# summary: method ratio seeds | worst mean (over the 6 distributions and the seeds) | covered mean | "
-          "uncovered mean | worst seed's mean | prune_s mean")
-    for (method, r), by_seed in scores.items():
+    summarise(scores, secs_of, {d: b.metric(b.model, data) for d, data in b.dists.items()})
+
+
+def summarise(scores: dict[tuple[str, float], dict[int, dict[str, float]]], secs_of: dict[tuple[str, float], list[float]],
+              base: dict[str, float]) -> None:
+    """The summary lines (`# `) per method and ratio, as shares of the original's accuracy `base`."""
+    print("# summary, as shares of the original's accuracy: method ratio seeds | worst mean (over the 6 distributions "
+          "and the seeds) | covered mean | uncovered mean | worst seed's mean | prune_s mean")
+    for (method, r), by_seed in sorted(scores.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        by_seed = {s: {d: v / base[d] for d, v in got.items()} for s, got in by_seed.items()}
         allv = [v for got in by_seed.values() for v in got.values()]
         cov = [got[d] for got in by_seed.values() for d in got if d in COVERED]
         unc = [got[d] for got in by_seed.values() for d in got if d not in COVERED]
@@ -110,6 +144,20 @@ def main() -> None:
         print(f"# {method}\t{r}\t{len(by_seed)}\t{min(allv):.4f}\t{np.mean(allv):.4f}\t{np.mean(cov):.4f}\t"
               f"{np.mean(unc):.4f}\t{worst_seed:.4f}\t{np.mean(secs_of[(method, r)]):.1f}")
 
+
+def summarise_files(paths: list[str]) -> None:
+    """The summary of the rows of earlier outputs together (the original's accuracy from their header line)."""
+    scores: dict[tuple[str, float], dict[int, dict[str, float]]] = defaultdict(dict)
+    secs_of: dict[tuple[str, float], dict[int, float]] = defaultdict(dict)
+    base: dict[str, float] = {}
+    for line in (x for p in paths for x in Path(p).read_text().splitlines()):
+        if "original " in line and line.startswith("# PP-OCRv4"):
+            base = {d: float(v) for d, v in (kv.split() for kv in line.split("original ", 1)[1].split(", "))}
+        f = line.split("\t")
+        if f[0] == "R":
+            scores[(f[3], float(f[4]))].setdefault(int(f[5]), {})[f[2]] = float(f[6])
+            secs_of[(f[3], float(f[4]))][int(f[5])] = float(f[9])
+    summarise(scores, {k: list(v.values()) for k, v in secs_of.items()}, base)
 
 if __name__ == "__main__":
     main()

@@ -521,18 +521,21 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
-        real = len(next(iter(feeds.values()))) if feeds else 0  # the real inputs come first ("calib-prior")
+        # how many real inputs come first, before "calib-prior"'s prior images (None: all are real)
+        real = len(next(iter(feeds.values()))) if source == "calib-prior" and feeds else None
         if _refits(o, source):
             from .augment import with_rescaled_copies
             from .criteria.obspa import OriginalRows
 
             original_rows = OriginalRows(o.seed)
-            # rescaled copies of the real images only: the prior's draw every size already
+            # rescaled copies of the real images only: the prior draws its strokes at every size already
             augmented = with_rescaled_copies({k: v[:real] for k, v in inputs.items()}) \
                 if o.calib_augment and feeds is not None else None
-            if augmented is not None:
+            if augmented is not None and real is not None:
                 real = len(next(iter(augmented.values())))
                 inputs = {k: np.concatenate([v, inputs[k][len(feeds[k]):]]) for k, v in augmented.items()}
+            elif augmented is not None:
+                inputs = augmented
         layers = _criterion_data(a, o.criterion, feeds, source, o.seed, inputs, original_rows,
                                  damp=o.damp, trust=o.trust,
                                  dense=calib_.REFIT_DENSE_COLS if _refits(o, source) else calib_.DENSE_COLS)
@@ -543,7 +546,7 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
 
             summary["augment"] = f"rescaled copies of each image (x{', x'.join(map(str, SCALES))})"
         refit_inputs = None
-        if source == "calib-prior" and calib_.CALIB_PRIOR_REFIT == "real" and len(next(iter(inputs.values()))) > real:
+        if real is not None and calib_.CALIB_PRIOR_REFIT == "real" and len(next(iter(inputs.values()))) > real:
             refit_inputs = {k: v[:real] for k, v in inputs.items()}
         return _Data(layers, inputs, summary, source, original_rows, refit_inputs)
 

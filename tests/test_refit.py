@@ -218,7 +218,8 @@ def test_calib_prior_adds_prior_images_after_the_real_ones_and_refits_on_what_it
     """`--calib-source calib-prior`: the calibration images and their rescaled copies, then `calib_samples` images
     of the data-free prior ("strokes") of their shape; the re-fit reads all of them ("both") or the real ones and
     their copies only ("real", with the original's rows of those batches, not a second run of the original), and
-    the pruned model passes the oracle either way."""
+    the pruned model passes the oracle either way. Plain --calib on images keeps "calib" (it lost on the OCR
+    selection set, benchmarks/calib_prior.txt)."""
     m = build("residual_add_chain")
     view, _ = prepare(m)
     x = calib.noise_inputs(view, 16, seed=1)
@@ -245,3 +246,6 @@ def test_calib_prior_adds_prior_images_after_the_real_ones_and_refits_on_what_it
     assert original == {len(feeds) // 8}  # the original's rows of the batches re-fitted
     if fit == "both":
         assert np.array_equal(feeds[48:], extra["x"])
+        # not the --calib default on images (benchmarks/calib_prior.txt): the lines and their copies alone
+        _, plain = spa.prune(m, ratio=0.5, criterion="obspa", calib=x)
+        assert plain.calibration["source"] == "calib" and plain.calibration["samples"] == 16 * 3

@@ -462,6 +462,7 @@ class _Data:
     summary: dict
     source: str  # the source asked for (`calib_source`, else spa.calib.default_source's)
     original_rows: Any = None  # the re-fit's rows of the original's consumer inputs (obspa.OriginalRows)
+    refit_inputs: dict[str, np.ndarray] | None = None  # what the re-fit fits to where not all of `inputs`
 
 
 def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str | os.PathLike[str] | None = None,
@@ -520,13 +521,21 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
+        # how many real inputs come first, before "calib-prior"'s prior images (None: all are real)
+        real = len(next(iter(feeds.values()))) if source == "calib-prior" and feeds else None
         if _refits(o, source):
             from .augment import with_rescaled_copies
             from .criteria.obspa import OriginalRows
 
             original_rows = OriginalRows(o.seed)
-            augmented = with_rescaled_copies(inputs) if o.calib_augment and feeds is not None else None
-            inputs = augmented or inputs
+            # rescaled copies of the real images only: the prior draws its strokes at every size already
+            augmented = with_rescaled_copies({k: v[:real] for k, v in inputs.items()}) \
+                if o.calib_augment and feeds is not None else None
+            if augmented is not None and real is not None:
+                real = len(next(iter(augmented.values())))
+                inputs = {k: np.concatenate([v, inputs[k][len(feeds[k]):]]) for k, v in augmented.items()}
+            elif augmented is not None:
+                inputs = augmented
         layers = _criterion_data(a, o.criterion, feeds, source, o.seed, inputs, original_rows,
                                  damp=o.damp, trust=o.trust,
                                  dense=calib_.REFIT_DENSE_COLS if _refits(o, source) else calib_.DENSE_COLS)
@@ -536,7 +545,10 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             from .augment import SCALES
 
             summary["augment"] = f"rescaled copies of each image (x{', x'.join(map(str, SCALES))})"
-        return _Data(layers, inputs, summary, source, original_rows)
+        refit_inputs = None
+        if real is not None and calib_.CALIB_PRIOR_REFIT == "real" and len(next(iter(inputs.values()))) > real:
+            refit_inputs = {k: v[:real] for k, v in inputs.items()}
+        return _Data(layers, inputs, summary, source, original_rows, refit_inputs)
 
 
 def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) -> tuple[Plan, np.ndarray]:
@@ -648,8 +660,13 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
             from .criteria.obspa import refit as obs_refit
 
             run.say("re-fitting every consumer to the original outputs through the pruned network")
-            overrides = obs_refit(a, keep, data.layers, overrides, data.inputs, seed=o.seed,
-                                  batch=calib_.batch_size(a.view, data.layers), original=data.original_rows)
+            batch = calib_.batch_size(a.view, data.layers)
+            feeds, original = data.inputs, data.original_rows
+            if data.refit_inputs is not None:  # the first samples only: the original's rows of their whole batches
+                feeds = data.refit_inputs
+                n = len(next(iter(feeds.values())))
+                original = original.first_batches(n // batch) if original is not None and n % batch == 0 else None
+            overrides = obs_refit(a, keep, data.layers, overrides, feeds, seed=o.seed, batch=batch, original=original)
         return overrides
 
 

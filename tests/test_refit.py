@@ -16,6 +16,7 @@ from spa import calib, segments
 from spa.analysis import analyze
 from spa.api import prepare
 from spa.plan import keep_mask
+from spa.priors import strokes_inputs
 from spa.verify import zeroed_model
 
 obspa = importlib.import_module("spa.criteria.obspa")  # the package re-exports the obspa function
@@ -210,3 +211,41 @@ def test_calibration_and_refit_sessions_have_no_arena_of_their_own(monkeypatch):
     assert not without.get_session_options().enable_cpu_mem_arena
     for x, y in zip(with_arena, without.run(None, feeds)):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("fit", ["both", "real"])
+def test_calib_prior_adds_prior_images_after_the_real_ones_and_refits_on_what_it_says(fit, monkeypatch):
+    """`--calib-source calib-prior`: the calibration images and their rescaled copies, then `calib_samples` images
+    of the data-free prior ("strokes") of their shape; the re-fit reads all of them ("both") or the real ones and
+    their copies only ("real", with the original's rows of those batches, not a second run of the original), and
+    the pruned model passes the oracle either way. Plain --calib on images keeps "calib" (it lost on the OCR
+    selection set, benchmarks/calib_prior.txt)."""
+    m = build("residual_add_chain")
+    view, _ = prepare(m)
+    x = calib.noise_inputs(view, 16, seed=1)
+    extra = calib.prior_samples(view, x, 8, seed=0)
+    assert extra is not None and extra["x"].shape == (8, 3, 8, 8)
+    assert np.array_equal(extra["x"], strokes_inputs(view, 8, 0, 8)["x"])
+    seen = []
+    real_refit = obspa.refit
+
+    def spy(a, keep, layers, overrides, feeds, **kw):
+        kept = kw["original"]
+        seen.append((feeds["x"], None if kept is None or kept.rows is None else {len(r) for r in kept.rows.values()}))
+        return real_refit(a, keep, layers, overrides, feeds, **kw)
+
+    monkeypatch.setattr(obspa, "refit", spy)
+    monkeypatch.setattr(calib, "CALIB_PRIOR_REFIT", fit)
+    _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, calib_source="calib-prior", calib_samples=8,
+                       oracle=True)
+    assert rep.calibration["source"] == "calib-prior" and rep.calibration["samples"] == 16 * 3 + 8
+    assert rep.oracle is not None and rep.oracle < 1e-4
+    (feeds, original), = seen
+    assert np.array_equal(feeds[:16], x["x"])
+    assert len(feeds) == (56 if fit == "both" else 48)
+    assert original == {len(feeds) // 8}  # the original's rows of the batches re-fitted
+    if fit == "both":
+        assert np.array_equal(feeds[48:], extra["x"])
+        # not the --calib default on images (benchmarks/calib_prior.txt): the lines and their copies alone
+        _, plain = spa.prune(m, ratio=0.5, criterion="obspa", calib=x)
+        assert plain.calibration["source"] == "calib" and plain.calibration["samples"] == 16 * 3

@@ -304,6 +304,15 @@ class OriginalRows:
         self.rows: dict[int, list[np.ndarray]] | None = defaultdict(list)
         self.nbytes = 0
 
+    def first_batches(self, k: int) -> OriginalRows | None:
+        """The rows of the first `k` batches only (a re-fit on the first samples), None where they were let go."""
+        if self.rows is None:
+            return None
+        out = OriginalRows(self.seed)
+        for node, rows in self.rows.items():
+            out.rows[node] = rows[:k]
+        return out
+
     def __call__(self, cons: LayerInputs, index: int, values: dict[str, np.ndarray]) -> None:
         if self.rows is None:
             return

@@ -54,9 +54,10 @@ NOTES = {"minilm": ("Since branch minilmcal obspa on token-id models defaults to
                     "token-splice-common rows of that branch are superseded in the raw file); "
                     "\"obspa-padded\" below = uniform ids with padding masks (the data-free default before), "
                     "\"obspa-calib32calib\" = the sentences alone with the re-fit (the --calib default before; the same rows "
-                    "under the old name are marked superseded in the raw file). obspa-calib64/128bagcommon-energy15 = the "
-                    "--calib default with 64 / 128 sentences (28 of them licence sentences, the rest docstrings: GPL-2 "
-                    "has no more unevaluated ones)."),
+                    "under the old name are marked superseded in the raw file). obspa-calib64 / obspa-calib128 = today's "
+                    "--calib default on 64 / 128 sentences, seeds 0-2 (28 of them licence sentences, the rest "
+                    "docstrings: GPL-2 has no more unevaluated ones); obspa-calib64/128bagcommon-energy15 = the "
+                    "token-bag-common default of branch minilmcal on them."),
          "magika": ("Data-free obspa here is spa's default since branch bytes: file-like synthetic byte streams "
                     "(spa.priors.byte_stream), used to choose channels without a weight update; \"obspa-binary\" "
                     "below = uniform byte ids with the update (the default before). All rows on one fixed list of "

@@ -359,8 +359,8 @@ class PruneOptions:
     data (obspa, act, wanda, taylor, snip) use `calib` (an .npz path or arrays keyed by graph input name) or,
     without it, the data-free `calib_source` (spa.calib.SOURCES) with `calib_samples` synthetic samples (default:
     spa.calib.data_free_samples); `calib_source` None: spa.calib.default_source's (for obspa on token-id inputs
-    "common", with `calib` "token-splice-common"); obspa then compensates the consumers' remaining weights (`compensate`) and,
-    with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
+    spa.calib.TOKEN_SOURCE, with `calib` spa.calib.TOKEN_CALIB_SOURCE); obspa then compensates the consumers'
+    remaining weights (`compensate`) and, with real calibration data (`refit` None = only then; not on byte models, whose statistics only choose
     channels: spa.calib.BYTE_RANK_ONLY_SOURCES), re-fits every consumer in graph order to the original
     outputs through the pruned network; for that, image inputs get rescaled copies of each sample
     (`calib_augment`), and the ratio is spread by the OBS cost unless `allocation` says otherwise.
@@ -565,9 +565,8 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
         if plan is None and _allocation(o, a.view, data) == "energy":
             from .sensitivity import energy_plan
 
-            plan = energy_plan(a, layers, o.ratio,
-                               max_group_ratio=min(o.max_group_ratio, _energy_cap(o, data.source if data else None) * o.ratio),
-                               seed=o.seed)
+            cap = _energy_cap(o, data.source if data else None)
+            plan = energy_plan(a, layers, o.ratio, max_group_ratio=min(o.max_group_ratio, cap * o.ratio), seed=o.seed)
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
                                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, data=layers)

@@ -65,9 +65,11 @@ log = logging.getLogger(__name__)
 # PRIORS: spa/priors.py
 # the sources that add synthetic token sequences to calibration inputs (spa.priors.token_bag_inputs), and which kinds
 TOKEN_SOURCE_KINDS = {"token-bag": ("bag",), "token-bag-common": ("bag", "common"), "token-splice": ("splice",),
-                      "token-splice-common": ("splice", "common"), "token-splice-bag-common": ("splice", "bag", "common")}
+                      "token-splice-common": ("splice", "common"),
+                      "token-splice-bag-common": ("splice", "bag", "common")}
 TOKEN_CALIB_SOURCES = tuple(TOKEN_SOURCE_KINDS)
-SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "calib-prior", *TOKEN_CALIB_SOURCES)
+SOURCES = ("binary", "noise", "structured", "bn", "bn-synth", *PRIORS, "calib", "calib-prior",
+           *TOKEN_CALIB_SOURCES)
 WITH_CALIB = ("calib", "calib-prior", *TOKEN_CALIB_SOURCES)  # the sources that read calibration inputs
 # "calib-prior": the calibration images followed by CALIB_PRIOR_SAMPLES images of the data-free default prior
 # (DEFAULT_SOURCE) of the same shape (`prior_samples`), meant to guard what the real images do not show. Where the

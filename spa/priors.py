@@ -366,9 +366,9 @@ def spliced_ids(rng: np.random.Generator, ids: np.ndarray, mask: np.ndarray | No
     """New sequences from calibration sequences `ids` (rows; `mask` their padding masks, None: unpadded), one per
     entry of `frames` (row indices): that row's first and last unpadded tokens (where a tokenizer puts [CLS] /
     [SEP] or BOS / EOS) and its padding, with the positions between filled by contiguous spans of `span` tokens
-    from the insides of random rows (default SPLICE_SPAN), each span starting at a random place. Why: unlike the shuffled bag, a span
-    keeps its tokens' context (what attention mixes), while the sequences still put them in new neighbours and at
-    new positions."""
+    from the insides of random rows (default SPLICE_SPAN), each span starting at a random place. Why: unlike the
+    shuffled bag, a span keeps its tokens' context (what attention mixes), while the sequences still put them in new
+    neighbours and at new positions."""
     span = span or SPLICE_SPAN
     lengths = mask.sum(1) if mask is not None else np.full(len(ids), ids.shape[1])
     out = ids[frames].copy()

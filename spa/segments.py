@@ -44,7 +44,7 @@ class SegmentedRun:
         self.inits = {t.name: t for t in g.initializer}
         self.initializer = initializer or self.inits.__getitem__
         producer = {o: i for i, n in enumerate(g.node) for o in n.output if o}
-        needed = producers_of(g, consumers.values())  # the nodes the consumers' inputs depend on
+        needed = producers_of(g, consumers.values(), producer)  # the nodes the consumers' inputs depend on
         self.level: dict[int, int] = {}
         for i in topo_order(model):
             if i not in needed and i not in consumers:

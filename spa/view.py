@@ -404,9 +404,11 @@ def shape_sources(view: "ModelView", name: str) -> list[str]:
     return out
 
 
-def producers_of(graph: onnx.GraphProto, names) -> set[int]:
-    """Indices of the nodes that the tensors `names` depend on (their producers and, transitively, theirs)."""
-    producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+def producers_of(graph: onnx.GraphProto, names, producer: dict[str, int] | None = None) -> set[int]:
+    """Indices of the nodes that the tensors `names` depend on (their producers and, transitively, theirs);
+    `producer`: tensor name -> index of the node that makes it, where the caller has it already."""
+    if producer is None:
+        producer = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
     needed: set[int] = set()
     stack = [producer[x] for x in names if x in producer]
     while stack:

@@ -67,7 +67,7 @@ def test_blas_limit_covers_scipy_loaded_first_inside_it() -> None:
     code = ("from threadpoolctl import threadpool_info\n"
             "from spa import parallel\n"
             "with parallel.blas_single_threaded():\n"
-            "    import scipy.linalg.lapack\n"
+            "    import scipy.linalg.lapack, scipy.linalg.cython_lapack\n"
             "    print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))\n")
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True)

@@ -93,7 +93,8 @@ def invert(layers: LayerInputs) -> None:
     """Every consumer's damped H⁻¹ (Consumer.hinv, cached on it for the scoring and the update), consumers side by
     side, the widest first. Groups scored side by side (spa.sensitivity) asked for them as they came: a consumer
     of two groups (PP-OCRv4 rec's 2880-column conv reads the Concat of two) was inverted by both at once, and its
-    groups held up the rest (energy costs 0.29 s on two threads, 0.24 s on one)."""
+    groups held up the rest: the energy plan's costs took 0.29-0.30 s on two threads, 0.24 s on one, now 0.17-0.22 s
+    (with spa.lapack's inverses, which leave the GIL to the other thread)."""
     from .. import parallel
 
     todo = sorted((c for c in layers.values() if c.grams and not c.rank_only),

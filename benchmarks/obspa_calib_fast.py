@@ -53,17 +53,21 @@ def lines(spec: tuple[str, list[str]], n: int, seed: int) -> tuple[np.ndarray, l
         segs[i] for i in pick]
 
 
-def timing(m, calib: dict[str, np.ndarray], reps: int = 3) -> dict[str, tuple[float, float]]:
+def timing(m, calib: dict[str, np.ndarray], reps: int = 3) -> tuple[dict[str, tuple[float, float]], dict]:
     """Median wall and CPU seconds (all threads of this process: less sensitive to other jobs on a shared
-    machine) per criterion."""
+    machine) per criterion, and the median seconds of each stage of the calibrated prune (PruneReport.seconds)."""
     spa.prune(m, ratio=0.5, criterion="l1")  # warm-up: imports, onnxruntime
     t: dict[str, list[tuple[float, float]]] = {"l1": [], "obspa": []}
+    stages: dict[str, list[float]] = {}
     for _ in range(reps):
         for crit, times in t.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            spa.prune(m, ratio=0.5, criterion=crit, calib=calib if crit == "obspa" else None)
+            _, rep = spa.prune(m, ratio=0.5, criterion=crit, calib=calib if crit == "obspa" else None)
             times.append((time.perf_counter() - t0, time.process_time() - c0))
-    return {k: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v]))) for k, v in t.items()}
+            for stage, sec in rep.seconds.items() if crit == "obspa" else ():
+                stages.setdefault(stage, []).append(sec)
+    return ({k: (float(np.median([w for w, _ in v])), float(np.median([c for _, c in v]))) for k, v in t.items()},
+            {k: float(np.median(v)) for k, v in stages.items()})
 
 
 def evaluate(m, chars, spec, label: str, ratios=RATIOS, **options) -> None:
@@ -105,11 +109,12 @@ def main() -> None:
             setattr(obspa, name, old)
         return
     x_ca, _ = lines(CALIB, N_CALIB, 0)
-    t = timing(m, {m.graph.input[0].name: x_ca})
+    t, stages = timing(m, {m.graph.input[0].name: x_ca})
     (l1, l1_cpu), (obs, obs_cpu) = t["l1"], t["obspa"]
     print(f"prune time at ratio 0.5 (median of 3, alternated): l1 {l1:.2f} s, obspa --calib {obs:.2f} s, "
           f"ratio {obs / l1:.1f}x; CPU time l1 {l1_cpu:.2f} s, obspa --calib {obs_cpu:.2f} s, "
           f"ratio {obs_cpu / l1_cpu:.1f}x")
+    print("  obspa --calib stages (median s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     sys.stdout.flush()
     if "--time-only" not in sys.argv:  # the timing alone, e.g. at top priority on a shared machine
         evaluate(m, chars, HELD_OUT, "held-out set")

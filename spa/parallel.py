@@ -71,8 +71,16 @@ def blas_single_threaded() -> Iterator[None]:
     beside them and from the other library's threads (numpy and scipy each bring an OpenBLAS: a Cholesky
     factorisation in scipy's ran beside numpy's spinning threads). PP-OCRv4 rec on 2 cores, calibrated prune at
     0.5 with the batches already side by side (benchmarks/obspa_calib_fast.py --time-only, top priority): 5.60 s
-    wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two."""
+    wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two.
+
+    scipy's BLAS is loaded first: threadpoolctl limits the libraries loaded when the block starts, and obspa's
+    first inverse (spa.calib.spd_inverse, through spa.lapack) loaded scipy's inside it, so the first prune of a process (every `spa
+    prune` command) ran its Cholesky factorisations on two threads: other float rounding than every later prune
+    of the same process (PP-OCRv4 rec, calibrated at 0.5: other bytes), as well as slower."""
     from threadpoolctl import threadpool_limits  # imported here: a plain magnitude prune never needs it
 
+    from . import lapack
+
+    lapack.available()  # loads scipy's LAPACK, and with it its BLAS (where scipy is installed)
     with threadpool_limits(1, user_api="blas"):
         yield

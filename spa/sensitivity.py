@@ -23,7 +23,7 @@ from . import parallel
 from .analysis import Analysis
 from .calib import Consumer
 from .criteria import score
-from .criteria.obspa import obspa
+from .criteria.obspa import invert, obspa
 from .plan import Plan, make_plan
 
 BISECT_STEPS = 12
@@ -84,6 +84,7 @@ def _costs(a: Analysis, stats: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]
     """Per prunable group with at least one consumer in `stats`: (Σ ΔL / E, Σ ΔL) over its consumers, the
     second being obspa's own score of the group (so that energy_plan's local plan does not solve again)."""
     view = a.view
+    invert(stats)  # each inverse once, before the groups that share consumers ask for it
     scored = [(g, list(dict.fromkeys(keys))) for g in a.prunable
               if (keys := [(m.tensor, m.axis) for m in g.params if m.role == "in" and (m.tensor, m.axis) in stats])]
 
@@ -98,9 +99,8 @@ def _costs(a: Analysis, stats: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]
             cost += dl
         return total, cost
 
-    # groups side by side (each its own consumers, so each H inverse is made once, on one thread; the same numbers
-    # as one after the other), the widest first so that the last ones are short: the inverses and solves were 0.3 s
-    # of PP-OCRv4 rec's calibrated prune on one core
+    # groups side by side (the same numbers as one after the other), the widest first so that the last ones are
+    # short: the inverses and solves were 0.3 s of PP-OCRv4 rec's calibrated prune on one core
     widest = sorted(scored, key=lambda gk: -sum(h.shape[0] ** 3 for k in gk[1] for h in stats[k].grams))
     costs = dict(zip((g.id for g, _ in widest), parallel.ordered_map(group_costs, widest, parallel.workers())))
     return {g.id: costs[g.id] for g, _ in scored}

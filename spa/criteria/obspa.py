@@ -89,6 +89,20 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
     return np.maximum(total, 0.0) + 1e-12
 
 
+def invert(layers: LayerInputs) -> None:
+    """Every consumer's damped H⁻¹ (Consumer.hinv, cached on it for the scoring and the update), consumers side by
+    side, the widest first. Groups scored side by side (spa.sensitivity) asked for them as they came: a consumer
+    of two groups (PP-OCRv4 rec's 2880-column conv reads the Concat of two) was inverted by both at once, and its
+    groups held up the rest: the energy plan's costs took 0.29-0.30 s on two threads, 0.24 s on one, now 0.17-0.22 s
+    (with spa.lapack's inverses, which leave the GIL to the other thread)."""
+    from .. import parallel
+
+    todo = sorted((c for c in layers.values() if c.grams and not c.rank_only),
+                  key=lambda c: -sum(h.shape[0] ** 3 for h in c.grams))
+    for _ in parallel.ordered_map(lambda c: c.hinv(damping(c)), todo, parallel.workers()):
+        pass
+
+
 SOLVE_BYTES = 64 << 20  # float64 weight columns gathered per batched solve
 
 

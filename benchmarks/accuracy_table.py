@@ -126,7 +126,11 @@ def main() -> None:
            "ones. OCR character accuracy (1 − edits / length) is negative where the output is garbage longer than "
            "the text. Params/MACs: fraction kept by l1 (local pruning: every group loses the ratio; the energy "
            "allocation keeps at most those MACs, with other params). Prune time: seconds "
-           "per `spa.prune` on a shared 2-core machine (load varied; compare within a row).",
+           "per `spa.prune` on a shared 2-core machine (load varied; compare within a row). "
+           "**distilled**: the data-free obspa prune, then `spa finetune --teacher` on unlabelled inputs from other "
+           "sources than the held-out ones (the `R` rows of method \"distill\" in a distill_*.txt, worst over "
+           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; the other distillations "
+           "have protocols of their own, shown at the end).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)
     for model in models:

@@ -10,7 +10,10 @@ otherwise per batch); every floating-point output of the teacher is matched, eac
   a Softmax of a tensor both graphs share, that tensor (the logits) is compared, so nothing underflows; else
   probabilities are compared through their logarithms.
 - ``mse``: anything else (regression and probability maps, embeddings, boxes): the mean squared error divided
-  by the teacher's mean square over the data, so outputs of any scale weigh alike.
+  by the teacher's mean square over the data, so outputs of any scale weigh alike.  A per-token output (N, T, ...)
+  of a model that takes a padding mask (an integer or bool (N, T) input named like ``attention_mask``) is compared
+  only where the mask is non-zero: a padded position's hidden state is not part of what the model computes for
+  the sentence (mean pooling and attention skip it), and matching it would spend the student's capacity there.
 - ``off``: not matched (``--output-loss NAME=off``).
 
 The per-output choice is reported with its loss before and after (``FinetuneReport.outputs``).
@@ -33,6 +36,7 @@ KINDS = ("kl", "mse", "off")
 CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
 _CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
 _SOFTMAX = ("Softmax", "LogSoftmax")
+_MASK_NAME = re.compile(r"attention_mask|input_mask|padding_mask", re.IGNORECASE)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class OutputLoss:
     flatten_from: int | None = None  # kl: opset < 13 Softmax flattens the axes from here into the class axis
     log: bool = False  # kl: the value holds probabilities; compare their logarithms
     scale: float = 1.0  # mse: the teacher value's mean square over the data
+    mask: str = ""  # mse: the padding-mask input; positions (N, T) where it is 0 are not compared
     before: float | None = None
     after: float | None = None
 
@@ -98,6 +103,22 @@ def _is_float(v: onnx.ValueInfoProto) -> bool:
     return t in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
 
 
+def _padding_mask(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:
+    """The model's padding mask: its one 2-D integer or bool input named like ``attention_mask`` (else None)."""
+    inits = {i.name for i in model.graph.initializer}
+    found = [i for i in model.graph.input if i.name not in inits and _MASK_NAME.search(i.name)
+             and len(i.type.tensor_type.shape.dim) == 2 and not _is_float(i)]
+    return found[0] if len(found) == 1 else None
+
+
+def _per_position(out: onnx.ValueInfoProto, mask: onnx.ValueInfoProto | None) -> bool:
+    """Whether ``out`` is (N, T, ...) over the mask's (N, T) positions (static sizes, where known, agree)."""
+    if mask is None:
+        return False
+    o, m = _dims(out), _dims(mask)
+    return len(o) >= 3 and all(a is None or b is None or a == b for a, b in zip(o[:2], m))
+
+
 def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[str, str]) -> list[OutputLoss]:
     names = [o.name for o in student.graph.output]
     unknown = sorted(set(overrides) - set(names))
@@ -106,6 +127,7 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
     opset = next((o.version for o in teacher.opset_import if o.domain in ("", "ai.onnx")), 13)
     t_prod = {o: n for n in teacher.graph.node for o in n.output}
     s_prod = {o: n for n in student.graph.node for o in n.output}
+    mask = _padding_mask(student)
     plan = []
     for o in student.graph.output:
         node = t_prod.get(o.name)
@@ -121,6 +143,9 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
         else:
             kind, why = "mse", "not class scores"
         ol = OutputLoss(o.name, kind, why, value=o.name)
+        if kind == "mse" and _per_position(o, mask):
+            ol.mask = mask.name
+            ol.why += f"; positions where {mask.name} is 0 ignored"
         if kind == "kl":
             rank = len(o.type.tensor_type.shape.dim)
             if op in _SOFTMAX:
@@ -178,10 +203,21 @@ class Distillation:
         ref = self.cache if self.cache is not None else first
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
-                p.scale = float(np.mean(np.square(v.astype(np.float64)))) + 1e-12
+                sq = np.square(v.astype(np.float64))
+                if p.mask:  # the mean square over the positions compared
+                    w = self._weights(inputs[p.mask][: len(v)], sq.shape)
+                    p.scale = float((sq * w).sum() / max(np.broadcast_to(w, sq.shape).sum(), 1.0)) + 1e-12
+                else:
+                    p.scale = float(np.mean(sq)) + 1e-12
             elif p.value == p.name and not p.log and v.size and v.min() >= 0:
                 s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
+
+    @staticmethod
+    def _weights(mask, shape: tuple[int, ...]):
+        """The padding mask (N, T) as 0/1 weights broadcast over the output's trailing axes (numpy or torch)."""
+        w = (mask != 0).reshape(*mask.shape, *[1] * (len(shape) - 2))
+        return w.float() if hasattr(w, "float") else w.astype(np.float64)
 
     def _teacher(self, idx: np.ndarray) -> list[np.ndarray]:
         return self._teacher_on({k: np.ascontiguousarray(v[idx]) for k, v in self.inputs.items()})
@@ -201,9 +237,11 @@ class Distillation:
             ref = self._teacher_on({k: np.ascontiguousarray(x.detach().numpy()) for k, x in zip(module.input_names, xs)})
         else:
             ref = [c[idx] for c in self.cache] if self.cache is not None else self._teacher(idx)
-        return [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r))) for p, r in zip(self.active, ref)]
+        masks = dict(zip(module.input_names, xs))
+        return [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r)), masks.get(p.mask))
+                for p, r in zip(self.active, ref)]
 
-    def _loss(self, p: OutputLoss, s, t):
+    def _loss(self, p: OutputLoss, s, t, mask=None):
         import torch
         import torch.nn.functional as F
 
@@ -211,7 +249,14 @@ class Distillation:
             if s.shape != t.shape:
                 raise BadArgument(f"--teacher output {p.name!r} is shaped {list(t.shape)}, the student's "
                                   f"{list(s.shape)}")
-            return F.mse_loss(s.float(), t.float()) / p.scale
+            if mask is None:
+                return F.mse_loss(s.float(), t.float()) / p.scale
+            if tuple(mask.shape) != tuple(s.shape[:2]):
+                raise BadArgument(f"output {p.name!r} is shaped {list(s.shape)}, its padding mask {p.mask!r} "
+                                  f"{list(mask.shape)}: give --output-loss {p.name}=off or a matching mask")
+            w = self._weights(mask, tuple(s.shape))
+            sq = (s.float() - t.float()) ** 2 * w
+            return sq.sum() / (w.sum() * (s[0, 0].numel())).clamp_min(1.0) / p.scale
         s, t = s.float(), t.float()
         if s.shape != t.shape:
             raise BadArgument(f"--teacher value {p.value!r} is shaped {list(t.shape)}, the student's {list(s.shape)}")
@@ -223,7 +268,7 @@ class Distillation:
         return (lt.exp() * (lt - ls)).sum(p.axis).mean() * self.T**2
 
     def torch_loss(self, module, xs, idx):
-        return sum(self._loss(p, s, t) for p, s, t in self._pairs(module, xs, idx))
+        return sum(self._loss(*pair) for pair in self._pairs(module, xs, idx))
 
     def torch_loss_on(self, module, xs):
         """The loss on inputs that are not rows of the data (augmented copies): the teacher runs on them."""
@@ -238,8 +283,8 @@ class Distillation:
         count = 0
         with torch.no_grad():
             for idx in batches:
-                for k, (p, s, t) in enumerate(self._pairs(module, feed(idx), idx)):
-                    sums[k] += float(self._loss(p, s, t)) * len(idx)
+                for k, pair in enumerate(self._pairs(module, feed(idx), idx)):
+                    sums[k] += float(self._loss(*pair)) * len(idx)
                 count += len(idx)
         means = sums / max(count, 1)
         first = all(p.before is None for p in self.active)

@@ -77,6 +77,15 @@ def _ints(t: Tensor | None) -> list[int] | None:
     return None if t is None else [int(v) for v in t.reshape(-1).tolist()]
 
 
+def _sizes(t: Tensor) -> list[int] | list[Tensor]:
+    """A shape-valued tensor as sizes: plain ints, or while tracing for the re-export its 0-d elements, so that a
+    size computed from an input's Shape stays symbolic in the exported graph (ints would bake in the batch size of
+    the trace, e.g. BERT's head reshapes and mask)."""
+    if torch.jit.is_tracing():
+        return list(t.reshape(-1).to(torch.int64).unbind(0))
+    return _ints(t)
+
+
 def _to_torch(arr: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(arr, copy=True))
 
@@ -118,12 +127,16 @@ def _constant(node, x, a):
 @op("ConstantOfShape")
 def _constant_of_shape(node, x, a):
     v = a.get("value", torch.zeros(1, dtype=torch.float32)).reshape(-1)
-    return [torch.full(_ints(x[0]), v[0].item(), dtype=v.dtype, device=x[0].device)]
+    if v.dtype == torch.bool:  # the TorchScript exporter has no aten::full with a bool fill (BERT's mask export)
+        return [torch.full(_sizes(x[0]), int(v[0].item()), dtype=torch.uint8, device=x[0].device).bool()]
+    return [torch.full(_sizes(x[0]), v[0].item(), dtype=v.dtype, device=x[0].device)]
 
 
 @op("Range")
 def _range(node, x, a):
     s, l, d = (t.reshape(()) for t in x)
+    if torch.jit.is_tracing():  # 0-d tensors keep a limit taken from an input's Shape symbolic in the re-export
+        return [torch.arange(s, l, d, dtype=s.dtype, device=s.device)]
     return [torch.arange(s.item(), l.item(), d.item(), dtype=s.dtype, device=s.device)]
 
 
@@ -289,7 +302,7 @@ def _layernorm(node, x, a):
     bias = x[2] if len(x) > 2 else None
     ax = _axis(a.get("axis", -1), inp.dim())
     eps = a.get("epsilon", 1e-5)
-    shape = list(inp.shape[ax:])
+    shape = [int(d) for d in inp.shape[ax:]]  # plain ints: the exporter needs a constant normalized_shape
     if list(scale.shape) == shape and (bias is None or list(bias.shape) == shape):
         y = F.layer_norm(inp, shape, scale, bias, eps)
     else:
@@ -365,7 +378,7 @@ for _name, _fn in {
     "Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Erf": torch.erf, "Neg": torch.neg,
     "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt, "Reciprocal": torch.reciprocal, "Abs": torch.abs,
     "Floor": torch.floor, "Ceil": torch.ceil, "Round": torch.round, "Sign": torch.sign, "Sin": torch.sin,
-    "Cos": torch.cos, "Not": torch.logical_not, "HardSwish": F.hardswish,
+    "Cos": torch.cos, "Not": torch.logical_not, "HardSwish": F.hardswish, "IsNaN": torch.isnan,
     "Softsign": lambda t: t / (1 + t.abs()), "Mish": lambda t: t * torch.tanh(F.softplus(t)),
     "Softplus": lambda t: torch.log1p(torch.exp(-t.abs())) + t.clamp_min(0),
 }.items():
@@ -674,7 +687,7 @@ def _flatten(node, x, a):
 @op("Reshape")
 def _reshape(node, x, a):
     inp = x[0]
-    shape = _ints(x[1]) if len(x) > 1 else list(a["shape"])
+    shape = _sizes(x[1]) if len(x) > 1 else list(a["shape"])
     if not a.get("allowzero", 0):
         shape = [inp.shape[i] if v == 0 else v for i, v in enumerate(shape)]
     return [inp.reshape(shape)]
@@ -714,6 +727,12 @@ def _unsqueeze(node, x, a):
 
 @op("Expand")
 def _expand(node, x, a):
+    if torch.jit.is_tracing():  # ONNX's two-way broadcast with the sizes kept symbolic: -1 keeps a dim that is not 1
+        inp, sizes = x[0], _sizes(x[1])
+        r = max(inp.dim(), len(sizes))
+        inp = inp.reshape([1] * (r - inp.dim()) + list(inp.shape))
+        sizes = [-1] * (r - len(sizes)) + sizes
+        return [inp.expand([s if inp.shape[i] == 1 else -1 for i, s in enumerate(sizes)])]
     shape = torch.broadcast_shapes(tuple(x[0].shape), tuple(_ints(x[1])))
     return [x[0].expand(shape)]
 

@@ -209,3 +209,81 @@ def test_distillation_reads_a_folder_of_images_like_calib(tmp_path):
     assert x.shape == (3, 3, dims[2], dims[3]) and -1.0 <= x.min() and x.max() <= 1.0
     with pytest.raises(BadArgument, match="--data-layout"):
         load_data(folder, model, {"layout": "xyz"})
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """(teacher: transformers' BertModel, tiny, legacy export with a symbolic batch and sequence; the student pruned
+    at 0.5; 32 unlabelled 'sentences' whose last positions are padding, as a tokenizer pads them)."""
+    pytest.importorskip("transformers")
+    from models import zoo_transformers as zt
+
+    d = tmp_path_factory.mktemp("bert")
+    teacher = zt.export("bert", d / "bert.onnx")
+    small, rep = spa.prune(str(teacher), ratio=0.5)
+    assert rep.groups_pruned >= 1
+    student = d / "bert_pruned.onnx"
+    modelfile.save_atomic(small, student)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 512, (32, 16)).astype(np.int64)
+    mask = (np.arange(16) < rng.integers(4, 17, 32)[:, None]).astype(np.int64)
+    return teacher, student, {"input_ids": ids * mask, "attention_mask": mask}
+
+
+def test_tiny_bert_distils_and_reexports_with_a_symbolic_batch(tiny_bert, tmp_path):
+    """A BERT graph round-trips, trains and re-exports: its Shape -> Gather -> Concat head reshapes, the mask's
+    Range over the batch, a bool ConstantOfShape and IsNaN (all-MiniLM-L6-v2 had each); sizes taken from a Shape
+    must stay symbolic in the re-export, not be baked in at the trace's batch size."""
+    teacher, student, data = tiny_bert
+    out = tmp_path / "d.onnx"
+    rep = finetune(student, data, out, teacher=teacher, epochs=2, lr=1e-3, batch=8)
+    assert rep.loss_after < 0.8 * rep.loss_before, (rep.loss_before, rep.loss_after)
+    assert rep.export_error <= 1e-4
+    by = {o["output"]: o for o in rep.outputs}  # per token (N, T, 64) and pooled (N, 64)
+    assert by["last_hidden_state"]["loss"] == "mse" and "attention_mask is 0 ignored" in by["last_hidden_state"]["why"]
+    assert by["pooler_output"]["loss"] == "mse" and "ignored" not in by["pooler_output"]["why"]
+    feeds = {k: v[:5] for k, v in data.items()}  # a batch size the export never saw
+    got = session(onnx.load(str(out))).run(None, feeds)[0]
+    module = onnx_to_torch(onnx.load(str(out))).eval()
+    with torch.no_grad():
+        ref = module(*[torch.from_numpy(feeds[k]) for k in module.input_names])[0].numpy()
+    assert got.shape == (5, 16, 64) and np.allclose(got, ref, atol=1e-4)
+
+
+def test_padded_positions_are_not_compared(tiny_bert):
+    """The hidden states at padded positions are no part of a sentence's embedding: a student that differs from
+    the teacher only there has zero loss, one that differs at a real token does not."""
+    from spa.distill import Distillation
+
+    teacher, _, data = tiny_bert
+    t_proto = onnx.load(str(teacher))
+    obj = Distillation(t_proto, t_proto, data, 8, 2.0, {})
+    base = onnx_to_torch(t_proto).eval()
+    mask = torch.from_numpy(data["attention_mask"])
+
+    class Shifted:  # the teacher's module, its per-token output moved by 1 where `where` is true
+        input_names, output_names = base.input_names, base.output_names
+
+        def __init__(self, where: torch.Tensor) -> None:
+            self.where = where
+
+        def run(self, *xs, extra=()):
+            (y, pooled), ex = base.run(*xs, extra=extra)
+            rows = torch.as_tensor(self.idx)
+            return (y + self.where[rows][..., None].float(), pooled), ex
+
+    feed = [torch.from_numpy(data[k]) for k in base.input_names]
+    batches = [np.arange(0, 16), np.arange(16, 32)]
+
+    def loss(where: torch.Tensor) -> float:
+        m = Shifted(where)
+        total = 0.0
+        for idx in batches:
+            m.idx = idx
+            with torch.no_grad():
+                total += float(obj.torch_loss(m, [f[idx] for f in feed], idx))
+        return total
+
+    assert (mask == 0).any()
+    assert loss(mask == 0) < 1e-9
+    assert loss(mask != 0) > 1e-3

@@ -674,10 +674,25 @@ def _flatten(node, x, a):
 @op("Reshape")
 def _reshape(node, x, a):
     inp = x[0]
+    if len(x) > 1 and torch.jit.is_tracing():
+        return [_traced_reshape(inp, x[1], bool(a.get("allowzero", 0)))]
     shape = _ints(x[1]) if len(x) > 1 else list(a["shape"])
     if not a.get("allowzero", 0):
         shape = [inp.shape[i] if v == 0 else v for i, v in enumerate(shape)]
     return [inp.reshape(shape)]
+
+
+def _traced_reshape(inp: Tensor, shape: Tensor, allowzero: bool) -> Tensor:
+    """Reshape to a shape tensor kept as a tensor while torch.onnx.export traces the module: Python ints (`_ints`)
+    would bake the example's sizes into the exported graph, so a shape computed from Shape (PP-OCRv4 rec pruned at
+    0.3: Shape -> Slice -> Concat -> Reshape) would hold the example's batch and fail on any other batch."""
+    s = shape.to(torch.int64).reshape(-1)
+    if not allowzero:  # ONNX: a 0 copies the input's size at that position
+        have = torch._shape_as_tensor(inp).to(torch.int64)
+        n, r = s.numel(), have.numel()
+        have = have[:n] if n <= r else torch.cat([have, torch.ones(n - r, dtype=torch.int64)])
+        s = torch.where(s == 0, have, s)
+    return torch._reshape_from_tensor(inp, s)
 
 
 @op("Transpose")

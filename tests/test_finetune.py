@@ -124,3 +124,28 @@ def test_missing_torch_says_how_to_install(pruned, tmp_path):
             "main()")
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
     assert_one_line_error(r, 2, "pip install 'spa[torch]'")
+
+
+def test_reshape_to_a_computed_shape_keeps_the_batch_free(tmp_path):
+    """A Reshape whose shape comes from Shape -> Slice -> Concat (PP-OCRv4 rec's flatten, kept so by spa at 0.3) and
+    one with a 0 (copy the input's size): the re-exported model must run at every batch, not only the example's."""
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [helper.make_node("Mul", ["x", "w"], ["h"]), helper.make_node("Shape", ["h"], ["s"]),
+             helper.make_node("Slice", ["s", "zero", "two"], ["nc"]), helper.make_node("Concat", ["nc", "minus1"], ["t"],
+                                                                                    axis=0),
+             helper.make_node("Reshape", ["h", "t"], ["f"]), helper.make_node("Reshape", ["f", "copy"], ["y"])]
+    inits = [onnx.numpy_helper.from_array(np.linspace(0.5, 1.5, 4, dtype=np.float32).reshape(1, 4, 1, 1), "w"),
+             *(onnx.numpy_helper.from_array(np.array(v, np.int64), n)
+               for n, v in (("zero", [0]), ("two", [2]), ("minus1", [-1]), ("copy", [0, -1])))]
+    graph = helper.make_graph(nodes, "computed_reshape", [helper.make_tensor_value_info("x", f32, ["N", 4, 2, 3])],
+                              [helper.make_tensor_value_info("y", f32, ["N", 24])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(0).standard_normal((8, 4, 2, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    # the re-export is checked at batches 2 and 3; before, the example's batch 2 was baked into the first Reshape
+    rep = finetune(tmp_path / "m.onnx", tmp_path / "x.npz", tmp_path / "out.onnx", epochs=0,
+                   teacher=tmp_path / "m.onnx")
+    assert rep.export_error <= 1e-4
+    got = session(onnx.load(str(tmp_path / "out.onnx"))).run(None, {"x": x[:5]})[0]
+    np.testing.assert_allclose(got, session(model).run(None, {"x": x[:5]})[0], rtol=1e-6)

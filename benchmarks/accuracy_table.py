@@ -100,7 +100,7 @@ def cell(rows, base, model, how: str) -> str:
         return "not measured"
     vals = [rel(base, model, d, v) for d, _, v, *_ in rows]
     seeds = len({s for _, s, *_ in rows})
-    n = f" ({seeds} seeds)" if how != "one" else ""
+    n = f" ({seeds} seed{'s' * (seeds != 1)})" if how != "one" else ""
     return f"{min(vals):.3f}{n}" if how != "mean" else f"{np.mean(vals):.3f}{n}"
 
 
@@ -129,7 +129,9 @@ def main() -> None:
            "per `spa.prune` on a shared 2-core machine (load varied; compare within a row). "
            "**distilled**: the data-free obspa prune, then `spa finetune --teacher` on unlabelled inputs from other "
            "sources than the held-out ones (the `R` rows of method \"distill\" in a distill_*.txt, worst over "
-           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; the other distillations "
+           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; PP-OCRv4 rec: "
+           "`distill_rec_heldout.txt`, distilled on black-on-white licence lines in DejaVu faces, which hold few "
+           "digits and no inverted text: its worst cells are those two distributions; the other distillations "
            "have protocols of their own, shown at the end).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)

@@ -140,7 +140,7 @@ def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, l
 def summary(path: Path) -> list[str]:
     """The table of a raw file (accuracy_table.py shows it in its distillation section): % of the original's accuracy
     per held-out distribution before (generalise_ocr_rec.txt's data-free rows, the same seeds) and after distillation,
-    and the worst over the distributions."""
+    and the worst over the distributions; "augmented" rows (method distill-aug) where the file has them."""
     from accuracy_table import DATA_FREE, read
 
     rec, base = read([path, Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
@@ -156,6 +156,9 @@ def summary(path: Path) -> list[str]:
         for seed in sorted({s for _, s, *_ in rec["ocr_rec", METHOD, r]}):
             out += [line(f"pruned {r} seed {seed} (obspa data-free)", rec["ocr_rec", DATA_FREE["ocr_rec"], r], seed),
                     line(f"+ distillation {r} seed {seed}", rec["ocr_rec", METHOD, r], seed)]
+            aug = rec.get(("ocr_rec", AUG_METHOD, r), [])
+            if any(s == seed for _, s, *_ in aug):
+                out.append(line(f"+ distillation, augmented {r} seed {seed}", aug, seed))
     return out
 
 
@@ -194,7 +197,10 @@ def main() -> None:
     if a.choose:
         val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()})
         base = {d: b.metric(b.model, v) for d, v in val.items()}
-        choice = notes + ["# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
+        choice = [("PP-OCRv4 rec, data-free obspa prune + `spa finetune --teacher` (as distill_rec_heldout.txt): "
+                   f"--augment chosen among {' / '.join(specs)} on a validation set, never on the held-out "
+                   "distributions (share of the original's character accuracy, worst over the validation distributions)"),
+                  *notes, "# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
                           "# V\tmodel\tdist\taugment\tratio\tseed\tmetric\tshare_of_original\tdistil_wall_s"]
     for seed in seeds:
         for r in ratios:

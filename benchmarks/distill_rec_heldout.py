@@ -29,6 +29,18 @@ shown in accuracy.md's distillation section): % of the original per distribution
         > benchmarks/distill_rec_heldout.txt      (more: --ratios R --seeds S --no-header >> the same file)
     .venv/bin/python benchmarks/distill_rec_heldout.py --summary benchmarks/distill_rec_heldout.txt \
         >> benchmarks/distill_rec_heldout.txt
+
+Augmentation (`--augment SPEC`, passed to `spa finetune --augment`; R rows then carry method "distill-aug"), chosen
+on a VALIDATION set, never on the held-out rows: `--choose "none|invert,contrast" --choice-file FILE` distils once
+per setting (same prune, seed, epochs, lr, T and batch), scores each on `validation()` (texts BSD / LGPL-2.1 /
+Artistic and digit strings of `val_numbers`, a generator of other formats and seed than generalise.numbers, in
+Noto Serif (regular, italic) and FreeSans (regular, oblique): none of them a held-out or distillation text or font family; each
+dark on light and inverted), writes the V rows and the choice (the best worst-over-distributions) to FILE, and only
+then scores the chosen setting on the held-out distributions (nothing if it is "none": the "distill" rows are that):
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/distill_rec_heldout.py --ratios 0.5 --seeds 0 --no-header \
+        --choose "none|invert,contrast" --choice-file benchmarks/distill_rec_heldout_choice.txt \
+        >> benchmarks/distill_rec_heldout.txt
 """
 
 from __future__ import annotations
@@ -47,11 +59,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
-from generalise import OCR_HELDOUT, ocr_rec, prune_with
+from generalise import OCR_HELDOUT, licence_segments, ocr_rec, prune_with, rec_line
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
 EPOCHS, LR, BATCH, TEMPERATURE = 14, "2e-3", 16, 2.0  # distill_ocr.txt's 14-epoch rows
-METHOD = "distill"
+METHOD, AUG_METHOD = "distill", "distill-aug"
+# validation (choice of --augment only): texts, fonts and a numbers generator that neither the distillation data nor
+# the held-out distributions use
+VALID_TEXTS = ("BSD", "LGPL-2.1", "Artistic")
+VALID_FONTS = ("NotoSerif-Regular.ttf", "FreeSans.ttf", "NotoSerif-Italic.ttf", "FreeSansOblique.ttf")
+N_VALID, VALID_SEED = 48, 11
 
 
 def family(font_file: str) -> str:
@@ -78,10 +95,52 @@ def leak_check(texts: list[str], heldout: dict[str, list[str]]) -> list[str]:
     return out
 
 
+def val_numbers(rng: np.random.Generator, n: int) -> list[str]:
+    """Digit strings in other formats than generalise.numbers (dates, prices, times, phone numbers): percentages,
+    invoice numbers, day/month/year dates, versions and quantities, so that validation does not preview them."""
+    out = []
+    for _ in range(n):
+        k = rng.integers(5)
+        if k == 0:
+            out.append(f"{rng.integers(0, 100)}.{rng.integers(10)}% of {rng.integers(10, 999)}")
+        elif k == 1:
+            out.append(f"INV-{rng.integers(0, 999999):06d}")
+        elif k == 2:
+            out.append(f"{rng.integers(1, 29)}/{rng.integers(1, 13)}/{rng.integers(1950, 2000)}")
+        elif k == 3:
+            out.append(f"v{rng.integers(0, 10)}.{rng.integers(0, 30)}.{rng.integers(0, 100)}")
+        else:
+            out.append(f"{rng.integers(1, 9999)} x {rng.integers(1, 99)} = {rng.integers(100, 99999)}")
+    return out
+
+
+def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, list[str]]:
+    """The validation distributions (name -> (lines, texts)) and comment lines that check them: no font family of
+    the distillation or held-out sets, and how many texts coincide with theirs."""
+    held_files = {f for f, _, _ in OCR_HELDOUT.values()}
+    used = {family(f) for f in held_files} | {family(f) for f in TRAIN_FONTS}
+    if same := used & {family(f) for f in VALID_FONTS}:
+        raise SystemExit(f"validation fonts of a distillation or held-out family: {sorted(same)}")
+    rng = np.random.default_rng(VALID_SEED)
+    segs = sorted({s for t in VALID_TEXTS for s in licence_segments(f"/usr/share/common-licenses/{t}")})
+    kinds = {"text": [segs[i] for i in rng.permutation(len(segs))[:N_VALID]], "numbers": val_numbers(rng, N_VALID)}
+    dists = {}
+    for kind, texts in kinds.items():
+        for inv in (False, True):
+            x = np.stack([rec_line(t, VALID_FONTS[k % len(VALID_FONTS)], invert=inv) for k, t in enumerate(texts)])
+            dists[f"val-{kind}" + ("-inverted" if inv else "")] = (x, texts)
+    seen = set(train) | {t for ts in heldout.values() for t in ts}
+    notes = [(f"# validation: {', '.join(dists)} ({N_VALID} lines each; text = {'/'.join(VALID_TEXTS)} segments, "
+             f"numbers = val_numbers seed {VALID_SEED}; fonts {', '.join(VALID_FONTS)}: no family of the "
+             f"distillation or held-out fonts); {len(set(kinds['text']) & seen)} text and "
+             f"{len(set(kinds['numbers']) & seen)} number lines also among the distillation or held-out lines")]
+    return dists, notes
+
+
 def summary(path: Path) -> list[str]:
     """The table of a raw file (accuracy_table.py shows it in its distillation section): % of the original's accuracy
     per held-out distribution before (generalise_ocr_rec.txt's data-free rows, the same seeds) and after distillation,
-    and the worst over the distributions."""
+    and the worst over the distributions; "augmented" rows (method distill-aug) where the file has them."""
     from accuracy_table import DATA_FREE, read
 
     rec, base = read([path, Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
@@ -97,6 +156,9 @@ def summary(path: Path) -> list[str]:
         for seed in sorted({s for _, s, *_ in rec["ocr_rec", METHOD, r]}):
             out += [line(f"pruned {r} seed {seed} (obspa data-free)", rec["ocr_rec", DATA_FREE["ocr_rec"], r], seed),
                     line(f"+ distillation {r} seed {seed}", rec["ocr_rec", METHOD, r], seed)]
+            aug = rec.get(("ocr_rec", AUG_METHOD, r), [])
+            if any(s == seed for _, s, *_ in aug):
+                out.append(line(f"+ distillation, augmented {r} seed {seed}", aug, seed))
     return out
 
 
@@ -106,10 +168,15 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma-separated: the prune's and the fine-tune's seed")
     ap.add_argument("--no-header", action="store_true", help="a later part appended to the same file")
     ap.add_argument("--summary", type=Path, help="only print the table of this raw file's R rows")
+    ap.add_argument("--augment", default="none", help="spa finetune --augment SPEC (not 'none': method distill-aug)")
+    ap.add_argument("--choose", help="'|'-separated --augment settings: distil each, choose on the validation set")
+    ap.add_argument("--choice-file", type=Path, help="--choose: where the validation rows and the choice go")
     a = ap.parse_args()
     if a.summary:
         print("\n".join(summary(a.summary)))
         return
+    if a.choose and not a.choice_file:
+        ap.error("--choose needs --choice-file")
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     b = ocr_rec()
     name = b.model.graph.input[0].name
@@ -126,6 +193,15 @@ def main() -> None:
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(f"# {b.name}: {b.what}")
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
+    specs = a.choose.split("|") if a.choose else [a.augment]
+    if a.choose:
+        val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()})
+        base = {d: b.metric(b.model, v) for d, v in val.items()}
+        choice = [("PP-OCRv4 rec, data-free obspa prune + `spa finetune --teacher` (as distill_rec_heldout.txt): "
+                   f"--augment chosen among {' / '.join(specs)} on a validation set, never on the held-out "
+                   "distributions (share of the original's character accuracy, worst over the validation distributions)"),
+                  *notes, "# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
+                          "# V\tmodel\tdist\taugment\tratio\tseed\tmetric\tshare_of_original\tdistil_wall_s"]
     for seed in seeds:
         for r in ratios:
             t0 = time.perf_counter()
@@ -137,18 +213,36 @@ def main() -> None:
             print(f"# pruned only (obspa data-free) at {r}, seed {seed}: " +
                   ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
                   f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
-            out = tmp / f"distilled_{r}_{seed}.onnx"
-            secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"), "--data",
-                                            str(tmp / "lines.npz"), "-o", str(out), "--epochs", str(EPOCHS), "--lr",
-                                            LR, "--batch", str(BATCH), "--temperature", str(TEMPERATURE),
-                                            "--augment", "none", "--seed", str(seed)])
-            distilled = onnx.load(str(out))
-            after = {d: b.metric(distilled, data) for d, data in b.dists.items()}
-            print(f"# distillation at {r}, seed {seed}: wall {secs:.1f}s, {load}")
-            print("#     " + "\n#     ".join(log.strip().splitlines()))
+            models, worst = {}, {}
+            for spec in specs:
+                out = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
+                secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
+                                                "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
+                                                str(EPOCHS), "--lr", LR, "--batch", str(BATCH), "--temperature",
+                                                str(TEMPERATURE), "--augment", spec, "--seed", str(seed)])
+                models[spec] = onnx.load(str(out))
+                what = f"# distillation (--augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}"
+                print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)
+                if a.choose:
+                    share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
+                    worst[spec] = min(share.values())
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                                        for d, v in share.items()]
+            spec = specs[0]
+            if a.choose:
+                spec = max(specs, key=lambda k: worst[k])  # ties: the first listed
+                choice.append(f"# choice at {r}, seed {seed} (worst share over the validation distributions): "
+                              + ", ".join(f"{k} {w:.4f}" for k, w in worst.items()) + f" -> {spec}")
+                a.choice_file.write_text("\n".join(choice) + "\n")
+                if spec == "none":
+                    print(f"# validation chose --augment none at {r}, seed {seed}: the '{METHOD}' rows are that")
+                    continue
+            after = {d: b.metric(models[spec], data) for d, data in b.dists.items()}
+            method = METHOD if spec == "none" else AUG_METHOD
+            if spec != "none":
+                print(f"# {method} rows below: --augment {spec}")
             for d, v in after.items():
-                print(f"R\t{b.name}\t{d}\t{METHOD}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}", flush=True)
-
+                print(f"R\t{b.name}\t{d}\t{method}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -287,6 +287,12 @@ class Consumer:
             d[p] = np.diag(h)
         return d / max(1, self.rows)
 
+    @property
+    def inverse_work(self) -> int:
+        """The size of inverting H (Σ columns³ over its parts): the order in which inverses are run side by side,
+        widest first, so that the last ones are short."""
+        return sum(h.shape[0] ** 3 for h in self.grams)
+
     def hinv(self, damp: float) -> list[np.ndarray]:
         """The inverse of every part's damped H (H / rows + damp·mean(diag) on its diagonal; the mean over all
         columns, so that blocks are damped alike), cached: the scoring and the update share it."""
@@ -525,10 +531,10 @@ def collect(
     """H per consumer from the chosen source (see the module docstring). `feeds`: that source's inputs when
     the caller already made them (`source_feeds`), so that they are made once; `samples`: how many a data-free
     source makes (default `data_free_samples`); `batch`: samples per run (default `batch_size`); `on_batch`:
-    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the source, else obspa's);
-    `trust`: obspa's trust check of its update (see Consumer.trust; "off": none; default DATA_FREE_TRUST for a
-    data-free source, none with calibration inputs); `dense`: the widest consumer with a dense H (DENSE_COLS;
-    REFIT_DENSE_COLS where obspa's re-fit follows), $SPA_DENSE_H_COLS before either."""
+    see `accumulate`; `damp`: obspa's relative damping of these statistics (default: SOURCE_DAMP's for the
+    source, else obspa's); `trust`: obspa's trust check of its update (see Consumer.trust; "off": none; default
+    DATA_FREE_TRUST for a data-free source, none with calibration inputs); `dense`: the widest consumer with a
+    dense H (DENSE_COLS; REFIT_DENSE_COLS where obspa's re-fit follows), $SPA_DENSE_H_COLS before either."""
     source = _effective_source(source, calib)
     cons = find_consumers(a, dense)
     if not cons:

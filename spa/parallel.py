@@ -74,9 +74,9 @@ def blas_single_threaded() -> Iterator[None]:
     wall and 7.50 s CPU with BLAS on one thread (OPENBLAS_NUM_THREADS=1), 6.54 s and 11.38 s on two.
 
     scipy's BLAS is loaded first: threadpoolctl limits the libraries loaded when the block starts, and obspa's
-    first inverse (spa.calib.spd_inverse, through spa.lapack) loaded scipy's inside it, so the first prune of a process (every `spa
-    prune` command) ran its Cholesky factorisations on two threads: other float rounding than every later prune
-    of the same process (PP-OCRv4 rec, calibrated at 0.5: other bytes), as well as slower."""
+    first inverse (spa.calib.spd_inverse, through spa.lapack) loaded scipy's inside it, so the first prune of a
+    process (every `spa prune` command) ran its Cholesky factorisations on two threads: other float rounding than
+    every later prune of the same process (PP-OCRv4 rec, calibrated at 0.5: other bytes), as well as slower."""
     from threadpoolctl import threadpool_limits  # imported here: a plain magnitude prune never needs it
 
     from . import lapack

@@ -101,7 +101,7 @@ def _costs(a: Analysis, stats: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]
 
     # groups side by side (the same numbers as one after the other), the widest first so that the last ones are
     # short: the inverses and solves were 0.3 s of PP-OCRv4 rec's calibrated prune on one core
-    widest = sorted(scored, key=lambda gk: -sum(h.shape[0] ** 3 for k in gk[1] for h in stats[k].grams))
+    widest = sorted(scored, key=lambda gk: -sum(stats[k].inverse_work for k in gk[1]))
     costs = dict(zip((g.id for g, _ in widest), parallel.ordered_map(group_costs, widest, parallel.workers())))
     return {g.id: costs[g.id] for g, _ in scored}
 

@@ -29,6 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .. import parallel
 from ..analysis import Analysis, Group, Member
 from ..calib import Consumer, spd_inverse
 from .magnitude import l1
@@ -95,10 +96,7 @@ def invert(layers: LayerInputs) -> None:
     of two groups (PP-OCRv4 rec's 2880-column conv reads the Concat of two) was inverted by both at once, and its
     groups held up the rest: the energy plan's costs took 0.29-0.30 s on two threads, 0.24 s on one, now 0.17-0.22 s
     (with spa.lapack's inverses, which leave the GIL to the other thread)."""
-    from .. import parallel
-
-    todo = sorted((c for c in layers.values() if c.grams and not c.rank_only),
-                  key=lambda c: -sum(h.shape[0] ** 3 for h in c.grams))
+    todo = sorted((c for c in layers.values() if c.grams and not c.rank_only), key=lambda c: -c.inverse_work)
     for _ in parallel.ordered_map(lambda c: c.hinv(damping(c)), todo, parallel.workers()):
         pass
 
@@ -227,8 +225,6 @@ def compensate(a: Analysis, keep: np.ndarray, layers: LayerInputs) -> dict[str, 
     (removed columns set to 0, kept columns and bias re-fitted to the original outputs under H). The damping
     must be the scoring's: H⁻¹ is cached on the consumer. A blocked H is updated block by block, each block's
     kept columns absorbing its removed ones, the bias the sum of the blocks' shares."""
-    from .. import parallel
-
     view = a.view
     todo: list[tuple[Consumer, np.ndarray]] = []
     for key, c in layers.items():
@@ -366,7 +362,6 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     columns directly. The result is the same as re-running the zeroed model before every consumer
     (tests/test_refit.py). `original`: the original's rows, kept by the calibration pass over the same `feeds`,
     `batch` and `seed`; the original then does not run again."""
-    from .. import parallel
     from ..calib import batches_of
     from ..rewrite import Rewriter
     from ..segments import SegmentedRun

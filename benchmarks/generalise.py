@@ -533,7 +533,13 @@ OCR_HELDOUT = {  # distribution -> (font, text kind, render options)
 }
 
 
-def ocr_rec(selection: bool = False) -> Bench:
+# sel-numbers (added on branch selfcheck, after the held-out "numbers" stayed the recogniser's worst case for every
+# data-free candidate): digit strings in distill_rec_heldout.val_numbers's formats (not the held-out generator's), in
+# two selection faces, black on white; only with `numbers_too` so that the rows before it stay reproducible
+SEL_NUMBER_FONTS = ("DejaVuSansCondensed-Bold.ttf", "NotoSerif-Regular.ttf")
+
+
+def ocr_rec(selection: bool = False, numbers_too: bool = False) -> Bench:
     m = rec_model()
     chars = charset(m)
     rng = np.random.default_rng(0)
@@ -547,6 +553,12 @@ def ocr_rec(selection: bool = False) -> Bench:
             segs = licence_segments(f"/usr/share/common-licenses/{text}")
             texts = [segs[i] for i in rng.permutation(len(segs))[:N_WIDE]]
             dists[d] = (np.stack([wide_line(t, fonts[k % 2], rng, **opts) for k, t in enumerate(texts)]), texts)
+        if numbers_too:
+            from distill_rec_heldout import val_numbers
+
+            texts = val_numbers(rng, N_WIDE)
+            dists["sel-numbers"] = (np.stack([wide_line(t, SEL_NUMBER_FONTS[k % 2], rng) for k, t in enumerate(texts)]),
+                                    texts)
         calib = {}
     else:
         segs = licence_segments("/usr/share/common-licenses/Apache-2.0")

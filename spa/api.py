@@ -463,6 +463,7 @@ class _Data:
     source: str  # the source asked for (`calib_source`, else spa.calib.default_source's)
     original_rows: Any = None  # the re-fit's rows of the original's consumer inputs (obspa.OriginalRows)
     refit_inputs: dict[str, np.ndarray] | None = None  # what the re-fit fits to where not all of `inputs`
+    compensated: tuple[np.ndarray, dict] | None = None  # (keep mask, OBS update) a probe computed already
 
 
 def prune(model: ModelLike, options: PruneOptions | None = None, *, output: str | os.PathLike[str] | None = None,
@@ -563,10 +564,11 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, criterion=o.criterion)
             run.seconds["target_reached"] = reached
         if plan is None and _allocation(o, a.view, data) == "energy":
-            from .sensitivity import energy_plan
+            from .sensitivity import energy_plans
 
-            cap = _energy_cap(o, data.source if data else None)
-            plan = energy_plan(a, layers, o.ratio, max_group_ratio=min(o.max_group_ratio, cap * o.ratio), seed=o.seed)
+            caps = _energy_caps(o, data.source if data else None, a.view)
+            plans = energy_plans(a, layers, o.ratio, [min(o.max_group_ratio, c * o.ratio) for c in caps], seed=o.seed)
+            plan = plans[0] if len(plans) == 1 else _probed(a, o, data, dict(zip(caps, plans)), run)
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,
                                 max_group_ratio=o.max_group_ratio, round_to=o.round_to, seed=o.seed, data=layers)
@@ -594,7 +596,8 @@ def _allocation(o: PruneOptions, view: ModelView, data: _Data | None = None) -> 
     original's accuracy on average over seeds 0-2, worst 91.9 %, against 91.4 % / 89.0 % local;
     benchmarks/obspa_calib_fast_choice.txt), for obspa on the token sources (spa.calib.TOKEN_ENERGY_SOURCES, the
     defaults of token-id models), and for data-free obspa with its update on a model with floating-point inputs
-    only, up to spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO (where it never lost on the selection sets); "local"
+    only, up to spa.sensitivity.DATA_FREE_ENERGY_MAX_RATIO (where it never lost on the selection sets; its cap
+    probed, `_energy_caps`); "local"
     otherwise (above that ratio; on other models with id inputs, where it did lose; and where the statistics only
     choose channels, `_choice_only`: no update follows)."""
     if o.allocation is not None:
@@ -613,17 +616,38 @@ def _allocation(o: PruneOptions, view: ModelView, data: _Data | None = None) -> 
             else "local")
 
 
-def _energy_cap(o: PruneOptions, source: str | None) -> float:
+def _energy_caps(o: PruneOptions, source: str | None, view: ModelView) -> tuple[float, ...]:
     """How far beyond the ratio the energy plan may prune one group (x the ratio): REFIT_ENERGY_CAP with the
     re-fit; ENERGY_CAP where `--allocate energy` asks for it without the re-fit (the option chosen on the OCR
     recogniser) and on the token sources (chosen with that cap on all-MiniLM-L6-v2's selection sentences); else
-    REFIT_ENERGY_CAP, the cap the data-free default on float inputs was chosen with."""
+    (data-free obspa's default on float inputs) both, the better one found by probing (spa.probe) on models with
+    at most spa.probe.MAX_BYTES of weights, else REFIT_ENERGY_CAP, the cap that default was first chosen with."""
     from .calib import TOKEN_ENERGY_SOURCES
+    from .probe import MAX_BYTES
     from .sensitivity import ENERGY_CAP, REFIT_ENERGY_CAP
 
     if _refits(o, source):
-        return REFIT_ENERGY_CAP
-    return ENERGY_CAP if o.allocation == "energy" or source in TOKEN_ENERGY_SOURCES else REFIT_ENERGY_CAP
+        return (REFIT_ENERGY_CAP,)
+    if o.allocation == "energy" or source in TOKEN_ENERGY_SOURCES:
+        return (ENERGY_CAP,)
+    return (REFIT_ENERGY_CAP, ENERGY_CAP) if _weights_at_most(view, MAX_BYTES) else (REFIT_ENERGY_CAP,)
+
+
+def _probed(a: Analysis, o: PruneOptions, data: _Data, plans: dict[float, Plan], run: _Run) -> Plan:
+    """The candidate plan whose compensated model moves the outputs least on fresh prior samples (spa.probe); its
+    OBS update is kept for the compensate stage, and the report's calibration summary says what was chosen."""
+    from . import calib as calib_
+    from . import probe
+    from .criteria.obspa import compensate as obs_update
+
+    run.say(f"probing {len(plans)} allocations on {probe.PROBE_SAMPLES} fresh {data.source} samples")
+    probes = calib_.source_feeds(a, data.source, None, samples=probe.PROBE_SAMPLES, seed=o.seed + probe.PROBE_SEED)
+    best, tried = probe.choose(a, plans, lambda keep: obs_update(a, keep, data.layers), probes,
+                               calib_.batch_size(a.view))
+    data.compensated = (best.keep, best.overrides)
+    data.summary["allocation"] = {"cap": best.cap, "probe_samples": len(next(iter(probes.values()))),
+                                  "probe_errors": {f"{c.cap:g}": round(c.error, 6) for c in tried}}
+    return best.plan
 
 
 def _refits(o: PruneOptions, source: str | None) -> bool:
@@ -653,7 +677,8 @@ def _compensate(a: Analysis, keep: np.ndarray, o: PruneOptions, data: _Data | No
     from .criteria.obspa import compensate as obs_update
 
     with run.stage("compensate", "compensating the remaining weights (OBS update)"):
-        overrides = obs_update(a, keep, data.layers)
+        done = data.compensated
+        overrides = done[1] if done is not None and np.array_equal(done[0], keep) else obs_update(a, keep, data.layers)
         if _refits(o, data.source) and not _choice_only(data):
             from . import calib as calib_
             from .criteria.obspa import refit as obs_refit
@@ -850,13 +875,15 @@ SELF_CHECK_TOL = 1e-3  # relative; float32 noise of a correct prune stays orders
 
 
 def _self_check_on(view: ModelView, self_check: bool | None) -> bool:
-    if self_check is not None:
-        return self_check
+    return self_check if self_check is not None else _weights_at_most(view, SELF_CHECK_BYTES)
+
+
+def _weights_at_most(view: ModelView, limit: int) -> bool:
     total = 0
     for t in view.inits.values():  # declared sizes (the loader checked them against the data present): reading
         # raw_data to measure it would copy every weight once more
         total += _itemsize(t.data_type) * int(np.prod(t.dims, dtype=np.int64))
-        if total > SELF_CHECK_BYTES:
+        if total > limit:
             return False
     return True
 

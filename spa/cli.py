@@ -237,7 +237,7 @@ def prune(
     calib_gray: Annotated[bool, typer.Option("--calib-gray", help="--calib DIR: grayscale (automatic for a 1-channel input)")] = False,
     global_: Annotated[bool, typer.Option("--global", help="rank all groups' channels together")] = False,
     max_group_ratio: Annotated[float, typer.Option("--max-group-ratio", help="per-group cap for --global")] = 0.9,
-    allocate: Annotated[Optional[str], typer.Option("--allocate", help="local (every group loses --ratio) | energy (obspa: per-group ratios by the OBS cost, at the local plan's MACs; the default for obspa with --calib, and data-free on models with float inputs only up to --ratio 0.3; else local)")] = None,
+    allocate: Annotated[Optional[str], typer.Option("--allocate", help="local (every group loses --ratio) | energy (obspa: per-group ratios by the OBS cost, at the local plan's MACs; the default for obspa with --calib, and data-free on models with float inputs only up to --ratio 0.3, where each group may lose up to 1.1x or 1.5x the ratio, whichever moves the outputs less on fresh prior samples; else local. Asked for: up to 1.5x)")] = None,
     damp: Annotated[Optional[float], typer.Option("--damp", help="obspa: relative damping of the layer statistics, H + damp·mean diag H (default 0.01; 0.1 with --calib-source common); more trusts synthetic statistics less")] = None,
     trust: Annotated[Optional[str], typer.Option("--trust", help="obspa: check each layer's weight update on held-aside samples: shrink | gate | off (default)")] = None,
     round_to: Annotated[Optional[int], typer.Option("--round-to", help="keep group widths multiples of N (default 1; 8 with a target)")] = None,

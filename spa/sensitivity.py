@@ -8,9 +8,9 @@ network on one scale. `energy_scores` computes it; `energy_plan` removes the che
 until the pruned model's MACs match those of the local plan at the same ratio (so a comparison with local
 pruning is at equal cost, not at an equal channel count that a global ranking would fill with cheap channels).
 Groups without a supported consumer keep the local ratio. It is the default allocation of calibrated obspa (with
-real inputs and the re-fit) and of data-free obspa on float inputs up to DATA_FREE_ENERGY_MAX_RATIO
-(spa.api._allocation), capped at REFIT_ENERGY_CAP x the ratio per group; `--allocate energy` elsewhere, capped at
-ENERGY_CAP.
+real inputs and the re-fit), capped at REFIT_ENERGY_CAP x the ratio per group, and of data-free obspa on float
+inputs up to DATA_FREE_ENERGY_MAX_RATIO (spa.api._allocation), capped at REFIT_ENERGY_CAP or ENERGY_CAP, whichever
+moves the outputs less on fresh prior samples (spa.probe); `--allocate energy` elsewhere, capped at ENERGY_CAP.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ REFIT_ENERGY_CAP = 1.1
 # 0.945 / 0.874 / 0.819 vs 0.946 / 0.876 / 0.823; seeds 0-2, 0-2, 0-4); Magika (bytes) lost at 0.3 / 0.5 and only
 # chooses channels anyway (spa.api._choice_only). Held out once afterwards (generalise_ocr_rec.txt): the recogniser's
 # worst case rose at 0.1 / 0.3 (0.777 -> 0.841, 0.140 -> 0.818) but fell at 0.2 (0.889 -> 0.804, number-only text).
+# Since branch selfcheck that default probes both caps, REFIT_ENERGY_CAP and ENERGY_CAP (spa.probe).
 DATA_FREE_ENERGY_MAX_RATIO = 0.3
 
 
@@ -109,6 +110,11 @@ def _costs(a: Analysis, stats: dict) -> dict[int, tuple[np.ndarray, np.ndarray]]
 def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: float = 0.75, seed: int = 0) -> Plan:
     """The global plan by ΔL/E whose MACs match the local OBSPA plan's at `ratio` (bisection on the global
     ratio); groups without consumers pruned locally at `ratio`."""
+    return energy_plans(a, stats, ratio, (max_group_ratio,), seed=seed)[0]
+
+
+def energy_plans(a: Analysis, stats: dict, ratio: float, max_group_ratios, *, seed: int = 0) -> list[Plan]:
+    """`energy_plan` at each of several caps, the costs computed once (spa.probe compares them)."""
     from .plan import keep_mask
 
     rng = np.random.default_rng(seed)
@@ -124,24 +130,28 @@ def energy_plan(a: Analysis, stats: dict, ratio: float, *, max_group_ratio: floa
     def macs(plan: Plan) -> int:
         return count(keep_mask(a, plan))
 
-    def merged(r: float) -> Plan:
-        p = make_plan(a, raw, r, global_=True, max_group_ratio=max_group_ratio, criterion="obspa")
-        q = make_plan(a, rest, ratio, criterion="obspa")
-        return Plan(p.groups + q.groups, "obspa", ratio, "energy")
-
     want = macs(local)
-    lo, hi = 0.0, min(0.99, max_group_ratio)
-    best = merged(hi)
-    if macs(best) > want:  # the cap binds: as far as it allows
+
+    def at_cap(max_group_ratio: float) -> Plan:
+        def merged(r: float) -> Plan:
+            p = make_plan(a, raw, r, global_=True, max_group_ratio=max_group_ratio, criterion="obspa")
+            q = make_plan(a, rest, ratio, criterion="obspa")
+            return Plan(p.groups + q.groups, "obspa", ratio, "energy")
+
+        lo, hi = 0.0, min(0.99, max_group_ratio)
+        best = merged(hi)
+        if macs(best) > want:  # the cap binds: as far as it allows
+            return best
+        for _ in range(BISECT_STEPS):
+            mid = (lo + hi) / 2
+            p = merged(mid)
+            if macs(p) <= want:
+                hi, best = mid, p
+            else:
+                lo = mid
         return best
-    for _ in range(BISECT_STEPS):
-        mid = (lo + hi) / 2
-        p = merged(mid)
-        if macs(p) <= want:
-            hi, best = mid, p
-        else:
-            lo = mid
-    return best
+
+    return [at_cap(c) for c in max_group_ratios]
 
 
 def pruned_macs(a: Analysis, keep: np.ndarray) -> int:

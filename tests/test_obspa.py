@@ -233,7 +233,10 @@ def test_binary_source_is_two_level_shapes_on_a_background():
 
 
 def test_calib_samples_sets_the_synthetic_sample_count(monkeypatch, tmp_path):
-    """--calib-samples decides how many synthetic samples the data-free statistics read; 0 is refused."""
+    """--calib-samples decides how many synthetic samples the data-free statistics read (the probe of the energy
+    allocation, spa.probe, draws its own PROBE_SAMPLES after them); 0 is refused."""
+    from spa.probe import PROBE_SAMPLES
+
     seen = []
     orig = calib.PRIORS[calib.DEFAULT_SOURCE]
 
@@ -244,7 +247,7 @@ def test_calib_samples_sets_the_synthetic_sample_count(monkeypatch, tmp_path):
     monkeypatch.setitem(calib.PRIORS, calib.DEFAULT_SOURCE, spy)
     spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=12, verify=False)
     spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", verify=False)
-    assert seen == [12, calib.DATA_FREE_SAMPLES]
+    assert seen == [12, PROBE_SAMPLES, calib.DATA_FREE_SAMPLES, PROBE_SAMPLES]
     r = _cli("prune", str(SAMPLE), "-o", str(tmp_path / "o.onnx"), "-c", "obspa", "--calib-samples", "0")
     assert r.returncode == 2 and "--calib-samples" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.onnx").exists()

@@ -431,11 +431,11 @@ def test_calibrated_obspa_allocates_by_energy_by_default_at_the_local_macs():
 
 def test_data_free_obspa_allocates_by_energy_up_to_its_max_ratio_and_locally_above():
     """Data-free obspa with a plain ratio spreads it by the OBS cost at 0.2 (up to DATA_FREE_ENERGY_MAX_RATIO: each
-    group at most REFIT_ENERGY_CAP x the ratio, where `--allocate energy` goes up to ENERGY_CAP x), at or under the
+    group at most the cap spa.probe chose x the ratio, where `--allocate energy` goes up to ENERGY_CAP x), at or under the
     local plan's MACs with the oracle holding; locally at 0.5, with --round-to (the energy plan ignores it),
     --global or allocation="local", and on models with id inputs (a token model; a byte model, whose statistics
     only choose channels), which `--allocate energy` still spreads."""
-    from spa.sensitivity import DATA_FREE_ENERGY_MAX_RATIO, REFIT_ENERGY_CAP
+    from spa.sensitivity import DATA_FREE_ENERGY_MAX_RATIO, ENERGY_CAP, REFIT_ENERGY_CAP
 
     assert 0.2 <= DATA_FREE_ENERGY_MAX_RATIO < 0.5
     _, rep = spa.prune(str(SAMPLE), ratio=0.2, criterion="obspa", calib_samples=8, oracle=True)
@@ -445,7 +445,11 @@ def test_data_free_obspa_allocates_by_energy_up_to_its_max_ratio_and_locally_abo
     assert rep.oracle is not None and rep.oracle <= TOL
     assert rep.after.macs <= loc.after.macs
     shares = [1 - len(g.keep) / g.size for g in rep.plan.groups]
-    assert max(shares) <= REFIT_ENERGY_CAP * 0.2 + 1e-9 < max(1 - len(g.keep) / g.size for g in opt.plan.groups)
+    cap = rep.calibration["allocation"]["cap"]  # the probed cap (spa.probe; tests/test_probe.py)
+    assert cap in (REFIT_ENERGY_CAP, ENERGY_CAP)
+    assert max(shares) <= cap * 0.2 + 1e-9
+    assert max(shares) <= REFIT_ENERGY_CAP * 0.2 + 1e-9 < max(1 - len(g.keep) / g.size for g in opt.plan.groups) \
+        or cap == ENERGY_CAP
     assert {round(v, 6) for v in shares} != {round(1 - len(g.keep) / g.size, 6) for g in loc.plan.groups}
     for kw in ({"ratio": 0.5}, {"ratio": 0.2, "round_to": 2}):
         _, other = spa.prune(str(SAMPLE), criterion="obspa", calib_samples=8, **kw)

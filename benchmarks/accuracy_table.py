@@ -44,7 +44,16 @@ MODELS = {  # model -> (title, what the number is)
 # without an update (spa/calib.py BYTE_RANK_ONLY); its "obspa-binary" rows are uniform byte ids with the update, what
 # the default did before. Every Magika row is on the fixed held-out file list (benchmarks/magika_heldout_files.txt),
 # all methods in one run; the rows on the earlier sampled sets are kept in the raw file as comments (superseded).
-DATA_FREE = {"minilm": "obspa-default", "ocr_rec": "obspa-strokes", "ocr_det": "obspa-strokes", "magika": "obspa-strokes"}
+# Since branch selfcheck PP-OCRv4 rec and det show "obspa-default" where it was run (0.1-0.3: the default probes the
+# energy allocation's cap, spa.probe), "obspa-strokes" elsewhere (0.5: local, the default there); the rows of the
+# energydef default (cap 1.1) are renamed "obspa-strokes-energy11" in the raw files and listed as a variant.
+DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-strokes"),
+             "ocr_det": ("obspa-default", "obspa-strokes"), "magika": ("obspa-strokes",)}
+
+
+def data_free(rec: dict, model: str, r: float) -> list:
+    """The rows of spa's data-free default for `model` at ratio `r`: the first of DATA_FREE's methods run there."""
+    return next((rows for meth in DATA_FREE.get(model, ("obspa-binary",)) if (rows := rec.get((model, meth, r)))), [])
 NOTES = {"minilm": ("Since branch minilmcal obspa on token-id models defaults to the `common` prior (the embedding "
                     "table's everyday tokens) spread by the OBS cost data-free, and with `--calib` to `token-bag-common` "
                     "(the sentences, sequences of their tokens shuffled and of common tokens; no re-fit) spread so too, "
@@ -115,10 +124,11 @@ def main() -> None:
            ", ".join(f"`{f.name}`" for f in files + distill) + " (do not edit by hand). "
            "Every number is on HELD-OUT inputs: distributions that no choice of method or default looked at "
            "(benchmarks/generalise.py's header lists them). Data-free obspa = spa's default source: for PP-OCRv4 rec "
-           "and det the rows \"obspa-strokes\" (the default image prior now; det's rows are a second look at its "
-           "held-out pages, see the raw file; since branch energydef at 0.1-0.3 with the default's OBS-cost "
-           "allocation, at most 1.1x the ratio per group), for all-MiniLM-L6-v2 \"obspa-padded\" (attention masks as padding "
-           "masks, the default now), for Magika \"obspa-strokes\" (for byte inputs the default draws file-like byte "
+           "and det the rows \"obspa-default\" at 0.1-0.3 (spa's default as a user runs it: the `strokes` prior, the "
+           "OBS-cost allocation with each group's cap, 1.1x or 1.5x the ratio, chosen by probing, spa/probe.py; "
+           "since branch selfcheck; a second look at the held-out sets, which earlier defaults were scored on) and "
+           "\"obspa-strokes\" at 0.5 (local; det's rows are a second look at its held-out pages, see the raw "
+           "file), for all-MiniLM-L6-v2 \"obspa-default\" (the `common` prior spread by the OBS cost), for Magika \"obspa-strokes\" (for byte inputs the default draws file-like byte "
            "streams and chooses channels without an update). Values are relative to the original model (1.000 = "
            "unchanged). Data-free obspa runs seeds 0-4 (the seeds measured are in brackets): **worst** = the lowest over seeds and held-out "
            "distributions, **mean** = over both. l1 and `--calib 32` are deterministic here (one run; the worst "
@@ -145,7 +155,7 @@ def main() -> None:
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in RATIOS:
             rows = {meth: rec.get((model, meth, r), []) for meth in ("l1", "obspa-calib32", "distill")}
-            rows["obspa-binary"] = rec.get((model, DATA_FREE.get(model, "obspa-binary"), r), [])
+            rows["obspa-binary"] = data_free(rec, model, r)
             ref = next((v for v in rows.values() if v), None)
             if ref is None:
                 continue
@@ -159,7 +169,7 @@ def main() -> None:
         out += ["", "Data-free obspa per distribution (worst seed / mean over seeds):", "",
                 "| ratio | " + " | ".join(dists) + " |", "|---|" + "---|" * len(dists)]
         for r in RATIOS:
-            rows = rec.get((model, DATA_FREE.get(model, "obspa-binary"), r), [])
+            rows = data_free(rec, model, r)
             if not rows:
                 continue
             cells = []
@@ -168,7 +178,7 @@ def main() -> None:
                 cells.append(f"{min(v):.3f} / {np.mean(v):.3f} ({len(v)} seeds)" if v else "-")
             out.append(f"| {r} | " + " | ".join(cells) + " |")
         others = sorted({k[1] for k in rec if k[0] == model}
-                        - {"l1", DATA_FREE.get(model, "obspa-binary"), "obspa-calib32", "distill"})
+                        - {"l1", *DATA_FREE.get(model, ("obspa-binary",)), "obspa-calib32", "distill"})
         if others:
             out += ["", ("Other variants on the same held-out inputs (data-free unless the name says calib; "
                     "worst / mean over seeds and distributions; see the raw file's comments and "
@@ -240,7 +250,7 @@ def readme(rec: dict, base: dict, models: list[str]) -> None:
         title, what = MODELS.get(model, (model, "metric"))
         for r in RATIOS:
             rows = {meth: rec.get((model, meth, r), []) for meth in ("l1", "obspa-calib32")}
-            free = rec.get((model, DATA_FREE.get(model, "obspa-binary"), r), [])
+            free = data_free(rec, model, r)
             ref = next((v for v in (*rows.values(), free) if v), None)
             if ref is None:
                 continue

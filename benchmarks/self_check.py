@@ -94,9 +94,17 @@ def main() -> None:
     for name in args.models.split(","):
         b = g.ocr_rec(selection=True, numbers_too=True) if name == "ocr_rec" else g.BENCHES[name](selection=True)
         view, _ = prepare(b.model)
-        probe = priors.strokes_inputs(view, PROBES, PROBE_SEED)
+        if name.startswith("ocr"):  # the runs of benchmarks/self_check.txt's first block
+            source, probe = "strokes", priors.strokes_inputs(view, PROBES, PROBE_SEED)
+        else:  # spa's data-free default source for the model, as spa.probe draws it (one seed for every prune)
+            from spa import calib
+            from spa.analysis import analyze
+
+            a = analyze(view)
+            source = calib.default_source(view, "obspa", False)
+            probe = calib.source_feeds(a, source, None, samples=PROBES, seed=PROBE_SEED)
         ref = outputs(b.model, probe)
-        print(f"# {b.name}: {b.what}; proxy = {PROBES} 'strokes' samples at seed {PROBE_SEED}", flush=True)
+        print(f"# {b.name}: {b.what}; proxy = {PROBES} {source!r} samples at seed {PROBE_SEED}", flush=True)
         print("# S\tmodel\tratio\tseed\tmethod\tproxy\tproxy_p90\tparams_kept\tprune_s\t" +
               "\t".join(b.dists), flush=True)
         for r in [float(v) for v in args.ratios.split(",")]:

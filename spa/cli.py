@@ -323,7 +323,10 @@ def _print_prune_table(rep, model: Path, output: Path, latency: bool, input_shap
     from .report import human
 
     b, a = rep.before, rep.after
-    t = Table(title=f"{_rich(model.name)} → {_rich(output.name)}  ({rep.plan.mode}, {_rich(rep.plan.criterion or 'plan')}, ratio {rep.plan.ratio})")
+    mode = rep.plan.mode
+    if probed := (rep.calibration or {}).get("allocation"):  # spa.probe chose the energy plan's cap
+        mode = f"{mode}, cap {probed['cap']:g}x probed"
+    t = Table(title=f"{_rich(model.name)} → {_rich(output.name)}  ({mode}, {_rich(rep.plan.criterion or 'plan')}, ratio {rep.plan.ratio})")
     t.add_column("")
     t.add_column("before", justify="right")
     t.add_column("after", justify="right")

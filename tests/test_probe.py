@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,14 @@ def test_data_free_default_reports_the_probe_and_explicit_allocations_skip_it(mo
     _, big = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=16)
     assert "allocation" not in big.calibration and big.plan.mode == "energy"
     assert max(1 - len(g.keep) / g.size for g in big.plan.groups) <= REFIT_ENERGY_CAP * 0.3 + 1e-9
+
+
+def test_cli_says_the_probed_cap_in_the_title_and_in_json(tmp_path):
+    def cli(out: str, *more: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "spa", "prune", str(SAMPLE), "-o", str(tmp_path / out), "-c",
+                               "obspa", "--ratio", "0.3", "--calib-samples", "16", *more], capture_output=True,
+                              text=True, cwd=ROOT, check=True)
+
+    r = cli("a.onnx")
+    got = json.loads(cli("b.onnx", "--json").stdout)["calibration"]["allocation"]
+    assert f"cap {got['cap']:g}x probed" in " ".join(r.stdout.split())

@@ -98,7 +98,40 @@ def spread(m, x: np.ndarray, o: np.ndarray, source: str, samples: int | None = N
                                           calib_samples=samples)[0], x))[0] for s in range(4)]
 
 
+def allocations(m, x: np.ndarray, o: np.ndarray) -> None:
+    """The data-free default's allocations side by side at 0.1-0.3, seeds 0-3 (branch selfcheck: a model and domain
+    the probed cap was not chosen on): local; the OBS-cost plan at cap 1.1 (the default before, spa.probe off) and
+    at 1.5 (`--allocate energy`); spa's default (the probed cap). Class-logit correlation, worst / mean."""
+    from spa import probe
+
+    def at(r: float, s: int, how: str) -> tuple[float, str]:
+        before = probe.MAX_BYTES
+        probe.MAX_BYTES = 0 if how == "cap 1.1" else before  # above every model: the probe is skipped, cap 1.1
+        try:
+            kw = {"local": {"allocation": "local"}, "cap 1.5": {"allocation": "energy"}}.get(how, {})
+            pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=s, **kw)
+        finally:
+            probe.MAX_BYTES = before
+        got = (rep.calibration or {}).get("allocation")
+        return fidelity(o, outputs(pruned, x))[0], f"{got['cap']:g}" if got else "-"
+
+    print("data-free obspa by allocation, seeds 0-3: class-logit correlation per seed, worst / mean (probed: the cap "
+          "each seed's probe chose)")
+    for r in (0.1, 0.2, 0.3):
+        for how in ("local", "cap 1.1", "cap 1.5", "default (probed)"):
+            got = [at(r, s, how) for s in range(4)]
+            cs = [c for c, _ in got]
+            caps = ",".join(k for _, k in got) if how.startswith("default") else ""
+            print(f"  r={r} {how:17s}" + "".join(f"{c:8.4f}" for c in cs) + f"   worst {min(cs):.4f}  mean "
+                  f"{np.mean(cs):.4f}" + (f"  (caps {caps})" if caps else ""), flush=True)
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--allocations"]:
+        m = model()
+        x = crops()
+        allocations(m, x, outputs(m, x))
+        return
     if len(sys.argv) == 3 and sys.argv[1] == "--samples":
         m = model()
         x = crops()

@@ -103,3 +103,14 @@ def test_cli_says_the_probed_cap_in_the_title_and_in_json(tmp_path):
     r = cli("a.onnx")
     got = json.loads(cli("b.onnx", "--json").stdout)["calibration"]["allocation"]
     assert f"cap {got['cap']:g}x probed" in " ".join(r.stdout.split())
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_probe_runs_a_fixed_batch_model_in_its_batch(batch):
+    """A model exported with a fixed batch gets its probe samples in whole batches of that size (32 is a multiple),
+    and the probed prune passes the oracle."""
+    from models.data_inputs import fixed_batch_cnn
+
+    _, rep = spa.prune(fixed_batch_cnn(batch), ratio=0.3, criterion="obspa", calib_samples=5, oracle=True)
+    assert rep.calibration["allocation"]["probe_samples"] == probe.PROBE_SAMPLES
+    assert rep.oracle is not None and rep.oracle <= 1e-5

@@ -164,6 +164,17 @@ def _common_and_low(table: np.ndarray, share: float, weight: int = 1, common: fl
     return np.concatenate([np.union1d(common_tokens(table, common), low), *[low] * (weight - 1)])
 
 
+def _by_id_rank(table: np.ndarray, power: float, draws: int = 200_000, share: float | None = None) -> np.ndarray:
+    """spa.priors.everyday_tokens, each repeated in proportion to 1 / (rank of its id among them + 1)^power (so that a
+    uniform draw from the result follows those weights)."""
+    from spa import priors
+
+    ids = priors.everyday_tokens(table) if share is None else np.union1d(
+        priors.common_tokens(table, share), priors.low_cosine_tokens(table, priors.LOW_SHARE))
+    w = 1.0 / (np.arange(len(ids)) + 1.0) ** power
+    return np.repeat(ids, np.maximum(1, np.round(w / w.sum() * draws)).astype(np.int64))
+
+
 def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102,
             pad: int | None = 0) -> dict[str, np.ndarray]:
     """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one
@@ -207,6 +218,13 @@ def register_variants() -> None:
         **{f"common+low{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=k / 100))
            for k in (2, 5, 10)},
         "common-pc1": partial(priors.common_token_inputs, tokens=priors.common_tokens),
+        # branch selfcheck: the everyday tokens (common+low5, the default) drawn by the rank of their id among them,
+        # weight 1 / (rank + 1)^a: tokenizers number their vocabularies roughly by frequency (BERT's WordPiece after
+        # its characters, BPE merges, SentencePiece scores), a signal the table's geometry does not use
+        **{f"everyday-zipf{k}": partial(priors.common_token_inputs, tokens=partial(_by_id_rank, power=k / 10))
+           for k in (5, 10)},
+        # the same over a wider set: the half of the table on the common side and the 5 % least aligned
+        "wide-zipf10": partial(priors.common_token_inputs, tokens=partial(_by_id_rank, power=1.0, share=0.5)),
         # the 5 % drawn twice (or 3x) as often as each common token
         **{f"common+low5x{k}": partial(priors.common_token_inputs, tokens=partial(_common_and_low, share=0.05, weight=k))
            for k in (2, 3)},

@@ -567,7 +567,10 @@ def _choose_plan(a: Analysis, o: PruneOptions, data: _Data | None, run: _Run) ->
             from .sensitivity import energy_plans
 
             caps = _energy_caps(o, data.source if data else None, a.view)
-            plans = energy_plans(a, layers, o.ratio, [min(o.max_group_ratio, c * o.ratio) for c in caps], seed=o.seed)
+            limits = [min(o.max_group_ratio, c * o.ratio) for c in caps]
+            if len(set(limits)) == 1:  # --max-group-ratio binds both: one plan, nothing to probe
+                caps, limits = caps[:1], limits[:1]
+            plans = energy_plans(a, layers, o.ratio, limits, seed=o.seed)
             plan = plans[0] if len(plans) == 1 else _probed(a, o, data, dict(zip(caps, plans)), run)
         if plan is None:
             plan = compute_plan(a, ratio=o.ratio, criterion=o.criterion, global_=o.global_,

@@ -114,3 +114,10 @@ def test_the_probe_runs_a_fixed_batch_model_in_its_batch(batch):
     _, rep = spa.prune(fixed_batch_cnn(batch), ratio=0.3, criterion="obspa", calib_samples=5, oracle=True)
     assert rep.calibration["allocation"]["probe_samples"] == probe.PROBE_SAMPLES
     assert rep.oracle is not None and rep.oracle <= 1e-5
+
+
+def test_no_probe_where_max_group_ratio_makes_both_caps_one():
+    """--max-group-ratio below both caps' limits leaves one plan: nothing is probed, the cap binds every group."""
+    _, rep = spa.prune(str(SAMPLE), ratio=0.3, criterion="obspa", calib_samples=16, max_group_ratio=0.3)
+    assert "allocation" not in rep.calibration and rep.plan.mode == "energy"
+    assert max(1 - len(g.keep) / g.size for g in rep.plan.groups) <= 0.3 + 1e-9

@@ -33,8 +33,9 @@ BISECT_STEPS = 12
 # "strokes" on the widened OCR selection set it wins at every ratio measured (worst / mean share of the original's
 # accuracy, seeds 0-2: 0.941 / 0.973, 0.910 / 0.944, 0.801 / 0.884 at 0.1 / 0.2 / 0.3 against 0.880 / 0.944,
 # 0.852 / 0.937, 0.211 / 0.539 local; held out: 0.936 / 0.971, 0.918 / 0.965, 0.893 / 0.932, generalise_ocr_rec.txt).
-# Not the data-free default: PP-OCRv4 det's selection pages lose with it at 0.2-0.5 and Magika's selection files at
-# 0.1, 0.3 and 0.5 (both at 0.5 with a cap of 1.1 too).
+# Not the data-free default alone: PP-OCRv4 det's selection pages lose with it at 0.2-0.5 and Magika's selection files
+# at 0.1, 0.3 and 0.5 (both at 0.5 with a cap of 1.1 too). Since branch selfcheck it is one of the two caps that the
+# data-free default on float inputs probes (spa.probe).
 ENERGY_CAP = 1.5
 # With real calibration data and obspa's re-fit (where the allocation is the default, spa.api._allocation): at most
 # 1.1x. PP-OCRv4 rec at 0.5 with 32 lines and their rescaled copies (benchmarks/obspa_calib_fast_choice.txt, choice

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 PROBE_SAMPLES = 32  # fresh prior samples the candidates are run on
 PROBE_SEED = 10_000  # added to the prune's seed: other samples than the statistics'
 MAX_BYTES = 64 << 20  # weights up to this size are probed (spa.api.SELF_CHECK_BYTES, the oracle's limit too)
-BATCH = 8
 
 
 @dataclass
@@ -49,45 +48,63 @@ class Candidate:
     error: float
 
 
-def output_error(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
-    """Relative squared error ‖y' − y‖² / ‖y‖², the mean over the floating-point outputs (inf where the candidate
-    gives non-finite values, so that it never wins)."""
-    errors = []
-    for y, z in zip(reference, outputs):
-        if not np.issubdtype(y.dtype, np.floating):
-            continue
-        y64, z64 = y.astype(np.float64), z.astype(np.float64)
-        if not np.all(np.isfinite(z64)):
+class OutputError:
+    """The relative squared error Σ‖y' − y‖² / Σ‖y‖² of each floating-point output, summed batch by batch (so that
+    no model's outputs on all the probe samples are held at once: a segmentation model's are hundreds of MB), and
+    `value`, its mean over the outputs (inf where the candidate gave non-finite values, so that it never wins)."""
+
+    def __init__(self) -> None:
+        self.diff: dict[int, float] = {}
+        self.energy: dict[int, float] = {}
+        self.finite = True
+
+    def add(self, reference: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+        for j, (y, z) in enumerate(zip(reference, outputs)):
+            if not np.issubdtype(y.dtype, np.floating):
+                continue
+            y64, z64 = y.astype(np.float64), z.astype(np.float64)
+            self.finite = self.finite and bool(np.all(np.isfinite(z64)))
+            self.diff[j] = self.diff.get(j, 0.0) + float(np.sum((z64 - y64) ** 2))
+            self.energy[j] = self.energy.get(j, 0.0) + float(np.sum(y64 * y64))
+
+    @property
+    def value(self) -> float:
+        if not self.finite:
             return float("inf")
-        energy = float(np.sum(y64 * y64))
-        if energy > 0 and np.isfinite(energy):
-            errors.append(float(np.sum((z64 - y64) ** 2)) / energy)
-    return float(np.mean(errors)) if errors else 0.0
+        errors = [self.diff[j] / e for j, e in self.energy.items() if e > 0 and np.isfinite(e)]
+        return float(np.mean(errors)) if errors else 0.0
 
 
-def run_outputs(model, feeds: dict[str, np.ndarray], batch: int) -> list[np.ndarray]:
-    """Every graph output of `model` on `feeds`, `batch` samples per onnxruntime run, concatenated."""
-    from .verify import session
-
-    s = session(model, optimize=True, spinning=False)
-    n = len(next(iter(feeds.values())))
-    parts = [s.run(None, {k: v[i:i + batch] for k, v in feeds.items()}) for i in range(0, n, batch)]
-    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+def output_error(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """`OutputError` of whole output lists."""
+    e = OutputError()
+    e.add(reference, outputs)
+    return e.value
 
 
 def choose(a: Analysis, plans: dict[float, Plan], compensate: Callable[[np.ndarray], dict[str, np.ndarray]],
            probes: dict[str, np.ndarray], batch: int) -> tuple[Candidate, list[Candidate]]:
     """The candidate plan (cap -> plan) whose compensated, zeroed model has the lowest output error on `probes`,
-    and all candidates in the order given (ties: the first). `compensate`: keep mask -> the OBS update."""
-    from .verify import zeroed_model
+    and all candidates in the order given (ties: the first). `compensate`: keep mask -> the OBS update. The
+    original and every candidate run batch by batch side by side, each batch's outputs compared and let go."""
+    from .verify import session, zeroed_model
 
-    reference = run_outputs(a.view.model, probes, batch)
-    out = []
+    found = []
     for cap, plan in plans.items():
         keep = keep_mask(a, plan)
         overrides = compensate(keep)
-        error = output_error(reference, run_outputs(zeroed_model(a, keep, overrides), probes, batch))
-        log.debug("probe: cap %.2f x the ratio, output error %.5f", cap, error)
-        out.append(Candidate(cap, plan, keep, overrides, error))
+        found.append((cap, plan, keep, overrides, session(zeroed_model(a, keep, overrides), optimize=True,
+                                                          spinning=False)))
+    reference = session(a.view.model, optimize=True, spinning=False)
+    errors = [OutputError() for _ in found]
+    n = len(next(iter(probes.values())))
+    for i in range(0, n, batch):
+        feeds = {k: v[i:i + batch] for k, v in probes.items()}
+        y = reference.run(None, feeds)
+        for e, (*_, s) in zip(errors, found):
+            e.add(y, s.run(None, feeds))
+    out = [Candidate(cap, plan, keep, overrides, e.value) for e, (cap, plan, keep, overrides, _) in zip(errors, found)]
+    for c in out:
+        log.debug("probe: cap %.2f x the ratio, output error %.5f", c.cap, c.error)
     best = min(out, key=lambda c: c.error)  # min keeps the first of equal errors
     return best, out

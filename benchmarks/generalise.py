@@ -175,6 +175,40 @@ def _by_id_rank(table: np.ndarray, power: float, draws: int = 200_000, share: fl
     return np.repeat(ids, np.maximum(1, np.round(w / w.sum() * draws)).astype(np.int64))
 
 
+def _walk(view, n: int, seed: int, other: int = 1, k: int = 32, function: float = 0.4) -> dict[str, np.ndarray]:
+    """"common" whose sequences are walks through the embedding table (branch selfcheck): real text stays on a topic,
+    uniform draws do not. Each position is, with probability `function`, a token of the 5 % least aligned with the
+    table's mean row (function words, punctuation: spa.priors.low_cosine_tokens), else one of the `k` nearest
+    (cosine) common tokens of the last content token (the first one uniform)."""
+    from spa import priors
+
+    out = priors.common_token_inputs(view, n, seed, other)
+    rng = np.random.default_rng((seed, 29))
+    for name, x in out.items():
+        found = priors._gather_table(view, name)
+        if found is None or x.dtype.kind not in "iu":
+            continue
+        table = np.moveaxis(np.asarray(view.array(found[0])), found[1], 0)
+        table = table.reshape(len(table), -1).astype(np.float64)
+        if len(table) < priors.COMMON_MIN_ROWS:
+            continue
+        content = priors.common_tokens(table)
+        glue = priors.low_cosine_tokens(table, priors.LOW_SHARE)
+        unit = table[content] / np.maximum(np.linalg.norm(table[content], axis=1, keepdims=True), 1e-12)
+        near = np.argsort(-(unit @ unit.T), axis=1)[:, 1:k + 1]  # indices into `content`
+        y = np.empty_like(x)
+        for row in range(x.shape[0]):
+            at = int(rng.integers(len(content)))
+            for pos in range(x.shape[1]):
+                if rng.random() < function:
+                    y[row, pos] = glue[rng.integers(len(glue))]
+                else:
+                    at = int(near[at, rng.integers(k)]) if pos else at
+                    y[row, pos] = content[at]
+        out[name] = y
+    return out
+
+
 def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 102,
             pad: int | None = 0) -> dict[str, np.ndarray]:
     """"common" with BERT's frame: token ids [CLS] w... [SEP] [PAD]..., the [SEP] at the padding mask's last one
@@ -234,6 +268,8 @@ def register_variants() -> None:
         # branch minilmcal, an upper bound (it knows the tokenizer): "common" with every sequence framed as a BERT
         # tokenizer frames a sentence: [CLS] first, [SEP] last where the padding mask ends, [PAD] after it
         "common-frame": _framed,
+        "common-walk": _walk,  # branch selfcheck: topical walks through the table, function words between
+        "common-walk8f6": partial(_walk, k=8, function=0.6),
         "common-frame-nopad": partial(_framed, pad=None),  # [CLS] and [SEP] only: masked positions keep common tokens
         # byte streams with the text / binary split exact in every seed's samples (half each), not drawn per sample
         "bytes-strat": lambda view, n, seed, other=1: _halves(

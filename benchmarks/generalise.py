@@ -323,6 +323,9 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
             return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
         finally:
             priors.SPLICE_SPAN = before
+    blend = re.fullmatch(r"obspa-blend(\d+)", method)
+    if blend:  # branch selfcheck, Magika: the default's choice (its OBS costs) and l1's, ranks averaged (weight of l1)
+        return _blended(m, ratio, seed, int(blend.group(1)) / 100)
     if method == "obspa-default":  # spa's data-free default, whatever source and allocation it picks for the model
         return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
     if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)
@@ -385,6 +388,23 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     # 0.1-0.3 since branch energydef were run as spa's default (energy allocation, cap 1.1): rerun them with
     # obspa-default, which gives the same prunes (benchmarks/distill_rec_heldout.py checked params and scores).
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
+
+
+def _blended(m: onnx.ModelProto, ratio: float, seed: int, w: float):
+    """The local plan by the average of each channel's rank (within its group) under data-free obspa's scores and
+    under l1's, l1 weighted `w`; no weight update (as the choice-only default of byte models)."""
+    from spa.analysis import analyze
+    from spa.api import compute_scores, prepare
+    from spa.plan import make_plan
+
+    a = analyze(prepare(m)[0])
+    obs, mag = compute_scores(a, "obspa", seed), compute_scores(a, "l1", seed)
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        return np.argsort(np.argsort(v, kind="stable"), kind="stable") / max(1, len(v) - 1)
+
+    scores = {k: (1 - w) * ranks(np.asarray(obs[k])) + w * ranks(np.asarray(mag[k])) for k in obs}
+    return spa.prune(m, plan=make_plan(a, scores, ratio, criterion="obspa"), criterion="l1")
 
 
 def _byte_calib32(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib):

@@ -77,13 +77,6 @@ class OutputError:
         return float(np.mean(errors)) if errors else 0.0
 
 
-def output_error(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
-    """`OutputError` of whole output lists."""
-    e = OutputError()
-    e.add(reference, outputs)
-    return e.value
-
-
 def choose(a: Analysis, plans: dict[float, Plan], compensate: Callable[[np.ndarray], dict[str, np.ndarray]],
            probes: dict[str, np.ndarray], batch: int) -> tuple[Candidate, list[Candidate]]:
     """The candidate plan (cap -> plan) whose compensated, zeroed model has the lowest output error on `probes`,

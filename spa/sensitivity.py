@@ -133,11 +133,12 @@ def energy_plans(a: Analysis, stats: dict, ratio: float, max_group_ratios, *, se
 
     want = macs(local)
 
+    rest_plan = make_plan(a, rest, ratio, criterion="obspa")  # the groups without consumers: local, whatever the cap
+
     def at_cap(max_group_ratio: float) -> Plan:
         def merged(r: float) -> Plan:
             p = make_plan(a, raw, r, global_=True, max_group_ratio=max_group_ratio, criterion="obspa")
-            q = make_plan(a, rest, ratio, criterion="obspa")
-            return Plan(p.groups + q.groups, "obspa", ratio, "energy")
+            return Plan(p.groups + rest_plan.groups, "obspa", ratio, "energy")
 
         lo, hi = 0.0, min(0.99, max_group_ratio)
         best = merged(hi)

@@ -24,15 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "models" / "samples" / "simple_cnn.onnx"
 
 
+def _error(*batches: tuple[list[np.ndarray], list[np.ndarray]]) -> float:
+    e = probe.OutputError()
+    for reference, outputs in batches:
+        e.add(reference, outputs)
+    return e.value
+
+
 def test_output_error_is_relative_over_float_outputs_and_never_lets_nan_win():
     y = np.arange(1.0, 7.0, dtype=np.float32).reshape(2, 3)
     ids = np.array([1, 2], np.int64)
-    assert probe.output_error([y, ids], [y, ids + 1]) == 0.0  # integer outputs are not compared
-    assert probe.output_error([y], [2 * y]) == pytest.approx(1.0)
-    assert probe.output_error([y, y], [y, 0 * y]) == pytest.approx(0.5)  # the mean over outputs
+    assert _error(([y, ids], [y, ids + 1])) == 0.0  # integer outputs are not compared
+    assert _error(([y], [2 * y])) == pytest.approx(1.0)
+    assert _error(([y, y], [y, 0 * y])) == pytest.approx(0.5)  # the mean over outputs
+    assert _error(([y[:1]], [2 * y[:1]]), ([y[1:]], [y[1:]])) == pytest.approx(np.sum(y[0] ** 2) / np.sum(y ** 2))
     bad = y.copy()
     bad[0, 0] = np.nan
-    assert probe.output_error([y], [bad]) == float("inf")
+    assert _error(([y], [bad])) == float("inf")
 
 
 def _setup(ratio: float = 0.3):

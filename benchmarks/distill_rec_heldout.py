@@ -46,6 +46,7 @@ then scores the chosen setting on the held-out distributions (nothing if it is "
 from __future__ import annotations
 
 import argparse
+import re
 import os
 import sys
 import tempfile
@@ -69,6 +70,9 @@ METHOD, AUG_METHOD = "distill", "distill-aug"
 VALID_TEXTS = ("BSD", "LGPL-2.1", "Artistic")
 VALID_FONTS = ("NotoSerif-Regular.ttf", "FreeSans.ttf", "NotoSerif-Italic.ttf", "FreeSansOblique.ttf")
 N_VALID, VALID_SEED = 48, 11
+# --data mixed: of the N_LINES distillation lines, N_NUMBER_LINES are digit strings (train_numbers, seed
+# NUMBER_SEED) in the same DejaVu faces, the rest the licence lines as before; method names gain "-mixed"
+N_NUMBER_LINES, NUMBER_SEED = 128, 21
 
 
 def family(font_file: str) -> str:
@@ -114,6 +118,45 @@ def val_numbers(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+def train_numbers(rng: np.random.Generator, n: int) -> list[str]:
+    """Digit strings for `--data mixed`, in formats that neither generalise.numbers (held-out: ISO dates, dollar
+    prices, times with No., phone numbers) nor val_numbers (validation) use: order numbers, weights, ISBNs, page
+    ranges, thousands-separated counts, room numbers."""
+    out = []
+    for _ in range(n):
+        k = rng.integers(6)
+        if k == 0:
+            out.append(f"Order #{rng.integers(0, 999999):06d}")
+        elif k == 1:
+            out.append(f"{rng.integers(0, 500)}.{rng.integers(0, 100):02d} kg")
+        elif k == 2:
+            out.append(f"ISBN 978-{rng.integers(0, 10)}-{rng.integers(1000, 9999)}-{rng.integers(1000, 9999)}-"
+                       f"{rng.integers(0, 10)}")
+        elif k == 3:
+            a = int(rng.integers(1, 900))
+            out.append(f"pp. {a}-{a + int(rng.integers(1, 60))}")
+        elif k == 4:
+            out.append(f"{rng.integers(1, 999)},{rng.integers(0, 1000):03d},{rng.integers(0, 1000):03d}")
+        else:
+            out.append(f"Room {rng.integers(1, 40)}{'ABCDEF'[rng.integers(6)]}, Floor {rng.integers(1, 30)}")
+    return out
+
+
+def distillation_lines(data: str) -> tuple[np.ndarray, list[str]]:
+    """The unlabelled distillation lines: distill_ocr's licence lines ("licence"), or ("mixed") fewer of them and
+    N_NUMBER_LINES digit strings of train_numbers in the same faces."""
+    if data == "licence":
+        return lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES, seed=SAMPLE_SEED)
+    from obspa_ocr import render
+
+    x, t = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES - N_NUMBER_LINES, seed=SAMPLE_SEED)
+    nums = train_numbers(np.random.default_rng(NUMBER_SEED), N_NUMBER_LINES)
+    xn = np.stack([render(s, f"../{TRAIN_FONTS[k % len(TRAIN_FONTS)]}") for k, s in enumerate(nums)])
+    order = np.random.default_rng(NUMBER_SEED).permutation(N_LINES)  # numbers spread through the epochs' batches
+    texts = t + nums
+    return np.concatenate([x, xn])[order], [texts[i] for i in order]
+
+
 def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, list[str]]:
     """The validation distributions (name -> (lines, texts)) and comment lines that check them: no font family of
     the distillation or held-out sets, and how many texts coincide with theirs."""
@@ -139,26 +182,36 @@ def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, l
 
 def summary(path: Path) -> list[str]:
     """The table of a raw file (accuracy_table.py shows it in its distillation section): % of the original's accuracy
-    per held-out distribution before (generalise_ocr_rec.txt's data-free rows, the same seeds) and after distillation,
-    and the worst over the distributions; "augmented" rows (method distill-aug) where the file has them."""
-    from accuracy_table import DATA_FREE, read
+    per held-out distribution before (the prune that was distilled: the file's "pruned only" comments) and after
+    distillation, and the worst over the distributions; "augmented" (distill-aug) and "data mixed" (`--data mixed`,
+    distill-mixed / distill-aug-mixed) rows where the file has them."""
+    from accuracy_table import read
 
     rec, base = read([path, Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
+    pruned = {}  # (ratio, seed) -> rows of the prune that was distilled: this file's "# pruned only" comments
+    for m in re.finditer(r"^# pruned only \(obspa data-free\) at ([\d.]+), seed (\d+): ([^;]+);", path.read_text(), re.M):
+        r, seed = float(m[1]), int(m[2])
+        pruned[r, seed] = [(d, seed, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[3].split(", "))]
     dists = list(OCR_HELDOUT)
-    out = [f"{'row':42s} " + " ".join(f"{d:>10s}" for d in dists) + f" {'worst':>7s}",
-           f"{'original (teacher), raw accuracy':42s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
+    out = [f"{'row':48s} " + " ".join(f"{d:>10s}" for d in dists) + f" {'worst':>7s}",
+           f"{'original (teacher), raw accuracy':48s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
 
     def line(label: str, rows: list, seed: int) -> str:
         share = {d: v / base["ocr_rec", d] for d, s, v, *_ in rows if s == seed}
-        return f"{label:42s} " + " ".join(f"{share[d]:10.1%}" for d in dists) + f" {min(share.values()):7.1%}"
+        return f"{label:48s} " + " ".join(f"{share[d]:10.1%}" for d in dists) + f" {min(share.values()):7.1%}"
 
-    for r in sorted({k[2] for k in rec if k[1] == METHOD}):
-        for seed in sorted({s for _, s, *_ in rec["ocr_rec", METHOD, r]}):
-            out += [line(f"pruned {r} seed {seed} (obspa data-free)", rec["ocr_rec", DATA_FREE["ocr_rec"], r], seed),
-                    line(f"+ distillation {r} seed {seed}", rec["ocr_rec", METHOD, r], seed)]
-            aug = rec.get(("ocr_rec", AUG_METHOD, r), [])
-            if any(s == seed for _, s, *_ in aug):
-                out.append(line(f"+ distillation, augmented {r} seed {seed}", aug, seed))
+    ours = (METHOD, AUG_METHOD, METHOD + "-mixed", AUG_METHOD + "-mixed")
+    for r in sorted({k[2] for k in rec if k[1] in ours}):
+        for seed in sorted({s for m in ours for _, s, *_ in rec.get(("ocr_rec", m, r), [])}):
+            if (r, seed) in pruned:
+                out.append(line(f"pruned {r} seed {seed} (obspa data-free)", pruned[r, seed], seed))
+            if any(s == seed for _, s, *_ in rec.get(("ocr_rec", METHOD, r), [])):
+                out.append(line(f"+ distillation {r} seed {seed}", rec["ocr_rec", METHOD, r], seed))
+            for label, meth in ((", augmented", AUG_METHOD), (", data mixed", METHOD + "-mixed"),
+                                (", data mixed, augmented", AUG_METHOD + "-mixed")):
+                extra = rec.get(("ocr_rec", meth, r), [])
+                if any(s == seed for _, s, *_ in extra):
+                    out.append(line(f"+ distillation{label} {r} seed {seed}", extra, seed))
     return out
 
 
@@ -171,6 +224,8 @@ def main() -> None:
     ap.add_argument("--augment", default="none", help="spa finetune --augment SPEC (not 'none': method distill-aug)")
     ap.add_argument("--choose", help="'|'-separated --augment settings: distil each, choose on the validation set")
     ap.add_argument("--choice-file", type=Path, help="--choose: where the validation rows and the choice go")
+    ap.add_argument("--data", choices=("licence", "mixed"), default="licence",
+                    help="the distillation lines (distillation_lines); mixed: method names end in -mixed")
     a = ap.parse_args()
     if a.summary:
         print("\n".join(summary(a.summary)))
@@ -180,7 +235,8 @@ def main() -> None:
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     b = ocr_rec()
     name = b.model.graph.input[0].name
-    x_tr, t_tr = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES, seed=SAMPLE_SEED)
+    x_tr, t_tr = distillation_lines(a.data)
+    mixed = "-mixed" if a.data == "mixed" else ""
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -191,13 +247,17 @@ def main() -> None:
               f"held-out distributions (% of the original's character accuracy)")
         print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    if a.data == "mixed":
+        print(f"# --data mixed: {N_LINES - N_NUMBER_LINES} of the licence lines and {N_NUMBER_LINES} digit strings "
+              f"(train_numbers, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
+        print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
     print(f"# {b.name}: {b.what}")
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     specs = a.choose.split("|") if a.choose else [a.augment]
     if a.choose:
         val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()})
         base = {d: b.metric(b.model, v) for d, v in val.items()}
-        choice = [("PP-OCRv4 rec, data-free obspa prune + `spa finetune --teacher` (as distill_rec_heldout.txt): "
+        choice = [(f"PP-OCRv4 rec, data-free obspa prune + `spa finetune --teacher` (as distill_rec_heldout.txt, --data {a.data}): "
                    f"--augment chosen among {' / '.join(specs)} on a validation set, never on the held-out "
                    "distributions (share of the original's character accuracy, worst over the validation distributions)"),
                   *notes, "# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
@@ -221,12 +281,12 @@ def main() -> None:
                                                 str(EPOCHS), "--lr", LR, "--batch", str(BATCH), "--temperature",
                                                 str(TEMPERATURE), "--augment", spec, "--seed", str(seed)])
                 models[spec] = onnx.load(str(out))
-                what = f"# distillation (--augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}"
+                what = f"# distillation (--data {a.data}, --augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}"
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)
                 if a.choose:
                     share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
                     worst[spec] = min(share.values())
-                    choice += [what] + [f"V\t{b.name}\t{d}\t{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
                                         for d, v in share.items()]
             spec = specs[0]
             if a.choose:
@@ -234,11 +294,11 @@ def main() -> None:
                 choice.append(f"# choice at {r}, seed {seed} (worst share over the validation distributions): "
                               + ", ".join(f"{k} {w:.4f}" for k, w in worst.items()) + f" -> {spec}")
                 a.choice_file.write_text("\n".join(choice) + "\n")
-                if spec == "none":
+                if spec == "none" and not mixed:
                     print(f"# validation chose --augment none at {r}, seed {seed}: the '{METHOD}' rows are that")
                     continue
             after = {d: b.metric(models[spec], data) for d, data in b.dists.items()}
-            method = METHOD if spec == "none" else AUG_METHOD
+            method = (METHOD if spec == "none" else AUG_METHOD) + mixed
             if spec != "none":
                 print(f"# {method} rows below: --augment {spec}")
             for d, v in after.items():

@@ -41,6 +41,12 @@ then scores the chosen setting on the held-out distributions (nothing if it is "
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/distill_rec_heldout.py --ratios 0.5 --seeds 0 --no-header \
         --choose "none|invert,contrast" --choice-file benchmarks/distill_rec_heldout_choice.txt \
         >> benchmarks/distill_rec_heldout.txt
+
+Data that covers the deployment (`--data mixed`, methods "...-mixed"): 128 of the 512 lines are digit strings of
+`train_numbers` (order numbers, weights, ISBNs, page ranges, counts, rooms: formats neither the held-out nor the
+validation numbers use) in the same DejaVu faces, the rest the licence lines. Calibrate, then distil (`--start calib`,
+methods "...-fromcalib"): the prune distilled is `obspa --calib` on the first 32 distillation lines instead of the
+data-free default, what a user who has the lines can do. `--validate-only` (with --choose) stops after the V rows.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
 from generalise import OCR_HELDOUT, licence_segments, ocr_rec, prune_with, rec_line
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
+N_CALIB = 32  # --start calib: obspa --calib on the first lines of the distillation set
 EPOCHS, LR, BATCH, TEMPERATURE = 14, "2e-3", 16, 2.0  # distill_ocr.txt's 14-epoch rows
 METHOD, AUG_METHOD = "distill", "distill-aug"
 # validation (choice of --augment only): texts, fonts and a numbers generator that neither the distillation data nor
@@ -188,10 +195,11 @@ def summary(path: Path) -> list[str]:
     from accuracy_table import read
 
     rec, base = read([path, Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
-    pruned = {}  # (ratio, seed) -> rows of the prune that was distilled: this file's "# pruned only" comments
-    for m in re.finditer(r"^# pruned only \(obspa data-free\) at ([\d.]+), seed (\d+): ([^;]+);", path.read_text(), re.M):
-        r, seed = float(m[1]), int(m[2])
-        pruned[r, seed] = [(d, seed, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[3].split(", "))]
+    pruned = {}  # (how, ratio, seed) -> rows of the prune that was distilled: this file's "# pruned only" comments
+    for m in re.finditer(r"^# pruned only \(obspa (data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);",
+                         path.read_text(), re.M):
+        r, seed = float(m[2]), int(m[3])
+        pruned[m[1], r, seed] = [(d, seed, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[4].split(", "))]
     dists = list(OCR_HELDOUT)
     out = [f"{'row':48s} " + " ".join(f"{d:>10s}" for d in dists) + f" {'worst':>7s}",
            f"{'original (teacher), raw accuracy':48s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
@@ -200,18 +208,18 @@ def summary(path: Path) -> list[str]:
         share = {d: v / base["ocr_rec", d] for d, s, v, *_ in rows if s == seed}
         return f"{label:48s} " + " ".join(f"{share[d]:10.1%}" for d in dists) + f" {min(share.values()):7.1%}"
 
-    ours = (METHOD, AUG_METHOD, METHOD + "-mixed", AUG_METHOD + "-mixed")
-    for r in sorted({k[2] for k in rec if k[1] in ours}):
-        for seed in sorted({s for m in ours for _, s, *_ in rec.get(("ocr_rec", m, r), [])}):
-            if (r, seed) in pruned:
-                out.append(line(f"pruned {r} seed {seed} (obspa data-free)", pruned[r, seed], seed))
-            if any(s == seed for _, s, *_ in rec.get(("ocr_rec", METHOD, r), [])):
-                out.append(line(f"+ distillation {r} seed {seed}", rec["ocr_rec", METHOD, r], seed))
-            for label, meth in ((", augmented", AUG_METHOD), (", data mixed", METHOD + "-mixed"),
-                                (", data mixed, augmented", AUG_METHOD + "-mixed")):
-                extra = rec.get(("ocr_rec", meth, r), [])
-                if any(s == seed for _, s, *_ in extra):
-                    out.append(line(f"+ distillation{label} {r} seed {seed}", extra, seed))
+    free = ((METHOD, ""), (AUG_METHOD, ", augmented"), (METHOD + "-mixed", ", data mixed"),
+            (AUG_METHOD + "-mixed", ", data mixed, augmented"))
+    calib = tuple((m + "-fromcalib", label) for m, label in free)
+    for r in sorted({k[2] for k in rec if k[1] in {m for m, _ in free + calib}}):
+        for how, ours in (("data-free", free), ("--calib", calib)):
+            for seed in sorted({s for m, _ in ours for _, s, *_ in rec.get(("ocr_rec", m, r), [])}):
+                if (how, r, seed) in pruned:
+                    out.append(line(f"pruned {r} seed {seed} (obspa {how})", pruned[how, r, seed], seed))
+                for meth, label in ours:
+                    rows = rec.get(("ocr_rec", meth, r), [])
+                    if any(s == seed for _, s, *_ in rows):
+                        out.append(line(f"+ distillation{label} {r} seed {seed}", rows, seed))
     return out
 
 
@@ -226,6 +234,10 @@ def main() -> None:
     ap.add_argument("--choice-file", type=Path, help="--choose: where the validation rows and the choice go")
     ap.add_argument("--data", choices=("licence", "mixed"), default="licence",
                     help="the distillation lines (distillation_lines); mixed: method names end in -mixed")
+    ap.add_argument("--start", choices=("data-free", "calib"), default="data-free",
+                    help="the prune distilled: spa's data-free default, or (calib: method names end in -fromcalib) "
+                         f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can")
+    ap.add_argument("--validate-only", action="store_true", help="--choose: stop after the validation rows")
     a = ap.parse_args()
     if a.summary:
         print("\n".join(summary(a.summary)))
@@ -236,7 +248,7 @@ def main() -> None:
     b = ocr_rec()
     name = b.model.graph.input[0].name
     x_tr, t_tr = distillation_lines(a.data)
-    mixed = "-mixed" if a.data == "mixed" else ""
+    mixed = ("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -257,7 +269,8 @@ def main() -> None:
     if a.choose:
         val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()})
         base = {d: b.metric(b.model, v) for d, v in val.items()}
-        choice = [(f"PP-OCRv4 rec, data-free obspa prune + `spa finetune --teacher` (as distill_rec_heldout.txt, --data {a.data}): "
+        choice = [(f"PP-OCRv4 rec, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune --teacher` "
+                   f"(as distill_rec_heldout.txt, --data {a.data}, --start {a.start}): "
                    f"--augment chosen among {' / '.join(specs)} on a validation set, never on the held-out "
                    "distributions (share of the original's character accuracy, worst over the validation distributions)"),
                   *notes, "# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
@@ -265,12 +278,15 @@ def main() -> None:
     for seed in seeds:
         for r in ratios:
             t0 = time.perf_counter()
-            pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
+            if a.start == "calib":
+                pruned, rep = prune_with(b.model, "obspa-calib32", r, seed, {name: x_tr[:N_CALIB]})
+            else:
+                pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
             prune_s = time.perf_counter() - t0
             pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
             onnx.save(pruned, str(tmp / "pruned.onnx"))
             before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
-            print(f"# pruned only (obspa data-free) at {r}, seed {seed}: " +
+            print(f"# pruned only (obspa {'--calib' if a.start == 'calib' else 'data-free'}) at {r}, seed {seed}: " +
                   ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
                   f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
             models, worst = {}, {}
@@ -286,7 +302,7 @@ def main() -> None:
                 if a.choose:
                     share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
                     worst[spec] = min(share.values())
-                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
                                         for d, v in share.items()]
             spec = specs[0]
             if a.choose:
@@ -294,6 +310,8 @@ def main() -> None:
                 choice.append(f"# choice at {r}, seed {seed} (worst share over the validation distributions): "
                               + ", ".join(f"{k} {w:.4f}" for k, w in worst.items()) + f" -> {spec}")
                 a.choice_file.write_text("\n".join(choice) + "\n")
+                if a.validate_only:
+                    continue
                 if spec == "none" and not mixed:
                     print(f"# validation chose --augment none at {r}, seed {seed}: the '{METHOD}' rows are that")
                     continue

@@ -1,0 +1,103 @@
+"""Label-free distillation of PP-OCRv4 det scored on benchmarks/generalise.py's ocr_det HELD-OUT distributions, so
+that benchmarks/accuracy.md's "distilled" column for the detector sits beside its data-free and calibrated columns on
+the same inputs (distill_det.txt has its own protocol: box F-score on its own evaluation pages).
+
+Prune: spa's data-free default as a user runs it (generalise.prune_with's "obspa-default": the `strokes` prior, the
+OBS-cost allocation with its probed cap up to 0.3, local above).
+Distil: `python -m spa finetune PRUNED --teacher ORIGINAL --data pages.npz -o OUT` in a separate process, with
+distill_det.txt's settings (4 epochs, lr 1e-3, batch 8; BatchNorm re-estimated by finetune) on distill_det's
+distillation pages: 256 unlabelled 320x320 pages of GPL-3/GPL-2 words in its six DejaVu faces, black on white (seed
+1); the fine-tune's --seed is the prune's seed. Nothing is chosen here: the settings are distill_det's.
+Evaluate: generalise.ocr_det()'s held-out distributions and metric (pages: Apache-2.0 lines in Liberation Sans/Serif,
+black on white; pages-noisy: in FreeSerif/FreeMono, grey backgrounds, dark coloured text, blur and noise; 24 pages
+each; pixel F-score of the text map thresholded at 0.3 against the original's). Neither the held-out texts nor their
+font families are among the distillation pages' (checked and printed); the distillation pages hold no noise, no
+blur and no coloured background, so pages-noisy measures that shift.
+
+Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
+the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3,0.5 --seeds 0,1,2 \
+        > benchmarks/distill_det_heldout.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from distill_det import pages
+from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
+from generalise import ocr_det, prune_with
+
+N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
+EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
+METHOD = "distill"
+HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
+HELD_TEXT = "Apache-2.0"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ratios", default="0.3,0.5")
+    ap.add_argument("--seeds", default="0", help="comma-separated: the prune's and the fine-tune's seed")
+    ap.add_argument("--no-header", action="store_true", help="a later part appended to the same file")
+    a = ap.parse_args()
+    ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
+    train_families = {Path(f).stem.split("-")[0] for f in TRAIN_FONTS}
+    if same := train_families & set(HELD_FONTS):
+        raise SystemExit(f"held-out font families among the distillation fonts: {sorted(same)}")
+    if HELD_TEXT in TRAIN_TEXTS:
+        raise SystemExit(f"the held-out text {HELD_TEXT} is a distillation text")
+    b = ocr_det()
+    name = b.model.graph.input[0].name
+    x_tr, _ = pages(TRAIN_TEXTS, TRAIN_FONTS, N_PAGES, seed=PAGE_SEED)
+    tmp = Path(tempfile.mkdtemp(prefix="distill_det_heldout_"))
+    onnx.save(b.model, str(tmp / "orig.onnx"))
+    np.savez(tmp / "pages.npz", **{name: x_tr})
+    if not a.no_header:
+        print(f"PP-OCRv4 det pruned by data-free obspa (spa's default), distilled by `spa finetune --teacher` on "
+              f"{N_PAGES} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
+              f"({EPOCHS} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings), scored on generalise.py's "
+              f"ocr_det held-out distributions")
+        print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
+              f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
+        print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"# {b.name}: {b.what}")
+    print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
+    for seed in seeds:
+        for r in ratios:
+            t0 = time.perf_counter()
+            pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
+            prune_s = time.perf_counter() - t0
+            pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
+            onnx.save(pruned, str(tmp / "pruned.onnx"))
+            before = {d: b.metric(pruned, x) for d, x in b.dists.items()}
+            print(f"# pruned only (obspa data-free) at {r}, seed {seed}: " +
+                  ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
+                  f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
+            out = tmp / f"distilled_{r}_{seed}.onnx"
+            secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
+                                            "--data", str(tmp / "pages.npz"), "-o", str(out), "--epochs",
+                                            str(EPOCHS), "--lr", LR, "--batch", str(BATCH), "--seed", str(seed)])
+            print(f"# distillation at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
+                  + "\n#     ".join(log.strip().splitlines()), flush=True)
+            distilled = onnx.load(str(out))
+            for d, x in b.dists.items():
+                v = b.metric(distilled, x)
+                print(f"R\t{b.name}\t{d}\t{METHOD}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,11 @@ the MiniLM table's "distilled" column (worst over both held-out sets and the see
      --batch B (16);
      --choice "LR1;LR2": validation rows only, one distillation per learning rate, no held-out numbers printed;
      --data prior: distil on samples of spa's own data-free prior instead of sentences (validation 0.919 -> 0.915
-     at 0.3: it does not help, distill_minilm_choice.txt))
+     at 0.3: it does not help, distill_minilm_choice.txt);
+     --start calib: distil the `obspa --calib` prune on 32 of the distillation sentences (a seeded sample, both
+     kinds) instead of the data-free one, what a user who has the sentences can do; R rows method
+     "distill-fromcalib" (the idea chosen on PP-OCRv4 rec's validation set, distill_rec_heldout_calibstart_choice.txt,
+     not on this model))
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ LICENCES = Path("/usr/share/common-licenses")
 PRIOR_SEED = 1000  # --data prior: not a seed the prunes' statistics use
 
 
+N_CALIB, CALIB_SEED = 32, 5  # --start calib: the sentences obspa --calib prunes with
+
+
 def arg(name: str, default: str) -> str:
     return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
 
@@ -88,6 +95,10 @@ def main() -> None:
     seeds = [int(s) for s in arg("--seeds", "0").split(",")]
     epochs, lr, batch = arg("--epochs", "24"), arg("--lr", "3e-4"), arg("--batch", "16")
     choice = arg("--choice", "")
+    start = arg("--start", "data-free")
+    if start not in ("data-free", "calib"):
+        raise SystemExit("--start: data-free or calib")
+    method = "distill" if start == "data-free" else "distill-fromcalib"
     held, val = minilm(), minilm(selection=True)  # the held-out bench and the selection (validation) set
     m = held.model
     _, tok = mm.load()
@@ -122,7 +133,7 @@ def main() -> None:
 
     cols = ([] if choice else dists) + ["valid."]
     if not choice:  # generalise.py's rows, printed as each distillation ends (a run cut short keeps its rows)
-        print(f"# minilm: `R` rows (method distill: {epochs} epochs, lr {lr}) for benchmarks/accuracy_table.py")
+        print(f"# minilm: `R` rows (method {method}: {epochs} epochs, lr {lr}) for benchmarks/accuracy_table.py")
         print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s")
     print(f"{'row':60s} " + " ".join(f"{c:>10s}" for c in cols) + "  wall s")
 
@@ -136,12 +147,18 @@ def main() -> None:
     for seed in seeds:
         for r in ratios:
             t0 = time.perf_counter()
-            pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed)
+            if start == "calib":
+                pick = np.random.default_rng(CALIB_SEED).permutation(len(sents))[:N_CALIB]
+                calib = {k: v[pick] for k, v in np.load(d / "sentences.npz").items()}
+                pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed, calib=calib)
+            else:
+                pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed)
             prune_s = time.perf_counter() - t0
             pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
             p_path = d / f"pruned_{r}_{seed}.onnx"
             onnx.save(pruned, str(p_path))
-            row(f"pruned {r} (obspa data-free), seed {seed}", pruned, prune_s,
+            row(f"pruned {r} (obspa {'--calib ' + str(N_CALIB) if start == 'calib' else 'data-free'}), seed {seed}",
+                pruned, prune_s,
                 f"(prune s; params kept {pk:.3f}, MACs kept {mk:.3f})")
             for rate in (choice.split(";") if choice else [lr]):
                 out = d / f"distilled_{r}_{seed}_{rate}.onnx"
@@ -152,7 +169,7 @@ def main() -> None:
                         secs, load)
                 print("    " + "\n    ".join(log.strip().splitlines()), flush=True)
                 for dd, v in [] if choice else zip(dists, a):
-                    print(f"R\tminilm\t{dd}\tdistill\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s + secs:.2f}",
+                    print(f"R\tminilm\t{dd}\t{method}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s + secs:.2f}",
                           flush=True)
 
 

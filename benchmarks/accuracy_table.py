@@ -149,10 +149,15 @@ def main() -> None:
            "per `spa.prune` on a shared 2-core machine (load varied; compare within a row). "
            "**distilled**: the data-free obspa prune, then `spa finetune --teacher` on unlabelled inputs from other "
            "sources than the held-out ones (the `R` rows of method \"distill\" in a distill_*.txt, worst over "
-           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; PP-OCRv4 rec: "
-           "`distill_rec_heldout.txt`, distilled on black-on-white licence lines in DejaVu faces, which hold few "
-           "digits and no inverted text: its worst cells are those two distributions; the other distillations "
-           "have protocols of their own, shown at the end).",
+           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; PP-OCRv4 det: "
+           "`distill_det_heldout.txt`, 256 black-on-white pages of other texts in DejaVu faces, 4 epochs: "
+           "pages-noisy, whose backgrounds, colours, blur and noise they lack, is its worst; PP-OCRv4 rec: "
+           "`distill_rec_heldout.txt`, at 0.5 method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
+           "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "
+           "(both chosen on a validation set of other texts, digits and faces); at 0.3 method \"distill\": the "
+           "licence lines alone, which hold few digits and no inverted text, its worst cells. "
+           "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines instead of the data-free "
+           "one; the other distillations have protocols of their own, shown at the end).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)
     for model in models:

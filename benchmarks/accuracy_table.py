@@ -52,8 +52,9 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 
 
 # the "distilled" column: the first of these methods run at the ratio (PP-OCRv4 rec: distillation data with digit
-# strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run; else the licence lines)
-DISTILLED = {"ocr_rec": ("distill-aug-mixed", "distill")}
+# strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
+# validation chose there (distill_rec_heldout_lr_choice.txt); else the licence lines)
+DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed", "distill")}
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
@@ -152,10 +153,11 @@ def main() -> None:
            "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; PP-OCRv4 det: "
            "`distill_det_heldout.txt`, 256 black-on-white pages of other texts in DejaVu faces, 4 epochs: "
            "pages-noisy, whose backgrounds, colours, blur and noise they lack, is its worst; PP-OCRv4 rec: "
-           "`distill_rec_heldout.txt`, at 0.5 method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
+           "`distill_rec_heldout.txt`, method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
            "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "
-           "(both chosen on a validation set of other texts, digits and faces); at 0.3 method \"distill\": the "
-           "licence lines alone, which hold few digits and no inverted text, its worst cells. "
+           "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 and at 0.3 lr 2e-4 "
+           "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there); \"distill\" = the licence lines "
+           "alone, which hold few digits and no inverted text, its worst cells. "
            "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines instead of the data-free "
            "one; the other distillations have protocols of their own, shown at the end).",
            ""]

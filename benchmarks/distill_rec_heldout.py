@@ -189,37 +189,40 @@ def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, l
 
 def summary(path: Path) -> list[str]:
     """The table of a raw file (accuracy_table.py shows it in its distillation section): % of the original's accuracy
-    per held-out distribution before (the prune that was distilled: the file's "pruned only" comments) and after
-    distillation, and the worst over the distributions; "augmented" (distill-aug) and "data mixed" (`--data mixed`,
-    distill-mixed / distill-aug-mixed) rows where the file has them."""
+    per held-out distribution of each prune that was distilled (the file's "pruned only" comments) and, under it,
+    of each distillation of that prune (the R rows that follow it, until the next prune; one prune printed once),
+    with the worst over the distributions: plain, "augmented" (distill-aug), "data mixed" (`--data mixed`) rows."""
     from accuracy_table import read
 
-    rec, base = read([path, Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
-    pruned = {}  # (how, ratio, seed) -> rows of the prune that was distilled: this file's "# pruned only" comments
-    for m in re.finditer(r"^# pruned only \(obspa (data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);",
-                         path.read_text(), re.M):
-        r, seed = float(m[2]), int(m[3])
-        pruned[m[1], r, seed] = [(d, seed, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[4].split(", "))]
+    _, base = read([Path(__file__).resolve().parent / "generalise_ocr_rec.txt"])
     dists = list(OCR_HELDOUT)
     out = [f"{'row':48s} " + " ".join(f"{d:>10s}" for d in dists) + f" {'worst':>7s}",
            f"{'original (teacher), raw accuracy':48s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
+    labels = {METHOD: "", AUG_METHOD: ", augmented", METHOD + "-mixed": ", data mixed",
+              AUG_METHOD + "-mixed": ", data mixed, augmented"}
+    labels |= {m + "-fromcalib": label for m, label in labels.items()}
+    blocks: dict[tuple, dict[str, dict[str, float]]] = {}  # (how, ratio, seed, scores) -> method -> dist -> value
+    key = None
+    for ln in path.read_text().splitlines():
+        if m := re.match(r"# pruned only \(obspa (data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);", ln):
+            scores = tuple((d, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[4].split(", ")))
+            key = (m[1], float(m[2]), int(m[3]), scores)
+            blocks.setdefault(key, {})
+        elif ln.startswith("R\t") and key is not None:
+            _, _, d, meth, r, seed, v, *_ = ln.split("\t")
+            base_meth, _, lr = meth.partition("-lr")
+            if base_meth in labels and (float(r), int(seed)) == key[1:3]:
+                labels.setdefault(meth, labels[base_meth] + f", lr {lr}")
+                blocks[key].setdefault(meth, {})[d] = float(v)
 
-    def line(label: str, rows: list, seed: int) -> str:
-        share = {d: v / base["ocr_rec", d] for d, s, v, *_ in rows if s == seed}
+    def line(label: str, values: dict[str, float]) -> str:
+        share = {d: values[d] / base["ocr_rec", d] for d in dists}
         return f"{label:48s} " + " ".join(f"{share[d]:10.1%}" for d in dists) + f" {min(share.values()):7.1%}"
 
-    free = ((METHOD, ""), (AUG_METHOD, ", augmented"), (METHOD + "-mixed", ", data mixed"),
-            (AUG_METHOD + "-mixed", ", data mixed, augmented"))
-    calib = tuple((m + "-fromcalib", label) for m, label in free)
-    for r in sorted({k[2] for k in rec if k[1] in {m for m, _ in free + calib}}):
-        for how, ours in (("data-free", free), ("--calib", calib)):
-            for seed in sorted({s for m, _ in ours for _, s, *_ in rec.get(("ocr_rec", m, r), [])}):
-                if (how, r, seed) in pruned:
-                    out.append(line(f"pruned {r} seed {seed} (obspa {how})", pruned[how, r, seed], seed))
-                for meth, label in ours:
-                    rows = rec.get(("ocr_rec", meth, r), [])
-                    if any(s == seed for _, s, *_ in rows):
-                        out.append(line(f"+ distillation{label} {r} seed {seed}", rows, seed))
+    for (how, r, seed, scores), runs in blocks.items():
+        if runs:
+            out.append(line(f"pruned {r} seed {seed} (obspa {how})", dict(scores)))
+            out += [line(f"+ distillation{labels[meth]} {r} seed {seed}", v) for meth, v in runs.items()]
     return out
 
 
@@ -238,6 +241,7 @@ def main() -> None:
                     help="the prune distilled: spa's data-free default, or (calib: method names end in -fromcalib) "
                          f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can")
     ap.add_argument("--validate-only", action="store_true", help="--choose: stop after the validation rows")
+    ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
     a = ap.parse_args()
     if a.summary:
         print("\n".join(summary(a.summary)))
@@ -248,7 +252,8 @@ def main() -> None:
     b = ocr_rec()
     name = b.model.graph.input[0].name
     x_tr, t_tr = distillation_lines(a.data)
-    mixed = ("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
+    mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
+             + (f"-lr{a.lr}" if a.lr != LR else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -294,7 +299,7 @@ def main() -> None:
                 out = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
                 secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                                 "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
-                                                str(EPOCHS), "--lr", LR, "--batch", str(BATCH), "--temperature",
+                                                str(EPOCHS), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
                                                 str(TEMPERATURE), "--augment", spec, "--seed", str(seed)])
                 models[spec] = onnx.load(str(out))
                 what = f"# distillation (--data {a.data}, --augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}"
@@ -302,7 +307,7 @@ def main() -> None:
                 if a.choose:
                     share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
                     worst[spec] = min(share.values())
-                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:lr{a.lr}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
                                         for d, v in share.items()]
             spec = specs[0]
             if a.choose:

@@ -144,15 +144,14 @@ def main() -> None:
         return a
 
     row("original (teacher)", m)
+    calib_feeds = None  # --start calib: the same N_CALIB distillation inputs for every prune
+    if start == "calib":
+        pick = np.random.default_rng(CALIB_SEED).permutation(len(sents))[:N_CALIB]
+        calib_feeds = {k: v[pick] for k, v in np.load(d / "sentences.npz").items()}
     for seed in seeds:
         for r in ratios:
             t0 = time.perf_counter()
-            if start == "calib":
-                pick = np.random.default_rng(CALIB_SEED).permutation(len(sents))[:N_CALIB]
-                calib = {k: v[pick] for k, v in np.load(d / "sentences.npz").items()}
-                pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed, calib=calib)
-            else:
-                pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed)
+            pruned, rep = spa.prune(m, ratio=r, criterion="obspa", seed=seed, calib=calib_feeds)
             prune_s = time.perf_counter() - t0
             pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
             p_path = d / f"pruned_{r}_{seed}.onnx"

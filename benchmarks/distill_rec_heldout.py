@@ -52,8 +52,8 @@ data-free default, what a user who has the lines can do. `--validate-only` (with
 from __future__ import annotations
 
 import argparse
-import re
 import os
+import re
 import sys
 import tempfile
 import time
@@ -262,11 +262,11 @@ def main() -> None:
               f"{N_LINES} unlabelled {'+'.join(TRAIN_TEXTS)} lines in {len(TRAIN_FONTS)} DejaVu faces "
               f"({EPOCHS} epochs, lr {LR}, T {TEMPERATURE:g}, batch {BATCH}), scored on generalise.py's ocr_rec "
               f"held-out distributions (% of the original's character accuracy)")
-        print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if a.data == "mixed":
         print(f"# --data mixed: {N_LINES - N_NUMBER_LINES} of the licence lines and {N_NUMBER_LINES} digit strings "
               f"(train_numbers, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
+    if not a.no_header or a.data == "mixed":
         print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
     print(f"# {b.name}: {b.what}")
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)

@@ -98,18 +98,30 @@ def main() -> None:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--timing", action="store_true", help="prune times of l1 and --methods at 0.5 instead")
     ap.add_argument("--summarise", default="", help="comma-separated earlier outputs: their rows' summary, no run")
+    ap.add_argument("--det", action="store_true",
+                    help="PP-OCRv4 det instead: its selection pages (sel-pages), calibrated on generalise.ocr_det's 32 "
+                         "pages (Apache-2.0 lines, half of them noisy; not evaluated)")
+    ap.add_argument("--numbers", action="store_true",
+                    help="also score sel-numbers (digit strings, generalise.ocr_rec numbers_too; uncovered)")
     args = ap.parse_args()
     if args.summarise:
         summarise_files(args.summarise.split(","))
         return
-    b = g.ocr_rec(selection=True)
-    calib = {b.model.graph.input[0].name: calib_lines(b.dists)}
+    if args.det:
+        b = g.ocr_det(selection=True)
+        calib = b.calib
+    else:
+        b = g.ocr_rec(selection=True, numbers_too=args.numbers)
+        calib = {b.model.graph.input[0].name: calib_lines(b.dists)}
     if args.timing:
         timing(b.model, calib, args.methods.split(","))
         return
     print(f"# {b.what}", flush=True)
-    print(f"# calibration: {N_CALIB} lines of {', '.join(COVERED)} (not evaluated); uncovered: "
-          f"{', '.join(d for d in b.dists if d not in COVERED)}", flush=True)
+    if args.det:
+        print(f"# calibration: generalise.ocr_det's {N_CALIB} pages (not evaluated)", flush=True)
+    else:
+        print(f"# calibration: {N_CALIB} lines of {', '.join(COVERED)} (not evaluated); uncovered: "
+              f"{', '.join(d for d in b.dists if d not in COVERED)}", flush=True)
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     scores: dict[tuple[str, float], dict[int, dict[str, float]]] = defaultdict(dict)
     secs_of: dict[tuple[str, float], list[float]] = defaultdict(list)
@@ -123,7 +135,7 @@ def main() -> None:
                 got = {}
                 for d, data in b.dists.items():
                     got[d] = b.metric(p, data)
-                    print(f"R\tocr_rec\t{d}\t{method}\t{r}\t{seed}\t{got[d]:.4f}\t{pk:.4f}\t{mk:.4f}\t{secs:.2f}",
+                    print(f"R\t{b.name}\t{d}\t{method}\t{r}\t{seed}\t{got[d]:.4f}\t{pk:.4f}\t{mk:.4f}\t{secs:.2f}",
                           flush=True)
                 scores[(method, r)][seed] = got
                 secs_of[(method, r)].append(secs)

@@ -519,11 +519,13 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
                                 f"({'calibration data' if o.calib is not None else source})"):
         feeds = (calib_.load_calib(o.calib, a.view.model, **(o.calib_preprocess or {}))
                  if isinstance(o.calib, (str, os.PathLike)) else o.calib)
+        if o.calib_source is None and feeds is not None:  # the default with calibration inputs depends on them
+            source = calib_.default_source(a.view, o.criterion, True, feeds)
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
         # how many real inputs come first, before "calib-prior"'s prior images (None: all are real)
-        real = len(next(iter(feeds.values()))) if source == "calib-prior" and feeds else None
+        real = calib_.real_count(a.view, feeds) if source == "calib-prior" and feeds else None
         if _refits(o, source):
             from .augment import with_rescaled_copies
             from .criteria.obspa import OriginalRows
@@ -533,8 +535,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             augmented = with_rescaled_copies({k: v[:real] for k, v in inputs.items()}) \
                 if o.calib_augment and feeds is not None else None
             if augmented is not None and real is not None:
+                inputs = {k: np.concatenate([v, inputs[k][real:]]) for k, v in augmented.items()}
                 real = len(next(iter(augmented.values())))
-                inputs = {k: np.concatenate([v, inputs[k][len(feeds[k]):]]) for k, v in augmented.items()}
             elif augmented is not None:
                 inputs = augmented
         layers = _criterion_data(a, o.criterion, feeds, source, o.seed, inputs, original_rows,
@@ -832,7 +834,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
     inputs, spa.calib.accumulate; `dense`: the widest consumer with a dense H, spa.calib.collect)."""
     from . import calib
 
-    source = source or calib.default_source(a.view, criterion, feeds is not None)
+    source = source or calib.default_source(a.view, criterion, feeds is not None, feeds)
     if inputs is None:
         inputs = calib.source_feeds(a, source, feeds, seed=seed)
     if criteria.get(criterion).needs == "gradients":

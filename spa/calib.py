@@ -82,6 +82,9 @@ WITH_CALIB = ("calib", "calib-prior", *TOKEN_CALIB_SOURCES)  # the sources that 
 # (0.909); and 64 images cost 1.7 s more (15.6x the l1 prune against 11.1x).
 CALIB_PRIOR_SAMPLES = 64
 CALIB_PRIOR_REFIT = "both"
+# The --calib default for obspa where every calibration input is images the prior draws (`priors.is_image`): see
+# `default_source`. MEASURED-BELOW
+IMAGE_CALIB_SOURCE = "calib-prior"
 # obspa's relative damping (H + damp·mean diag H) per source where it differs from obspa.DAMP (0.01). A synthetic
 # source is a guess at the inputs: more damping trusts its correlations less (towards the magnitude choice, no
 # update). "common" (all-MiniLM-L6-v2 at 0.3, selection sentences, seed 0, local): damp 0.01 0.878, 0.03 0.884,
@@ -557,13 +560,16 @@ def collect(
     return cons
 
 
-def default_source(view, criterion: str, calibrated: bool) -> str:
-    """The source when none is named: TOKEN_SOURCE / TOKEN_CALIB_SOURCE for obspa on a model with token-id inputs
-    (measured with obspa only), else DEFAULT_SOURCE (which calibration inputs make "calib", `_effective_source`)."""
-    from .priors import has_token_inputs
+def default_source(view, criterion: str, calibrated: bool, feeds: dict[str, np.ndarray] | None = None) -> str:
+    """The source when none is named: TOKEN_SOURCE / TOKEN_CALIB_SOURCE for obspa on a model with token-id inputs;
+    IMAGE_CALIB_SOURCE for obspa with calibration inputs `feeds` that are all images (measured with obspa only);
+    else DEFAULT_SOURCE (which calibration inputs make "calib", `_effective_source`)."""
+    from .priors import has_token_inputs, is_image
 
     if criterion == "obspa" and has_token_inputs(view):
         return TOKEN_CALIB_SOURCE if calibrated else TOKEN_SOURCE
+    if criterion == "obspa" and calibrated and feeds and all(is_image(x) for x in feeds.values()):
+        return IMAGE_CALIB_SOURCE
     return DEFAULT_SOURCE
 
 
@@ -591,6 +597,8 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
         assert calib is not None
         if source == "calib-prior":
             n = CALIB_PRIOR_SAMPLES if samples is None else samples  # synthetic images after the real ones
+            if fixed:  # the real ones and the prior's each in whole batches (spa.api counts the real ones so)
+                calib, n = _whole_batches(calib, fixed), -(-n // fixed) * fixed
             extra = prior_samples(a.view, calib, n, seed)
             if extra is None:
                 log.warning("calib-prior: no prior samples of the calibration inputs' shapes; the calibration "
@@ -669,6 +677,13 @@ def fixed_batch(model: onnx.ModelProto) -> int | None:
         if inp.name not in inits and len(dims) >= 2 and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
             return int(dims[0].dim_value)
     return None
+
+
+def real_count(view, feeds: dict[str, np.ndarray]) -> int:
+    """How many of a source's inputs are the calibration inputs `feeds`: their count, filled up to whole batches
+    where the model fixes its batch (`_whole_batches`)."""
+    n, fixed = len(next(iter(feeds.values()))), fixed_batch(view.model)
+    return -(-n // fixed) * fixed if fixed else n
 
 
 def _whole_batches(feeds: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:

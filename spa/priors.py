@@ -34,7 +34,7 @@ def noise_inputs(view, n: int, seed: int, other: int = 1, *, images: bool = True
     """Standard normal samples for every float graph input (static dims from the model, `other` for unknown
     ones); token ids uniform over their embedding table (or one-hot alphabet); (batch, length) integer inputs
     that index nothing (attention masks) padding masks; other integers 0/1. `images=False`: image-shaped inputs
-    (`_is_image`) are left uninitialised, for a caller that fills them (drawing 128 noise images of 3x320x320 to
+    (`is_image`) are left uninitialised, for a caller that fills them (drawing 128 noise images of 3x320x320 to
     overwrite them was 2 s)."""
     from .view import random_array
     from .verify import NP_DTYPES
@@ -132,7 +132,7 @@ def _images(view, n: int, seed: int, other: int, make) -> dict[str, np.ndarray]:
     out = noise_inputs(view, n, seed, other, images=False)
     rng = np.random.default_rng(seed + 1)
     for x in out.values():
-        if not _is_image(x):
+        if not is_image(x):
             continue
         for i in range(n):
             x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
@@ -245,7 +245,8 @@ def strokes_inputs(view, n: int, seed: int, other: int = 1, **options) -> dict[s
     return _images(view, n, seed, other, lambda rng, f: _strokes(rng, *f.shape, **options))
 
 
-def _is_image(x: np.ndarray) -> bool:
+def is_image(x: np.ndarray) -> bool:
+    """Whether an input batch is images the image priors draw ((N, C, H, W) floats of at least 4x4)."""
     return _is_image_shape(x.shape, x.dtype)
 
 
@@ -264,7 +265,7 @@ def mixed_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarra
             continue
         feeds = make(view, size, seed * 4 + k, other)
         if k == 1:  # polarity flipped: a light minority on a dark background
-            feeds = {name: -x if _is_image(x) else x for name, x in feeds.items()}
+            feeds = {name: -x if is_image(x) else x for name, x in feeds.items()}
         parts.append(feeds)
     order = np.random.default_rng(seed).permutation(n)
     return {name: np.concatenate([p[name] for p in parts])[order] for name in parts[0]}

@@ -52,10 +52,34 @@ def test_fixed_batch_calibration_is_filled_to_whole_batches():
     """5 real samples for a model whose batch is 2: the last batch repeats the first sample instead of failing
     (and the re-fit's two rescaled copies of the 6 keep whole batches)."""
     x = np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
-    _, rep = spa.prune(fixed_batch_cnn(2), ratio=0.5, criterion="obspa", calib={"x": x}, refit=True, oracle=True)
+    _, rep = spa.prune(fixed_batch_cnn(2), ratio=0.5, criterion="obspa", calib={"x": x}, calib_source="calib",
+                       refit=True, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
     assert rep.calibration == {"source": "calib", "samples": 18, "batch": 2, "consumers": {"dense": 3},
                                "augment": "rescaled copies of each image (x0.8, x1.2)"}
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_fixed_batch_calib_prior_keeps_whole_batches(batch, monkeypatch):
+    """obspa's --calib default on images (calib-prior) with a fixed batch: the real samples filled up to whole
+    batches and rescaled, then the prior's images in whole batches, and the re-fit reads exactly those."""
+    from spa.criteria import obspa as ob
+
+    seen = []
+    real_refit = ob.refit
+
+    def spy(a, keep, layers, overrides, feeds, **kw):
+        seen.append(len(feeds["x"]))
+        return real_refit(a, keep, layers, overrides, feeds, **kw)
+
+    monkeypatch.setattr(ob, "refit", spy)
+    x = np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
+    _, rep = spa.prune(fixed_batch_cnn(batch), ratio=0.5, criterion="obspa", calib={"x": x}, calib_samples=7,
+                       oracle=True)
+    real = -(-5 // batch) * batch
+    want = 3 * real + -(-7 // batch) * batch
+    assert rep.calibration["source"] == "calib-prior" and rep.calibration["samples"] == want == seen[0]
+    assert want % batch == 0 and rep.oracle is not None and rep.oracle <= TOL
 
 
 def test_torch_export_with_fixed_batch_cli(tmp_path):

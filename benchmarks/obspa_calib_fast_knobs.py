@@ -8,7 +8,8 @@ of the original's. A knob may replace a default only if it beats the default's w
 Rows: "base" (today's defaults); "capC" = spa.sensitivity.REFIT_ENERGY_CAP C; "refitdampD" = obspa.REFIT_DAMP D (the
 re-fit's damping); "dampD" = obspa.DAMP D (H's damping for the scoring, the energy allocation and the per-layer
 update); "dampDscore" / "dampDupdate" = D for the scoring (and allocation) only / for the per-layer update only,
-0.01 for the other; "scalesA/B" = spa.augment.SCALES (A, B).
+0.01 for the other; "scalesA/B" = spa.augment.SCALES (A, B); "calibalone" = the calibration lines without the prior's
+images (spa.calib.IMAGE_CALIB_SOURCE "calib", the --calib default before branch calprior).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from obspa_ocr import char_accuracy, charset, rec_model
 
 import spa
 import spa.augment as aug
+import spa.calib as spa_calib
 import spa.sensitivity as sens
 
 ob = importlib.import_module("spa.criteria.obspa")  # the package re-exports the obspa function
@@ -54,6 +56,7 @@ VARIANTS = {
     "damp0.03score": [(ob, "DAMP", 0.03), (ob, "compensate", split_damp(0.01))],
     "damp0.03update": [(ob, "DAMP", 0.01), (ob, "compensate", split_damp(0.03))],
     "scales0.7/1.3": [(aug, "SCALES", (0.7, 1.3))],
+    "calibalone": [(spa_calib, "IMAGE_CALIB_SOURCE", "calib")],  # the calibration lines alone (before calprior)
 }
 
 

@@ -520,7 +520,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         feeds = (calib_.load_calib(o.calib, a.view.model, **(o.calib_preprocess or {}))
                  if isinstance(o.calib, (str, os.PathLike)) else o.calib)
         if o.calib_source is None and feeds is not None:  # the default with calibration inputs depends on them
-            source = calib_.default_source(a.view, o.criterion, True, feeds)
+            ratio = None if o.targets or o.plan else o.ratio  # (and on the ratio)
+            source = calib_.default_source(a.view, o.criterion, True, feeds, ratio)
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None

@@ -8,7 +8,7 @@ column fed by a constant 1, and its input statistics as H = Σ x xᵀ over input
 Where the inputs come from (`source`):
 - "calib": real inputs from a `.npz` file (arrays keyed by graph input name, first axis = samples);
 - "calib-prior" (with calibration inputs): those, plus synthetic images of the default prior ("strokes") of their
-  shape (`prior_samples`);
+  shape (`prior_samples`); obspa's default where the calibration inputs are images (IMAGE_CALIB_SOURCE);
 - "token-bag" (with calibration inputs): those, plus `samples` synthetic sequences whose token ids are drawn from
   the tokens the calibration inputs hold (spa.priors.token_bag_inputs); "token-bag-common": and as many of "common";
   "token-splice[-common]": the same with sequences spliced from contiguous spans of the calibration's instead;
@@ -74,17 +74,26 @@ WITH_CALIB = ("calib", "calib-prior", *TOKEN_CALIB_SOURCES)  # the sources that 
 # "calib-prior": the calibration images followed by CALIB_PRIOR_SAMPLES images of the data-free default prior
 # (DEFAULT_SOURCE) of the same shape (`prior_samples`), meant to guard what the real images do not show. Where the
 # re-fit follows, CALIB_PRIOR_REFIT says which of them it fits to: "real" (the calibration images and their
-# rescaled copies only) or "both". Not the --calib default: PP-OCRv4 rec calibrated on 32 lines of 3 of the 6 OCR
-# selection distributions and scored on all 6 (benchmarks/calib_prior.txt, seeds 0-2, worst / mean share of the
-# original) keeps 0.972 / 0.995, 0.929 / 0.989, 0.613 / 0.862 at 0.2 / 0.3 / 0.5 with 64 images in both, against
-# 0.950 / 0.986, 0.936 / 0.982, 0.584 / 0.875 with "calib": a lower worst case at 0.3 and mean at 0.5, the
-# uncovered small-text lines the worst for both; 32 images or the re-fit on the real ones only lost more at 0.3
-# (0.909); and 64 images cost 1.7 s more (15.6x the l1 prune against 11.1x).
+# rescaled copies only) or "both". PP-OCRv4 rec calibrated on 32 lines of 3 of the OCR selection distributions and
+# scored on the others too (benchmarks/calib_prior.txt, seeds 0-2, worst / mean share of the original at 0.2 / 0.3 /
+# 0.5): on six distributions of text, 64 images in both kept 0.972 / 0.995, 0.929 / 0.989, 0.613 / 0.862 against
+# 0.950 / 0.986, 0.936 / 0.982, 0.584 / 0.875 for the lines alone ("calib"), and it stayed an option; with the
+# selection set's digit strings scored too (the lines hold none, as users' calibration sets often miss a kind of
+# input), the lines alone fall to 0.78 on digits at 0.3 and the mix keeps 0.97: worst 0.969 / 0.929 / 0.243 against
+# 0.950 / 0.783 / 0.194, mean 0.994 / 0.988 / 0.775 against 0.986 / 0.955 / 0.779 (run 3). 32 images, or the
+# re-fit on the real ones only, guarded less (0.909 / 0.907 worst at 0.3). The cost: the covered lines' mean at 0.5
+# (0.908 against 0.927), PP-OCRv4 det's selection pages at 0.5 (0.380 against 0.396; level at 0.2 / 0.3), and
+# time (64 more images through the calibration pass and the re-fit: 15.6x the l1 prune against 11.1x, run 2).
 CALIB_PRIOR_SAMPLES = 64
 CALIB_PRIOR_REFIT = "both"
-# The --calib default for obspa where every calibration input is images the prior draws (`priors.is_image`): see
-# `default_source`. MEASURED-BELOW
+# The --calib default for obspa where every calibration input is an image the prior draws (`priors.is_image`;
+# `default_source`): "calib-prior", since branch calprior, for the guard above, at ratios up to
+# IMAGE_CALIB_PRIOR_MAX_RATIO; beyond it (and with a target or plan instead of a ratio) the inputs alone ("calib"):
+# at 0.5 the digits are lost either way (0.24 / 0.19) and the covered lines lose (obspa_calib_fast's choice set,
+# benchmarks/obspa_calib_fast_choice.txt: worst 90.8 % of the original with the prior against 94.0 %; at 0.2 99.5
+# against 99.3 %).
 IMAGE_CALIB_SOURCE = "calib-prior"
+IMAGE_CALIB_PRIOR_MAX_RATIO = 0.3
 # obspa's relative damping (H + damp·mean diag H) per source where it differs from obspa.DAMP (0.01). A synthetic
 # source is a guess at the inputs: more damping trusts its correlations less (towards the magnitude choice, no
 # update). "common" (all-MiniLM-L6-v2 at 0.3, selection sentences, seed 0, local): damp 0.01 0.878, 0.03 0.884,
@@ -560,15 +569,18 @@ def collect(
     return cons
 
 
-def default_source(view, criterion: str, calibrated: bool, feeds: dict[str, np.ndarray] | None = None) -> str:
+def default_source(view, criterion: str, calibrated: bool, feeds: dict[str, np.ndarray] | None = None,
+                   ratio: float | None = None) -> str:
     """The source when none is named: TOKEN_SOURCE / TOKEN_CALIB_SOURCE for obspa on a model with token-id inputs;
-    IMAGE_CALIB_SOURCE for obspa with calibration inputs `feeds` that are all images (measured with obspa only);
-    else DEFAULT_SOURCE (which calibration inputs make "calib", `_effective_source`)."""
+    IMAGE_CALIB_SOURCE for obspa at a `ratio` up to IMAGE_CALIB_PRIOR_MAX_RATIO with calibration inputs `feeds`
+    that are all images (measured with obspa only); else DEFAULT_SOURCE (which calibration inputs make "calib",
+    `_effective_source`)."""
     from .priors import has_token_inputs, is_image
 
     if criterion == "obspa" and has_token_inputs(view):
         return TOKEN_CALIB_SOURCE if calibrated else TOKEN_SOURCE
-    if criterion == "obspa" and calibrated and feeds and all(is_image(x) for x in feeds.values()):
+    if (criterion == "obspa" and calibrated and feeds and all(is_image(x) for x in feeds.values())
+            and ratio is not None and ratio <= IMAGE_CALIB_PRIOR_MAX_RATIO + 1e-9):
         return IMAGE_CALIB_SOURCE
     return DEFAULT_SOURCE
 

@@ -59,9 +59,7 @@ def test_calibrated_obspa_reports_the_augmentation_and_passes_the_oracle():
     x = calib.noise_inputs(view, 8, seed=1)
     assert augment.with_rescaled_copies(x) is not None, "the test model must take an image"
     _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, oracle=True)
-    # the images and their copies, then the prior's images (the --calib default on images, calib-prior)
-    prior = calib.CALIB_PRIOR_SAMPLES
-    assert rep.calibration["augment"] and rep.calibration["samples"] == 8 * (1 + len(augment.SCALES)) + prior
+    assert rep.calibration["augment"] and rep.calibration["samples"] == 8 * (1 + len(augment.SCALES))
     assert rep.oracle is not None and rep.oracle < 1e-4
     _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, calib_augment=False)
-    assert "augment" not in rep.calibration and rep.calibration["samples"] == 8 + prior
+    assert "augment" not in rep.calibration and rep.calibration["samples"] == 8

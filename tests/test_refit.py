@@ -218,8 +218,9 @@ def test_calib_prior_adds_prior_images_after_the_real_ones_and_refits_on_what_it
     """`--calib-source calib-prior`: the calibration images and their rescaled copies, then `calib_samples` images
     of the data-free prior ("strokes") of their shape; the re-fit reads all of them ("both") or the real ones and
     their copies only ("real", with the original's rows of those batches, not a second run of the original), and
-    the pruned model passes the oracle either way. It is obspa's --calib default on images (CALIB_PRIOR_SAMPLES
-    prior images); `--calib-source calib` gives the calibration images and their copies alone."""
+    the pruned model passes the oracle either way. It is obspa's --calib default on images up to
+    IMAGE_CALIB_PRIOR_MAX_RATIO (CALIB_PRIOR_SAMPLES prior images); `--calib-source calib`, and the default
+    beyond that ratio, give the calibration images and their copies alone."""
     m = build("residual_add_chain")
     view, _ = prepare(m)
     x = calib.noise_inputs(view, 16, seed=1)
@@ -246,22 +247,29 @@ def test_calib_prior_adds_prior_images_after_the_real_ones_and_refits_on_what_it
     assert original == {len(feeds) // 8}  # the original's rows of the batches re-fitted
     if fit == "both":
         assert np.array_equal(feeds[48:], extra["x"])
-        _, default = spa.prune(m, ratio=0.5, criterion="obspa", calib=x)
+        _, default = spa.prune(m, ratio=0.3, criterion="obspa", calib=x)
         assert default.calibration["source"] == "calib-prior"
         assert default.calibration["samples"] == 16 * 3 + calib.CALIB_PRIOR_SAMPLES
-        _, plain = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, calib_source="calib")
+        _, plain = spa.prune(m, ratio=0.3, criterion="obspa", calib=x, calib_source="calib")
         assert plain.calibration["source"] == "calib" and plain.calibration["samples"] == 16 * 3
+        _, beyond = spa.prune(m, ratio=0.5, criterion="obspa", calib=x)  # past IMAGE_CALIB_PRIOR_MAX_RATIO
+        assert beyond.calibration["source"] == "calib" and beyond.calibration["samples"] == 16 * 3
 
 
 def test_calib_default_adds_prior_images_for_obspa_on_images_only():
     """obspa's --calib default mixes in prior images only where every calibration input is an image the prior
-    draws (N, C, H, W); a vector input, or another data criterion, keeps the calibration inputs alone."""
+    draws (N, C, H, W), at a ratio up to IMAGE_CALIB_PRIOR_MAX_RATIO; a vector input, another data criterion, a
+    larger ratio or none (a target or plan) keep the calibration inputs alone."""
     images = prepare(build("residual_add_chain"))[0]
     x = calib.noise_inputs(images, 4, seed=1)
-    assert calib.default_source(images, "obspa", True, x) == calib.IMAGE_CALIB_SOURCE == "calib-prior"
-    assert calib.default_source(images, "act", True, x) == calib.DEFAULT_SOURCE
-    assert calib.default_source(images, "obspa", False) == calib.DEFAULT_SOURCE
+    top = calib.IMAGE_CALIB_PRIOR_MAX_RATIO
+    assert calib.default_source(images, "obspa", True, x, 0.1) == calib.IMAGE_CALIB_SOURCE == "calib-prior"
+    assert calib.default_source(images, "obspa", True, x, top) == "calib-prior"
+    assert calib.default_source(images, "obspa", True, x, top + 0.01) == calib.DEFAULT_SOURCE
+    assert calib.default_source(images, "obspa", True, x) == calib.DEFAULT_SOURCE  # no ratio
+    assert calib.default_source(images, "act", True, x, 0.1) == calib.DEFAULT_SOURCE
+    assert calib.default_source(images, "obspa", False, None, 0.1) == calib.DEFAULT_SOURCE
     nhwc = {"x": np.transpose(x["x"], (0, 2, 3, 1))[..., :3]}  # channels last: (N, 8, 8, 3)
-    assert calib.default_source(images, "obspa", True, nhwc) == calib.DEFAULT_SOURCE
+    assert calib.default_source(images, "obspa", True, nhwc, 0.1) == calib.DEFAULT_SOURCE
     vectors = {"x": np.zeros((4, 16), np.float32)}
-    assert calib.default_source(images, "obspa", True, vectors) == calib.DEFAULT_SOURCE
+    assert calib.default_source(images, "obspa", True, vectors, 0.1) == calib.DEFAULT_SOURCE

@@ -227,6 +227,30 @@ def _framed(view, n: int, seed: int, other: int = 1, cls: int = 101, sep: int = 
     return out
 
 
+def _degraded(view, n: int, seed: int, other: int = 1, share: float = 0.5) -> dict[str, np.ndarray]:
+    """spa's "strokes" images, a `share` of them degraded: the contrast lowered (x 0.3-1), a tint per channel
+    (offset -0.3..0.3), a Gaussian blur (sigma 0.5-1.5 px) and pixel noise (sigma 0.02-0.12), clipped to [-1, 1]
+    (the prior's range). Candidates for the detector's noisy pages (benchmarks only, branch detprior)."""
+    from scipy.ndimage import gaussian_filter
+
+    from spa import priors
+
+    feeds = priors.strokes_inputs(view, n, seed, other)
+    rng = np.random.default_rng((seed, 7))
+    for x in feeds.values():
+        if not priors.is_image(x):
+            continue
+        for i in range(len(x)):
+            if rng.random() >= share:
+                continue
+            c = x.shape[1]
+            img = x[i] * rng.uniform(0.3, 1.0) + rng.uniform(-0.3, 0.3, (c, 1, 1))
+            img = gaussian_filter(img, sigma=(0, *(2 * [rng.uniform(0.5, 1.5)])))
+            img = img + rng.uniform(0.02, 0.12) * rng.standard_normal(img.shape)
+            x[i] = np.clip(img, -1, 1)
+    return feeds
+
+
 def register_variants() -> None:
     """The prior variants measured on the selection set, as data-free sources of this benchmark only (spa's
     "strokes" is the band from 0.06 of the height; strokes25/strokes12: from 0.25 / 0.12; -log12 / -log6:
@@ -277,6 +301,8 @@ def register_variants() -> None:
         "bytes-strat": lambda view, n, seed, other=1: _halves(
             view, n, seed, other, partial(priors.byte_stream_inputs, text_share=1.0),
             partial(priors.byte_stream_inputs, text_share=0.0))}
+    # branch detprior: "strokes" with a share of the samples degraded as photographed or scanned pages are
+    variants.update({f"strokes-degraded{k}": partial(_degraded, share=k / 100) for k in (25, 50, 100)})
     priors.PRIORS.update(variants)
     calib.SOURCES = tuple(dict.fromkeys((*calib.SOURCES, *variants)))
     calib.BYTE_RANK_ONLY_SOURCES = (*calib.BYTE_RANK_ONLY_SOURCES, "bytes-strat")  # chooses only, like "bytes"
@@ -330,6 +356,14 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return _blended(m, ratio, seed, int(blend.group(1)) / 100)
     if method == "obspa-default":  # spa's data-free default, whatever source and allocation it picks for the model
         return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
+    other = re.fullmatch(r"obspa-default\+(.+)", method)
+    if other:  # branch detprior: the data-free default as a user runs it, with another prior as DEFAULT_SOURCE
+        before = spa_calib.DEFAULT_SOURCE
+        spa_calib.DEFAULT_SOURCE = other.group(1)
+        try:
+            return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
+        finally:
+            spa_calib.DEFAULT_SOURCE = before
     if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=not method.endswith("-noaug"))
@@ -539,13 +573,32 @@ OCR_WIDE = {  # selection distribution -> (licence text, fonts, render options):
 }
 
 
+def _textured(img, rng: np.random.Generator):
+    """A paper-like texture: brightness varied by a smooth random field (±12 % per unit of its deviation)."""
+    from PIL import Image
+
+    field = np.cumsum(np.cumsum(rng.standard_normal((img.height, img.width)), 0), 1)
+    field = (field - field.mean()) / (field.std() + 1e-8)
+    a = np.asarray(img, np.float32) * (1 + 0.12 * field[..., None])
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _jpeg(img, rng: np.random.Generator):
+    """JPEG blockiness: the image through JPEG at quality 8-19."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=int(rng.integers(8, 20)))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
 def wide_line(text: str, fname: str, rng: np.random.Generator, *, contrast=False, size=None, jpeg=False, skew=False,
               texture=False) -> np.ndarray:
     """One selection line (rapidocr's preprocessing as `rec_line`): dark text on a light background, with one of
     the selection conditions: low contrast on a tinted background, smaller text at a random height, JPEG
     blockiness, a slant of up to 4 degrees, or a paper-like texture."""
-    import io
-
     from PIL import Image, ImageDraw
 
     f = font(fname, int(rng.integers(*size)) if size else 32)
@@ -558,15 +611,9 @@ def wide_line(text: str, fname: str, rng: np.random.Generator, *, contrast=False
     if skew:
         img = img.rotate(float(rng.uniform(-4, 4)), resample=Image.BILINEAR, fillcolor=bg)
     if texture:
-
-        field = np.cumsum(np.cumsum(rng.standard_normal((img.height, img.width)), 0), 1)
-        field = (field - field.mean()) / (field.std() + 1e-8)
-        a = np.asarray(img, np.float32) * (1 + 0.12 * field[..., None])
-        img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+        img = _textured(img, rng)
     if jpeg:
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=int(rng.integers(8, 20)))
-        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        img = _jpeg(img, rng)
     w = min(320, int(np.ceil(48 * img.width / img.height)))
     a = np.asarray(img.resize((w, 48), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1) / 255
     out = np.zeros((3, 48, 320), np.float32)
@@ -675,11 +722,17 @@ def run_batched(m: onnx.ModelProto, x: np.ndarray, batch: int = 8) -> np.ndarray
     return np.concatenate([s.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
-def det_page(rng: np.random.Generator, segs: list[str], noisy: bool, fonts: tuple[str, str] | None = None) -> np.ndarray:
-    """One 320x320 page of lines at random sizes and places; `fonts` replaces the held-out ones (selection)."""
+def det_page(rng: np.random.Generator, segs: list[str], noisy: bool, fonts: tuple[str, str] | None = None,
+             condition: str = "") -> np.ndarray:
+    """One 320x320 page of lines at random sizes and places; `fonts` replaces the held-out ones (selection);
+    `condition` one of the OCR selection lines' conditions (wide_line) applied to the page: "contrast" (dark text
+    on a tinted background at low contrast), "jpeg", "texture" (selection only, branch detprior)."""
     from PIL import Image, ImageDraw, ImageFilter
 
     bg = tuple(int(v) for v in rng.integers(150, 230, 3)) if noisy else (255, 255, 255)
+    if condition == "contrast":
+        bg = tuple(int(v) for v in rng.integers(150, 240, 3))
+    fg = tuple(int(b * rng.uniform(0.35, 0.65)) for b in bg) if condition == "contrast" else None
     img = Image.new("RGB", (320, 320), bg)
     draw = ImageDraw.Draw(img)
     fonts = fonts or (("FreeSerif.ttf", "FreeMono.ttf") if noisy else ("LiberationSans-Regular.ttf",
@@ -688,8 +741,12 @@ def det_page(rng: np.random.Generator, segs: list[str], noisy: bool, fonts: tupl
     while y < 290:
         size = int(rng.integers(14, 30))
         draw.text((int(rng.integers(4, 80)), y), segs[int(rng.integers(len(segs)))], font=font(fonts[int(rng.integers(2))], size),
-                  fill=(0, 0, 0) if not noisy else tuple(int(v) for v in rng.integers(0, 80, 3)))
+                  fill=fg or ((0, 0, 0) if not noisy else tuple(int(v) for v in rng.integers(0, 80, 3))))
         y += size + int(rng.integers(4, 30))
+    if condition == "texture":
+        img = _textured(img, rng)
+    if condition == "jpeg":
+        img = _jpeg(img, rng)
     if noisy:
         img = img.filter(ImageFilter.GaussianBlur(0.8))
     a = np.asarray(img, np.float32) / 255
@@ -697,6 +754,13 @@ def det_page(rng: np.random.Generator, segs: list[str], noisy: bool, fonts: tupl
         a = np.clip(a + 0.06 * rng.standard_normal(a.shape), 0, 1)
     mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
     return ((a - mean) / std).transpose(2, 0, 1).astype(np.float32)
+
+
+# det selection pages under the OCR selection lines' conditions (branch detprior, after the held-out noisy pages stayed
+# the detector's worst case): condition -> (licence text, two faces), OCR_WIDE's texts and faces for those conditions
+DET_WIDE = {"contrast": ("MPL-2.0", ("FreeSans.ttf", "DejaVuSansCondensed.ttf")),
+            "jpeg": ("LGPL-2.1", ("DejaVuSansMono-Oblique.ttf", "NotoSerif-Bold.ttf")),
+            "texture": ("LGPL-3", ("DejaVuSerifCondensed.ttf", "FreeSansOblique.ttf"))}
 
 
 def ocr_det(selection: bool = False) -> Bench:
@@ -709,6 +773,11 @@ def ocr_det(selection: bool = False) -> Bench:
         gpl = licence_segments("/usr/share/common-licenses/GPL-3", 28)
         dists = {"sel-pages": np.stack([det_page(rng, gpl, False, ("DejaVuSans.ttf", "DejaVuSerif.ttf"))
                                         for _ in range(24)])}
+        # branch detprior: the OCR selection lines' conditions on pages (other texts and faces per condition, as
+        # OCR_WIDE's), drawn after sel-pages so that its pages stay those of the rows before
+        for cond, (text, fonts) in DET_WIDE.items():
+            segs_c = licence_segments(f"/usr/share/common-licenses/{text}", 28)
+            dists[f"sel-pages-{cond}"] = np.stack([det_page(rng, segs_c, False, fonts, cond) for _ in range(24)])
     else:
         dists = {d: np.stack([det_page(rng, segs, d == "pages-noisy") for _ in range(24)])
                  for d in ("pages", "pages-noisy")}

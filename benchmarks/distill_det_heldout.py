@@ -14,6 +14,10 @@ each; pixel F-score of the text map thresholded at 0.3 against the original's). 
 font families are among the distillation pages' (checked and printed); the distillation pages hold no noise, no
 blur and no coloured background, so pages-noisy measures that shift.
 
+Calibrate, then distil (`--start calib`, method "distill-fromcalib"; branch detcal): the prune distilled is spa's
+`obspa --calib` default on the first N_CALIB distillation pages instead of the data-free one (the recipe chosen on
+the recogniser's validation set, benchmarks/distill_rec_heldout_calibstart_choice.txt; not chosen on this model).
+
 Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
 the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.
 
@@ -40,9 +44,12 @@ from distill_det import pages
 from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
 from generalise import ocr_det, prune_with
 
+import spa
+
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
 METHOD = "distill"
+N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
 
@@ -52,6 +59,8 @@ def main() -> None:
     ap.add_argument("--ratios", default="0.3,0.5")
     ap.add_argument("--seeds", default="0", help="comma-separated: the prune's and the fine-tune's seed")
     ap.add_argument("--no-header", action="store_true", help="a later part appended to the same file")
+    ap.add_argument("--start", choices=("data-free", "calib"), default="data-free",
+                    help="the prune distilled: spa's data-free default, or obspa --calib on the first 32 pages")
     a = ap.parse_args()
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     train_families = {Path(f).stem.split("-")[0] for f in TRAIN_FONTS}
@@ -66,24 +75,30 @@ def main() -> None:
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "pages.npz", **{name: x_tr})
     if not a.no_header:
-        print(f"PP-OCRv4 det pruned by data-free obspa (spa's default), distilled by `spa finetune --teacher` on "
+        start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
+            "data-free obspa (spa's default)"
+        print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{N_PAGES} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
               f"({EPOCHS} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings), scored on generalise.py's "
               f"ocr_det held-out distributions")
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    method = METHOD + ("-fromcalib" if a.start == "calib" else "")
     print(f"# {b.name}: {b.what}")
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
         for r in ratios:
             t0 = time.perf_counter()
-            pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
+            if a.start == "calib":
+                pruned, rep = spa.prune(b.model, ratio=r, criterion="obspa", calib={name: x_tr[:N_CALIB]}, seed=seed)
+            else:
+                pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
             prune_s = time.perf_counter() - t0
             pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
             onnx.save(pruned, str(tmp / "pruned.onnx"))
             before = {d: b.metric(pruned, x) for d, x in b.dists.items()}
-            print(f"# pruned only (obspa data-free) at {r}, seed {seed}: " +
+            print(f"# pruned only (obspa {'--calib' if a.start == 'calib' else 'data-free'}) at {r}, seed {seed}: " +
                   ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
                   f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
             out = tmp / f"distilled_{r}_{seed}.onnx"
@@ -95,7 +110,7 @@ def main() -> None:
             distilled = onnx.load(str(out))
             for d, x in b.dists.items():
                 v = b.metric(distilled, x)
-                print(f"R\t{b.name}\t{d}\t{METHOD}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}",
+                print(f"R\t{b.name}\t{d}\t{method}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}",
                       flush=True)
 
 

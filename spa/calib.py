@@ -645,8 +645,13 @@ def source_feeds(a: Analysis, source: str, calib: dict[str, np.ndarray] | None, 
 
 def prior_samples(view, calib: dict[str, np.ndarray], n: int, seed: int) -> dict[str, np.ndarray] | None:
     """`n` samples of the data-free default prior (DEFAULT_SOURCE) shaped like the calibration inputs, keyed and
-    ordered as `calib`: image inputs drawn by the prior at the calibration images' size, others as "noise". None
-    where the model's declared shapes cannot give the calibration's (two free sides of different sizes)."""
+    ordered as `calib`: image inputs drawn by the prior at the calibration images' size, others as "noise". Where
+    every input is an image, each is drawn at its own shape (spa.priors.strokes_images; two free sides of
+    different sizes too); else None where the model's declared shapes cannot give the calibration's."""
+    from .priors import is_image, strokes_images
+
+    if DEFAULT_SOURCE == "strokes" and all(is_image(x) for x in calib.values()):
+        return {name: strokes_images(n, x.shape[1:], seed, x.dtype) for name, x in calib.items()}
     first = next(iter(calib.values()))
     declared = view.shape(next(iter(calib))) or ()
     free = [first.shape[i] for i, d in enumerate(declared) if i and not d and i < first.ndim]

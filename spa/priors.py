@@ -250,6 +250,14 @@ def is_image(x: np.ndarray) -> bool:
     return _is_image_shape(x.shape, x.dtype)
 
 
+def strokes_images(n: int, shape: tuple[int, int, int], seed: int, dtype=np.float32) -> np.ndarray:
+    """`n` "strokes" images of `shape` (C, H, W), as `strokes_inputs` draws them for a model whose one image input
+    has that shape (the same images for the same seed): for calibration images of a shape the model leaves free
+    (spa.calib.prior_samples), e.g. pages wider than high where both sides are free."""
+    rng = np.random.default_rng(seed + 1)
+    return np.stack([_strokes(rng, *_field(rng, *shape).shape) for _ in range(n)]).astype(dtype)
+
+
 def _is_image_shape(shape, dtype) -> bool:
     """(N, C, H, W) floats of at least 4x4: what the image priors draw."""
     return len(shape) == 4 and np.dtype(dtype).kind == "f" and min(shape[2:]) >= 4

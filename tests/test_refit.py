@@ -273,3 +273,26 @@ def test_calib_default_adds_prior_images_for_obspa_on_images_only():
     assert calib.default_source(images, "obspa", True, nhwc, 0.1) == calib.DEFAULT_SOURCE
     vectors = {"x": np.zeros((4, 16), np.float32)}
     assert calib.default_source(images, "obspa", True, vectors, 0.1) == calib.DEFAULT_SOURCE
+
+
+def test_calib_prior_draws_its_images_at_the_calibration_images_shape():
+    """Calibration images wider than high for a model whose height and width are both free: the prior's images
+    come at that shape too (the --calib default's guard is not silently dropped), and the prune passes the oracle."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 8, 3, 3)).astype(np.float32), "w2")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["b"]),
+         helper.make_node("Conv", ["b", "w2"], ["y"], pads=[1, 1, 1, 1])], "free_sides",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w1, w2])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = {"x": rng.standard_normal((6, 3, 16, 24)).astype(np.float32)}
+    extra = calib.prior_samples(prepare(m)[0], x, 5, seed=2)
+    assert extra is not None and extra["x"].shape == (5, 3, 16, 24)
+    _, rep = spa.prune(m, ratio=0.25, criterion="obspa", calib=x, oracle=True)
+    assert rep.calibration["source"] == "calib-prior"
+    assert rep.calibration["samples"] == 6 * 3 + calib.CALIB_PRIOR_SAMPLES
+    assert rep.oracle is not None and rep.oracle < 1e-4

@@ -549,6 +549,8 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
             from .augment import SCALES
 
             summary["augment"] = f"rescaled copies of each image (x{', x'.join(map(str, SCALES))})"
+        if real is not None:  # "calib-prior": how many of the samples are the prior's images (none if it drew none)
+            summary["prior_images"] = len(next(iter(inputs.values()))) - real
         refit_inputs = None
         if real is not None and calib_.CALIB_PRIOR_REFIT == "real" and len(next(iter(inputs.values()))) > real:
             refit_inputs = {k: v[:real] for k, v in inputs.items()}

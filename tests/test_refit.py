@@ -295,4 +295,5 @@ def test_calib_prior_draws_its_images_at_the_calibration_images_shape():
     _, rep = spa.prune(m, ratio=0.25, criterion="obspa", calib=x, oracle=True)
     assert rep.calibration["source"] == "calib-prior"
     assert rep.calibration["samples"] == 6 * 3 + calib.CALIB_PRIOR_SAMPLES
+    assert rep.calibration["prior_images"] == calib.CALIB_PRIOR_SAMPLES
     assert rep.oracle is not None and rep.oracle < 1e-4

@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--methods", default="calib,prior32-both,prior64-both,prior32-real,prior64-real")
     ap.add_argument("--ratios", default="0.2,0.3,0.5")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--timing", action="store_true", help="prune times of l1 and --methods at 0.5 instead")
+    ap.add_argument("--timing", action="store_true", help="prune times of l1 and --methods instead")
+    ap.add_argument("--timing-ratio", type=float, default=0.5, help="the ratio --timing prunes at")
     ap.add_argument("--summarise", default="", help="comma-separated earlier outputs: their rows' summary, no run")
     ap.add_argument("--det", action="store_true",
                     help="PP-OCRv4 det instead: its selection pages (sel-pages), calibrated on generalise.ocr_det's 32 "
@@ -114,7 +115,7 @@ def main() -> None:
         b = g.ocr_rec(selection=True, numbers_too=args.numbers)
         calib = {b.model.graph.input[0].name: calib_lines(b.dists)}
     if args.timing:
-        timing(b.model, calib, args.methods.split(","))
+        timing(b.model, calib, args.methods.split(","), ratio=args.timing_ratio)
         return
     print(f"# {b.what}", flush=True)
     if args.det:

@@ -83,7 +83,7 @@ WITH_CALIB = ("calib", "calib-prior", *TOKEN_CALIB_SOURCES)  # the sources that 
 # 0.950 / 0.783 / 0.194, mean 0.994 / 0.988 / 0.775 against 0.986 / 0.955 / 0.779 (run 3). 32 images, or the
 # re-fit on the real ones only, guarded less (0.909 / 0.907 worst at 0.3). The cost: the covered lines' mean at 0.5
 # (0.908 against 0.927), PP-OCRv4 det's selection pages at 0.5 (0.380 against 0.396; level at 0.2 / 0.3), and
-# time (64 more images through the calibration pass and the re-fit: 15.6x the l1 prune against 11.1x, run 2).
+# time (64 more images through the calibration pass and the re-fit: at 0.3 14.9x the l1 prune against 10.2x).
 CALIB_PRIOR_SAMPLES = 64
 CALIB_PRIOR_REFIT = "both"
 # The --calib default for obspa where every calibration input is an image the prior draws (`priors.is_image`;

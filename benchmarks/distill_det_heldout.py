@@ -31,7 +31,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_det import pages
 from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
-from generalise import ocr_det, prune_with
-
-import spa
+from generalise import ocr_det, pruned_only
 
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
@@ -89,18 +86,7 @@ def main() -> None:
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
         for r in ratios:
-            t0 = time.perf_counter()
-            if a.start == "calib":
-                pruned, rep = spa.prune(b.model, ratio=r, criterion="obspa", calib={name: x_tr[:N_CALIB]}, seed=seed)
-            else:
-                pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
-            prune_s = time.perf_counter() - t0
-            pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
-            onnx.save(pruned, str(tmp / "pruned.onnx"))
-            before = {d: b.metric(pruned, x) for d, x in b.dists.items()}
-            print(f"# pruned only (obspa {'--calib' if a.start == 'calib' else 'data-free'}) at {r}, seed {seed}: " +
-                  ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
-                  f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
+            _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
             out = tmp / f"distilled_{r}_{seed}.onnx"
             secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                             "--data", str(tmp / "pages.npz"), "-o", str(out), "--epochs",

@@ -56,7 +56,6 @@ import os
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
-from generalise import OCR_HELDOUT, licence_segments, ocr_rec, prune_with, rec_line
+from generalise import OCR_HELDOUT, licence_segments, ocr_rec, pruned_only, rec_line
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
 N_CALIB = 32  # --start calib: obspa --calib on the first lines of the distillation set
@@ -282,18 +281,7 @@ def main() -> None:
                           "# V\tmodel\tdist\taugment\tratio\tseed\tmetric\tshare_of_original\tdistil_wall_s"]
     for seed in seeds:
         for r in ratios:
-            t0 = time.perf_counter()
-            if a.start == "calib":
-                pruned, rep = prune_with(b.model, "obspa-calib32", r, seed, {name: x_tr[:N_CALIB]})
-            else:
-                pruned, rep = prune_with(b.model, "obspa-default", r, seed, None)
-            prune_s = time.perf_counter() - t0
-            pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
-            onnx.save(pruned, str(tmp / "pruned.onnx"))
-            before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
-            print(f"# pruned only (obspa {'--calib' if a.start == 'calib' else 'data-free'}) at {r}, seed {seed}: " +
-                  ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
-                  f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
+            _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
             models, worst = {}, {}
             for spec in specs:
                 out = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"

@@ -426,6 +426,24 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
 
 
+def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path):
+    """The prune a distillation benchmark starts from (benchmarks/distill_{rec,det}_heldout.py): spa's `--calib`
+    default on `calib` ("obspa-calib32") for `start` "calib", else its data-free default ("obspa-default"); saved to
+    `path`, scored on `b`'s held-out distributions and reported as a "# pruned only" comment. Returns the pruned
+    model, the params and MACs kept and the prune's seconds."""
+    t0 = time.perf_counter()
+    pruned, rep = prune_with(b.model, "obspa-calib32", ratio, seed, calib) if start == "calib" else \
+        prune_with(b.model, "obspa-default", ratio, seed, None)
+    prune_s = time.perf_counter() - t0
+    pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
+    onnx.save(pruned, str(path))
+    before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
+    print(f"# pruned only (obspa {'--calib' if start == 'calib' else 'data-free'}) at {ratio}, seed {seed}: " +
+          ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
+          f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
+    return pruned, pk, mk, prune_s
+
+
 def _blended(m: onnx.ModelProto, ratio: float, seed: int, w: float):
     """The local plan by the average of each channel's rank (within its group) under data-free obspa's scores and
     under l1's, l1 weighted `w`; no weight update (as the choice-only default of byte models)."""

@@ -837,7 +837,7 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
     inputs, spa.calib.accumulate; `dense`: the widest consumer with a dense H, spa.calib.collect)."""
     from . import calib
 
-    source = source or calib.default_source(a.view, criterion, feeds is not None, feeds)
+    source = source or calib.default_source(a.view, criterion, feeds is not None)
     if inputs is None:
         inputs = calib.source_feeds(a, source, feeds, seed=seed)
     if criteria.get(criterion).needs == "gradients":

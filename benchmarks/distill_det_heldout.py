@@ -18,6 +18,13 @@ Calibrate, then distil (`--start calib`, method "distill-fromcalib"; branch detc
 `obspa --calib` default on the first N_CALIB distillation pages instead of the data-free one (the recipe chosen on
 the recogniser's validation set, benchmarks/distill_rec_heldout_calibstart_choice.txt; not chosen on this model).
 
+Augmentation (`--augment SPEC`, passed to `spa finetune --augment`; R rows then carry method "distill-aug"), chosen
+by `--choose 'none|A|B' --choice-file F --validate-only`: each setting is distilled at every ratio and seed and scored
+on the detector's SELECTION pages (generalise.ocr_det(selection=True): sel-pages, GPL-3 in DejaVu Sans/Serif like
+the distillation pages, and sel-pages-contrast / -jpeg / -texture, the OCR selection conditions in other texts and
+faces, generalise.DET_WIDE), never on the held-out ones; the setting with the best worst share of the original's F-score
+over seeds, ratios and selection pages is chosen, and only that one is then run held out (`--augment`).
+
 Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
 the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.
 
@@ -28,6 +35,8 @@ the pruned-only scores, each fine-tune's wall and CPU seconds, the load average 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -45,7 +54,7 @@ from generalise import ocr_det, pruned_only
 
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
-METHOD = "distill"
+METHOD, AUG_METHOD = "distill", "distill-aug"
 N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
@@ -58,7 +67,12 @@ def main() -> None:
     ap.add_argument("--no-header", action="store_true", help="a later part appended to the same file")
     ap.add_argument("--start", choices=("data-free", "calib"), default="data-free",
                     help="the prune distilled: spa's data-free default, or obspa --calib on the first 32 pages")
+    ap.add_argument("--augment", default="none", help="spa finetune --augment SPEC (not 'none': method distill-aug)")
+    ap.add_argument("--choose", help="'|'-separated --augment settings: distil each, score on the selection pages")
+    ap.add_argument("--choice-file", type=Path, help="--choose: where the selection rows and the choice go")
     a = ap.parse_args()
+    if a.choose and not a.choice_file:
+        ap.error("--choose needs --choice-file")
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     train_families = {Path(f).stem.split("-")[0] for f in TRAIN_FONTS}
     if same := train_families & set(HELD_FONTS):
@@ -81,23 +95,66 @@ def main() -> None:
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    method = METHOD + ("-fromcalib" if a.start == "calib" else "")
-    print(f"# {b.name}: {b.what}")
+    method = (METHOD if a.augment == "none" else AUG_METHOD) + ("-fromcalib" if a.start == "calib" else "")
+    if a.choose:
+        choose(a, ratios, seeds, name, x_tr, tmp)
+        return
+    print(f"# {b.name}: {b.what}" + (f"; --augment {a.augment}" if a.augment != "none" else ""))
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
         for r in ratios:
             _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
-            out = tmp / f"distilled_{r}_{seed}.onnx"
-            secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
-                                            "--data", str(tmp / "pages.npz"), "-o", str(out), "--epochs",
-                                            str(EPOCHS), "--lr", LR, "--batch", str(BATCH), "--seed", str(seed)])
-            print(f"# distillation at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
-                  + "\n#     ".join(log.strip().splitlines()), flush=True)
-            distilled = onnx.load(str(out))
+            distilled = distil(a, r, seed, a.augment, tmp)
             for d, x in b.dists.items():
                 v = b.metric(distilled, x)
                 print(f"R\t{b.name}\t{d}\t{method}\t{r}\t{seed}\t{v:.4f}\t{pk:.4f}\t{mk:.4f}\t{prune_s:.2f}",
                       flush=True)
+
+
+def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out=print) -> onnx.ModelProto:
+    """`spa finetune --teacher` of tmp/pruned.onnx on tmp/pages.npz with `--augment spec`; its log as comments."""
+    path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
+    secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
+                                    "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(EPOCHS),
+                                    "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)])
+    out(f"# distillation (--augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
+        + "\n#     ".join(log.strip().splitlines()))
+    return onnx.load(str(path))
+
+
+def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: str, x_tr: np.ndarray,
+           tmp: Path) -> None:
+    """Distil each --choose setting at every ratio and seed, score on the selection pages (V rows in
+    a.choice_file, rewritten after each), and name the setting with the best worst share of the original."""
+    sel = ocr_det(selection=True)
+    specs = a.choose.split("|")
+    lines = [f"PP-OCRv4 det, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune "
+             f"--teacher` (as distill_det_heldout.txt, --start {a.start}): --augment chosen among {' / '.join(specs)} "
+             "on the detector's selection pages, never on the held-out ones (pixel F-score against the original's "
+             "text pixels; the original scores 1 by definition)",
+             f"# {sel.name} selection: {sel.what}",
+             "# V\tmodel\tdist\taugment\tratio\tseed\tmetric"]
+
+    def note(text: str) -> None:
+        lines.extend(text.splitlines())
+        a.choice_file.write_text("\n".join(lines) + "\n")
+
+    worst = {spec: 1.0 for spec in specs}
+    for seed in seeds:
+        for r in ratios:
+            with contextlib.redirect_stdout(io.StringIO()) as said:
+                pruned_only(sel, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
+            note(said.getvalue().rstrip())
+            for spec in specs:
+                m = distil(a, r, seed, spec, tmp, out=note)
+                for d, x in sel.dists.items():
+                    v = sel.metric(m, x)
+                    worst[spec] = min(worst[spec], v)
+                    note(f"V\t{sel.name}\t{d}\t{spec}\t{r}\t{seed}\t{v:.4f}")
+    best = max(specs, key=lambda k: worst[k])  # ties: the first listed
+    note(f"# choice over ratios {', '.join(map(str, ratios))} and seeds {', '.join(map(str, seeds))} (worst over "
+         "them and the selection pages): " + ", ".join(f"{k} {w:.4f}" for k, w in worst.items()) + f" -> {best}")
+    print(f"chose --augment {best} (see {a.choice_file})")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,14 @@ def main() -> None:
     ap.add_argument("--augment", default="none", help="spa finetune --augment SPEC (not 'none': method distill-aug)")
     ap.add_argument("--choose", help="'|'-separated --augment settings: distil each, score on the selection pages")
     ap.add_argument("--choice-file", type=Path, help="--choose: where the selection rows and the choice go")
+    ap.add_argument("--epochs", type=int, default=EPOCHS,
+                    help=f"spa finetune --epochs (default {EPOCHS}; another: method names and V labels end in -epN)")
+    ap.add_argument("--summarise", nargs="+", type=Path,
+                    help="only print the worst share per setting over the V rows of these choice files")
     a = ap.parse_args()
+    if a.summarise:
+        print("\n".join(summarise(a.summarise)))
+        return
     if a.choose and not a.choice_file:
         ap.error("--choose needs --choice-file")
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
@@ -90,12 +97,13 @@ def main() -> None:
             "data-free obspa (spa's default)"
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{N_PAGES} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
-              f"({EPOCHS} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings), scored on generalise.py's "
+              f"({a.epochs} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings), scored on generalise.py's "
               f"ocr_det held-out distributions")
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    method = (METHOD if a.augment == "none" else AUG_METHOD) + ("-fromcalib" if a.start == "calib" else "")
+    method = ((METHOD if a.augment == "none" else AUG_METHOD) + ("-fromcalib" if a.start == "calib" else "")
+              + (f"-ep{a.epochs}" if a.epochs != EPOCHS else ""))
     if a.choose:
         choose(a, ratios, seeds, name, x_tr, tmp)
         return
@@ -115,9 +123,9 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
     """`spa finetune --teacher` of tmp/pruned.onnx on tmp/pages.npz with `--augment spec`; its log as comments."""
     path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
     secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
-                                    "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(EPOCHS),
+                                    "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
                                     "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)])
-    out(f"# distillation (--augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
+    out(f"# distillation (--augment {spec}, {a.epochs} epochs) at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
         + "\n#     ".join(log.strip().splitlines()))
     return onnx.load(str(path))
 
@@ -150,11 +158,33 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
                 for d, x in sel.dists.items():
                     v = sel.metric(m, x)
                     worst[spec] = min(worst[spec], v)
-                    note(f"V\t{sel.name}\t{d}\t{spec}\t{r}\t{seed}\t{v:.4f}")
+                    note(f"V\t{sel.name}\t{d}\t{label(spec, a.epochs)}\t{r}\t{seed}\t{v:.4f}")
     best = max(specs, key=lambda k: worst[k])  # ties: the first listed
     note(f"# choice over ratios {', '.join(map(str, ratios))} and seeds {', '.join(map(str, seeds))} (worst over "
-         "them and the selection pages): " + ", ".join(f"{k} {w:.4f}" for k, w in worst.items()) + f" -> {best}")
+         "them and the selection pages): " + ", ".join(f"{label(k, a.epochs)} {w:.4f}" for k, w in worst.items())
+         + f" -> {label(best, a.epochs)}")
     print(f"chose --augment {best} (see {a.choice_file})")
+
+
+def label(spec: str, epochs: int) -> str:
+    """A setting's name in the V rows: the --augment spec, and the epochs where not the default."""
+    return spec + (f" ep{epochs}" if epochs != EPOCHS else "")
+
+
+def summarise(files: list[Path]) -> list[str]:
+    """Worst and mean share per setting over the V rows of `files` (choices run in parts, side by side), with the
+    seeds each saw; the choice is the best worst among settings run on the same seeds."""
+    rows: dict[str, list[tuple[int, float]]] = {}
+    for f in files:
+        for line in f.read_text().splitlines():
+            if line.startswith("V\t"):
+                _, _, _, setting, _, seed, v = line.split("\t")
+                rows.setdefault(setting, []).append((int(seed), float(v)))
+    out = ["# setting\tseeds\tworst\tmean (over seeds and selection pages)"]
+    for k, vs in sorted(rows.items(), key=lambda kv: -min(v for _, v in kv[1])):
+        out.append(f"# {k}\t{','.join(map(str, sorted({s for s, _ in vs})))}\t{min(v for _, v in vs):.4f}\t"
+                   f"{np.mean([v for _, v in vs]):.4f}")
+    return out
 
 
 if __name__ == "__main__":

@@ -97,7 +97,9 @@ def main() -> None:
             "data-free obspa (spa's default)"
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{N_PAGES} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
-              f"({a.epochs} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings), scored on generalise.py's "
+              f"({a.epochs} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings"
+              f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
+              f"{'' if a.augment == 'none' else f', --augment {a.augment}'}), scored on generalise.py's "
               f"ocr_det held-out distributions")
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")

@@ -24,6 +24,13 @@ on the detector's SELECTION pages (generalise.ocr_det(selection=True): sel-pages
 the distillation pages, and sel-pages-contrast / -jpeg / -texture, the OCR selection conditions in other texts and
 faces, generalise.DET_WIDE), never on the held-out ones; the setting with the best worst share of the original's F-score
 over seeds, ratios and selection pages is chosen, and only that one is then run held out (`--augment`).
+Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side by side merged by `--summarise`):
+`noise,contrast` at 4 epochs, against none, blur,noise,contrast, all, contrast alone, and 8 epochs with or without it.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3 --seeds 0,1,2 \
+        --choose 'none|blur,noise,contrast|all' --choice-file benchmarks/distill_det_heldout_choice.txt
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3,0.5 --seeds 0,1,2 \
+        --augment noise,contrast --no-header >> benchmarks/distill_det_heldout.txt
 
 Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
 the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.

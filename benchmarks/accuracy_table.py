@@ -53,8 +53,10 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 
 # the "distilled" column: the first of these methods run at the ratio (PP-OCRv4 rec: distillation data with digit
 # strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
-# validation chose there (distill_rec_heldout_lr_choice.txt); else the licence lines)
-DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed", "distill")}
+# validation chose there (distill_rec_heldout_lr_choice.txt); else the licence lines. PP-OCRv4 det: --augment
+# noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt)
+DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed", "distill"),
+             "ocr_det": ("distill-aug", "distill")}
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
@@ -154,8 +156,10 @@ def main() -> None:
            "**distilled**: the data-free obspa prune, then `spa finetune --teacher` on unlabelled inputs from other "
            "sources than the held-out ones (the `R` rows of method \"distill\" in a distill_*.txt, worst over "
            "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`; PP-OCRv4 det: "
-           "`distill_det_heldout.txt`, 256 black-on-white pages of other texts in DejaVu faces, 4 epochs: "
-           "pages-noisy, whose backgrounds, colours, blur and noise they lack, is its worst; PP-OCRv4 rec: "
+           "`distill_det_heldout.txt`, method \"distill-aug\": 256 black-on-white pages of other texts in DejaVu "
+           "faces, 4 epochs, `--augment noise,contrast` (chosen on selection pages of other texts, faces and "
+           "conditions; without it, \"distill\", pages-noisy, whose backgrounds, colours, blur and noise the pages "
+           "lack, is its worst); PP-OCRv4 rec: "
            "`distill_rec_heldout.txt`, method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
            "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "
            "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 and at 0.3 lr 2e-4 "

@@ -167,17 +167,17 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
                 for d, x in sel.dists.items():
                     v = sel.metric(m, x)
                     worst[spec] = min(worst[spec], v)
-                    note(f"V\t{sel.name}\t{d}\t{label(spec, a.epochs)}\t{r}\t{seed}\t{v:.4f}")
+                    note(f"V\t{sel.name}\t{d}\t{label(spec, a.epochs, a.start)}\t{r}\t{seed}\t{v:.4f}")
     best = max(specs, key=lambda k: worst[k])  # ties: the first listed
     note(f"# choice over ratios {', '.join(map(str, ratios))} and seeds {', '.join(map(str, seeds))} (worst over "
-         "them and the selection pages): " + ", ".join(f"{label(k, a.epochs)} {w:.4f}" for k, w in worst.items())
-         + f" -> {label(best, a.epochs)}")
+         "them and the selection pages): " + ", ".join(f"{label(k, a.epochs, a.start)} {w:.4f}" for k, w in worst.items())
+         + f" -> {label(best, a.epochs, a.start)}")
     print(f"chose --augment {best} (see {a.choice_file})")
 
 
-def label(spec: str, epochs: int) -> str:
-    """A setting's name in the V rows: the --augment spec, and the epochs where not the default."""
-    return spec + (f" ep{epochs}" if epochs != EPOCHS else "")
+def label(spec: str, epochs: int, start: str = "data-free") -> str:
+    """A setting's name in the V rows: the --augment spec, the epochs where not the default, the calibrated start."""
+    return spec + (f" ep{epochs}" if epochs != EPOCHS else "") + (" from calib" if start == "calib" else "")
 
 
 def summarise(files: list[Path]) -> list[str]:

@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--choice-file", type=Path, help="--choose: where the selection rows and the choice go")
     ap.add_argument("--epochs", type=int, default=EPOCHS,
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names and V labels end in -epN)")
+    ap.add_argument("--freeze-bn", action="store_true",
+                    help="spa finetune --freeze-bn (method names and V labels end in -frozenbn)")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst share per setting over the V rows of these choice files")
     a = ap.parse_args()
@@ -112,7 +114,7 @@ def main() -> None:
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     method = ((METHOD if a.augment == "none" else AUG_METHOD) + ("-fromcalib" if a.start == "calib" else "")
-              + (f"-ep{a.epochs}" if a.epochs != EPOCHS else ""))
+              + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + ("-frozenbn" if a.freeze_bn else ""))
     if a.choose:
         choose(a, ratios, seeds, name, x_tr, tmp)
         return
@@ -133,7 +135,8 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
     path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
     secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                     "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
-                                    "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)])
+                                    "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
+                                   + (["--freeze-bn"] if a.freeze_bn else []))
     out(f"# distillation (--augment {spec}, {a.epochs} epochs) at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
         + "\n#     ".join(log.strip().splitlines()))
     return onnx.load(str(path))
@@ -167,17 +170,19 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
                 for d, x in sel.dists.items():
                     v = sel.metric(m, x)
                     worst[spec] = min(worst[spec], v)
-                    note(f"V\t{sel.name}\t{d}\t{label(spec, a.epochs, a.start)}\t{r}\t{seed}\t{v:.4f}")
+                    note(f"V\t{sel.name}\t{d}\t{label(spec, a)}\t{r}\t{seed}\t{v:.4f}")
     best = max(specs, key=lambda k: worst[k])  # ties: the first listed
     note(f"# choice over ratios {', '.join(map(str, ratios))} and seeds {', '.join(map(str, seeds))} (worst over "
-         "them and the selection pages): " + ", ".join(f"{label(k, a.epochs, a.start)} {w:.4f}" for k, w in worst.items())
-         + f" -> {label(best, a.epochs, a.start)}")
+         "them and the selection pages): " + ", ".join(f"{label(k, a)} {w:.4f}" for k, w in worst.items())
+         + f" -> {label(best, a)}")
     print(f"chose --augment {best} (see {a.choice_file})")
 
 
-def label(spec: str, epochs: int, start: str = "data-free") -> str:
-    """A setting's name in the V rows: the --augment spec, the epochs where not the default, the calibrated start."""
-    return spec + (f" ep{epochs}" if epochs != EPOCHS else "") + (" from calib" if start == "calib" else "")
+def label(spec: str, a: argparse.Namespace) -> str:
+    """A setting's name in the V rows: the --augment spec, the epochs where not the default, the calibrated start,
+    frozen BatchNorm statistics."""
+    return (spec + (f" ep{a.epochs}" if a.epochs != EPOCHS else "") + (" from calib" if a.start == "calib" else "")
+            + (" frozen-bn" if a.freeze_bn else ""))
 
 
 def summarise(files: list[Path]) -> list[str]:

@@ -186,20 +186,19 @@ def label(spec: str, a: argparse.Namespace) -> str:
 
 
 def summarise(files: list[Path]) -> list[str]:
-    """Worst and mean share per setting over the V rows of `files` (choices run in parts, side by side), with the
-    seeds each saw; the choice is the best worst among settings run on the same seeds."""
-    rows: dict[str, list[tuple[int, float]]] = {}
+    """Worst and mean share per ratio and setting over the V rows of `files` (choices run in parts, side by side),
+    with the seeds each saw; the choice is the best worst among settings run on the same seeds."""
+    rows: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for f in files:
         for line in f.read_text().splitlines():
             if line.startswith("V\t"):
-                _, _, _, setting, _, seed, v = line.split("\t")
-                rows.setdefault(setting, []).append((int(seed), float(v)))
-    out = ["# setting\tseeds\tworst\tmean (over seeds and selection pages)"]
-    for k, vs in sorted(rows.items(), key=lambda kv: -min(v for _, v in kv[1])):
-        out.append(f"# {k}\t{','.join(map(str, sorted({s for s, _ in vs})))}\t{min(v for _, v in vs):.4f}\t"
+                _, _, _, setting, ratio, seed, v = line.split("\t")
+                rows.setdefault((ratio, setting), []).append((int(seed), float(v)))
+    out = ["# ratio\tsetting\tseeds\tworst\tmean (over seeds and selection pages)"]
+    for (r, k), vs in sorted(rows.items(), key=lambda kv: (kv[0][0], -min(v for _, v in kv[1]))):
+        out.append(f"# {r}\t{k}\t{','.join(map(str, sorted({s for s, _ in vs})))}\t{min(v for _, v in vs):.4f}\t"
                    f"{np.mean([v for _, v in vs]):.4f}")
     return out
-
 
 if __name__ == "__main__":
     main()

@@ -252,8 +252,8 @@ def distillation_section(files: list[Path]) -> list[str]:
     each raw file (the header, the original, the pruned model and every `+` row), not merged into the table
     above."""
     out = ["## Recovery by label-free distillation (`spa finetune --teacher`)", "",
-           "Each block is the table of one raw file (its first lines say what was distilled on and what was held "
-           "out); `% orig` / `F vs original` compare with the unpruned model.", ""]
+           ("Each block is the table of one raw file (its first lines say what was distilled on and what was held "
+            "out); `% orig` / `F vs original` compare with the unpruned model."), ""]
     for f in files:
         lines = f.read_text().splitlines()
         rows = [ln for ln in lines if ln.startswith(("row ", "original", "pruned", "+ ", "KL ", "relative MSE", "labelled"))]

@@ -148,10 +148,10 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
     a.choice_file, rewritten after each), and name the setting with the best worst share of the original."""
     sel = ocr_det(selection=True)
     specs = a.choose.split("|")
-    lines = [f"PP-OCRv4 det, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune "
-             f"--teacher` (as distill_det_heldout.txt, --start {a.start}): --augment chosen among {' / '.join(specs)} "
-             "on the detector's selection pages, never on the held-out ones (pixel F-score against the original's "
-             "text pixels; the original scores 1 by definition)",
+    lines = [(f"PP-OCRv4 det, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune "
+              f"--teacher` (as distill_det_heldout.txt, --start {a.start}): --augment chosen among "
+              f"{' / '.join(specs)} on the detector's selection pages, never on the held-out ones (pixel F-score "
+              "against the original's text pixels; the original scores 1 by definition)"),
              f"# {sel.name} selection: {sel.what}",
              "# V\tmodel\tdist\taugment\tratio\tseed\tmetric"]
 

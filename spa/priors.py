@@ -132,11 +132,15 @@ def _images(view, n: int, seed: int, other: int, make) -> dict[str, np.ndarray]:
     out = noise_inputs(view, n, seed, other, images=False)
     rng = np.random.default_rng(seed + 1)
     for x in out.values():
-        if not is_image(x):
-            continue
-        for i in range(n):
-            x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
+        if is_image(x):
+            _fill(x, rng, make)
     return out
+
+
+def _fill(x: np.ndarray, rng: np.random.Generator, make) -> None:
+    """Every sample of the image batch `x` (N, C, H, W) in place: `make(rng, field)`, one `_field` per sample."""
+    for i in range(len(x)):
+        x[i] = make(rng, _field(rng, *x.shape[1:])).astype(x.dtype)
 
 
 def structured_inputs(view, n: int, seed: int, other: int = 1) -> dict[str, np.ndarray]:
@@ -254,8 +258,9 @@ def strokes_images(n: int, shape: tuple[int, int, int], seed: int, dtype=np.floa
     """`n` "strokes" images of `shape` (C, H, W), as `strokes_inputs` draws them for a model whose one image input
     has that shape (the same images for the same seed): for calibration images of a shape the model leaves free
     (spa.calib.prior_samples), e.g. pages wider than high where both sides are free."""
-    rng = np.random.default_rng(seed + 1)
-    return np.stack([_strokes(rng, *_field(rng, *shape).shape) for _ in range(n)]).astype(dtype)
+    x = np.empty((n, *shape), dtype)
+    _fill(x, np.random.default_rng(seed + 1), lambda rng, f: _strokes(rng, *f.shape))
+    return x
 
 
 def _is_image_shape(shape, dtype) -> bool:

@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--freeze-bn", action="store_true",
                     help="spa finetune --freeze-bn (method names and V labels end in -frozenbn)")
     ap.add_argument("--summarise", nargs="+", type=Path,
-                    help="only print the worst share per setting over the V rows of these choice files")
+                    help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
     if a.summarise:
         print("\n".join(summarise(a.summarise)))
@@ -113,11 +113,10 @@ def main() -> None:
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
               f"{', '.join(HELD_FONTS)}: none in common; texts {'+'.join(TRAIN_TEXTS)} vs held-out {HELD_TEXT}")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    method = ((METHOD if a.augment == "none" else AUG_METHOD) + ("-fromcalib" if a.start == "calib" else "")
-              + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + ("-frozenbn" if a.freeze_bn else ""))
     if a.choose:
         choose(a, ratios, seeds, name, x_tr, tmp)
         return
+    method = (METHOD if a.augment == "none" else AUG_METHOD) + "".join(f"-{m}" for m, _ in variant(a))
     print(f"# {b.name}: {b.what}" + (f"; --augment {a.augment}" if a.augment != "none" else ""))
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
@@ -130,15 +129,19 @@ def main() -> None:
                       flush=True)
 
 
-def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out=print) -> onnx.ModelProto:
+def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out=None) -> onnx.ModelProto:
     """`spa finetune --teacher` of tmp/pruned.onnx on tmp/pages.npz with `--augment spec`; its log as comments."""
     path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
     secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                     "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
                                     "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
                                    + (["--freeze-bn"] if a.freeze_bn else []))
-    out(f"# distillation (--augment {spec}, {a.epochs} epochs) at {r}, seed {seed}: wall {secs:.1f}s, {load}\n#     "
-        + "\n#     ".join(log.strip().splitlines()))
+    what = (f"# distillation (--augment {spec}, {a.epochs} epochs) at {r}, seed {seed}: wall {secs:.1f}s, "
+            f"{load}\n#     " + "\n#     ".join(log.strip().splitlines()))
+    if out is None:
+        print(what, flush=True)
+    else:
+        out(what)
     return onnx.load(str(path))
 
 
@@ -178,16 +181,22 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
     print(f"chose --augment {best} (see {a.choice_file})")
 
 
+def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
+    """How the run differs from distill_det's distillation of the data-free prune, as (R method suffix, V label
+    suffix) pairs, in the order the raw files spell them."""
+    return [p for on, p in ((a.start == "calib", ("fromcalib", "from calib")),
+                            (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
+                            (a.freeze_bn, ("frozenbn", "frozen-bn"))) if on]
+
+
 def label(spec: str, a: argparse.Namespace) -> str:
-    """A setting's name in the V rows: the --augment spec, the epochs where not the default, the calibrated start,
-    frozen BatchNorm statistics."""
-    return (spec + (f" ep{a.epochs}" if a.epochs != EPOCHS else "") + (" from calib" if a.start == "calib" else "")
-            + (" frozen-bn" if a.freeze_bn else ""))
+    """A setting's name in the V rows: the --augment spec and the run's `variant`."""
+    return " ".join([spec, *(v for _, v in variant(a))])
 
 
 def summarise(files: list[Path]) -> list[str]:
     """Worst and mean share per ratio and setting over the V rows of `files` (choices run in parts, side by side),
-    with the seeds each saw; the choice is the best worst among settings run on the same seeds."""
+    best worst first, with the seeds each saw (compare settings run on the same seeds)."""
     rows: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for f in files:
         for line in f.read_text().splitlines():
@@ -199,6 +208,7 @@ def summarise(files: list[Path]) -> list[str]:
         out.append(f"# {r}\t{k}\t{','.join(map(str, sorted({s for s, _ in vs})))}\t{min(v for _, v in vs):.4f}\t"
                    f"{np.mean([v for _, v in vs]):.4f}")
     return out
+
 
 if __name__ == "__main__":
     main()

@@ -81,6 +81,9 @@ def main() -> None:
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names and V labels end in -epN)")
     ap.add_argument("--freeze-bn", action="store_true",
                     help="spa finetune --freeze-bn (method names and V labels end in -frozenbn)")
+    ap.add_argument("--feature-weight", type=float, default=0.0,
+                    help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
+                         "(method names and V labels end in -featW)")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
@@ -135,8 +138,11 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
     secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                     "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
                                     "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
-                                   + (["--freeze-bn"] if a.freeze_bn else []))
-    what = (f"# distillation (--augment {spec}, {a.epochs} epochs) at {r}, seed {seed}: wall {secs:.1f}s, "
+                                   + (["--freeze-bn"] if a.freeze_bn else [])
+                                   + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
+                                       f"{a.feature_weight:g}"] if a.feature_weight else []))
+    feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
+    what = (f"# distillation (--augment {spec}, {a.epochs} epochs{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
             f"{load}\n#     " + "\n#     ".join(log.strip().splitlines()))
     if out is None:
         print(what, flush=True)
@@ -186,7 +192,9 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
     suffix) pairs, in the order the raw files spell them."""
     return [p for on, p in ((a.start == "calib", ("fromcalib", "from calib")),
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
-                            (a.freeze_bn, ("frozenbn", "frozen-bn"))) if on]
+                            (a.freeze_bn, ("frozenbn", "frozen-bn")),
+                            (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")))
+            if on]
 
 
 def label(spec: str, a: argparse.Namespace) -> str:

@@ -437,6 +437,7 @@ def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path
     prune_s = time.perf_counter() - t0
     pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
     onnx.save(pruned, str(path))
+    rep.plan.save(path.with_suffix(".plan.json"))  # for `spa finetune --plan` (intermediate features)
     before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
     print(f"# pruned only (obspa {'--calib' if start == 'calib' else 'data-free'}) at {ratio}, seed {seed}: " +
           ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "

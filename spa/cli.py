@@ -532,6 +532,8 @@ def finetune(
     output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|mse|off for one output (repeatable; default chosen per output)")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke (image inputs; default none)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
+    plan: Annotated[Optional[Path], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries")] = None,
+    feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,
     data_size: Annotated[Optional[str], typer.Option("--data-size", help="--data folder of images: resize to HxW")] = None,
     data_mean: Annotated[Optional[str], typer.Option("--data-mean", help="--data folder: per-channel mean, e.g. 0.5,0.5,0.5")] = None,
     data_std: Annotated[Optional[str], typer.Option("--data-std", help="--data folder: per-channel std")] = None,
@@ -549,7 +551,8 @@ def finetune(
     from .distill import parse_output_loss
     from .finetune import finetune as run
 
-    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher)], writes=[("-o", output)])
+    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher), ("--plan", plan)],
+                       writes=[("-o", output)])
 
     def progress(epoch: int, total: int, value: float, seconds: float) -> None:
         eta = seconds / epoch * (total - epoch)
@@ -558,8 +561,8 @@ def finetune(
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
               output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
-              progress=None if quiet or as_json else progress, augment=augment,
-              data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
+              progress=None if quiet or as_json else progress, augment=augment, plan=plan,
+              feature_weight=feature_weight, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
                                                   "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
                                                   "gray": data_gray}.items() if v} or None)
     if as_json:
@@ -571,7 +574,9 @@ def finetune(
         print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
               f"({rep.epochs} epochs)")
         for o in rep.outputs:
-            if o["loss"] == "off":
+            if o["output"] == "(features)":
+                _say(f"  features: {o['loss']} on {o['compared']} ({o['why']}), {o['before']:.4g} -> {o['after']:.4g}")
+            elif o["loss"] == "off":
                 _say(f"  output {o['output']}: not matched ({o['why']})")
             else:
                 _say(f"  output {o['output']}: {o['loss']} on {o['compared']} ({o['why']}), "

@@ -17,6 +17,13 @@ otherwise per batch); every floating-point output of the teacher is matched, eac
 - ``off``: not matched (``--output-loss NAME=off``).
 
 The per-output choice is reported with its loss before and after (``FinetuneReport.outputs``).
+
+Intermediate features (``--plan PLAN.json``, the plan the student was pruned with: ``spa prune --save-plan``): the
+student's tensors at the pruned groups' boundaries are matched too.  A boundary is an activation of a pruned group
+that a layer of the group consumes (the input of the next convolution or matrix product, where OBSPA's compensation
+acts).  The student holds the teacher's channels that the plan keeps, so its tensor is compared with the teacher's
+restricted to them: nothing is learnt to map one onto the other.  Each is an ``mse`` scaled by the teacher value's
+mean square; their mean, times ``feature_weight``, is added to the outputs' losses.
 """
 
 from __future__ import annotations
@@ -30,13 +37,16 @@ from onnx import helper
 
 from .errors import BadArgument
 
-__all__ = ["CACHE_BYTES", "KINDS", "Distillation", "OutputLoss", "parse_output_loss"]
+__all__ = ["CACHE_BYTES", "FEATURE_WEIGHT", "KINDS", "Distillation", "FeatureSite", "OutputLoss", "feature_sites",
+           "parse_output_loss"]
 
 KINDS = ("kl", "mse", "off")
 CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
 _CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
 _SOFTMAX = ("Softmax", "LogSoftmax")
 _MASK_NAME = re.compile(r"attention_mask|input_mask|padding_mask", re.IGNORECASE)
+FEATURE_WEIGHT = 1.0  # --plan: the intermediate features' mean loss against the outputs' (one output weighs 1)
+_CONSUMERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # layers whose input a boundary feature is
 
 
 @dataclass
@@ -58,6 +68,58 @@ class OutputLoss:
     def as_dict(self) -> dict:
         return {"output": self.name, "loss": self.kind, "why": self.why, "compared": self.value,
                 "before": self.before, "after": self.after}
+
+
+@dataclass
+class FeatureSite:
+    """One intermediate tensor matched (``--plan``): the student's copy holds the teacher's indices ``kept``
+    along each pruned axis."""
+
+    tensor: str
+    kept: dict[int, np.ndarray]
+    scale: float = 1.0  # the teacher value's mean square over the data
+
+    def of_teacher(self, value: np.ndarray) -> np.ndarray:
+        for axis, idx in self.kept.items():
+            value = np.take(value, idx, axis=axis)
+        return value
+
+
+def feature_sites(student: onnx.ModelProto, teacher: onnx.ModelProto, plan) -> list[FeatureSite]:
+    """The tensors at the boundaries of the groups ``plan`` prunes (see the module doc) that both graphs hold,
+    with the teacher indices the student keeps.  Raises BadArgument if the plan is not one of ``teacher``."""
+    from .api import analyze
+    from .plan import keep_mask
+    from .view import infer_shapes
+
+    a = analyze(teacher).analysis
+    try:
+        keep = keep_mask(a, plan)
+    except BadArgument as e:
+        raise BadArgument(f"--plan does not fit the teacher: {e}") from None
+    view = a.view
+    nodes = view.model.graph.node
+    in_student = {o for n in student.graph.node for o in n.output}
+    floats = {v.name for v in infer_shapes(teacher).graph.value_info if _is_float(v)}
+    sites: dict[str, FeatureSite] = {}
+    for g in a.groups:
+        if keep[g.comps].all():
+            continue
+        params = {m.tensor for m in g.params}
+        for m in g.members:
+            name = m.tensor
+            if m.is_param or name not in in_student or name not in floats or name in view.graph_outputs:
+                continue
+            if not any(nodes[c].op_type in _CONSUMERS and params.intersection(nodes[c].input)
+                       for c in view.consumers.get(name, [])):
+                continue
+            shape = view.shapes.get(name)
+            site = sites.setdefault(name, FeatureSite(name, {}))
+            for axis in range(len(shape or ())):
+                comps = a.slot_comps.get((name, axis))
+                if comps is not None and shape[axis] is not None and not keep[comps].all():
+                    site.kept[axis] = np.nonzero(keep[comps])[0]
+    return [s for s in sites.values() if s.kept]
 
 
 def parse_output_loss(items: list[str] | None) -> dict[str, str]:
@@ -170,18 +232,27 @@ class Distillation:
     """The distillation objective of ``spa.finetune.finetune`` (same interface as its labelled one)."""
 
     def __init__(self, student: onnx.ModelProto, teacher: onnx.ModelProto, inputs: dict[str, np.ndarray], step: int,
-                 temperature: float, overrides: dict[str, str]) -> None:
+                 temperature: float, overrides: dict[str, str], plan=None,
+                 feature_weight: float = FEATURE_WEIGHT) -> None:
         from .verify import session
 
         if not temperature > 0:
             raise BadArgument(f"--temperature must be > 0 (got {temperature})")
+        if not (feature_weight >= 0 and np.isfinite(feature_weight)):
+            raise BadArgument(f"--feature-weight must be >= 0 (got {feature_weight})")
         _check_interfaces(student, teacher)
         self.T = float(temperature)
         self.plan = _plan(student, teacher, overrides)
         self.active = [p for p in self.plan if p.kind != "off"]
+        self.sites = feature_sites(student, teacher, plan) if plan is not None and feature_weight > 0 else []
+        if plan is not None and feature_weight > 0 and not self.sites:
+            raise BadArgument("--plan prunes no tensor that a layer consumes in both models: no feature to match")
+        self.feature_weight = float(feature_weight)
+        self.features = OutputLoss("(features)", "mse", f"--plan: the pruned groups' boundaries, weight {feature_weight:g}",
+                                   value=f"{len(self.sites)} tensors") if self.sites else None
         self.values = [p.value for p in self.active]
-        self.fetch = list(dict.fromkeys(self.values))  # two outputs may compare the same tensor
-        self.extra = tuple(v for v in dict.fromkeys(self.values) if v not in {o.name for o in student.graph.output})
+        self.fetch = list(dict.fromkeys(self.values + [s.tensor for s in self.sites]))  # outputs may share a tensor
+        self.extra = tuple(v for v in self.fetch if v not in {o.name for o in student.graph.output})
         t = onnx.ModelProto()
         t.CopyFrom(teacher)
         have = {o.name for o in t.graph.output}
@@ -190,6 +261,10 @@ class Distillation:
             if p.value not in have:
                 t.graph.output.append(helper.make_tensor_value_info(p.value, elem[p.name], None))
                 have.add(p.value)
+        for site in self.sites:
+            if site.tensor not in have:
+                t.graph.output.append(onnx.ValueInfoProto(name=site.tensor))
+                have.add(site.tensor)
         self.sess = session(t)
         self.inputs = inputs
         self.n = len(next(iter(inputs.values())))
@@ -199,8 +274,10 @@ class Distillation:
         per_sample = sum(v.nbytes for v in first) / len(first[0])
         if per_sample * self.n <= CACHE_BYTES:
             chunks = [first] + [self._teacher(np.arange(i, min(i + step, self.n))) for i in range(step, self.n, step)]
-            self.cache = [np.concatenate([c[k] for c in chunks]) for k in range(len(self.values))]
+            self.cache = [np.concatenate([c[k] for c in chunks]) for k in range(len(first))]
         ref = self.cache if self.cache is not None else first
+        for site, v in zip(self.sites, ref[len(self.active):]):
+            site.scale = float(np.mean(np.square(v.astype(np.float64)))) + 1e-12
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
                 sq = np.square(v.astype(np.float64))
@@ -224,7 +301,7 @@ class Distillation:
 
     def _teacher_on(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         by = dict(zip(self.fetch, self.sess.run(self.fetch, feeds)))
-        return [by[v] for v in self.values]
+        return [by[v] for v in self.values] + [s.of_teacher(by[s.tensor]) for s in self.sites]
 
     def _pairs(self, module, xs, idx):
         """(output plan, student value, teacher value) per matched output; ``idx`` None: ``xs`` are not rows of
@@ -238,8 +315,23 @@ class Distillation:
         else:
             ref = [c[idx] for c in self.cache] if self.cache is not None else self._teacher(idx)
         masks = dict(zip(module.input_names, xs))
-        return [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r)), masks.get(p.mask))
-                for p, r in zip(self.active, ref)]
+        pairs = [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r)), masks.get(p.mask))
+                 for p, r in zip(self.active, ref)]
+        feats = [(s, got[s.tensor], torch.from_numpy(np.ascontiguousarray(r)))
+                 for s, r in zip(self.sites, ref[len(self.active):])]
+        return pairs, feats
+
+    def _feature_loss(self, feats):
+        """The mean over the sites of each one's scaled MSE, times the weight (0 without sites)."""
+        import torch.nn.functional as F
+
+        total = 0.0
+        for site, s, t in feats:
+            if s.shape != t.shape:
+                raise BadArgument(f"--plan: the student's {site.tensor!r} is shaped {list(s.shape)}, the teacher's "
+                                  f"kept channels {list(t.shape)}: give the plan the student was pruned with")
+            total = total + F.mse_loss(s.float(), t.float()) / site.scale
+        return total * (self.feature_weight / len(feats)) if feats else total
 
     def _loss(self, p: OutputLoss, s, t, mask=None):
         import torch
@@ -268,7 +360,8 @@ class Distillation:
         return (lt.exp() * (lt - ls)).sum(p.axis).mean() * self.T**2
 
     def torch_loss(self, module, xs, idx):
-        return sum(self._loss(*pair) for pair in self._pairs(module, xs, idx))
+        pairs, feats = self._pairs(module, xs, idx)
+        return sum(self._loss(*pair) for pair in pairs) + self._feature_loss(feats)
 
     def torch_loss_on(self, module, xs):
         """The loss on inputs that are not rows of the data (augmented copies): the teacher runs on them."""
@@ -279,16 +372,18 @@ class Distillation:
         output's loss as 'before', later ones as 'after'."""
         import torch
 
-        sums = np.zeros(len(self.active))
+        matched = self.active + ([self.features] if self.features is not None else [])
+        sums = np.zeros(len(matched))
         count = 0
         with torch.no_grad():
             for idx in batches:
-                for k, pair in enumerate(self._pairs(module, feed(idx), idx)):
-                    sums[k] += float(self._loss(*pair)) * len(idx)
+                pairs, feats = self._pairs(module, feed(idx), idx)
+                losses = [self._loss(*pair) for pair in pairs] + ([self._feature_loss(feats)] if feats else [])
+                sums += np.array([float(v) for v in losses]) * len(idx)
                 count += len(idx)
         means = sums / max(count, 1)
-        first = all(p.before is None for p in self.active)
-        for p, m in zip(self.active, means):
+        first = all(p.before is None for p in matched)
+        for p, m in zip(matched, means):
             if first:
                 p.before = float(m)
             else:
@@ -296,4 +391,4 @@ class Distillation:
         return float(means.sum()), None
 
     def outputs_report(self) -> list[dict]:
-        return [p.as_dict() for p in self.plan]
+        return [p.as_dict() for p in self.plan + ([self.features] if self.features is not None else [])]

@@ -36,8 +36,10 @@ import onnx
 
 from . import modelfile
 from .augment import Augment, parse_augment
+from .distill import FEATURE_WEIGHT
 from .errors import BadArgument, VerificationFailed
 from .io_safety import same_file
+from .plan import Plan
 
 __all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "reestimate_bn", "select_inputs"]
 
@@ -267,12 +269,15 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              teacher: str | os.PathLike | onnx.ModelProto | None = None, temperature: float = TEMPERATURE,
              output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
              progress: Callable[[int, int, float, float], None] | None = None,
-             data_preprocess: Mapping[str, object] | None = None, augment: str | None = None) -> FinetuneReport:
+             data_preprocess: Mapping[str, object] | None = None, augment: str | None = None,
+             plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``); ``augment`` ("all" or a comma list of ``spa.augment.KINDS``) then alters each training
-    batch at random, the teacher seeing the same altered inputs.  ``epochs=0`` only re-estimates the BatchNorm
+    batch at random, the teacher seeing the same altered inputs; ``plan`` (the `spa.plan.Plan` the model was
+    pruned with, or its JSON file) adds the intermediate features at the pruned groups' boundaries to the loss,
+    weighted by ``feature_weight``.  ``epochs=0`` only re-estimates the BatchNorm
     statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
     from .verify import check_model, session
@@ -283,6 +288,11 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if kinds and teacher is None:
         raise BadArgument("--augment applies to distillation (--teacher ORIGINAL.onnx): labelled targets would not "
                           "follow the altered inputs")
+    if plan is not None and teacher is None:
+        raise BadArgument("--plan applies to distillation (--teacher ORIGINAL.onnx): it names the teacher's channels "
+                          "the student kept")
+    if plan is not None and not isinstance(plan, Plan):
+        plan = Plan.load(plan)
     src = Path(model)
     out_p = Path(output)
     if same_file(out_p, src):
@@ -298,7 +308,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     module = onnx_to_torch(proto)  # UnsupportedOp names the ops the round trip lacks
     step = fixed or batch
     inputs, n, obj = _objective(proto, arrays, teacher, loss, input_key, target_key, fixed, step, batch,
-                                temperature, output_loss)
+                                temperature, output_loss, plan, feature_weight)
     xs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
     all_batches = [np.arange(i, min(i + step, n)) for i in range(0, n - (n % step if fixed else 0), step)]
 
@@ -343,7 +353,8 @@ def _check_options(teacher, loss: str | None, target_key: str | None, output_los
 
 
 def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, loss: str, input_key, target_key,
-               fixed: int, step: int, batch: int, temperature: float, output_loss):
+               fixed: int, step: int, batch: int, temperature: float, output_loss, plan: Plan | None = None,
+               feature_weight: float = FEATURE_WEIGHT):
     """The training inputs, their count and what is minimised: the teacher's outputs (distillation) or the
     targets in the data (labelled)."""
     from .verify import session
@@ -361,7 +372,8 @@ def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, l
     if fixed and n % fixed:  # a fixed batch: the samples that fill whole batches
         n -= n % fixed
         inputs = {k: v[:n] for k, v in inputs.items()}
-    return inputs, n, Distillation(proto, t_proto, inputs, step, temperature, output_loss or {})
+    return inputs, n, Distillation(proto, t_proto, inputs, step, temperature, output_loss or {}, plan,
+                                   feature_weight)
 
 
 def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step: int, fixed: int, epochs: int,

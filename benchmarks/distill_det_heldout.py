@@ -81,6 +81,9 @@ def main() -> None:
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names and V labels end in -epN)")
     ap.add_argument("--freeze-bn", action="store_true",
                     help="spa finetune --freeze-bn (method names and V labels end in -frozenbn)")
+    ap.add_argument("--pages", type=int, default=N_PAGES,
+                    help=f"distillation pages (default {N_PAGES}, distill_det's; another: method names and V labels "
+                         "end in -pagesN)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names and V labels end in -featW)")
@@ -100,7 +103,7 @@ def main() -> None:
         raise SystemExit(f"the held-out text {HELD_TEXT} is a distillation text")
     b = ocr_det()
     name = b.model.graph.input[0].name
-    x_tr, _ = pages(TRAIN_TEXTS, TRAIN_FONTS, N_PAGES, seed=PAGE_SEED)
+    x_tr, _ = pages(TRAIN_TEXTS, TRAIN_FONTS, a.pages, seed=PAGE_SEED)
     tmp = Path(tempfile.mkdtemp(prefix="distill_det_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "pages.npz", **{name: x_tr})
@@ -108,7 +111,7 @@ def main() -> None:
         start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
             "data-free obspa (spa's default)"
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
-              f"{N_PAGES} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
+              f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
               f"({a.epochs} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings"
               f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
               f"{'' if a.augment == 'none' else f', --augment {a.augment}'}), scored on generalise.py's "
@@ -193,6 +196,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
     return [p for on, p in ((a.start == "calib", ("fromcalib", "from calib")),
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
                             (a.freeze_bn, ("frozenbn", "frozen-bn")),
+                            (a.pages != N_PAGES, (f"pages{a.pages}", f"{a.pages} pages")),
                             (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")))
             if on]
 

@@ -209,9 +209,11 @@ def summary(path: Path) -> list[str]:
             blocks.setdefault(key, {})
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
-            base_meth, _, lr = meth.partition("-lr")
+            rest, _, feat = meth.partition("-feat")
+            base_meth, _, lr = rest.partition("-lr")
             if base_meth in labels and (float(r), int(seed)) == key[1:3]:
-                labels.setdefault(meth, labels[base_meth] + f", lr {lr}")
+                labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
+                                  + (f", features {feat}" if feat else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
     def line(label: str, values: dict[str, float]) -> str:
@@ -241,6 +243,9 @@ def main() -> None:
                          f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can")
     ap.add_argument("--validate-only", action="store_true", help="--choose: stop after the validation rows")
     ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
+    ap.add_argument("--feature-weight", type=float, default=0.0,
+                    help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
+                         "(method names end in -featW)")
     a = ap.parse_args()
     if a.summary:
         print("\n".join(summary(a.summary)))
@@ -252,7 +257,7 @@ def main() -> None:
     name = b.model.graph.input[0].name
     x_tr, t_tr = distillation_lines(a.data)
     mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
-             + (f"-lr{a.lr}" if a.lr != LR else ""))
+             + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -288,14 +293,18 @@ def main() -> None:
                 secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                                 "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
                                                 str(EPOCHS), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
-                                                str(TEMPERATURE), "--augment", spec, "--seed", str(seed)])
+                                                str(TEMPERATURE), "--augment", spec, "--seed", str(seed)]
+                                               + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
+                                                   f"{a.feature_weight:g}"] if a.feature_weight else []))
                 models[spec] = onnx.load(str(out))
-                what = f"# distillation (--data {a.data}, --augment {spec}) at {r}, seed {seed}: wall {secs:.1f}s, {load}"
+                feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
+                what = (f"# distillation (--data {a.data}, --augment {spec}{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
+                        f"{load}")
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)
                 if a.choose:
                     share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
                     worst[spec] = min(share.values())
-                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:lr{a.lr}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:lr{a.lr}{feat.replace(', --feature-weight ', ':feat')}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
                                         for d, v in share.items()]
             spec = specs[0]
             if a.choose:

@@ -54,9 +54,10 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # the "distilled" column: the first of these methods run at the ratio (PP-OCRv4 rec: distillation data with digit
 # strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
 # validation chose there (distill_rec_heldout_lr_choice.txt); else the licence lines. PP-OCRv4 det: --augment
-# noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt)
+# noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
+# pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5)
 DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed", "distill"),
-             "ocr_det": ("distill-aug", "distill")}
+             "ocr_det": ("distill-aug-pages512-feat1", "distill-aug", "distill")}
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
@@ -159,14 +160,18 @@ def main() -> None:
            "`distill_det_heldout.txt`, method \"distill-aug\": 256 black-on-white pages of other texts in DejaVu "
            "faces, 4 epochs, `--augment noise,contrast` (chosen on selection pages of other texts, faces and "
            "conditions; without it, \"distill\", pages-noisy, whose backgrounds, colours, blur and noise the pages "
-           "lack, is its worst); PP-OCRv4 rec: "
+           "lack, is its worst); at 0.3 and 0.5 since branch feat \"distill-aug-pages512-feat1\": the same with 512 "
+           "pages and the intermediate features at the pruned groups' boundaries (`spa finetune --plan`), chosen on "
+           "the selection pages at 0.3 only (at 0.5 it loses the noisy pages; \"distill-aug\" stays listed); "
+           "PP-OCRv4 rec: "
            "`distill_rec_heldout.txt`, method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
            "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "
            "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 and at 0.3 lr 2e-4 "
            "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there); \"distill\" = the licence lines "
            "alone, which hold few digits and no inverted text, its worst cells. "
            "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines (sentences, pages) "
-           "instead of the data-free one (on PP-OCRv4 det it loses: the noisy pages, absent from both, fall); the other distillations have protocols of their own, shown at the end).",
+           "instead of the data-free one (on PP-OCRv4 det it loses: the noisy pages, absent from both, fall; on PP-OCRv4 "
+           "rec \"-feat1\" adds the intermediate features, chosen on the validation set); the other distillations have protocols of their own, shown at the end).",
            ""]
     models = sorted({k[0] for k in rec}, key=lambda m: list(MODELS).index(m) if m in MODELS else 99)
     for model in models:

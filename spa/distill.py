@@ -77,7 +77,8 @@ class FeatureSite:
 
     tensor: str
     kept: dict[int, np.ndarray]
-    scale: float = 1.0  # the teacher value's mean square over the data
+    scale: float = 1.0  # the teacher value's mean square over the data (over the positions compared)
+    mask: str = ""  # the padding-mask input, for a per-token (N, T, ...) tensor: padded positions are not compared
 
     def of_teacher(self, value: np.ndarray) -> np.ndarray:
         for axis, idx in self.kept.items():
@@ -276,8 +277,16 @@ class Distillation:
             chunks = [first] + [self._teacher(np.arange(i, min(i + step, self.n))) for i in range(step, self.n, step)]
             self.cache = [np.concatenate([c[k] for c in chunks]) for k in range(len(first))]
         ref = self.cache if self.cache is not None else first
+        mask = _padding_mask(student)
         for site, v in zip(self.sites, ref[len(self.active):]):
-            site.scale = float(np.mean(np.square(v.astype(np.float64)))) + 1e-12
+            sq = np.square(v.astype(np.float64))
+            m = inputs[mask.name][: len(v)] if mask is not None else None
+            if m is not None and v.ndim >= 3 and v.shape[:2] == m.shape:  # per token, as the outputs (module doc)
+                site.mask = mask.name
+                w = self._weights(m, sq.shape)
+                site.scale = float((sq * w).sum() / max(np.broadcast_to(w, sq.shape).sum(), 1.0)) + 1e-12
+            else:
+                site.scale = float(np.mean(sq)) + 1e-12
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
                 sq = np.square(v.astype(np.float64))
@@ -317,21 +326,31 @@ class Distillation:
         masks = dict(zip(module.input_names, xs))
         pairs = [(p, got[p.value], torch.from_numpy(np.ascontiguousarray(r)), masks.get(p.mask))
                  for p, r in zip(self.active, ref)]
-        feats = [(s, got[s.tensor], torch.from_numpy(np.ascontiguousarray(r)))
+        feats = [(s, got[s.tensor], torch.from_numpy(np.ascontiguousarray(r)), masks.get(s.mask))
                  for s, r in zip(self.sites, ref[len(self.active):])]
         return pairs, feats
 
     def _feature_loss(self, feats):
         """The mean over the sites of each one's scaled MSE, times the weight (0 without sites)."""
-        import torch.nn.functional as F
-
         total = 0.0
-        for site, s, t in feats:
+        for site, s, t, mask in feats:
             if s.shape != t.shape:
                 raise BadArgument(f"--plan: the student's {site.tensor!r} is shaped {list(s.shape)}, the teacher's "
                                   f"kept channels {list(t.shape)}: give the plan the student was pruned with")
-            total = total + F.mse_loss(s.float(), t.float()) / site.scale
+            if mask is not None and tuple(mask.shape) != tuple(s.shape[:2]):
+                mask = None  # a batch whose positions this tensor does not follow: every position compared
+            total = total + self._mse(s, t, mask) / site.scale
         return total * (self.feature_weight / len(feats)) if feats else total
+
+    def _mse(self, s, t, mask=None):
+        """The mean squared error, over the positions where ``mask`` (N, T) is non-zero when given."""
+        import torch.nn.functional as F
+
+        if mask is None:
+            return F.mse_loss(s.float(), t.float())
+        w = self._weights(mask, tuple(s.shape))
+        sq = (s.float() - t.float()) ** 2 * w
+        return sq.sum() / (w.sum() * (s[0, 0].numel())).clamp_min(1.0)
 
     def _loss(self, p: OutputLoss, s, t, mask=None):
         import torch
@@ -341,14 +360,10 @@ class Distillation:
             if s.shape != t.shape:
                 raise BadArgument(f"--teacher output {p.name!r} is shaped {list(t.shape)}, the student's "
                                   f"{list(s.shape)}")
-            if mask is None:
-                return F.mse_loss(s.float(), t.float()) / p.scale
-            if tuple(mask.shape) != tuple(s.shape[:2]):
+            if mask is not None and tuple(mask.shape) != tuple(s.shape[:2]):
                 raise BadArgument(f"output {p.name!r} is shaped {list(s.shape)}, its padding mask {p.mask!r} "
                                   f"{list(mask.shape)}: give --output-loss {p.name}=off or a matching mask")
-            w = self._weights(mask, tuple(s.shape))
-            sq = (s.float() - t.float()) ** 2 * w
-            return sq.sum() / (w.sum() * (s[0, 0].numel())).clamp_min(1.0) / p.scale
+            return self._mse(s, t, mask) / p.scale
         s, t = s.float(), t.float()
         if s.shape != t.shape:
             raise BadArgument(f"--teacher value {p.value!r} is shaped {list(t.shape)}, the student's {list(s.shape)}")

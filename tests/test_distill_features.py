@@ -119,3 +119,35 @@ def test_cli_reports_the_features_and_refuses_a_wrong_plan(pruned, tmp_path):
     (tmp_path / "junk.json").write_text("[1, 2]")
     assert_one_line_error(spa_cli(*bad, "--teacher", src, "--plan", tmp_path / "junk.json"), 2, "not a spa plan")
     assert not o.exists()
+
+
+def test_a_transformer_matches_its_heads_and_mlp_per_token(tmp_path):
+    """Tiny BERT pruned at 0.5: the merged attention heads and the MLP activation are (N, T, C) features, compared on
+    the kept channels along C and only where attention_mask is 1 (as the per-token output)."""
+    pytest.importorskip("transformers")
+    from models import zoo_transformers as zt
+    from spa.distill import Distillation
+
+    teacher = zt.export("bert", tmp_path / "bert.onnx")
+    small, rep = spa.prune(str(teacher), ratio=0.5)
+    student = tmp_path / "s.onnx"
+    modelfile.save_atomic(small, student)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 512, (32, 16)).astype(np.int64)
+    mask = (np.arange(16) < rng.integers(4, 17, 32)[:, None]).astype(np.int64)
+    data = {"input_ids": ids * mask, "attention_mask": mask}
+    t_proto = onnx.load(str(teacher))
+    dist = Distillation(small, t_proto, data, 8, 2.0, {}, rep.plan)
+    assert len(dist.sites) >= 2 and all(list(s.kept) == [2] and s.mask == "attention_mask" for s in dist.sites)
+    # the scale is the teacher's mean square over the real tokens only
+    site = dist.sites[0]
+    t = onnx.ModelProto()
+    t.CopyFrom(t_proto)
+    t.graph.output.append(onnx.ValueInfoProto(name=site.tensor))
+    v = site.of_teacher(session(t).run([site.tensor], data)[0]).astype(np.float64)
+    real = mask.astype(bool)
+    assert site.scale == pytest.approx(np.mean(np.square(v[real])), rel=1e-4)
+    assert site.scale != pytest.approx(np.mean(np.square(v)), rel=1e-2)
+    out = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, plan=rep.plan, epochs=2, batch=8)
+    feats = next(o for o in out.outputs if o["output"] == "(features)")
+    assert feats["after"] < feats["before"] and out.export_error <= 1e-4

@@ -53,10 +53,11 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 
 # the "distilled" column: the first of these methods run at the ratio (PP-OCRv4 rec: distillation data with digit
 # strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
-# validation chose there (distill_rec_heldout_lr_choice.txt); else the licence lines. PP-OCRv4 det: --augment
+# validation chose there (distill_rec_heldout_lr_choice.txt), at 0.5 since branch feat with the intermediate features
+# (distill_rec_heldout_features_choice.txt); else the licence lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
 # pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5)
-DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed", "distill"),
+DISTILLED = {"ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1", "distill-aug-mixed", "distill"),
              "ocr_det": ("distill-aug-pages512-feat1", "distill-aug", "distill")}
 
 
@@ -166,7 +167,8 @@ def main() -> None:
            "PP-OCRv4 rec: "
            "`distill_rec_heldout.txt`, method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
            "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "
-           "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 and at 0.3 lr 2e-4 "
+           "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 (since branch feat "
+           "with the intermediate features, \"-feat1\", chosen on the same validation set) and at 0.3 lr 2e-4 "
            "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there); \"distill\" = the licence lines "
            "alone, which hold few digits and no inverted text, its worst cells. "
            "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines (sentences, pages) "

@@ -298,13 +298,14 @@ def main() -> None:
                                                    f"{a.feature_weight:g}"] if a.feature_weight else []))
                 models[spec] = onnx.load(str(out))
                 feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
+                tag = f":feat{a.feature_weight:g}" if a.feature_weight else ""  # the V rows' setting name
                 what = (f"# distillation (--data {a.data}, --augment {spec}{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)
                 if a.choose:
                     share = {d: b.metric(models[spec], v) / base[d] for d, v in val.items()}
                     worst[spec] = min(share.values())
-                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:lr{a.lr}{feat.replace(', --feature-weight ', ':feat')}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
+                    choice += [what] + [f"V\t{b.name}\t{d}\t{a.data}:{a.start}:lr{a.lr}{tag}:{spec}\t{r}\t{seed}\t{v * base[d]:.4f}\t{v:.4f}\t{secs:.0f}"
                                         for d, v in share.items()]
             spec = specs[0]
             if a.choose:

@@ -279,25 +279,26 @@ class Distillation:
         ref = self.cache if self.cache is not None else first
         mask = _padding_mask(student)
         for site, v in zip(self.sites, ref[len(self.active):]):
-            sq = np.square(v.astype(np.float64))
             m = inputs[mask.name][: len(v)] if mask is not None else None
             if m is not None and v.ndim >= 3 and v.shape[:2] == m.shape:  # per token, as the outputs (module doc)
                 site.mask = mask.name
-                w = self._weights(m, sq.shape)
-                site.scale = float((sq * w).sum() / max(np.broadcast_to(w, sq.shape).sum(), 1.0)) + 1e-12
-            else:
-                site.scale = float(np.mean(sq)) + 1e-12
+            site.scale = self._mean_square(v, inputs[site.mask][: len(v)] if site.mask else None)
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
-                sq = np.square(v.astype(np.float64))
-                if p.mask:  # the mean square over the positions compared
-                    w = self._weights(inputs[p.mask][: len(v)], sq.shape)
-                    p.scale = float((sq * w).sum() / max(np.broadcast_to(w, sq.shape).sum(), 1.0)) + 1e-12
-                else:
-                    p.scale = float(np.mean(sq)) + 1e-12
+                p.scale = self._mean_square(v, inputs[p.mask][: len(v)] if p.mask else None)
             elif p.value == p.name and not p.log and v.size and v.min() >= 0:
                 s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
+
+    @classmethod
+    def _mean_square(cls, v: np.ndarray, mask: np.ndarray | None) -> float:
+        """The teacher value's mean square (in float64), over the positions where ``mask`` (N, T) is non-zero when
+        given: an mse loss's scale."""
+        sq = np.square(v.astype(np.float64))
+        if mask is None:
+            return float(np.mean(sq)) + 1e-12
+        w = cls._weights(mask, sq.shape)
+        return float((sq * w).sum() / max(np.broadcast_to(w, sq.shape).sum(), 1.0)) + 1e-12
 
     @staticmethod
     def _weights(mask, shape: tuple[int, ...]):

@@ -33,7 +33,9 @@ the MiniLM table's "distilled" column (worst over both held-out sets and the see
      --start calib: distil the `obspa --calib` prune on 32 of the distillation sentences (a seeded sample, both
      kinds) instead of the data-free one, what a user who has the sentences can do; R rows method
      "distill-fromcalib" (the idea chosen on PP-OCRv4 rec's validation set, distill_rec_heldout_calibstart_choice.txt,
-     not on this model))
+     not on this model);
+     --feature-weight W: also match the intermediate features (`spa finetune --plan` with the prune's plan and
+     this weight: the merged attention heads and MLP activations the prune kept); methods end in "-featW")
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ def main() -> None:
     start = arg("--start", "data-free")
     if start not in ("data-free", "calib"):
         raise SystemExit("--start: data-free or calib")
-    method = "distill" if start == "data-free" else "distill-fromcalib"
+    feature_weight = float(arg("--feature-weight", "0"))
+    method = ("distill" if start == "data-free" else "distill-fromcalib") + (f"-feat{feature_weight:g}"
+                                                                           if feature_weight else "")
     held, val = minilm(), minilm(selection=True)  # the held-out bench and the selection (validation) set
     m = held.model
     _, tok = mm.load()
@@ -156,6 +160,7 @@ def main() -> None:
             pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
             p_path = d / f"pruned_{r}_{seed}.onnx"
             onnx.save(pruned, str(p_path))
+            rep.plan.save(p_path.with_suffix(".plan.json"))  # for --feature-weight (spa finetune --plan)
             row(f"pruned {r} (obspa {'--calib ' + str(N_CALIB) if start == 'calib' else 'data-free'}), seed {seed}",
                 pruned, prune_s,
                 f"(prune s; params kept {pk:.3f}, MACs kept {mk:.3f})")
@@ -163,8 +168,11 @@ def main() -> None:
                 out = d / f"distilled_{r}_{seed}_{rate}.onnx"
                 secs, load, log = finetune_cli([str(p_path), "--teacher", str(d / "orig.onnx"), "--data",
                                                 str(d / "sentences.npz"), "-o", str(out), "--epochs", epochs, "--lr",
-                                                rate, "--batch", batch, "--seed", str(seed)])
-                a = row(f"+ distillation {epochs} epochs, lr {rate}, batch {batch}, seed {seed}", onnx.load(str(out)),
+                                                rate, "--batch", batch, "--seed", str(seed)]
+                                               + (["--plan", str(p_path.with_suffix(".plan.json")), "--feature-weight",
+                                                   f"{feature_weight:g}"] if feature_weight else []))
+                feat = f", features {feature_weight:g}" if feature_weight else ""
+                a = row(f"+ distillation {epochs} epochs, lr {rate}, batch {batch}{feat}, seed {seed}", onnx.load(str(out)),
                         secs, load)
                 print("    " + "\n    ".join(log.strip().splitlines()), flush=True)
                 for dd, v in [] if choice else zip(dists, a):

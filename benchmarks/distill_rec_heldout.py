@@ -209,11 +209,12 @@ def summary(path: Path) -> list[str]:
             blocks.setdefault(key, {})
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
-            rest, _, feat = meth.partition("-feat")
+            rest, _, epochs = meth.partition("-ep")
+            rest, _, feat = rest.partition("-feat")
             base_meth, _, lr = rest.partition("-lr")
             if base_meth in labels and (float(r), int(seed)) == key[1:3]:
                 labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
-                                  + (f", features {feat}" if feat else ""))
+                                  + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
     def line(label: str, values: dict[str, float]) -> str:
@@ -243,6 +244,8 @@ def main() -> None:
                          f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can")
     ap.add_argument("--validate-only", action="store_true", help="--choose: stop after the validation rows")
     ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
+    ap.add_argument("--epochs", type=int, default=EPOCHS,
+                    help=f"spa finetune --epochs (default {EPOCHS}; another: method names end in -epN)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -257,7 +260,8 @@ def main() -> None:
     name = b.model.graph.input[0].name
     x_tr, t_tr = distillation_lines(a.data)
     mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
-             + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else ""))
+             + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else "")
+             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -292,13 +296,15 @@ def main() -> None:
                 out = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
                 secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                                 "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
-                                                str(EPOCHS), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
+                                                str(a.epochs), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
                                                 str(TEMPERATURE), "--augment", spec, "--seed", str(seed)]
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                                    f"{a.feature_weight:g}"] if a.feature_weight else []))
                 models[spec] = onnx.load(str(out))
-                feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
-                tag = f":feat{a.feature_weight:g}" if a.feature_weight else ""  # the V rows' setting name
+                feat = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")
+                        + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
+                tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
+                       + (f":ep{a.epochs}" if a.epochs != EPOCHS else ""))
                 what = (f"# distillation (--data {a.data}, --augment {spec}{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)

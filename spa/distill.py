@@ -91,7 +91,6 @@ def feature_sites(student: onnx.ModelProto, teacher: onnx.ModelProto, plan) -> l
     with the teacher indices the student keeps.  Raises BadArgument if the plan is not one of ``teacher``."""
     from .api import analyze
     from .plan import keep_mask
-    from .view import infer_shapes
 
     a = analyze(teacher).analysis
     try:
@@ -101,7 +100,7 @@ def feature_sites(student: onnx.ModelProto, teacher: onnx.ModelProto, plan) -> l
     view = a.view
     nodes = view.model.graph.node
     in_student = {o for n in student.graph.node for o in n.output}
-    floats = {v.name for v in infer_shapes(teacher).graph.value_info if _is_float(v)}
+    floats = {n for n, t in view.elem_types.items() if t in _FLOAT_TYPES}
     sites: dict[str, FeatureSite] = {}
     for g in a.groups:
         if keep[g.comps].all():
@@ -161,9 +160,11 @@ def _check_interfaces(student: onnx.ModelProto, teacher: onnx.ModelProto) -> Non
                           f"student was pruned from")
 
 
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+
+
 def _is_float(v: onnx.ValueInfoProto) -> bool:
-    t = v.type.tensor_type.elem_type
-    return t in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    return v.type.tensor_type.elem_type in _FLOAT_TYPES
 
 
 def _padding_mask(model: onnx.ModelProto) -> onnx.ValueInfoProto | None:

@@ -178,6 +178,7 @@ class ModelView:
     _arrays: dict[str, np.ndarray] = field(default_factory=dict)
     base_dir: str | None = None  # where the external data of streamed (not loaded) initializers lives
     batch_symbol: str | None = None  # the symbolic batch dim of the first graph input
+    elem_types: dict[str, int] = field(default_factory=dict)  # onnx.TensorProto element type, where known
 
     def period(self, name: str, axis: int) -> int | None:
         """The axis's size, or for a dynamic axis known to be k·batch (batch outermost: reshapes fold the
@@ -195,7 +196,10 @@ class ModelView:
         g = inferred.graph
         shapes: dict[str, Shape] = {}
         symbols: dict[str, tuple[str | None, ...]] = {}
+        elem_types: dict[str, int] = {}
         for vi in list(g.value_info) + list(g.input) + list(g.output):
+            if vi.type.tensor_type.elem_type:
+                elem_types[vi.name] = vi.type.tensor_type.elem_type
             s = shape_of(vi.type)
             if s is not None:
                 shapes[vi.name] = s
@@ -205,6 +209,7 @@ class ModelView:
         for name, t in inits.items():
             shapes[name] = tuple(int(d) for d in t.dims)
             symbols[name] = (None,) * len(t.dims)
+            elem_types[name] = t.data_type
         producer: dict[str, int] = {}
         consumers: dict[str, list[int]] = {}
         for i, node in enumerate(model.graph.node):
@@ -229,6 +234,7 @@ class ModelView:
             opset=opset_of(model),
             folded=folded,
             base_dir=base_dir,
+            elem_types=elem_types,
             batch_symbol=next(
                 (i.type.tensor_type.shape.dim[0].dim_param for i in model.graph.input
                  if i.name not in init_names and i.type.tensor_type.shape.dim

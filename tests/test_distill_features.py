@@ -151,3 +151,22 @@ def test_a_transformer_matches_its_heads_and_mlp_per_token(tmp_path):
     out = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, plan=rep.plan, epochs=2, batch=8)
     feats = next(o for o in out.outputs if o["output"] == "(features)")
     assert feats["after"] < feats["before"] and out.export_error <= 1e-4
+
+
+def test_view_keeps_element_types() -> None:
+    """ModelView records each tensor's element type (feature_sites keeps the floating-point ones from it): float
+    activations and weights, an int64 Shape output, a bool comparison."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from spa.view import ModelView
+
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"]), helper.make_node("Shape", ["y"], ["s"]),
+             helper.make_node("Greater", ["y", "x0"], ["b"])]
+    x0 = numpy_helper.from_array(np.zeros((), np.float32), "x0")
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                          [helper.make_tensor_value_info("s", TensorProto.INT64, None),
+                           helper.make_tensor_value_info("b", TensorProto.BOOL, None)], [w, x0])
+    types = ModelView.build(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])).elem_types
+    assert (types["x"], types["w"], types["y"]) == (TensorProto.FLOAT,) * 3
+    assert (types["s"], types["b"]) == (TensorProto.INT64, TensorProto.BOOL)

@@ -57,7 +57,7 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # (distill_rec_heldout_features_choice.txt); else the licence lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
 # pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5. all-MiniLM-L6-v2: since
-# branch feat2 with the intermediate features at 0.3, chosen on its validation sentences, distill_minilm_choice.txt)
+# branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
              "ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1", "distill-aug-mixed", "distill"),
              "ocr_det": ("distill-aug-pages512-feat1", "distill-aug", "distill")}
@@ -159,7 +159,7 @@ def main() -> None:
            "per `spa.prune` on a shared 2-core machine (load varied; compare within a row). "
            "**distilled**: the data-free obspa prune, then `spa finetune --teacher` on unlabelled inputs from other "
            "sources than the held-out ones (the `R` rows of method \"distill\" in a distill_*.txt, worst over "
-           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`, at 0.3 since branch feat2 "
+           "seeds and held-out distributions; all-MiniLM-L6-v2: `distill_minilm.txt`, at 0.3 and 0.5 since branch feat2 "
            "with the intermediate features (\"distill-feat1\", chosen on its validation sentences; \"distill\" stays listed); PP-OCRv4 det: "
            "`distill_det_heldout.txt`, method \"distill-aug\": 256 black-on-white pages of other texts in DejaVu "
            "faces, 4 epochs, `--augment noise,contrast` (chosen on selection pages of other texts, faces and "

@@ -47,6 +47,9 @@ Data that covers the deployment (`--data mixed`, methods "...-mixed"): 128 of th
 validation numbers use) in the same DejaVu faces, the rest the licence lines. Calibrate, then distil (`--start calib`,
 methods "...-fromcalib"): the prune distilled is `obspa --calib` on the first 32 distillation lines instead of the
 data-free default, what a user who has the lines can do. `--validate-only` (with --choose) stops after the V rows.
+`--feature-weight W` also matches the intermediate features (`spa finetune --plan`, methods "...-featW"); `--epochs N`
+distils N epochs instead of 14 ("...-epN"; 16 also fit the 10-minute budget on 2 cores,
+distill_rec_heldout_features_choice.txt).
 """
 
 from __future__ import annotations
@@ -301,11 +304,11 @@ def main() -> None:
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                                    f"{a.feature_weight:g}"] if a.feature_weight else []))
                 models[spec] = onnx.load(str(out))
-                feat = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")
-                        + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
+                options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")
+                           + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
                 tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
                        + (f":ep{a.epochs}" if a.epochs != EPOCHS else ""))
-                what = (f"# distillation (--data {a.data}, --augment {spec}{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
+                what = (f"# distillation (--data {a.data}, --augment {spec}{options}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)
                 if a.choose:

@@ -283,7 +283,7 @@ class Distillation:
             m = inputs[mask.name][: len(v)] if mask is not None else None
             if m is not None and v.ndim >= 3 and v.shape[:2] == m.shape:  # per token, as the outputs (module doc)
                 site.mask = mask.name
-            site.scale = self._mean_square(v, inputs[site.mask][: len(v)] if site.mask else None)
+            site.scale = self._mean_square(v, m if site.mask else None)
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
                 p.scale = self._mean_square(v, inputs[p.mask][: len(v)] if p.mask else None)

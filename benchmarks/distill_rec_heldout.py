@@ -265,6 +265,10 @@ def main() -> None:
     mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
              + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else "")
              + (f"-ep{a.epochs}" if a.epochs != EPOCHS else ""))
+    options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")  # the log line's
+               + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
+    tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
+           + (f":ep{a.epochs}" if a.epochs != EPOCHS else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -304,10 +308,6 @@ def main() -> None:
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                                    f"{a.feature_weight:g}"] if a.feature_weight else []))
                 models[spec] = onnx.load(str(out))
-                options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")
-                           + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
-                tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
-                       + (f":ep{a.epochs}" if a.epochs != EPOCHS else ""))
                 what = (f"# distillation (--data {a.data}, --augment {spec}{options}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")
                 print(what + "\n#     " + "\n#     ".join(log.strip().splitlines()), flush=True)

@@ -534,7 +534,6 @@ def finetune(
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries")] = None,
     feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,
-    refit: Annotated[int, typer.Option("--refit", min=0, help="--plan: first replace the model's weights by the teacher's pruned along the plan and re-fitted (obspa --calib) on the first N samples of --data (0: no)")] = 0,
     data_size: Annotated[Optional[str], typer.Option("--data-size", help="--data folder of images: resize to HxW")] = None,
     data_mean: Annotated[Optional[str], typer.Option("--data-mean", help="--data folder: per-channel mean, e.g. 0.5,0.5,0.5")] = None,
     data_std: Annotated[Optional[str], typer.Option("--data-std", help="--data folder: per-channel std")] = None,
@@ -563,7 +562,7 @@ def finetune(
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
               output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
               progress=None if quiet or as_json else progress, augment=augment, plan=plan,
-              feature_weight=feature_weight, refit=refit, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
+              feature_weight=feature_weight, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
                                                   "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
                                                   "gray": data_gray}.items() if v} or None)
     if as_json:
@@ -572,9 +571,6 @@ def finetune(
         acc = ""
         if rep.accuracy_before is not None and rep.accuracy_after is not None:
             acc = f", accuracy {rep.accuracy_before:.3f} -> {rep.accuracy_after:.3f}"
-        if rep.refit:
-            _say(f"re-fitted from the teacher along the plan on {rep.refit['samples']} samples "
-                 f"({rep.refit['seconds']:.1f}s)")
         print(f"{rep.loss_name} loss {rep.loss_before:.4g} -> {rep.loss_after:.4g}{acc} on {rep.samples} samples "
               f"({rep.epochs} epochs)")
         for o in rep.outputs:

@@ -41,7 +41,7 @@ from .errors import BadArgument, VerificationFailed
 from .io_safety import same_file
 from .plan import Plan
 
-__all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "refit_student", "reestimate_bn", "select_inputs"]
+__all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "reestimate_bn", "select_inputs"]
 
 LOSSES = ("ce", "mse")
 TARGET_KEYS = ("target", "y", "labels", "label")
@@ -65,15 +65,13 @@ class FinetuneReport:
     bn_layers: int = 0
     outputs: list[dict] = field(default_factory=list)  # distillation: per output its loss kind, before, after
     augment: tuple[str, ...] = ()  # distillation: the augmentations applied to the training batches
-    refit: dict | None = None  # distillation with refit: {"samples": n, "seconds": s} of the re-fit before training
 
     def as_dict(self) -> dict:
         return {"output": str(self.path), "samples": self.samples, "epochs": self.epochs, "loss": self.loss_name,
                 "loss_before": self.loss_before, "loss_after": self.loss_after,
                 "accuracy_before": self.accuracy_before, "accuracy_after": self.accuracy_after,
                 "export_error": self.export_error, "seconds": round(self.seconds, 3), "bn": self.bn,
-                "bn_layers": self.bn_layers, "outputs": self.outputs, "augment": list(self.augment),
-                "refit": self.refit}
+                "bn_layers": self.bn_layers, "outputs": self.outputs, "augment": list(self.augment)}
 
 
 def _torch():
@@ -272,17 +270,14 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
              progress: Callable[[int, int, float, float], None] | None = None,
              data_preprocess: Mapping[str, object] | None = None, augment: str | None = None,
-             plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT,
-             refit: int = 0) -> FinetuneReport:
+             plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``); ``augment`` ("all" or a comma list of ``spa.augment.KINDS``) then alters each training
     batch at random, the teacher seeing the same altered inputs; ``plan`` (the `spa.plan.Plan` the model was
     pruned with, or its JSON file) adds the intermediate features at the pruned groups' boundaries to the loss,
-    weighted by ``feature_weight``; ``refit`` > 0 (with ``teacher`` and ``plan``) first replaces the model's
-    weights by the teacher's pruned along ``plan`` and re-fitted on the first ``refit`` samples (`refit_student`).
-    ``epochs=0`` only re-estimates the BatchNorm
+    weighted by ``feature_weight``.  ``epochs=0`` only re-estimates the BatchNorm
     statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
     from .verify import check_model, session
@@ -296,11 +291,6 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if plan is not None and teacher is None:
         raise BadArgument("--plan applies to distillation (--teacher ORIGINAL.onnx): it names the teacher's channels "
                           "the student kept")
-    if refit and (teacher is None or plan is None):
-        raise BadArgument("--refit re-fits the student from the teacher along its plan: give --teacher ORIGINAL.onnx "
-                          "and --plan PLAN.json")
-    if refit < 0:
-        raise BadArgument(f"--refit takes a number of samples >= 0 (0: no re-fit), got {refit}")
     if plan is not None and not isinstance(plan, Plan):
         plan = Plan.load(plan)
     src = Path(model)
@@ -312,10 +302,6 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     dynamic, fixed = _batch_dynamic(proto)
 
     torch = _torch()
-    refit_info = None
-    if refit:
-        teacher = teacher if isinstance(teacher, onnx.ModelProto) else modelfile.load(teacher)
-        proto, refit_info = refit_student(proto, teacher, plan, select_inputs(proto, arrays, input_key), refit, seed)
     from .onnx_to_torch import onnx_to_torch
 
     aug = Augment(kinds, proto, seed) if kinds else None  # refuses non-image inputs before any work
@@ -347,35 +333,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
         loss_after, acc_after = obj.measure(module, feed, all_batches)
     return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
                           acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
-                          obj.outputs_report() if teacher is not None else [], kinds, refit_info)
-
-
-def refit_student(student: onnx.ModelProto, teacher: onnx.ModelProto, plan: Plan, inputs: Mapping[str, np.ndarray],
-                  samples: int, seed: int = 0) -> tuple[onnx.ModelProto, dict]:
-    """The student's structure with new weights: the teacher pruned along `plan` (the student's own) by obspa
-    calibrated on the first `samples` of `inputs` (the OBS update of the kept weights and the re-fit of every
-    consumer to the teacher's outputs, as `spa prune --calib` does; spa.prune verifies it). Why: a prune made
-    without data can leave a network that no longer works at all (PP-OCRv4 rec at 0.5: 0 % of the original's
-    character accuracy), and distillation then has to rebuild it; re-fitted on the distillation data along the same
-    plan it starts from a network that works (benchmarks/distill_rec_heldout_refit_choice.txt). BadArgument where
-    the result is not shaped like the student (another plan, or a student pruned with other options)."""
-    from .api import prune
-
-    t0 = time.perf_counter()
-    n = min(samples, len(next(iter(inputs.values()))))
-    fitted, _ = prune(teacher, plan=plan, criterion="obspa", calib={k: v[:n] for k, v in inputs.items()}, seed=seed)
-    if _structure(fitted) != _structure(student):
-        raise BadArgument("--refit: the teacher pruned along the plan is not shaped like the student: give the "
-                          "plan the student was pruned with (spa prune --save-plan) and the teacher it was pruned from")
-    return fitted, {"samples": n, "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def _structure(m: onnx.ModelProto) -> tuple:
-    """What two models with the same graph and differently valued weights share: inputs, outputs, op types, and
-    each initializer's name, shape and element type."""
-    g = m.graph
-    return ([(i.name, i.type.SerializeToString()) for i in g.input], [o.name for o in g.output],
-            [n.op_type for n in g.node], sorted((t.name, tuple(t.dims), t.data_type) for t in g.initializer))
+                          obj.outputs_report() if teacher is not None else [], kinds)
 
 
 def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,

@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names and V labels end in -featW)")
+    ap.add_argument("--lr", default=LR,
+                    help=f"spa finetune --lr (default {LR}, distill_det's; another: method names and V labels end in -lrLR)")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
@@ -112,8 +114,9 @@ def main() -> None:
             "data-free obspa (spa's default)"
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
-              f"({a.epochs} epochs, lr {LR}, batch {BATCH}: distill_det.txt's settings"
+              f"({a.epochs} epochs, lr {a.lr}, batch {BATCH}: distill_det.txt's settings"
               f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
+              f"{'' if a.lr == LR else f' but its lr {LR}'}"
               f"{'' if a.augment == 'none' else f', --augment {a.augment}'}), scored on generalise.py's "
               f"ocr_det held-out distributions")
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
@@ -140,7 +143,7 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
     path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
     secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                     "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
-                                    "--lr", LR, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
+                                    "--lr", a.lr, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
                                    + (["--freeze-bn"] if a.freeze_bn else [])
                                    + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                        f"{a.feature_weight:g}"] if a.feature_weight else []))
@@ -197,7 +200,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
                             (a.freeze_bn, ("frozenbn", "frozen-bn")),
                             (a.pages != N_PAGES, (f"pages{a.pages}", f"{a.pages} pages")),
-                            (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")))
+                            (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")),
+                            (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")))
             if on]
 
 

@@ -35,7 +35,9 @@ the MiniLM table's "distilled" column (worst over both held-out sets and the see
      "distill-fromcalib" (the idea chosen on PP-OCRv4 rec's validation set, distill_rec_heldout_calibstart_choice.txt,
      not on this model);
      --feature-weight W: also match the intermediate features (`spa finetune --plan` with the prune's plan and
-     this weight: the merged attention heads and MLP activations the prune kept); methods end in "-featW")
+     this weight: the merged attention heads and MLP activations the prune kept); methods end in "-featW";
+     --warmup F: `spa finetune --warmup F` (the learning rate rises linearly over that share of the steps); methods
+     end in "-wuF")
 """
 
 from __future__ import annotations
@@ -101,8 +103,9 @@ def main() -> None:
     if start not in ("data-free", "calib"):
         raise SystemExit("--start: data-free or calib")
     feature_weight = float(arg("--feature-weight", "0"))
-    method = ("distill" if start == "data-free" else "distill-fromcalib") + (f"-feat{feature_weight:g}"
-                                                                           if feature_weight else "")
+    warmup = float(arg("--warmup", "0"))  # spa finetune --warmup (method names end in -wuF)
+    method = (("distill" if start == "data-free" else "distill-fromcalib")
+              + (f"-feat{feature_weight:g}" if feature_weight else "") + (f"-wu{warmup:g}" if warmup else ""))
     held, val = minilm(), minilm(selection=True)  # the held-out bench and the selection (validation) set
     m = held.model
     _, tok = mm.load()
@@ -170,8 +173,10 @@ def main() -> None:
                                                 str(d / "sentences.npz"), "-o", str(out), "--epochs", epochs, "--lr",
                                                 rate, "--batch", batch, "--seed", str(seed)]
                                                + (["--plan", str(p_path.with_suffix(".plan.json")), "--feature-weight",
-                                                   f"{feature_weight:g}"] if feature_weight else []))
-                feat = f", features {feature_weight:g}" if feature_weight else ""
+                                                   f"{feature_weight:g}"] if feature_weight else [])
+                                               + (["--warmup", f"{warmup:g}"] if warmup else []))
+                feat = (f", features {feature_weight:g}" if feature_weight else "") + (f", warm-up {warmup:g}"
+                                                                                      if warmup else "")
                 a = row(f"+ distillation {epochs} epochs, lr {rate}, batch {batch}{feat}, seed {seed}", onnx.load(str(out)),
                         secs, load)
                 print("    " + "\n    ".join(log.strip().splitlines()), flush=True)

@@ -49,7 +49,8 @@ methods "...-fromcalib"): the prune distilled is `obspa --calib` on the first 32
 data-free default, what a user who has the lines can do. `--validate-only` (with --choose) stops after the V rows.
 `--feature-weight W` also matches the intermediate features (`spa finetune --plan`, methods "...-featW"); `--epochs N`
 distils N epochs instead of 14 ("...-epN"; 16 also fit the 10-minute budget on 2 cores,
-distill_rec_heldout_features_choice.txt).
+distill_rec_heldout_features_choice.txt); `--warmup F` passes `spa finetune --warmup F` (a linear rise of the
+learning rate over that share of the steps; "...-wuF").
 """
 
 from __future__ import annotations
@@ -212,12 +213,14 @@ def summary(path: Path) -> list[str]:
             blocks.setdefault(key, {})
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
-            rest, _, epochs = meth.partition("-ep")
+            rest, _, warmup = meth.partition("-wu")
+            rest, _, epochs = rest.partition("-ep")
             rest, _, feat = rest.partition("-feat")
             base_meth, _, lr = rest.partition("-lr")
             if base_meth in labels and (float(r), int(seed)) == key[1:3]:
                 labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
-                                  + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else ""))
+                                  + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
+                                  + (f", warm-up {warmup}" if warmup else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
     def line(label: str, values: dict[str, float]) -> str:
@@ -249,6 +252,8 @@ def main() -> None:
     ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
     ap.add_argument("--epochs", type=int, default=EPOCHS,
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names end in -epN)")
+    ap.add_argument("--warmup", type=float, default=0.0,
+                    help="spa finetune --warmup F (default none; another: method names end in -wuF)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -264,11 +269,12 @@ def main() -> None:
     x_tr, t_tr = distillation_lines(a.data)
     mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
              + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else "")
-             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else ""))
+             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + (f"-wu{a.warmup:g}" if a.warmup else ""))
     options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")  # the log line's
-               + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else ""))
+               + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else "")
+               + (f", --warmup {a.warmup:g}" if a.warmup else ""))
     tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
-           + (f":ep{a.epochs}" if a.epochs != EPOCHS else ""))
+           + (f":ep{a.epochs}" if a.epochs != EPOCHS else "") + (f":wu{a.warmup:g}" if a.warmup else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -306,7 +312,8 @@ def main() -> None:
                                                 str(a.epochs), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
                                                 str(TEMPERATURE), "--augment", spec, "--seed", str(seed)]
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
-                                                   f"{a.feature_weight:g}"] if a.feature_weight else []))
+                                                   f"{a.feature_weight:g}"] if a.feature_weight else [])
+                                               + (["--warmup", f"{a.warmup:g}"] if a.warmup else []))
                 models[spec] = onnx.load(str(out))
                 what = (f"# distillation (--data {a.data}, --augment {spec}{options}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")

@@ -270,20 +270,24 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
              progress: Callable[[int, int, float, float], None] | None = None,
              data_preprocess: Mapping[str, object] | None = None, augment: str | None = None,
-             plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT) -> FinetuneReport:
+             plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT,
+             warmup: float = 0.0) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``); ``augment`` ("all" or a comma list of ``spa.augment.KINDS``) then alters each training
     batch at random, the teacher seeing the same altered inputs; ``plan`` (the `spa.plan.Plan` the model was
     pruned with, or its JSON file) adds the intermediate features at the pruned groups' boundaries to the loss,
-    weighted by ``feature_weight``.  ``epochs=0`` only re-estimates the BatchNorm
+    weighted by ``feature_weight``.  ``warmup`` (a fraction of the steps, 0 <= warmup < 1) raises the learning
+    rate linearly from lr/steps to lr over those first steps before the cosine.  ``epochs=0`` only re-estimates the BatchNorm
     statistics.  ``progress(epoch, epochs,
     mean loss, seconds so far)`` is called after every epoch."""
     from .verify import check_model, session
 
     t0 = time.perf_counter()
     loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr)
+    if not 0.0 <= warmup < 1.0:
+        raise BadArgument(f"--warmup is a fraction of the training steps, 0 <= warmup < 1 (got {warmup})")
     kinds = parse_augment(augment)
     if kinds and teacher is None:
         raise BadArgument("--augment applies to distillation (--teacher ORIGINAL.onnx): labelled targets would not "
@@ -320,7 +324,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
     if bn == "re-estimated":
         reestimate_bn(module, (feed(idx) for idx in all_batches))
-    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug)
+    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug, warmup)
     module.eval()
 
     tuned = _export(torch, module, proto, inputs, dynamic, fixed)
@@ -376,10 +380,19 @@ def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, l
                                    feature_weight)
 
 
+def lr_factor(k: int, steps: int, warmup: float = 0.0) -> float:
+    """The learning rate of step k (0-based) of `steps`, as a share of --lr: a linear rise over the first
+    round(warmup * steps) steps (from 1/w of it at the first), then a cosine decay to 0 over all the steps."""
+    w = round(warmup * steps)
+    ramp = min(1.0, (k + 1) / w) if w else 1.0
+    return ramp * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
+
+
 def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step: int, fixed: int, epochs: int,
-           lr: float, seed: int, bn: str, progress, t0: float, aug: Augment | None = None) -> None:
+           lr: float, seed: int, bn: str, progress, t0: float, aug: Augment | None = None,
+           warmup: float = 0.0) -> None:
     """Adam with a cosine decay to 0 over `epochs` passes in a seeded order (each batch altered by ``aug``
-    when given); BatchNorm statistics re-estimated on the final weights (bn "re-estimated")."""
+    when given), after a linear warm-up over the first ``warmup`` share of the steps; BatchNorm statistics re-estimated on the final weights (bn "re-estimated")."""
     g = torch.Generator().manual_seed(seed)
     # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
     # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
@@ -389,7 +402,7 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     steps = max(1, epochs * len(all_batches))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warmup))
     module.train(bn == "re-estimated")  # frozen statistics: BatchNorm normalises with its running ones
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=g).numpy()

@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 import spa
 from models import patterns
 from spa import modelfile
-from spa.finetune import finetune
+from spa.finetune import finetune, lr_factor
 from spa.verify import session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,23 @@ def test_finetune_mse_and_input_key(pruned, tmp_path):
     assert rep.loss_after < rep.loss_before and rep.accuracy_after is None
 
 
+def test_warmup_rises_linearly_then_follows_the_cosine():
+    steps = 100
+    plain = [lr_factor(k, steps) for k in range(steps)]
+    warm = [lr_factor(k, steps, 0.1) for k in range(steps)]
+    assert plain[0] == 1.0 and warm[0] == pytest.approx(0.1) and warm[4] == pytest.approx(0.5 * plain[4])
+    assert warm[9:] == plain[9:]  # from step 10 (the 10th factor) on, the cosine alone
+    assert all(a < b for a, b in zip(warm[:9], warm[1:10]))  # rising over the warm-up
+    assert lr_factor(0, 5, 0.05) == 1.0  # under one step of warm-up: none
+
+
+def test_finetune_with_warmup_differs_and_lowers_the_loss(pruned, tmp_path):
+    model, data = pruned
+    plain = finetune(model, data, tmp_path / "a.onnx", epochs=4, lr=1e-2, batch=8)
+    warm = finetune(model, data, tmp_path / "b.onnx", epochs=4, lr=1e-2, batch=8, warmup=0.5)
+    assert warm.loss_after < warm.loss_before and warm.loss_after != plain.loss_after
+
+
 def test_cli_finetune_prints_before_and_after(pruned, tmp_path):
     model, data = pruned
     out = tmp_path / "tuned.onnx"
@@ -98,6 +115,7 @@ def test_cli_finetune_bad_inputs_exit_2_with_one_line(pruned, tmp_path):
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--loss", "hinge"), 2, "unknown loss")
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--loss", "mse"), 2, "--loss mse")
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", model), 2, "is the input")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--warmup", "1"), 2, "--warmup")
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((4, 3, 9, 9), np.float32), y=np.zeros(4, np.int64))
     assert_one_line_error(spa_cli("finetune", model, "--data", bad, "-o", out), 2, "has shape")

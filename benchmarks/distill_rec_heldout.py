@@ -152,15 +152,15 @@ def train_numbers(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def distillation_lines(data: str) -> tuple[np.ndarray, list[str]]:
+def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES) -> tuple[np.ndarray, list[str]]:
     """The unlabelled distillation lines: distill_ocr's licence lines ("licence"), or ("mixed") fewer of them and
-    N_NUMBER_LINES digit strings of train_numbers in the same faces."""
+    `n_numbers` digit strings of train_numbers in the same faces."""
     if data == "licence":
         return lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES, seed=SAMPLE_SEED)
     from obspa_ocr import render
 
-    x, t = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES - N_NUMBER_LINES, seed=SAMPLE_SEED)
-    nums = train_numbers(np.random.default_rng(NUMBER_SEED), N_NUMBER_LINES)
+    x, t = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES - n_numbers, seed=SAMPLE_SEED)
+    nums = train_numbers(np.random.default_rng(NUMBER_SEED), n_numbers)
     xn = np.stack([render(s, f"../{TRAIN_FONTS[k % len(TRAIN_FONTS)]}") for k, s in enumerate(nums)])
     order = np.random.default_rng(NUMBER_SEED).permutation(N_LINES)  # numbers spread through the epochs' batches
     texts = t + nums
@@ -213,14 +213,16 @@ def summary(path: Path) -> list[str]:
             blocks.setdefault(key, {})
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
-            rest, _, warmup = meth.partition("-wu")
+            rest, _, numbers = meth.partition("-num")
+            rest, _, warmup = rest.partition("-wu")
             rest, _, epochs = rest.partition("-ep")
             rest, _, feat = rest.partition("-feat")
             base_meth, _, lr = rest.partition("-lr")
             if base_meth in labels and (float(r), int(seed)) == key[1:3]:
                 labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
                                   + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
-                                  + (f", warm-up {warmup}" if warmup else ""))
+                                  + (f", warm-up {warmup}" if warmup else "")
+                                  + (f", {numbers} digit strings" if numbers else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
     def line(label: str, values: dict[str, float]) -> str:
@@ -252,6 +254,9 @@ def main() -> None:
     ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
     ap.add_argument("--epochs", type=int, default=EPOCHS,
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names end in -epN)")
+    ap.add_argument("--number-lines", type=int, default=N_NUMBER_LINES,
+                    help=f"--data mixed: digit strings among the {N_LINES} lines (default {N_NUMBER_LINES}; another: "
+                         "method names end in -numN)")
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="spa finetune --warmup F (default none; another: method names end in -wuF)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
@@ -266,15 +271,19 @@ def main() -> None:
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     b = ocr_rec()
     name = b.model.graph.input[0].name
-    x_tr, t_tr = distillation_lines(a.data)
+    if a.number_lines != N_NUMBER_LINES and a.data != "mixed":
+        ap.error("--number-lines needs --data mixed")
+    x_tr, t_tr = distillation_lines(a.data, a.number_lines)
     mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
              + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else "")
-             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + (f"-wu{a.warmup:g}" if a.warmup else ""))
+             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + (f"-wu{a.warmup:g}" if a.warmup else "")
+             + (f"-num{a.number_lines}" if a.number_lines != N_NUMBER_LINES else ""))
     options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")  # the log line's
                + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else "")
                + (f", --warmup {a.warmup:g}" if a.warmup else ""))
     tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
-           + (f":ep{a.epochs}" if a.epochs != EPOCHS else "") + (f":wu{a.warmup:g}" if a.warmup else ""))
+           + (f":ep{a.epochs}" if a.epochs != EPOCHS else "") + (f":wu{a.warmup:g}" if a.warmup else "")
+           + (f":num{a.number_lines}" if a.number_lines != N_NUMBER_LINES else ""))
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -285,7 +294,7 @@ def main() -> None:
               f"held-out distributions (% of the original's character accuracy)")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if a.data == "mixed":
-        print(f"# --data mixed: {N_LINES - N_NUMBER_LINES} of the licence lines and {N_NUMBER_LINES} digit strings "
+        print(f"# --data mixed: {N_LINES - a.number_lines} of the licence lines and {a.number_lines} digit strings "
               f"(train_numbers, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
     if not a.no_header or a.data == "mixed":
         print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))

@@ -21,7 +21,8 @@ batch statistics, and once more for the final weights), since pruning changes wh
 ``freeze_bn`` keeps the original ones.  Exports that fold BatchNorm into the convolutions have none to re-estimate
 (the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps, after an
 optional linear warm-up (``warmup``; off by default: 10 % tied on the validation sets of PP-OCRv4 rec and
-all-MiniLM-L6-v2, benchmarks/distill_rec_heldout_features_choice.txt and distill_minilm_choice.txt).
+all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages, benchmarks/distill_rec_heldout_features_choice.txt,
+distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).
 """
 
 from __future__ import annotations

@@ -213,7 +213,8 @@ def summary(path: Path) -> list[str]:
             blocks.setdefault(key, {})
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
-            rest, _, numbers = meth.partition("-num")
+            rest, _, plus = meth.partition("-plus")
+            rest, _, numbers = rest.partition("-num")
             rest, _, warmup = rest.partition("-wu")
             rest, _, epochs = rest.partition("-ep")
             rest, _, feat = rest.partition("-feat")
@@ -222,7 +223,8 @@ def summary(path: Path) -> list[str]:
                 labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
                                   + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
                                   + (f", warm-up {warmup}" if warmup else "")
-                                  + (f", {numbers} digit strings" if numbers else ""))
+                                  + (f", {numbers} digit strings" if numbers else "")
+                                  + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
     def line(label: str, values: dict[str, float]) -> str:
@@ -344,7 +346,9 @@ def main() -> None:
                     print(f"# validation chose --augment none at {r}, seed {seed}: the '{METHOD}' rows are that")
                     continue
             after = {d: b.metric(models[spec], data) for d, data in b.dists.items()}
-            method = (METHOD if spec == "none" else AUG_METHOD) + mixed
+            # kinds beyond the chosen invert,contrast (which every "distill-aug" row has) name themselves: "-plusK+K"
+            extra = [k for k in spec.split(",") if k not in ("invert", "contrast", "none")]
+            method = (METHOD if spec == "none" else AUG_METHOD) + mixed + (f"-plus{'+'.join(extra)}" if extra else "")
             if spec != "none":
                 print(f"# {method} rows below: --augment {spec}")
             for d, v in after.items():

@@ -288,9 +288,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     from .verify import check_model, session
 
     t0 = time.perf_counter()
-    loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr)
-    if not 0.0 <= warmup < 1.0:
-        raise BadArgument(f"--warmup is a fraction of the training steps, 0 <= warmup < 1 (got {warmup})")
+    loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr, warmup)
     kinds = parse_augment(augment)
     if kinds and teacher is None:
         raise BadArgument("--augment applies to distillation (--teacher ORIGINAL.onnx): labelled targets would not "
@@ -344,7 +342,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
 
 
 def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,
-                   lr: float) -> str:
+                   lr: float, warmup: float = 0.0) -> str:
     """Refuse options that contradict each other (BadArgument); returns the labelled loss to use."""
     if teacher is not None and (loss is not None or target_key is not None):
         raise BadArgument("--loss and --target apply to labelled fine-tuning; with --teacher the loss is chosen "
@@ -356,6 +354,8 @@ def _check_options(teacher, loss: str | None, target_key: str | None, output_los
         raise BadArgument(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
     if epochs < 0 or batch < 1 or not lr > 0:
         raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
+    if not 0.0 <= warmup < 1.0:
+        raise BadArgument(f"--warmup is a fraction of the training steps, 0 <= warmup < 1 (got {warmup})")
     return loss
 
 

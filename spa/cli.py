@@ -535,6 +535,7 @@ def finetune(
     plan: Annotated[Optional[Path], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries")] = None,
     feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,
     warmup: Annotated[float, typer.Option("--warmup", help="share of the steps over which the learning rate rises linearly to --lr before its cosine decay (0: none)")] = 0.0,
+    average: Annotated[float, typer.Option("--average", help="average the weights over this last share of the steps, the learning rate held there (stochastic weight averaging; 0: none)")] = 0.0,
     data_size: Annotated[Optional[str], typer.Option("--data-size", help="--data folder of images: resize to HxW")] = None,
     data_mean: Annotated[Optional[str], typer.Option("--data-mean", help="--data folder: per-channel mean, e.g. 0.5,0.5,0.5")] = None,
     data_std: Annotated[Optional[str], typer.Option("--data-std", help="--data folder: per-channel std")] = None,
@@ -563,7 +564,7 @@ def finetune(
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
               output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
               progress=None if quiet or as_json else progress, augment=augment, plan=plan,
-              feature_weight=feature_weight, warmup=warmup, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
+              feature_weight=feature_weight, warmup=warmup, average=average, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
                                                   "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
                                                   "gray": data_gray}.items() if v} or None)
     if as_json:

@@ -22,7 +22,9 @@ batch statistics, and once more for the final weights), since pruning changes wh
 (the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps, after an
 optional linear warm-up (``warmup``; off by default: 10 % tied on the validation sets of PP-OCRv4 rec and
 all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages, benchmarks/distill_rec_heldout_features_choice.txt,
-distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).
+distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).  ``average`` (off by default) averages the weights
+over the last share of the steps, the learning rate held where the averaging begins (stochastic weight averaging,
+Izmailov et al. 2018), before the final BatchNorm statistics.
 """
 
 from __future__ import annotations
@@ -274,7 +276,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              progress: Callable[[int, int, float, float], None] | None = None,
              data_preprocess: Mapping[str, object] | None = None, augment: str | None = None,
              plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT,
-             warmup: float = 0.0) -> FinetuneReport:
+             warmup: float = 0.0, average: float = 0.0) -> FinetuneReport:
     """Train ``model`` (an ONNX file) on ``data`` and write the result to ``output``; see the module doc.
 
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
@@ -282,13 +284,15 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     batch at random, the teacher seeing the same altered inputs; ``plan`` (the `spa.plan.Plan` the model was
     pruned with, or its JSON file) adds the intermediate features at the pruned groups' boundaries to the loss,
     weighted by ``feature_weight``.  ``warmup`` (a share of the steps, 0 <= warmup < 1) raises the learning
-    rate linearly over those first w steps, from lr/w to lr, before the cosine (`lr_factor`).  ``epochs=0`` only
+    rate linearly over those first w steps, from lr/w to lr, before the cosine (`lr_factor`).  ``average`` (a share
+    of the steps, warmup + average <= 1) holds the learning rate where the last such share begins and averages the
+    weights after each of its steps (stochastic weight averaging); the average is the result.  ``epochs=0`` only
     re-estimates the BatchNorm statistics.  ``progress(epoch, epochs, mean loss, seconds so far)`` is called after
     every epoch."""
     from .verify import check_model, session
 
     t0 = time.perf_counter()
-    loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr, warmup)
+    loss = _check_options(teacher, loss, target_key, output_loss, epochs, batch, lr, warmup, average)
     kinds = parse_augment(augment)
     if kinds and teacher is None:
         raise BadArgument("--augment applies to distillation (--teacher ORIGINAL.onnx): labelled targets would not "
@@ -325,7 +329,8 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
     if bn == "re-estimated":
         reestimate_bn(module, (feed(idx) for idx in all_batches))
-    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug, warmup)
+    _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug, warmup,
+           average)
     module.eval()
 
     tuned = _export(torch, module, proto, inputs, dynamic, fixed)
@@ -342,7 +347,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
 
 
 def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,
-                   lr: float, warmup: float = 0.0) -> str:
+                   lr: float, warmup: float = 0.0, average: float = 0.0) -> str:
     """Refuse options that contradict each other (BadArgument); returns the labelled loss to use."""
     if teacher is not None and (loss is not None or target_key is not None):
         raise BadArgument("--loss and --target apply to labelled fine-tuning; with --teacher the loss is chosen "
@@ -356,6 +361,9 @@ def _check_options(teacher, loss: str | None, target_key: str | None, output_los
         raise BadArgument(f"--epochs must be >= 0, --batch >= 1 and --lr > 0 (got {epochs}, {batch}, {lr})")
     if not 0.0 <= warmup < 1.0:
         raise BadArgument(f"--warmup is a fraction of the training steps, 0 <= warmup < 1 (got {warmup})")
+    if not 0.0 <= average < 1.0 or warmup + average > 1.0:
+        raise BadArgument(f"--average is a fraction of the training steps, 0 <= average < 1 and with --warmup at most "
+                          f"1 in all (got {average}, warm-up {warmup})")
     return loss
 
 
@@ -383,20 +391,29 @@ def _objective(proto: onnx.ModelProto, arrays: dict[str, np.ndarray], teacher, l
                                    feature_weight)
 
 
-def lr_factor(k: int, steps: int, warmup: float = 0.0) -> float:
+def lr_factor(k: int, steps: int, warmup: float = 0.0, average: float = 0.0) -> float:
     """The learning rate of step k (0-based) of `steps`, as a share of --lr: a linear rise over the first
-    round(warmup * steps) steps (from 1/w of it at the first), then a cosine decay to 0 over all the steps."""
+    round(warmup * steps) steps (from 1/w of it at the first), then a cosine decay to 0 over all the steps, held
+    from the first of the last round(average * steps) steps on (`averaged_from`)."""
+    k = min(k, averaged_from(steps, average))
     w = round(warmup * steps)
     ramp = min(1.0, (k + 1) / w) if w else 1.0
     return ramp * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps))
 
 
+def averaged_from(steps: int, average: float) -> int:
+    """The first (0-based) of the steps whose resulting weights are averaged: the last round(average * steps)."""
+    return steps - round(average * steps)
+
+
 def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step: int, fixed: int, epochs: int,
            lr: float, seed: int, bn: str, progress, t0: float, aug: Augment | None = None,
-           warmup: float = 0.0) -> None:
+           warmup: float = 0.0, average: float = 0.0) -> None:
     """Adam with a cosine decay to 0 over `epochs` passes in a seeded order (each batch altered by ``aug``
-    when given), after a linear warm-up over the first ``warmup`` share of the steps; BatchNorm statistics
-    re-estimated on the final weights (bn "re-estimated")."""
+    when given), after a linear warm-up over the first ``warmup`` share of the steps; with ``average`` the
+    weights after each of the last such share of the steps are averaged (`lr_factor` holds the learning rate
+    there) and the average replaces them; BatchNorm statistics re-estimated on the final weights (bn
+    "re-estimated")."""
     g = torch.Generator().manual_seed(seed)
     # single-element float initializers are constants (exponents, epsilons, clip bounds, scales), not weights:
     # training a Pow's exponent p makes its gradient x^p ln(x) NaN (PP-OCRv4 rec diverged at the first step)
@@ -406,7 +423,10 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     steps = max(1, epochs * len(all_batches))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warmup, average))
+    first_avg = averaged_from(steps, average) if average and epochs else steps
+    mean = [torch.zeros_like(p) for p in params] if first_avg < steps else []
+    k = 0  # steps taken
     module.train(bn == "re-estimated")  # frozen statistics: BatchNorm normalises with its running ones
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=g).numpy()
@@ -420,10 +440,19 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
             value.backward()
             opt.step()
             sched.step()
+            if k >= first_avg:
+                with torch.no_grad():
+                    for m, p in zip(mean, params):
+                        m.add_(p - m, alpha=1.0 / (k - first_avg + 1))  # running mean of the averaged steps
+            k += 1
             total += value.item() * len(idx)
         if progress is not None:
             progress(epoch + 1, epochs, total / (len(all_batches[0]) * len(all_batches) if fixed else n),
                      time.perf_counter() - t0)
+    if mean:
+        with torch.no_grad():
+            for m, p in zip(mean, params):
+                p.copy_(m)
     if bn == "re-estimated" and epochs:
         reestimate_bn(module, (feed(idx) for idx in all_batches))  # statistics of the final weights
 

@@ -17,7 +17,7 @@ pytest.importorskip("torch")
 import spa
 from models import patterns
 from spa import modelfile
-from spa.finetune import finetune, lr_factor
+from spa.finetune import _train, finetune, lr_factor
 from spa.verify import session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +96,43 @@ def test_finetune_with_warmup_differs_and_lowers_the_loss(pruned, tmp_path):
     assert warm.loss_after < warm.loss_before and warm.loss_after != plain.loss_after
 
 
+def test_average_holds_the_learning_rate_over_its_last_share():
+    steps = 100
+    plain = [lr_factor(k, steps) for k in range(steps)]
+    avg = [lr_factor(k, steps, 0.0, 0.25) for k in range(steps)]
+    assert avg[:76] == plain[:76] and set(avg[75:]) == {plain[75]} and 0 < plain[75] < 1
+    assert lr_factor(99, steps, 0.1, 0.25) == lr_factor(75, steps, 0.1)  # after a warm-up too
+
+
+def test_average_is_the_mean_of_the_weights_after_the_last_steps():
+    """One batch per epoch: `progress` sees the weights after every step; the result is their mean over the last
+    round(0.5 * 6) = 3 steps, not the last step's weights."""
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Linear(3, 2)
+    module.bn_momentum = 0.1
+    x, y = torch.randn(4, 3), torch.randn(4, 2)
+
+    class Obj:
+        def torch_loss(self, m, xs, idx):
+            return torch.nn.functional.mse_loss(m(*xs), y)
+
+    seen = []
+    _train(torch, module, Obj(), lambda idx: [x], [np.arange(4)], 4, 4, 0, 6, 0.1, 0, "none",
+           lambda *a: seen.append(module.weight.detach().clone()), 0.0, average=0.5)
+    assert len(seen) == 6 and not torch.allclose(seen[-1], seen[-2])
+    assert torch.allclose(module.weight, torch.stack(seen[3:]).mean(0), atol=1e-6)
+    assert not torch.allclose(module.weight, seen[-1])
+
+
+def test_finetune_with_average_differs_and_lowers_the_loss(pruned, tmp_path):
+    model, data = pruned
+    plain = finetune(model, data, tmp_path / "a.onnx", epochs=4, lr=1e-2, batch=8)
+    avg = finetune(model, data, tmp_path / "b.onnx", epochs=4, lr=1e-2, batch=8, average=0.5)
+    assert avg.loss_after < avg.loss_before and avg.loss_after != plain.loss_after
+
+
 def test_cli_finetune_prints_before_and_after(pruned, tmp_path):
     model, data = pruned
     out = tmp_path / "tuned.onnx"
@@ -116,6 +153,8 @@ def test_cli_finetune_bad_inputs_exit_2_with_one_line(pruned, tmp_path):
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--loss", "mse"), 2, "--loss mse")
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", model), 2, "is the input")
     assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--warmup", "1"), 2, "--warmup")
+    assert_one_line_error(spa_cli("finetune", model, "--data", data, "-o", out, "--warmup", "0.5", "--average",
+                                  "0.6"), 2, "--average")
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((4, 3, 9, 9), np.float32), y=np.zeros(4, np.int64))
     assert_one_line_error(spa_cli("finetune", model, "--data", bad, "-o", out), 2, "has shape")

@@ -91,6 +91,8 @@ def main() -> None:
                     help=f"spa finetune --lr (default {LR}, distill_det's; another: method names and V labels end in -lrLR)")
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="spa finetune --warmup F (default none; another: method names and V labels end in -wuF)")
+    ap.add_argument("--average", type=float, default=0.0,
+                    help="spa finetune --average F (default none; another: method names and V labels end in -avgF)")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
@@ -120,6 +122,7 @@ def main() -> None:
               f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
               f"{'' if a.lr == LR else f' but its lr {LR}'}"
               f"{'' if not a.warmup else f', --warmup {a.warmup:g}'}"
+              f"{'' if not a.average else f', --average {a.average:g}'}"
               f"{'' if a.augment == 'none' else f', --augment {a.augment}'}), scored on generalise.py's "
               f"ocr_det held-out distributions")
         print(f"# check: distillation font families {', '.join(sorted(train_families))}; held-out "
@@ -150,7 +153,8 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
                                    + (["--freeze-bn"] if a.freeze_bn else [])
                                    + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                        f"{a.feature_weight:g}"] if a.feature_weight else [])
-                                   + (["--warmup", f"{a.warmup:g}"] if a.warmup else []))
+                                   + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
+                                   + (["--average", f"{a.average:g}"] if a.average else []))
     feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
     what = (f"# distillation (--augment {spec}, {a.epochs} epochs{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
             f"{load}\n#     " + "\n#     ".join(log.strip().splitlines()))
@@ -206,7 +210,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.pages != N_PAGES, (f"pages{a.pages}", f"{a.pages} pages")),
                             (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")),
                             (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")),
-                            (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")))
+                            (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")),
+                            (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")))
             if on]
 
 

@@ -37,7 +37,9 @@ the MiniLM table's "distilled" column (worst over both held-out sets and the see
      --feature-weight W: also match the intermediate features (`spa finetune --plan` with the prune's plan and
      this weight: the merged attention heads and MLP activations the prune kept); methods end in "-featW";
      --warmup F: `spa finetune --warmup F` (the learning rate rises linearly over that share of the steps); methods
-     end in "-wuF")
+     end in "-wuF";
+     --average F: `spa finetune --average F` (the weights averaged over that last share of the steps); methods end
+     in "-avgF")
 """
 
 from __future__ import annotations
@@ -104,8 +106,10 @@ def main() -> None:
         raise SystemExit("--start: data-free or calib")
     feature_weight = float(arg("--feature-weight", "0"))
     warmup = float(arg("--warmup", "0"))  # spa finetune --warmup (method names end in -wuF)
+    average = float(arg("--average", "0"))  # spa finetune --average (method names end in -avgF)
     method = (("distill" if start == "data-free" else "distill-fromcalib")
-              + (f"-feat{feature_weight:g}" if feature_weight else "") + (f"-wu{warmup:g}" if warmup else ""))
+              + (f"-feat{feature_weight:g}" if feature_weight else "") + (f"-wu{warmup:g}" if warmup else "")
+              + (f"-avg{average:g}" if average else ""))
     held, val = minilm(), minilm(selection=True)  # the held-out bench and the selection (validation) set
     m = held.model
     _, tok = mm.load()
@@ -174,9 +178,10 @@ def main() -> None:
                                                 rate, "--batch", batch, "--seed", str(seed)]
                                                + (["--plan", str(p_path.with_suffix(".plan.json")), "--feature-weight",
                                                    f"{feature_weight:g}"] if feature_weight else [])
-                                               + (["--warmup", f"{warmup:g}"] if warmup else []))
-                feat = (f", features {feature_weight:g}" if feature_weight else "") + (f", warm-up {warmup:g}"
-                                                                                      if warmup else "")
+                                               + (["--warmup", f"{warmup:g}"] if warmup else [])
+                                               + (["--average", f"{average:g}"] if average else []))
+                feat = ((f", features {feature_weight:g}" if feature_weight else "")
+                        + (f", warm-up {warmup:g}" if warmup else "") + (f", averaged {average:g}" if average else ""))
                 a = row(f"+ distillation {epochs} epochs, lr {rate}, batch {batch}{feat}, seed {seed}", onnx.load(str(out)),
                         secs, load)
                 print("    " + "\n    ".join(log.strip().splitlines()), flush=True)

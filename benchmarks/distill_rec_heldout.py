@@ -50,7 +50,8 @@ data-free default, what a user who has the lines can do. `--validate-only` (with
 `--feature-weight W` also matches the intermediate features (`spa finetune --plan`, methods "...-featW"); `--epochs N`
 distils N epochs instead of 14 ("...-epN"; 16 also fit the 10-minute budget on 2 cores,
 distill_rec_heldout_features_choice.txt); `--warmup F` passes `spa finetune --warmup F` (a linear rise of the
-learning rate over that share of the steps; "...-wuF").
+learning rate over that share of the steps; "...-wuF"); `--average F` passes `spa finetune --average F` (the
+weights averaged over that last share of the steps; "...-avgF").
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def summary(path: Path) -> list[str]:
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
             rest, _, plus = meth.partition("-plus")
+            rest, _, avg = rest.partition("-avg")
             rest, _, numbers = rest.partition("-num")
             rest, _, warmup = rest.partition("-wu")
             rest, _, epochs = rest.partition("-ep")
@@ -224,6 +226,7 @@ def summary(path: Path) -> list[str]:
                                   + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
                                   + (f", warm-up {warmup}" if warmup else "")
                                   + (f", {numbers} digit strings" if numbers else "")
+                                  + (f", weights averaged over {avg}" if avg else "")
                                   + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
@@ -236,6 +239,22 @@ def summary(path: Path) -> list[str]:
             out.append(line(f"pruned {r} seed {seed} (obspa {how})", dict(scores)))
             out += [line(f"+ distillation{labels[meth]} {r} seed {seed}", v) for meth, v in runs.items()]
     return out
+
+
+def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """How the run differs from the first recipe (licence lines, data-free start, LR, EPOCHS, no features), as
+    (R method suffix, log-line option, V label suffix) triples in the order the raw files spell them; "" where
+    one of the three does not name the setting (the V labels always name the start and the lr)."""
+    fw, wu, av = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}"
+    return [t for on, t in ((a.data == "mixed", ("mixed", "", "")),
+                            (a.start == "calib", ("fromcalib", "", "")),
+                            (a.lr != LR, (f"lr{a.lr}", "", "")),
+                            (a.feature_weight > 0, (f"feat{fw}", f"--feature-weight {fw}", f"feat{fw}")),
+                            (a.epochs != EPOCHS, (f"ep{a.epochs}", f"--epochs {a.epochs}", f"ep{a.epochs}")),
+                            (a.warmup > 0, (f"wu{wu}", f"--warmup {wu}", f"wu{wu}")),
+                            (a.number_lines != N_NUMBER_LINES, (f"num{a.number_lines}", "", f"num{a.number_lines}")),
+                            (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")))
+            if on]
 
 
 def main() -> None:
@@ -261,6 +280,8 @@ def main() -> None:
                          "method names end in -numN)")
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="spa finetune --warmup F (default none; another: method names end in -wuF)")
+    ap.add_argument("--average", type=float, default=0.0,
+                    help="spa finetune --average F (default none; another: method names end in -avgF)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -276,16 +297,10 @@ def main() -> None:
     if a.number_lines != N_NUMBER_LINES and a.data != "mixed":
         ap.error("--number-lines needs --data mixed")
     x_tr, t_tr = distillation_lines(a.data, a.number_lines)
-    mixed = (("-mixed" if a.data == "mixed" else "") + ("-fromcalib" if a.start == "calib" else "")
-             + (f"-lr{a.lr}" if a.lr != LR else "") + (f"-feat{a.feature_weight:g}" if a.feature_weight else "")
-             + (f"-ep{a.epochs}" if a.epochs != EPOCHS else "") + (f"-wu{a.warmup:g}" if a.warmup else "")
-             + (f"-num{a.number_lines}" if a.number_lines != N_NUMBER_LINES else ""))
-    options = ((f", --feature-weight {a.feature_weight:g}" if a.feature_weight else "")  # the log line's
-               + (f", --epochs {a.epochs}" if a.epochs != EPOCHS else "")
-               + (f", --warmup {a.warmup:g}" if a.warmup else ""))
-    tag = ((f":feat{a.feature_weight:g}" if a.feature_weight else "")  # the V rows' setting name
-           + (f":ep{a.epochs}" if a.epochs != EPOCHS else "") + (f":wu{a.warmup:g}" if a.warmup else "")
-           + (f":num{a.number_lines}" if a.number_lines != N_NUMBER_LINES else ""))
+    v = variant(a)
+    mixed = "".join(f"-{m}" for m, _, _ in v)  # the R rows' method suffix
+    options = "".join(f", {o}" for _, o, _ in v if o)  # the log line's
+    tag = "".join(f":{t}" for _, _, t in v if t)  # the V rows' setting name
     tmp = Path(tempfile.mkdtemp(prefix="distill_rec_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "lines.npz", **{name: x_tr})
@@ -324,7 +339,8 @@ def main() -> None:
                                                 str(TEMPERATURE), "--augment", spec, "--seed", str(seed)]
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                                    f"{a.feature_weight:g}"] if a.feature_weight else [])
-                                               + (["--warmup", f"{a.warmup:g}"] if a.warmup else []))
+                                               + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
+                                               + (["--average", f"{a.average:g}"] if a.average else []))
                 models[spec] = onnx.load(str(out))
                 what = (f"# distillation (--data {a.data}, --augment {spec}{options}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")

@@ -51,7 +51,8 @@ data-free default, what a user who has the lines can do. `--validate-only` (with
 distils N epochs instead of 14 ("...-epN"; 16 also fit the 10-minute budget on 2 cores,
 distill_rec_heldout_features_choice.txt); `--warmup F` passes `spa finetune --warmup F` (a linear rise of the
 learning rate over that share of the steps; "...-wuF"); `--average F` passes `spa finetune --average F` (the
-weights averaged over that last share of the steps; "...-avgF").
+weights averaged over that last share of the steps; "...-avgF"); `--numbers random` draws the digit strings from
+`random_numbers` (no format) instead of train_numbers' formats ("...-rnd").
 """
 
 from __future__ import annotations
@@ -153,15 +154,30 @@ def train_numbers(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES) -> tuple[np.ndarray, list[str]]:
+def random_numbers(rng: np.random.Generator, n: int) -> list[str]:
+    """Digit strings in no format (`--numbers random`): 2-6 runs of 1-6 digits, each pair of runs joined by a space
+    or by one character of Python's string.punctuation, all drawn uniformly: no separator or layout is preferred,
+    so no format of the validation or held-out numbers is previewed either."""
+    import string
+
+    seps = [" ", *string.punctuation]
+    out = []
+    for _ in range(n):
+        runs = ["".join(str(d) for d in rng.integers(0, 10, rng.integers(1, 7))) for _ in range(rng.integers(2, 7))]
+        out.append(runs[0] + "".join(seps[rng.integers(len(seps))] + r for r in runs[1:]))
+    return out
+
+
+def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES,
+                       numbers: str = "formats") -> tuple[np.ndarray, list[str]]:
     """The unlabelled distillation lines: distill_ocr's licence lines ("licence"), or ("mixed") fewer of them and
-    `n_numbers` digit strings of train_numbers in the same faces."""
+    `n_numbers` digit strings (of train_numbers, or of random_numbers with `numbers` "random") in the same faces."""
     if data == "licence":
         return lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES, seed=SAMPLE_SEED)
     from obspa_ocr import render
 
     x, t = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES - n_numbers, seed=SAMPLE_SEED)
-    nums = train_numbers(np.random.default_rng(NUMBER_SEED), n_numbers)
+    nums = (random_numbers if numbers == "random" else train_numbers)(np.random.default_rng(NUMBER_SEED), n_numbers)
     xn = np.stack([render(s, f"../{TRAIN_FONTS[k % len(TRAIN_FONTS)]}") for k, s in enumerate(nums)])
     order = np.random.default_rng(NUMBER_SEED).permutation(N_LINES)  # numbers spread through the epochs' batches
     texts = t + nums
@@ -216,6 +232,7 @@ def summary(path: Path) -> list[str]:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
             rest, _, plus = meth.partition("-plus")
             rest, _, avg = rest.partition("-avg")
+            rest, rnd, _ = rest.partition("-rnd")
             rest, _, numbers = rest.partition("-num")
             rest, _, warmup = rest.partition("-wu")
             rest, _, epochs = rest.partition("-ep")
@@ -226,6 +243,7 @@ def summary(path: Path) -> list[str]:
                                   + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
                                   + (f", warm-up {warmup}" if warmup else "")
                                   + (f", {numbers} digit strings" if numbers else "")
+                                  + (", random digit strings" if rnd else "")
                                   + (f", weights averaged over {avg}" if avg else "")
                                   + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
@@ -253,6 +271,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"--epochs {a.epochs}", f"ep{a.epochs}")),
                             (a.warmup > 0, (f"wu{wu}", f"--warmup {wu}", f"wu{wu}")),
                             (a.number_lines != N_NUMBER_LINES, (f"num{a.number_lines}", "", f"num{a.number_lines}")),
+                            (a.numbers == "random", ("rnd", "", "rnd")),
                             (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")))
             if on]
 
@@ -280,6 +299,9 @@ def main() -> None:
                          "method names end in -numN)")
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="spa finetune --warmup F (default none; another: method names end in -wuF)")
+    ap.add_argument("--numbers", choices=("formats", "random"), default="formats",
+                    help="--data mixed: the digit strings' kind, train_numbers' formats or random_numbers (method names "
+                         "end in -rnd)")
     ap.add_argument("--average", type=float, default=0.0,
                     help="spa finetune --average F (default none; another: method names end in -avgF)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
@@ -294,9 +316,9 @@ def main() -> None:
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     b = ocr_rec()
     name = b.model.graph.input[0].name
-    if a.number_lines != N_NUMBER_LINES and a.data != "mixed":
-        ap.error("--number-lines needs --data mixed")
-    x_tr, t_tr = distillation_lines(a.data, a.number_lines)
+    if (a.number_lines != N_NUMBER_LINES or a.numbers != "formats") and a.data != "mixed":
+        ap.error("--number-lines and --numbers need --data mixed")
+    x_tr, t_tr = distillation_lines(a.data, a.number_lines, a.numbers)
     v = variant(a)
     mixed = "".join(f"-{m}" for m, _, _ in v)  # the R rows' method suffix
     options = "".join(f", {o}" for _, o, _ in v if o)  # the log line's
@@ -312,7 +334,7 @@ def main() -> None:
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if a.data == "mixed":
         print(f"# --data mixed: {N_LINES - a.number_lines} of the licence lines and {a.number_lines} digit strings "
-              f"(train_numbers, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
+              f"({'random_numbers' if a.numbers == 'random' else 'train_numbers'}, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
     if not a.no_header or a.data == "mixed":
         print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
     print(f"# {b.name}: {b.what}")

@@ -244,7 +244,7 @@ def summary(path: Path) -> list[str]:
                                   + (f", warm-up {warmup}" if warmup else "")
                                   + (f", {numbers} digit strings" if numbers else "")
                                   + (", random digit strings" if rnd else "")
-                                  + (f", weights averaged over {avg}" if avg else "")
+                                  + (f", averaged {avg}" if avg else "")
                                   + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 

@@ -424,7 +424,7 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
     opt = torch.optim.Adam(params, lr=lr)
     steps = max(1, epochs * len(all_batches))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_factor(k, steps, warmup, average))
-    first_avg = averaged_from(steps, average) if average and epochs else steps
+    first_avg = averaged_from(steps, average) if epochs else steps  # no step taken: nothing to average
     mean = [torch.zeros_like(p) for p in params] if first_avg < steps else []
     k = 0  # steps taken
     module.train(bn == "re-estimated")  # frozen statistics: BatchNorm normalises with its running ones

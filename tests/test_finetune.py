@@ -111,7 +111,6 @@ def test_average_is_the_mean_of_the_weights_after_the_last_steps():
 
     torch.manual_seed(0)
     module = torch.nn.Linear(3, 2)
-    module.bn_momentum = 0.1
     x, y = torch.randn(4, 3), torch.randn(4, 2)
 
     class Obj:

@@ -85,6 +85,12 @@ N_VALID, VALID_SEED = 48, 11
 # --data mixed: of the N_LINES distillation lines, N_NUMBER_LINES are digit strings (train_numbers, seed
 # NUMBER_SEED) in the same DejaVu faces, the rest the licence lines as before; method names gain "-mixed"
 N_NUMBER_LINES, NUMBER_SEED = 128, 21
+# --fonts dejavu-all (methods "...-dejavuall"): the same lines spread over every DejaVu text face (21: the six of
+# TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
+# validation or held-out family is previewed
+DEJAVU_ALL = sorted(f"dejavu/{p.name}" for p in Path("/usr/share/fonts/truetype/dejavu").glob("DejaVu*.ttf")
+                    if "Math" not in p.name)
+FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 
 
 def family(font_file: str) -> str:
@@ -92,9 +98,9 @@ def family(font_file: str) -> str:
     return Path(font_file).stem.split("-")[0].lower()
 
 
-def leak_check(texts: list[str], heldout: dict[str, list[str]]) -> list[str]:
-    """Comment lines: held-out fonts (files and families) and held-out lines among the distillation's."""
-    train_files = {Path(f).name for f in TRAIN_FONTS}
+def leak_check(texts: list[str], heldout: dict[str, list[str]], fonts: list[str] = TRAIN_FONTS) -> list[str]:
+    """Comment lines: held-out fonts (files and families) and held-out lines among the distillation's (in `fonts`)."""
+    train_files = {Path(f).name for f in fonts}
     held_files = {f for f, _, _ in OCR_HELDOUT.values()}
     same_files = train_files & held_files
     same_families = {family(f) for f in train_files} & {family(f) for f in held_files}
@@ -168,27 +174,28 @@ def random_numbers(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
-def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES,
-                       numbers: str = "formats") -> tuple[np.ndarray, list[str]]:
-    """The unlabelled distillation lines: distill_ocr's licence lines ("licence"), or ("mixed") fewer of them and
-    `n_numbers` digit strings (of train_numbers, or of random_numbers with `numbers` "random") in the same faces."""
+def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES, numbers: str = "formats",
+                       fonts: list[str] = TRAIN_FONTS) -> tuple[np.ndarray, list[str]]:
+    """The unlabelled distillation lines in the faces `fonts`: distill_ocr's licence lines ("licence"), or ("mixed")
+    fewer of them and `n_numbers` digit strings (of train_numbers, or of random_numbers with `numbers` "random")."""
     if data == "licence":
-        return lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES, seed=SAMPLE_SEED)
+        return lines(TRAIN_TEXTS, fonts, N_LINES, seed=SAMPLE_SEED)
     from obspa_ocr import render
 
-    x, t = lines(TRAIN_TEXTS, TRAIN_FONTS, N_LINES - n_numbers, seed=SAMPLE_SEED)
+    x, t = lines(TRAIN_TEXTS, fonts, N_LINES - n_numbers, seed=SAMPLE_SEED)
     nums = (random_numbers if numbers == "random" else train_numbers)(np.random.default_rng(NUMBER_SEED), n_numbers)
-    xn = np.stack([render(s, f"../{TRAIN_FONTS[k % len(TRAIN_FONTS)]}") for k, s in enumerate(nums)])
+    xn = np.stack([render(s, f"../{fonts[k % len(fonts)]}") for k, s in enumerate(nums)])
     order = np.random.default_rng(NUMBER_SEED).permutation(N_LINES)  # numbers spread through the epochs' batches
     texts = t + nums
     return np.concatenate([x, xn])[order], [texts[i] for i in order]
 
 
-def validation(train: list[str], heldout: dict[str, list[str]]) -> tuple[dict, list[str]]:
+def validation(train: list[str], heldout: dict[str, list[str]],
+               fonts: list[str] = TRAIN_FONTS) -> tuple[dict, list[str]]:
     """The validation distributions (name -> (lines, texts)) and comment lines that check them: no font family of
-    the distillation or held-out sets, and how many texts coincide with theirs."""
+    the distillation (`fonts`) or held-out sets, and how many texts coincide with theirs."""
     held_files = {f for f, _, _ in OCR_HELDOUT.values()}
-    used = {family(f) for f in held_files} | {family(f) for f in TRAIN_FONTS}
+    used = {family(f) for f in held_files} | {family(f) for f in fonts}
     if same := used & {family(f) for f in VALID_FONTS}:
         raise SystemExit(f"validation fonts of a distillation or held-out family: {sorted(same)}")
     rng = np.random.default_rng(VALID_SEED)
@@ -231,6 +238,7 @@ def summary(path: Path) -> list[str]:
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
             rest, _, plus = meth.partition("-plus")
+            rest, allfonts, _ = rest.partition("-dejavuall")
             rest, _, avg = rest.partition("-avg")
             rest, rnd, _ = rest.partition("-rnd")
             rest, _, numbers = rest.partition("-num")
@@ -245,6 +253,7 @@ def summary(path: Path) -> list[str]:
                                   + (f", {numbers} digit strings" if numbers else "")
                                   + (", random digit strings" if rnd else "")
                                   + (f", averaged {avg}" if avg else "")
+                                  + (", every DejaVu face" if allfonts else "")
                                   + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 
@@ -272,7 +281,9 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.warmup > 0, (f"wu{wu}", f"--warmup {wu}", f"wu{wu}")),
                             (a.number_lines != N_NUMBER_LINES, (f"num{a.number_lines}", "", f"num{a.number_lines}")),
                             (a.numbers == "random", ("rnd", "", "rnd")),
-                            (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")))
+                            (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")),
+                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), f"--fonts {a.fonts}",
+                                                   a.fonts.replace("-", ""))))
             if on]
 
 
@@ -304,6 +315,9 @@ def main() -> None:
                          "end in -rnd)")
     ap.add_argument("--average", type=float, default=0.0,
                     help="spa finetune --average F (default none; another: method names end in -avgF)")
+    ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
+                    help=f"the distillation lines' faces: TRAIN_FONTS' six or (dejavu-all, method names end in "
+                         f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -318,7 +332,8 @@ def main() -> None:
     name = b.model.graph.input[0].name
     if (a.number_lines != N_NUMBER_LINES or a.numbers != "formats") and a.data != "mixed":
         ap.error("--number-lines and --numbers need --data mixed")
-    x_tr, t_tr = distillation_lines(a.data, a.number_lines, a.numbers)
+    fonts = FONT_SETS[a.fonts]
+    x_tr, t_tr = distillation_lines(a.data, a.number_lines, a.numbers, fonts)
     v = variant(a)
     mixed = "".join(f"-{m}" for m, _, _ in v)  # the R rows' method suffix
     options = "".join(f", {o}" for _, o, _ in v if o)  # the log line's
@@ -328,7 +343,7 @@ def main() -> None:
     np.savez(tmp / "lines.npz", **{name: x_tr})
     if not a.no_header:
         print(f"PP-OCRv4 rec pruned by data-free obspa (spa's default), distilled by `spa finetune --teacher` on "
-              f"{N_LINES} unlabelled {'+'.join(TRAIN_TEXTS)} lines in {len(TRAIN_FONTS)} DejaVu faces "
+              f"{N_LINES} unlabelled {'+'.join(TRAIN_TEXTS)} lines in {len(fonts)} DejaVu faces "
               f"({EPOCHS} epochs, lr {LR}, T {TEMPERATURE:g}, batch {BATCH}), scored on generalise.py's ocr_rec "
               f"held-out distributions (% of the original's character accuracy)")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
@@ -336,12 +351,12 @@ def main() -> None:
         print(f"# --data mixed: {N_LINES - a.number_lines} of the licence lines and {a.number_lines} digit strings "
               f"({'random_numbers' if a.numbers == 'random' else 'train_numbers'}, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
     if not a.no_header or a.data == "mixed":
-        print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()})))
+        print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()}, fonts)))
     print(f"# {b.name}: {b.what}")
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     specs = a.choose.split("|") if a.choose else [a.augment]
     if a.choose:
-        val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()})
+        val, notes = validation(t_tr, {d: list(data[1]) for d, data in b.dists.items()}, fonts)
         base = {d: b.metric(b.model, v) for d, v in val.items()}
         choice = [(f"PP-OCRv4 rec, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune --teacher` "
                    f"(as distill_rec_heldout.txt, --data {a.data}, --start {a.start}): "

@@ -227,11 +227,12 @@ def summary(path: Path) -> list[str]:
            f"{'original (teacher), raw accuracy':48s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
     labels = {METHOD: "", AUG_METHOD: ", augmented", METHOD + "-mixed": ", data mixed",
               AUG_METHOD + "-mixed": ", data mixed, augmented"}
-    labels |= {m + "-fromcalib": label for m, label in labels.items()}
+    labels |= {m + suffix: label + more for m, label in list(labels.items())
+               for suffix, more in (("-fromcalib", ""), ("-fromenergy", ", --allocate energy start"))}
     blocks: dict[tuple, dict[str, dict[str, float]]] = {}  # (how, ratio, seed, scores) -> method -> dist -> value
     key = None
     for ln in path.read_text().splitlines():
-        if m := re.match(r"# pruned only \(obspa (data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);", ln):
+        if m := re.match(r"# pruned only \(obspa (data-free energy|data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);", ln):
             scores = tuple((d, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[4].split(", ")))
             key = (m[1], float(m[2]), int(m[3]), scores)
             blocks.setdefault(key, {})
@@ -275,6 +276,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
     fw, wu, av = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}"
     return [t for on, t in ((a.data == "mixed", ("mixed", "", "")),
                             (a.start == "calib", ("fromcalib", "", "")),
+                            (a.start == "data-free-energy", ("fromenergy", "", "")),
                             (a.lr != LR, (f"lr{a.lr}", "", "")),
                             (a.feature_weight > 0, (f"feat{fw}", f"--feature-weight {fw}", f"feat{fw}")),
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"--epochs {a.epochs}", f"ep{a.epochs}")),
@@ -298,9 +300,10 @@ def main() -> None:
     ap.add_argument("--choice-file", type=Path, help="--choose: where the validation rows and the choice go")
     ap.add_argument("--data", choices=("licence", "mixed"), default="licence",
                     help="the distillation lines (distillation_lines); mixed: method names end in -mixed")
-    ap.add_argument("--start", choices=("data-free", "calib"), default="data-free",
+    ap.add_argument("--start", choices=("data-free", "calib", "data-free-energy"), default="data-free",
                     help="the prune distilled: spa's data-free default, or (calib: method names end in -fromcalib) "
-                         f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can")
+                         f"obspa --calib on the first {N_CALIB} distillation lines, as a user with those lines can, "
+                         "or (data-free-energy: -fromenergy) data-free obspa with --allocate energy")
     ap.add_argument("--validate-only", action="store_true", help="--choose: stop after the validation rows")
     ap.add_argument("--lr", default=LR, help=f"spa finetune --lr (default {LR}; another: method names end in -lrLR)")
     ap.add_argument("--epochs", type=int, default=EPOCHS,

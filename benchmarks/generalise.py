@@ -428,18 +428,24 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
 
 def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path):
     """The prune a distillation benchmark starts from (benchmarks/distill_{rec,det}_heldout.py): spa's `--calib`
-    default on `calib` ("obspa-calib32") for `start` "calib", else its data-free default ("obspa-default"); saved to
-    `path`, scored on `b`'s held-out distributions and reported as a "# pruned only" comment. Returns the pruned
-    model, the params and MACs kept and the prune's seconds."""
+    default on `calib` ("obspa-calib32") for `start` "calib", its data-free obspa with `--allocate energy` (the
+    option's cap) for "data-free-energy", else its data-free default ("obspa-default"); saved to `path`, scored on
+    `b`'s held-out distributions and reported as a "# pruned only" comment. Returns the pruned model, the params and
+    MACs kept and the prune's seconds."""
     t0 = time.perf_counter()
-    pruned, rep = prune_with(b.model, "obspa-calib32", ratio, seed, calib) if start == "calib" else \
-        prune_with(b.model, "obspa-default", ratio, seed, None)
+    if start == "calib":
+        pruned, rep = prune_with(b.model, "obspa-calib32", ratio, seed, calib)
+    elif start == "data-free-energy":
+        pruned, rep = spa.prune(b.model, ratio=ratio, criterion="obspa", seed=seed, allocation="energy")
+    else:
+        pruned, rep = prune_with(b.model, "obspa-default", ratio, seed, None)
     prune_s = time.perf_counter() - t0
     pk, mk = rep.after.params / rep.before.params, rep.after.macs / rep.before.macs
     onnx.save(pruned, str(path))
     rep.plan.save(path.with_suffix(".plan.json"))  # for `spa finetune --plan` (intermediate features)
     before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
-    print(f"# pruned only (obspa {'--calib' if start == 'calib' else 'data-free'}) at {ratio}, seed {seed}: " +
+    how = {"calib": "--calib", "data-free-energy": "data-free energy"}.get(start, "data-free")
+    print(f"# pruned only (obspa {how}) at {ratio}, seed {seed}: " +
           ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
           f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
     return pruned, pk, mk, prune_s

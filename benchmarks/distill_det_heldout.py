@@ -56,8 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_det import pages
-from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
-from generalise import ocr_det, pruned_only
+from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
+from generalise import DET_WIDE, ocr_det, pruned_only
 
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
@@ -65,6 +65,12 @@ METHOD, AUG_METHOD = "distill", "distill-aug"
 N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
+# --fonts dejavu-all (methods "...-dejavuall"): the pages' words in every DejaVu text face but those of the selection
+# pages that TRAIN_FONTS lacks (DET_WIDE's DejaVu Sans Condensed and Sans Mono Oblique: a choice on pages in faces the
+# distillation saw would flatter it); 19 faces instead of six
+SELECTION_FACES = {f for _, faces in DET_WIDE.values() for f in faces}
+FONT_SETS = {"dejavu": TRAIN_FONTS,
+             "dejavu-all": [f for f in DEJAVU_ALL if f in TRAIN_FONTS or Path(f).name not in SELECTION_FACES]}
 
 
 def main() -> None:
@@ -93,6 +99,9 @@ def main() -> None:
                     help="spa finetune --warmup F (default none; another: method names and V labels end in -wuF)")
     ap.add_argument("--average", type=float, default=0.0,
                     help="spa finetune --average F (default none; another: method names and V labels end in -avgF)")
+    ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
+                    help=f"the pages' faces: TRAIN_FONTS' six or (dejavu-all; method names and V labels end in "
+                         f"-dejavuall / every DejaVu face) {len(FONT_SETS['dejavu-all'])} DejaVu faces")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
@@ -102,14 +111,15 @@ def main() -> None:
     if a.choose and not a.choice_file:
         ap.error("--choose needs --choice-file")
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
-    train_families = {Path(f).stem.split("-")[0] for f in TRAIN_FONTS}
+    fonts = FONT_SETS[a.fonts]
+    train_families = {Path(f).stem.split("-")[0] for f in fonts}
     if same := train_families & set(HELD_FONTS):
         raise SystemExit(f"held-out font families among the distillation fonts: {sorted(same)}")
     if HELD_TEXT in TRAIN_TEXTS:
         raise SystemExit(f"the held-out text {HELD_TEXT} is a distillation text")
     b = ocr_det()
     name = b.model.graph.input[0].name
-    x_tr, _ = pages(TRAIN_TEXTS, TRAIN_FONTS, a.pages, seed=PAGE_SEED)
+    x_tr, _ = pages(TRAIN_TEXTS, fonts, a.pages, seed=PAGE_SEED)
     tmp = Path(tempfile.mkdtemp(prefix="distill_det_heldout_"))
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "pages.npz", **{name: x_tr})
@@ -117,7 +127,7 @@ def main() -> None:
         start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
             "data-free obspa (spa's default)"
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
-              f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(TRAIN_FONTS)} DejaVu faces "
+              f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(fonts)} DejaVu faces "
               f"({a.epochs} epochs, lr {a.lr}, batch {BATCH}: distill_det.txt's settings"
               f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
               f"{'' if a.lr == LR else f' but its lr {LR}'}"
@@ -211,7 +221,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")),
                             (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")),
                             (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")),
-                            (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")))
+                            (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")),
+                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")))
             if on]
 
 

@@ -57,6 +57,9 @@ HELD_FONTS = ["liberation/LiberationSans-Regular.ttf", "liberation/LiberationSer
 WIDE_FONTS = [*TRAIN_FONTS, "dejavu/DejaVuSans-ExtraLight.ttf", "dejavu/DejaVuSerifCondensed-Bold.ttf",
               "dejavu/DejaVuSansMono-Bold.ttf", "noto/NotoSans-Bold.ttf", "noto/NotoSerifDisplay-Regular.ttf",
               "noto/NotoSansDisplay-Italic.ttf"]
+# every DejaVu text face (21: TRAIN_FONTS' six and their light, bold, oblique, condensed and mono siblings; not the
+# maths face): --fonts dejavu-all of distill_rec_heldout.py and (less the detector's selection faces) distill_det_heldout.py
+DEJAVU_ALL = sorted(f"dejavu/{p.name}" for p in (FONT_DIR / "dejavu").glob("DejaVu*.ttf") if "Math" not in p.name)
 VALID_FONTS = ["noto/NotoSans-Regular.ttf", "noto/NotoSerif-Regular.ttf", "dejavu/DejaVuSansCondensed.ttf",
                "dejavu/DejaVuSerif-Italic.ttf", "dejavu/DejaVuSansMono-Oblique.ttf", "noto/NotoSerif-Italic.ttf"]
 TRAIN_TEXTS, HELD_TEXTS, VALID_TEXTS = ["GPL-3", "GPL-2"], ["Apache-2.0", "MPL-2.0"], ["LGPL-2.1", "Artistic", "BSD"]

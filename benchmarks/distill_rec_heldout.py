@@ -70,7 +70,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distill_ocr import TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
+from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
 from generalise import OCR_HELDOUT, licence_segments, ocr_rec, pruned_only, rec_line
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
@@ -88,8 +88,6 @@ N_NUMBER_LINES, NUMBER_SEED = 128, 21
 # --fonts dejavu-all (methods "...-dejavuall"): the same lines spread over every DejaVu text face (21: the six of
 # TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
 # validation or held-out family is previewed
-DEJAVU_ALL = sorted(f"dejavu/{p.name}" for p in Path("/usr/share/fonts/truetype/dejavu").glob("DejaVu*.ttf")
-                    if "Math" not in p.name)
 FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 
 

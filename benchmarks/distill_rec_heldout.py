@@ -89,6 +89,12 @@ N_NUMBER_LINES, NUMBER_SEED = 128, 21
 # TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
 # validation or held-out family is previewed
 FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
+# the R methods' suffixes after "-mixed" / "-fromcalib" / "-fromenergy", in the order `variant` writes them, each with
+# its label in `summary` ("{}": the value that follows the name, "-lr2e-4" -> "2e-4"); "-plusK" (augmentation beyond
+# invert,contrast) comes last
+SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
+            "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
+            "dejavuall": ", every DejaVu face"}
 
 
 def family(font_file: str) -> str:
@@ -237,22 +243,13 @@ def summary(path: Path) -> list[str]:
         elif ln.startswith("R\t") and key is not None:
             _, _, d, meth, r, seed, v, *_ = ln.split("\t")
             rest, _, plus = meth.partition("-plus")
-            rest, allfonts, _ = rest.partition("-dejavuall")
-            rest, _, avg = rest.partition("-avg")
-            rest, rnd, _ = rest.partition("-rnd")
-            rest, _, numbers = rest.partition("-num")
-            rest, _, warmup = rest.partition("-wu")
-            rest, _, epochs = rest.partition("-ep")
-            rest, _, feat = rest.partition("-feat")
-            base_meth, _, lr = rest.partition("-lr")
-            if base_meth in labels and (float(r), int(seed)) == key[1:3]:
-                labels.setdefault(meth, labels[base_meth] + (f", lr {lr}" if lr else "")
-                                  + (f", features {feat}" if feat else "") + (f", {epochs} epochs" if epochs else "")
-                                  + (f", warm-up {warmup}" if warmup else "")
-                                  + (f", {numbers} digit strings" if numbers else "")
-                                  + (", random digit strings" if rnd else "")
-                                  + (f", averaged {avg}" if avg else "")
-                                  + (", every DejaVu face" if allfonts else "")
+            found = {}
+            for name in reversed(SUFFIXES):  # "-lr2e-4-feat1-rnd": from the last suffix back
+                rest, sep, value = rest.partition(f"-{name}")
+                if sep:
+                    found[name] = value
+            if rest in labels and (float(r), int(seed)) == key[1:3]:
+                labels.setdefault(meth, labels[rest] + "".join(SUFFIXES[n].format(found[n]) for n in SUFFIXES if n in found)
                                   + (f", augmented + {plus}" if plus else ""))
                 blocks[key].setdefault(meth, {})[d] = float(v)
 

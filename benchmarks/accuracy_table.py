@@ -57,12 +57,13 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # (distill_rec_heldout_features_choice.txt), since branch swa with digit strings in no format (--numbers random, chosen
 # there too, "-rnd"); else the licence lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
-# pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5. all-MiniLM-L6-v2: since
+# pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5; since branch fonts at 0.3
+# the pages in 19 DejaVu faces ("-dejavuall", chosen there at 0.3, not run at 0.5). all-MiniLM-L6-v2: since
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
              "ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd", "distill-aug-mixed-feat1",
                          "distill-aug-mixed", "distill"),
-             "ocr_det": ("distill-aug-pages512-feat1", "distill-aug", "distill")}
+             "ocr_det": ("distill-aug-pages512-feat1-dejavuall", "distill-aug-pages512-feat1", "distill-aug", "distill")}
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
@@ -170,7 +171,9 @@ def main() -> None:
            "pages and the intermediate features at the pruned groups' boundaries (`spa finetune --plan`), chosen on "
            "the selection pages at 0.3, and at 0.5 it leads there too (worst 0.895 against 0.869, "
            "distill_det_heldout_choice.txt run 13) but loses the held-out noisy pages, which no selection page "
-           "foresees (\"distill-aug\" stays listed); "
+           "foresees (\"distill-aug\" stays listed); at 0.3 since branch fonts \"-dejavuall\": the same pages' words in "
+           "19 DejaVu faces instead of six (chosen on the selection pages at 0.3, run 15; \"distill-aug-pages512-feat1\" "
+           "stays listed); "
            "PP-OCRv4 rec: "
            "`distill_rec_heldout.txt`, method \"distill-aug-mixed\": 512 black-on-white lines in DejaVu "
            "faces, 128 of them digit strings in formats the held-out numbers do not use, `--augment invert,contrast` "

@@ -32,6 +32,9 @@ Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3,0.5 --seeds 0,1,2 \
         --augment noise,contrast --no-header >> benchmarks/distill_det_heldout.txt
 
+Faces (`--fonts dejavu-all`, methods "...-dejavuall"): the pages' words in 19 DejaVu faces instead of TRAIN_FONTS'
+six (FONT_SETS; chosen at 0.3 on the selection pages, run 15, and the recipe there since branch fonts).
+
 Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
 the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.
 

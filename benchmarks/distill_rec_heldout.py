@@ -52,7 +52,10 @@ distils N epochs instead of 14 ("...-epN"; 16 also fit the 10-minute budget on 2
 distill_rec_heldout_features_choice.txt); `--warmup F` passes `spa finetune --warmup F` (a linear rise of the
 learning rate over that share of the steps; "...-wuF"); `--average F` passes `spa finetune --average F` (the
 weights averaged over that last share of the steps; "...-avgF"); `--numbers random` draws the digit strings from
-`random_numbers` (no format) instead of train_numbers' formats ("...-rnd").
+`random_numbers` (no format) instead of train_numbers' formats ("...-rnd"); `--fonts dejavu-all` spreads the lines
+over all 21 DejaVu text faces instead of six ("...-dejavuall"; led on validation, lost held out: not the recipe);
+`--start data-free-energy` distils data-free obspa with `--allocate energy` instead of the local default
+("...-fromenergy"; lost on validation).
 """
 
 from __future__ import annotations

@@ -60,15 +60,26 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5; since branch fonts at 0.3
 # the pages in 19 DejaVu faces ("-dejavuall", chosen there at 0.3, not run at 0.5). all-MiniLM-L6-v2: since
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
+# ("METHOD@R1/R2": that method at those ratios only)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
              "ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd", "distill-aug-mixed-feat1",
                          "distill-aug-mixed", "distill"),
-             "ocr_det": ("distill-aug-pages512-feat1-dejavuall", "distill-aug-pages512-feat1", "distill-aug", "distill")}
+             "ocr_det": ("distill-aug-pages512-feat1-dejavuall@0.3", "distill-aug-pages512-feat1", "distill-aug", "distill")}
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
     """The rows of the "distilled" column for `model` at ratio `r`: the first of DISTILLED's methods run there."""
-    return next((rows for meth in DISTILLED.get(model, ("distill",)) if (rows := rec.get((model, meth, r)))), [])
+    return next((rows for meth in distilled_methods(model, r) if (rows := rec.get((model, meth, r)))), [])
+
+
+def distilled_methods(model: str, r: float) -> list[str]:
+    """DISTILLED's methods for `model` that apply at ratio `r`, in order (without their "@ratios")."""
+    out = []
+    for entry in DISTILLED.get(model, ("distill",)):
+        meth, _, at = entry.partition("@")
+        if not at or any(abs(float(x) - r) < 1e-9 for x in at.split("/")):
+            out.append(meth)
+    return out
 
 
 def data_free(rec: dict, model: str, r: float) -> list:
@@ -222,20 +233,21 @@ def main() -> None:
                 v = [rel(base, model, d, x[2]) for x in rows if x[0] == d]
                 cells.append(f"{min(v):.3f} / {np.mean(v):.3f} ({len(v)} seeds)" if v else "-")
             out.append(f"| {r} | " + " | ".join(cells) + " |")
-        others = sorted({k[1] for k in rec if k[0] == model}
-                        - {"l1", *DATA_FREE.get(model, ("obspa-binary",)), "obspa-calib32",
-                           DISTILLED.get(model, ("distill",))[0]})  # the other DISTILLED rows stay listed
+        # every other (method, ratio) run, but the first DISTILLED method where the distilled column shows it (the
+        # other DISTILLED rows stay listed)
+        first = DISTILLED.get(model, ("distill",))[0].partition("@")[0]
+        others = [(meth, r) for meth in sorted({k[1] for k in rec if k[0] == model}
+                                               - {"l1", *DATA_FREE.get(model, ("obspa-binary",)), "obspa-calib32"})
+                  for r in RATIOS if rec.get((model, meth, r)) and not (meth == first and first in distilled_methods(model, r))]
         if others:
             out += ["", ("Other variants on the same held-out inputs (data-free unless the name says calib; "
                     "worst / mean over seeds and distributions; see the raw file's comments and "
                     "benchmarks/generalise.py's prune_with for the names):"), "", "| method | ratio | seeds | worst | mean |",
                     "|---|---|---|---|---|"]
-            for meth in others:
-                for r in RATIOS:
-                    rows = rec.get((model, meth, r), [])
-                    if rows:
-                        out.append(f"| {meth} | {r} | {len({x[1] for x in rows})} | "
-                                   f"{cell(rows, base, model, 'one')} | {cell(rows, base, model, 'mean').split(' ')[0]} |")
+            for meth, r in others:
+                rows = rec[model, meth, r]
+                out.append(f"| {meth} | {r} | {len({x[1] for x in rows})} | "
+                           f"{cell(rows, base, model, 'one')} | {cell(rows, base, model, 'mean').split(' ')[0]} |")
         out.append("")
     out += distillation_section(distill)
     sel = HERE / "generalise_selection.txt"

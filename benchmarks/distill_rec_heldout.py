@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
-from generalise import OCR_HELDOUT, licence_segments, ocr_rec, pruned_only, rec_line
+from generalise import OCR_HELDOUT, PRUNED_HOW, licence_segments, ocr_rec, pruned_only, rec_line
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
 N_CALIB = 32  # --start calib: obspa --calib on the first lines of the distillation set
@@ -234,12 +234,13 @@ def summary(path: Path) -> list[str]:
            f"{'original (teacher), raw accuracy':48s} " + " ".join(f"{base['ocr_rec', d]:10.4f}" for d in dists)]
     labels = {METHOD: "", AUG_METHOD: ", augmented", METHOD + "-mixed": ", data mixed",
               AUG_METHOD + "-mixed": ", data mixed, augmented"}
-    labels |= {m + suffix: label + more for m, label in list(labels.items())
-               for suffix, more in (("-fromcalib", ""), ("-fromenergy", ", --allocate energy start"))}
+    # the start is named by the block's "pruned only" comment
+    labels |= {m + start: label for m, label in list(labels.items()) for start in ("-fromcalib", "-fromenergy")}
+    hows = "|".join(sorted(map(re.escape, PRUNED_HOW.values()), key=len, reverse=True))  # longest first
     blocks: dict[tuple, dict[str, dict[str, float]]] = {}  # (how, ratio, seed, scores) -> method -> dist -> value
     key = None
     for ln in path.read_text().splitlines():
-        if m := re.match(r"# pruned only \(obspa (data-free energy|data-free|--calib)\) at ([\d.]+), seed (\d+): ([^;]+);", ln):
+        if m := re.match(rf"# pruned only \(obspa ({hows})\) at ([\d.]+), seed (\d+): ([^;]+);", ln):
             scores = tuple((d, float(v)) for d, v in (kv.rsplit(" ", 1) for kv in m[4].split(", ")))
             key = (m[1], float(m[2]), int(m[3]), scores)
             blocks.setdefault(key, {})

@@ -426,6 +426,10 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
     return spa.prune(m, ratio=ratio, criterion="obspa", calib_source=source, seed=seed, allocation="local", **kw)
 
 
+# how pruned_only's "# pruned only (obspa HOW)" comment names each start (distill_rec_heldout.summary reads it back)
+PRUNED_HOW = {"data-free": "data-free", "calib": "--calib", "data-free-energy": "data-free energy"}
+
+
 def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path):
     """The prune a distillation benchmark starts from (benchmarks/distill_{rec,det}_heldout.py): spa's `--calib`
     default on `calib` ("obspa-calib32") for `start` "calib", its data-free obspa with `--allocate energy` (the
@@ -444,8 +448,7 @@ def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path
     onnx.save(pruned, str(path))
     rep.plan.save(path.with_suffix(".plan.json"))  # for `spa finetune --plan` (intermediate features)
     before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
-    how = {"calib": "--calib", "data-free-energy": "data-free energy"}.get(start, "data-free")
-    print(f"# pruned only (obspa {how}) at {ratio}, seed {seed}: " +
+    print(f"# pruned only (obspa {PRUNED_HOW.get(start, 'data-free')}) at {ratio}, seed {seed}: " +
           ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {pk:.4f}, MACs kept "
           f"{mk:.4f}, prune {prune_s:.1f}s", flush=True)
     return pruned, pk, mk, prune_s

@@ -65,6 +65,7 @@ from generalise import DET_WIDE, ocr_det, pruned_only
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
 METHOD, AUG_METHOD = "distill", "distill-aug"
+AUG_RECIPE = "noise,contrast"  # method distill-aug's --augment (run 1-3); other settings' methods add aug_suffix
 N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
@@ -144,7 +145,8 @@ def main() -> None:
     if a.choose:
         choose(a, ratios, seeds, name, x_tr, tmp)
         return
-    method = (METHOD if a.augment == "none" else AUG_METHOD) + "".join(f"-{m}" for m, _ in variant(a))
+    method = (METHOD if a.augment == "none" else AUG_METHOD) + aug_suffix(a.augment) + \
+        "".join(f"-{m}" for m, _ in variant(a))
     print(f"# {b.name}: {b.what}" + (f"; --augment {a.augment}" if a.augment != "none" else ""))
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
@@ -227,6 +229,17 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")))
             if on]
+
+
+def aug_suffix(spec: str) -> str:
+    """The R method's mark of an --augment other than none and the recipe's AUG_RECIPE: "-plusK" for the recipe's
+    kinds and K (e.g. "-pluscolour"), else "-" and the kinds joined by '+'."""
+    kinds, base = spec.split(","), AUG_RECIPE.split(",")
+    if spec in ("none", AUG_RECIPE):
+        return ""
+    if all(k in kinds for k in base):
+        return "-plus" + "".join(k for k in kinds if k not in base)
+    return "-" + "+".join(kinds)
 
 
 def label(spec: str, a: argparse.Namespace) -> str:

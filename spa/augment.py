@@ -31,7 +31,9 @@ kind below; each kind is applied to each sample with probability ``P``:
 - ``contrast``: contrast 0.6-1.2x about the image's mean, brightness +-20 % of its standard deviation;
 - ``invert``: the image mirrored about its mid-range (dark on light becomes light on dark);
 - ``stroke``: a 3x3 grey-level dilation or erosion, blended in at 0-100 %: strokes get thicker or thinner
-  whatever their polarity.
+  whatever their polarity;
+- ``colour``: ``contrast``'s change drawn for each channel apart, about that channel's mean: a black-on-white
+  image gets a tinted background and tinted text (a grey image only a contrast change).
 
 Inputs are float images, NCHW or NHWC (found from the model's declared shape: the axis of size 1, 3 or 4 next to
 the batch or last).  The augmentations run in torch on the batch, per sample, seeded by ``--seed``.
@@ -88,7 +90,7 @@ def with_rescaled_copies(feeds: dict[str, np.ndarray], scales: tuple[float, ...]
 
 
 # ---------------------------------------------------------------- distillation: random per-sample changes
-KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke")
+KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke", "colour")
 P = 0.5  # each kind's probability per sample
 
 
@@ -177,6 +179,9 @@ class Augment:
             elif kind == "contrast":
                 mean, sd = y.mean(dim=(1, 2, 3), keepdim=True), y.std(dim=(1, 2, 3), keepdim=True)
                 z = mean + (y - mean) * self._u(n, 0.6, 1.2).view(n, 1, 1, 1) + sd * self._u(n, -0.2, 0.2).view(n, 1, 1, 1)
+            elif kind == "colour":  # the contrast change drawn per channel: a tinted background and text
+                mean, sd = y.mean(dim=(2, 3), keepdim=True), y.std(dim=(1, 2, 3), keepdim=True)
+                z = mean + (y - mean) * self._u(n * c, 0.6, 1.2).view(n, c, 1, 1) + sd * self._u(n * c, -0.2, 0.2).view(n, c, 1, 1)
             elif kind == "invert":
                 lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
                 z = lo + hi - y

@@ -52,6 +52,22 @@ def test_each_kind_keeps_shape_and_dtype_and_changes_the_image(kind):
     assert torch.equal(y, again)  # seeded
 
 
+def test_colour_tints_each_channel_apart():
+    """Black text on white: `colour` gives the background and the text other values per channel (a tint), where
+    `contrast` moves the three channels together; a grey image (one channel) is only contrast-changed."""
+    x = torch.ones(64, 3, 8, 12)
+    x[:, :, 3:5, 2:10] = -1.0  # a dark stroke on a light page, the same in every channel
+    y = Augment(("colour",), _image_model(["N", 3, 8, 12]), seed=0)([x])[0]
+    on = (y - x).abs().flatten(1).amax(1) > 1e-6
+    bg, fg = y[:, :, 0, 0], y[:, :, 4, 5]  # (N, 3)
+    assert (bg[on].std(1) > 1e-3).all() and (fg[on].std(1) > 1e-3).all()  # tinted: channels differ
+    assert (bg - fg > 0).all()  # still light on dark in every channel (gain >= 0.6)
+    same = Augment(("contrast",), _image_model(["N", 3, 8, 12]), seed=0)([x])[0]
+    assert float(same[:, :, 0, 0].std(1).amax()) < 1e-6
+    grey = Augment(("colour",), _image_model(["N", 1, 8, 12]), seed=0)([x[:, :1]])[0]
+    assert grey.shape == (64, 1, 8, 12) and torch.isfinite(grey).all()
+
+
 def test_nhwc_is_augmented_like_nchw():
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((4, 3, 8, 12)).astype(np.float32))
     a = Augment(KINDS, _image_model(["N", 3, 8, 12]), seed=3)([x])[0]

@@ -35,6 +35,10 @@ Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side 
 Faces (`--fonts dejavu-all`, methods "...-dejavuall"): the pages' words in 19 DejaVu faces instead of TRAIN_FONTS'
 six (FONT_SETS; chosen at 0.3 on the selection pages, run 15, and the recipe there since branch fonts).
 
+Output loss (`--output-loss bce`, methods "...-bcemap"): the probability map matched by the Bernoulli KL
+(`spa finetune --output-loss sigmoid_0.tmp_0=bce`, through the Sigmoid's logits) instead of finetune's default for
+it, the squared error relative to the map's mean square.
+
 Output: R lines in generalise.py's format, method "distill" (accuracy_table.py's "distilled" column), and as comments
 the pruned-only scores, each fine-tune's wall and CPU seconds, the load average and spa's own log.
 
@@ -67,6 +71,7 @@ EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
 METHOD, AUG_METHOD = "distill", "distill-aug"
 AUG_RECIPE = "noise,contrast"  # method distill-aug's --augment (run 1-3); other settings' methods add aug_suffix
 N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
+OUTPUT = "sigmoid_0.tmp_0"  # the detector's one output, a Sigmoid probability map (--output-loss)
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
 # --fonts dejavu-all (methods "...-dejavuall"): the pages' words in every DejaVu text face but those of the selection
@@ -103,6 +108,9 @@ def main() -> None:
                     help="spa finetune --warmup F (default none; another: method names and V labels end in -wuF)")
     ap.add_argument("--average", type=float, default=0.0,
                     help="spa finetune --average F (default none; another: method names and V labels end in -avgF)")
+    ap.add_argument("--output-loss", choices=("bce",),
+                    help=f"spa finetune --output-loss {OUTPUT}=KIND (default: finetune's choice, mse; another: "
+                         "method names end in -KINDmap, V labels in 'KIND on the map')")
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the pages' faces: TRAIN_FONTS' six or (dejavu-all; method names and V labels end in "
                          f"-dejavuall / every DejaVu face) {len(FONT_SETS['dejavu-all'])} DejaVu faces")
@@ -169,7 +177,8 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
                                    + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                        f"{a.feature_weight:g}"] if a.feature_weight else [])
                                    + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
-                                   + (["--average", f"{a.average:g}"] if a.average else []))
+                                   + (["--average", f"{a.average:g}"] if a.average else [])
+                                   + (["--output-loss", f"{OUTPUT}={a.output_loss}"] if a.output_loss else []))
     feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
     what = (f"# distillation (--augment {spec}, {a.epochs} epochs{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
             f"{load}\n#     " + "\n#     ".join(log.strip().splitlines()))
@@ -227,7 +236,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")),
                             (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")),
                             (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")),
-                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")))
+                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")),
+                            (bool(a.output_loss), (f"{a.output_loss}map", f"{a.output_loss} on the map")))
             if on]
 
 

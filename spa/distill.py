@@ -9,6 +9,13 @@ otherwise per batch); every floating-point output of the teacher is matched, eac
   KL(teacher || student) over the class axis, times T², averaged over all other positions.  When the output is
   a Softmax of a tensor both graphs share, that tensor (the logits) is compared, so nothing underflows; else
   probabilities are compared through their logarithms.
+- ``bce``: per-element probabilities (a Sigmoid output: a detector's text or object map, multi-label scores;
+  only when asked, ``--output-loss NAME=bce``).  The Bernoulli KL(teacher || student) of each element, averaged:
+  binary cross-entropy against the teacher's probability, less its entropy, so a perfect match scores 0.  Its
+  gradient does not vanish where the student is confidently wrong, as the squared error of a saturated
+  probability's does.  When the output is a Sigmoid of a tensor both graphs share, that tensor is compared
+  through log-sigmoids, so nothing underflows; else the probabilities themselves (clipped to 1e-7 from 0 and 1;
+  values outside [0, 1] are refused).
 - ``mse``: anything else (regression and probability maps, embeddings, boxes): the mean squared error divided
   by the teacher's mean square over the data, so outputs of any scale weigh alike.  A per-token output (N, T, ...)
   of a model that takes a padding mask (an integer or bool (N, T) input named like ``attention_mask``) is compared
@@ -40,7 +47,7 @@ from .errors import BadArgument
 __all__ = ["CACHE_BYTES", "FEATURE_WEIGHT", "KINDS", "Distillation", "FeatureSite", "OutputLoss", "feature_sites",
            "parse_output_loss"]
 
-KINDS = ("kl", "mse", "off")
+KINDS = ("kl", "bce", "mse", "off")
 CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
 _CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
 _SOFTMAX = ("Softmax", "LogSoftmax")
@@ -128,7 +135,7 @@ def parse_output_loss(items: list[str] | None) -> dict[str, str]:
     for it in items or []:
         name, sep, kind = it.rpartition("=")
         if not sep or not name or kind not in KINDS:
-            raise BadArgument(f"--output-loss {it!r}: expected NAME=kl|mse|off")
+            raise BadArgument(f"--output-loss {it!r}: expected NAME={'|'.join(KINDS)}")
         out[name] = kind
     return out
 
@@ -224,6 +231,10 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
                     ol.log = op == "Softmax"
             else:
                 ol.axis = 1 if rank != 3 else 2  # (N, C), (N, T, C) sequences, (N, C, H, W) per-pixel classes
+        if kind == "bce" and op == "Sigmoid":
+            s_node = s_prod.get(o.name)
+            if s_node is not None and s_node.op_type == op and s_node.input[0] == node.input[0]:
+                ol.value = node.input[0]  # the logits, in both graphs
         plan.append(ol)
     if all(p.kind == "off" for p in plan):
         raise BadArgument("no output is left to distil (all are non-float or --output-loss NAME=off)")
@@ -287,7 +298,10 @@ class Distillation:
         for p, v in zip(self.active, ref):
             if p.kind == "mse":
                 p.scale = self._mean_square(v, inputs[p.mask][: len(v)] if p.mask else None)
-            elif p.value == p.name and not p.log and v.size and v.min() >= 0:
+            elif p.kind == "bce" and p.value == p.name and v.size and not (v.min() >= 0 and v.max() <= 1):
+                raise BadArgument(f"--output-loss {p.name}=bce: the teacher's {p.name!r} holds values outside [0, 1] "
+                                  f"({float(v.min()):.3g} to {float(v.max()):.3g}); bce compares probabilities")
+            elif p.kind == "kl" and p.value == p.name and not p.log and v.size and v.min() >= 0:
                 s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
 
@@ -369,6 +383,13 @@ class Distillation:
         s, t = s.float(), t.float()
         if s.shape != t.shape:
             raise BadArgument(f"--teacher value {p.value!r} is shaped {list(t.shape)}, the student's {list(s.shape)}")
+        if p.kind == "bce":
+            if p.value != p.name:  # logits: log p = logsigmoid(z), log(1 - p) = logsigmoid(-z)
+                ls, ls1, lt, lt1 = F.logsigmoid(s), F.logsigmoid(-s), F.logsigmoid(t), F.logsigmoid(-t)
+            else:
+                s, t = s.clamp(1e-7, 1 - 1e-7), t.clamp(1e-7, 1 - 1e-7)
+                ls, ls1, lt, lt1 = torch.log(s), torch.log1p(-s), torch.log(t), torch.log1p(-t)
+            return (lt.exp() * (lt - ls) + lt1.exp() * (lt1 - ls1)).mean()
         if p.flatten_from is not None:
             s, t = s.reshape(*s.shape[: p.flatten_from], -1), t.reshape(*t.shape[: p.flatten_from], -1)
         if p.log:

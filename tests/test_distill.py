@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 from test_finetune import assert_one_line_error, spa_cli
 
 import spa
-from spa.onnx_to_torch import onnx_to_torch
 from models import patterns
 from spa import modelfile
-from spa.finetune import finetune, reestimate_bn
 from spa.errors import BadArgument
+from spa.finetune import finetune, reestimate_bn
+from spa.onnx_to_torch import onnx_to_torch
 from spa.verify import session
 
 
@@ -92,6 +92,68 @@ def test_softmax_output_is_distilled_through_its_logits(tmp_path):
     (o,) = rep.outputs
     assert o["loss"] == "kl" and o["compared"] == "y" and o["why"] == "a Softmax output"
     assert o["after"] < o["before"]
+
+
+def with_sigmoid_map() -> onnx.ModelProto:
+    """multi_output whose map y0 (N,4,8,8) goes through a Sigmoid into the output 'map' (a detector's
+    probability map); y1 stays a plain output."""
+    m = patterns.build("multi_output")
+    out = next(o for o in m.graph.output if o.name == "y0")
+    m.graph.node.append(helper.make_node("Sigmoid", ["y0"], ["map"]))
+    vi = helper.make_tensor_value_info("map", out.type.tensor_type.elem_type,
+                                       [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim])
+    outs = [vi if o.name == "y0" else o for o in m.graph.output]
+    del m.graph.output[:]
+    m.graph.output.extend(outs)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_bce_matches_a_sigmoid_map_through_its_logits(tmp_path):
+    """--output-loss NAME=bce: the Bernoulli KL, 0 for the teacher itself, compared through the Sigmoid's input,
+    and trained down; without the logits (a probability output) it gives the same value."""
+    from spa.distill import Distillation
+
+    teacher, student, data = _prune(with_sigmoid_map(), tmp_path, "sig", n=32)
+    t = onnx.load(str(teacher))
+    x = {"x": np.load(data)["x"]}
+    same = Distillation(t, t, x, 8, 2.0, {"map": "bce"})
+    assert [(p.kind, p.value) for p in same.plan] == [("bce", "y0"), ("mse", "y1")]
+    module = onnx_to_torch(t)
+    module.eval()
+    assert float(same.torch_loss(module, [torch.from_numpy(x["x"][:8])], np.arange(8)).detach()) < 1e-6
+    rep = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, epochs=10, lr=1e-2, batch=8,
+                   output_loss={"map": "bce"})
+    by = {o["output"]: o for o in rep.outputs}
+    assert by["map"]["loss"] == "bce" and by["map"]["compared"] == "y0" and by["map"]["why"] == "--output-loss"
+    assert 0 < by["map"]["after"] < by["map"]["before"]
+    # the same loss on the probabilities (a student whose Sigmoid input is named otherwise): equal values
+    s = onnx.load(str(student))
+    logits = Distillation(s, t, x, 8, 2.0, {"map": "bce"})
+    for n in s.graph.node:
+        if n.op_type == "Sigmoid":
+            n.input[0] = "y0_renamed"
+        n.output[:] = ["y0_renamed" if o == "y0" else o for o in n.output]
+    probs = Distillation(s, t, x, 8, 2.0, {"map": "bce"})
+    assert probs.plan[0].value == "map"
+    m_s = onnx_to_torch(s)
+    m_s.eval()
+    xs = [torch.from_numpy(x["x"][:8])]
+    a = float(logits.torch_loss(onnx_to_torch(onnx.load(str(student))).eval(), xs, np.arange(8)).detach())
+    b = float(probs.torch_loss(m_s, xs, np.arange(8)).detach())
+    assert a > 1e-4 and abs(a - b) < 1e-4 * max(1.0, a)
+
+
+def test_bce_refuses_values_outside_zero_one(multi):
+    from spa.distill import Distillation
+
+    teacher, student, data = multi
+    with pytest.raises(BadArgument, match=r"--output-loss y0=bce: .* outside \[0, 1\]"):
+        Distillation(onnx.load(str(student)), onnx.load(str(teacher)), {"x": np.load(data)["x"]}, 8, 2.0, {"y0": "bce"})
+    assert_one_line_error(spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o",
+                                  Path(data).with_name("o.onnx"), "--output-loss", "y0=bce"), 2, "outside [0, 1]")
+    assert_one_line_error(spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o",
+                                  Path(data).with_name("o.onnx"), "--output-loss", "y0=ce"), 2, "NAME=kl|bce|mse|off")
 
 
 def test_batchnorm_statistics_are_buffers_reestimated_on_the_data():

@@ -216,7 +216,7 @@ def test_cli_distils_with_progress_and_rejects_a_mismatched_teacher(multi, tmp_p
     assert_one_line_error(spa_cli(*base, "--teacher", other_in), 2, "--teacher input 'x'")
     assert_one_line_error(spa_cli(*base, "--teacher", other_out), 2, "--teacher gives outputs ['y']")
     assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--loss", "mse"), 2, "--loss and --target")
-    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "y0=l1"), 2, "NAME=kl|mse|off")
+    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "y0=l1"), 2, "NAME=kl|bce|mse|off")
     assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "z=kl"), 2, "not outputs")
     assert_one_line_error(spa_cli(*base), 2, "--teacher")  # unlabelled data without a teacher
     assert not o.exists()

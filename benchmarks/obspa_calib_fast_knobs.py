@@ -9,7 +9,9 @@ Rows: "base" (today's defaults); "capC" = spa.sensitivity.REFIT_ENERGY_CAP C; "r
 re-fit's damping); "dampD" = obspa.DAMP D (H's damping for the scoring, the energy allocation and the per-layer
 update); "dampDscore" / "dampDupdate" = D for the scoring (and allocation) only / for the per-layer update only,
 0.01 for the other; "scalesA/B" = spa.augment.SCALES (A, B); "calibalone" = the calibration lines without the prior's
-images (spa.calib.IMAGE_CALIB_SOURCE "calib", the --calib default before branch calprior).
+images (spa.calib.IMAGE_CALIB_SOURCE "calib", the --calib default before branch calprior); "roundsR" = spa.calib.ROUNDS R
+(obspa's channel choice in R rounds, the OBS update between them; its first rows, "greedy8" / "greedy16", came from a
+scratch copy of the same algorithm monkeypatched in).
 """
 
 from __future__ import annotations
@@ -46,54 +48,6 @@ def split_damp(update: float):
     return compensate
 
 
-def greedy(rounds: int):
-    """obspa's scores chosen in `rounds` rounds per consumer (each removes the cheapest 1/rounds of the group's
-    channels, then updates W and H⁻¹ as if they were gone, OBS-style, before the next round scores the rest): a
-    channel's score is its cost in the round that removed it, made non-decreasing over the rounds."""
-    def fn(group, weights, rng, layers):
-        pairs = ob._consumer_members(group, layers)
-        if not pairs:
-            return ob.l1(group, weights, rng)
-        total = np.zeros(group.size)
-        step = max(1, -(-group.size // rounds))
-        for m, c in pairs:
-            W = np.array(c.matrix(weights(c.weight)), dtype=np.float64)
-            cols = ob._channel_columns(m, c, group.size)
-            if c.rank_only:
-                total += ob._plain_costs(W, c, cols)
-                continue
-            parts = ob._parts(c)
-            his = [np.array(h, dtype=np.float64) for h in c.hinv(ob.damping(c))]
-            locs = [cols if p is None else ob._locals(p, cols) for p in parts]
-            alive, score, floor = np.ones(group.size, bool), np.zeros(group.size), 0.0
-            empty = np.zeros(0, dtype=np.int64)
-            while alive.any():
-                cost = np.zeros(group.size)
-                for part, hi, local in zip(parts, his, locs):
-                    cost += ob._removal_costs(W, hi, [lc if alive[ch] else empty for ch, lc in enumerate(local)], part)
-                idx = np.nonzero(alive)[0]
-                pick = idx[np.argsort(cost[idx], kind="stable")][:step]
-                score[pick] = np.maximum(cost[pick], floor)
-                floor = float(score[pick].max())
-                alive[pick] = False
-                if not alive.any():
-                    break
-                for part, hi, local in zip(parts, his, locs):
-                    P = np.concatenate([local[ch] for ch in pick])
-                    if not len(P):
-                        continue
-                    ids = P if part is None else part[P]
-                    S = np.linalg.solve(hi[np.ix_(P, P)], hi[P, :])
-                    if part is None:
-                        W -= W[:, ids] @ S
-                    else:
-                        W[:, part] -= W[:, ids] @ S
-                    hi -= hi[:, P] @ S
-            total += score
-        return np.maximum(total, 0.0) + 1e-12
-    return fn
-
-
 VARIANTS = {
     "base": [],
     **{f"cap{c}": [(sens, "REFIT_ENERGY_CAP", c)] for c in (1.05, 1.2, 1.3)},
@@ -105,7 +59,7 @@ VARIANTS = {
     "damp0.03update": [(ob, "DAMP", 0.01), (ob, "compensate", split_damp(0.03))],
     "scales0.7/1.3": [(aug, "SCALES", (0.7, 1.3))],
     "calibalone": [(spa_calib, "IMAGE_CALIB_SOURCE", "calib")],  # the calibration lines alone (before calprior)
-    **{f"greedy{r}": [(ob, "obspa", greedy(r)), (sens, "obspa", greedy(r))] for r in (8, 16)},
+    **{f"rounds{r}": [(spa_calib, "ROUNDS", r)] for r in (1, 8, 16)},  # obspa's choice in R rounds (spa.calib.ROUNDS)
 }
 
 

@@ -101,6 +101,12 @@ IMAGE_CALIB_PRIOR_MAX_RATIO = 0.3
 # at 0.2 with "binary" and 0.1 kept 0.858 / 0.827 / 0.837 (seeds 0-2) against 0.934 / 0.902 / 0.924 at 0.01
 # (benchmarks/generalise_selection.txt).
 SOURCE_DAMP = {"common": 0.1}
+# obspa's channel choice in rounds (Consumer.rounds; spa.criteria.obspa) for these sources: the image and plain
+# calibration inputs. A candidate on benchmarks/obspa_calib_fast.py's choice set (PP-OCRv4 rec at 0.5, 32 lines,
+# seeds 0-2: worst 95.5 % / mean 95.9 % with 16 rounds, 95.2 / 95.5 with 8, against 94.0 / 94.6 in one shot;
+# benchmarks/obspa_calib_fast_choice.txt), not yet the default. Data-free and token sources keep one shot.
+ROUNDS = 1
+ROUND_SOURCES = ("calib", "calib-prior")
 # Synthetic samples per source where they differ from `data_free_samples`: a token sequence gives one row per
 # token (32 here), so 128 samples give all-MiniLM-L6-v2's 1536-wide MLP consumers under 3 rows per column. "common"
 # with 512 (damp 0.1, selection sentences, 0.3): 0.903 vs 0.892 local (seed 0); 0.910 / 0.909 / 0.910 vs
@@ -254,6 +260,7 @@ class Consumer:
     # statistics that choose channels but do not fit an update (obspa scores the removal without one and leaves
     # the weights): synthetic byte streams (BYTE_RANK_ONLY)
     rank_only: bool = False
+    rounds: int = 1  # obspa chooses this consumer's channels in that many rounds (spa.criteria.obspa; 1: one shot)
     _hinv: list[np.ndarray] | None = field(default=None, repr=False)
     _hinv_damp: float | None = field(default=None, repr=False)
 
@@ -558,6 +565,7 @@ def collect(
         c.damp = damp if damp is not None else SOURCE_DAMP.get(source)
         c.trust = None if trust == "off" else trust or (None if source in WITH_CALIB else DATA_FREE_TRUST)
         c.rank_only = rank_only
+        c.rounds = ROUNDS if source in ROUND_SOURCES else 1
     if feeds is None:
         feeds = source_feeds(a, source, calib, samples=samples, seed=seed)
     batch = batch or batch_size(a.view, cons)

@@ -15,6 +15,13 @@ A consumer whose statistics are trusted for the choice only (`Consumer.rank_only
 spa.calib) gets no update, so its channels are scored by what removing them costs without one:
 ΔL = ½ Σ_rows w_P H_PP w_Pᵀ (the output energy the columns carry).
 
+In rounds (`Consumer.rounds` R > 1: the calibration sources, `spa.calib.ROUND_SOURCES`): per consumer, each round
+removes the cheapest 1/R of the group's channels by those costs and applies their joint update to w and H⁻¹
+(H⁻¹ ← H⁻¹ − [H⁻¹]_:,P ([H⁻¹]_PP)⁻¹ [H⁻¹]_P,:, the inverse of H without them) before the next round scores the
+rest. One-shot costs are each channel's alone: two correlated channels that each make up for the other both look
+cheap, and both go. A channel's score is its cost in the round that removed it (made non-decreasing over the
+rounds); the final update (`compensate`) is the joint one for the plan, as before.
+
 Groups without any supported consumer fall back to L1.
 """
 
@@ -83,11 +90,47 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
         if c.rank_only:
             total += _plain_costs(W, c, cols)
             continue
+        if c.rounds > 1 and group.size > 1:
+            total += _round_costs(c, W, weights, cols)
+            continue
         for part, Hi in zip(_parts(c), c.hinv(damping(c))):
             # a channel's cost is the sum over the diagonal blocks its columns fall in (one block when dense)
             local = cols if part is None else _locals(part, cols)
             total += _removal_costs(W, Hi, local, part)
     return np.maximum(total, 0.0) + 1e-12
+
+
+def _round_costs(c: Consumer, W: np.ndarray, weights: Callable[[str], np.ndarray], cols: list[np.ndarray]) -> np.ndarray:
+    """The channels' costs chosen in `c.rounds` rounds (module doc): each round's cheapest share is removed from
+    a float64 copy of w (its bias as H's constant column) and of each block's H⁻¹ before the next is scored."""
+    size = len(cols)
+    W = np.array(W, dtype=np.float64)
+    if c.bias is not None:
+        W = np.hstack([W, np.asarray(weights(c.bias), np.float64).reshape(-1, 1)])
+    parts = _parts(c)
+    his = [np.array(h, dtype=np.float64) for h in c.hinv(damping(c))]  # copies: the cached inverses stay
+    locs = [cols if part is None else _locals(part, cols) for part in parts]
+    step = -(-size // c.rounds)
+    alive, score, floor = np.ones(size, bool), np.zeros(size), 0.0
+    none = np.zeros(0, dtype=np.int64)
+    while True:
+        cost = np.zeros(size)
+        for part, hi, local in zip(parts, his, locs):
+            cost += _removal_costs(W, hi, [p if alive[ch] else none for ch, p in enumerate(local)], part)
+        idx = np.nonzero(alive)[0]
+        pick = idx[np.argsort(cost[idx], kind="stable")][:step]
+        score[pick] = np.maximum(cost[pick], floor)
+        floor = float(score[pick].max())
+        alive[pick] = False
+        if not alive.any():
+            return score
+        for part, hi, local in zip(parts, his, locs):
+            P = np.concatenate([local[ch] for ch in pick])
+            if len(P):
+                S = np.linalg.solve(hi[np.ix_(P, P)], hi[P, :])
+                cols_w = slice(None) if part is None else part
+                W[:, cols_w] -= W[:, P if part is None else part[P]] @ S
+                hi -= hi[:, P] @ S
 
 
 def invert(layers: LayerInputs) -> None:

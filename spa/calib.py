@@ -104,8 +104,9 @@ SOURCE_DAMP = {"common": 0.1}
 # obspa's channel choice in rounds (Consumer.rounds; spa.criteria.obspa) for these sources: the image and plain
 # calibration inputs. A candidate on benchmarks/obspa_calib_fast.py's choice set (PP-OCRv4 rec at 0.5, 32 lines,
 # seeds 0-2: worst 95.5 % / mean 95.9 % with 16 rounds, 95.2 / 95.5 with 8, against 94.0 / 94.6 in one shot;
-# benchmarks/obspa_calib_fast_choice.txt), not yet the default. Data-free and token sources keep one shot.
-ROUNDS = 1
+# benchmarks/obspa_calib_fast_choice.txt); on PP-OCRv4 det's selection pages at 0.5 11 of 12 rows gain (worst 0.3945
+# against 0.3650). Data-free and token sources keep one shot (not measured with rounds).
+ROUNDS = 16
 ROUND_SOURCES = ("calib", "calib-prior")
 # Synthetic samples per source where they differ from `data_free_samples`: a token sequence gives one row per
 # token (32 here), so 128 samples give all-MiniLM-L6-v2's 1536-wide MLP consumers under 3 rows per column. "common"

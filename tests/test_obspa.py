@@ -395,6 +395,19 @@ def test_every_prunable_pattern_obspa_oracle(name):
     assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle
 
 
+@pytest.mark.parametrize("name", sorted(n for n, e in __import__("models.patterns", fromlist=["EXPECT"]).EXPECT.items()
+                                        if e == "prunable"))
+def test_every_prunable_pattern_obspa_in_rounds_oracle(name, monkeypatch):
+    """obspa's choice in rounds (calib.ROUNDS, calibration inputs) on every prunable rule pattern: scores finite,
+    and the compensated, pruned graph equals the zeroed original with the same weight updates."""
+    monkeypatch.setattr(calib, "ROUNDS", 4)
+    m = build(name)
+    view, _ = prepare(m)
+    feeds = calib.noise_inputs(view, 6, seed=1)
+    _pruned, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=feeds, oracle=True)
+    assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle
+
+
 @pytest.mark.parametrize("crit", ["obspa", "wanda", "taylor"])
 def test_unknown_calib_source_is_one_line_for_every_data_criterion(crit, tmp_path):
     """An unknown --calib-source is refused by every criterion that reads data (gradient criteria used to
@@ -496,3 +509,69 @@ def test_the_trust_check_follows_the_source_and_the_option():
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3).values()} == {None}
     assert {c.trust for c in calib.collect(a, "calib", feeds, batch=3, trust="gate").values()} == {"gate"}
     assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}
+
+
+def _redundant_mlp() -> onnx.ModelProto:
+    """x (N, 6) -> Gemm (8 hidden units) -> Relu -> Gemm -> y (N, 3), hidden units 0 and 1 identical (the same
+    rows and columns of the weights): each alone can be removed at almost no cost (the other takes its weight),
+    both at a large one."""
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((8, 6)), rng.standard_normal((3, 8))
+    w1[1] = w1[0]
+    w2[:, 1] = w2[:, 0]
+    inits = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+             (("w1", w1), ("b1", np.zeros(8)), ("w2", w2), ("b2", np.zeros(3)))]
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)], "redundant",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 6])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_rounds_keep_one_of_two_redundant_channels(monkeypatch):
+    """One-shot OBS costs see each of two identical channels as free and remove both; in rounds (one channel a
+    round here) the first removal moves its weight onto the twin, which then costs what it carries and stays.
+    The pruned model is checked by spa.prune's own oracle either way; the rounds' output is the closer one."""
+    m = _redundant_mlp()
+    x = np.random.default_rng(1).standard_normal((64, 6)).astype(np.float32)
+    y = run(m, {"x": x})[0]
+    kept, err = {}, {}
+    for rounds in (1, 8):
+        monkeypatch.setattr(calib, "ROUNDS", rounds)
+        pruned, rep = spa.prune(m, ratio=0.25, criterion="obspa", calib={"x": x}, allocation="local")
+        (g,) = rep.plan.groups
+        kept[rounds] = set(g.keep)
+        err[rounds] = float(np.linalg.norm(run(pruned, {"x": x})[0] - y) / np.linalg.norm(y))
+    assert not kept[1] & {0, 1} and len(kept[8] & {0, 1}) == 1, kept
+    assert err[8] < 0.7 * err[1], err
+
+
+def test_rounds_score_blocked_and_dense_consumers_alike_in_the_first_round(monkeypatch):
+    """Consumer.rounds R: the channels the first round removes keep their one-shot costs (dense H and blocked H,
+    the bias column in every block), and later channels score no lower than them."""
+    from spa.criteria.obspa import obspa as obspa_scores
+
+    view, _ = prepare(build("flatten_to_gemm"))
+    a = analyze(view)
+    feeds = calib.noise_inputs(view, 8, seed=3)
+    monkeypatch.setattr(calib, "BLOCK_COLS", 20)  # blocks of a few channels, the bias column in each
+    for dense in (1 << 20, 4):  # every consumer dense; blocked
+        stats = calib.collect(a, "calib", feeds, batch=4, dense=dense)
+        assert all((c.parts is None) == (dense > 4) for c in stats.values())
+        assert dense > 4 or max(len(c.parts) for c in stats.values()) > 1
+        for g in a.prunable:
+            one = obspa_scores(g, view.array, None, stats)
+            for c in stats.values():
+                c.rounds = 4
+            many = obspa_scores(g, view.array, None, stats)
+            for c in stats.values():
+                c.rounds = 1
+            if g.size < 4 or np.allclose(one, one[0]):
+                continue
+            first = np.argsort(one, kind="stable")[: -(-g.size // 4)]
+            np.testing.assert_allclose(many[first], one[first], rtol=1e-6)
+            assert many.min() >= one.min() - 1e-12 and many[first].max() <= np.delete(many, first).min() + 1e-12
+

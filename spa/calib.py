@@ -107,6 +107,8 @@ SOURCE_DAMP = {"common": 0.1}
 # benchmarks/obspa_calib_fast_choice.txt); on PP-OCRv4 det's selection pages at 0.5 11 of 12 rows gain (worst 0.3945
 # against 0.3650). Data-free and token sources keep one shot (not measured with rounds).
 ROUNDS = 16
+ROUND_SHARE = 0.75  # the rounds remove at most this share of a group's channels; the rest are scored in one last
+# round (the energy allocation with a re-fit removes at most REFIT_ENERGY_CAP x the ratio of a group: 0.55 at 0.5)
 ROUND_SOURCES = ("calib", "calib-prior")
 # Synthetic samples per source where they differ from `data_free_samples`: a token sequence gives one row per
 # token (32 here), so 128 samples give all-MiniLM-L6-v2's 1536-wide MLP consumers under 3 rows per column. "common"

@@ -511,23 +511,23 @@ def test_the_trust_check_follows_the_source_and_the_option():
     assert {c.trust for c in calib.collect(a, "binary", batch=3, samples=6, trust="off").values()} == {None}
 
 
-def _redundant_mlp() -> onnx.ModelProto:
+def _redundant_mlp(outputs: int = 3) -> onnx.ModelProto:
     """x (N, 6) -> Gemm (8 hidden units) -> Relu -> Gemm -> y (N, 3), hidden units 0 and 1 identical (the same
     rows and columns of the weights): each alone can be removed at almost no cost (the other takes its weight),
     both at a large one."""
     from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    w1, w2 = rng.standard_normal((8, 6)), rng.standard_normal((3, 8))
+    w1, w2 = rng.standard_normal((8, 6)), rng.standard_normal((outputs, 8))
     w1[1] = w1[0]
     w2[:, 1] = w2[:, 0]
     inits = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
-             (("w1", w1), ("b1", np.zeros(8)), ("w2", w2), ("b2", np.zeros(3)))]
+             (("w1", w1), ("b1", np.zeros(8)), ("w2", w2), ("b2", np.zeros(outputs)))]
     g = helper.make_graph(
         [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
          helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)], "redundant",
         [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 6])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])], inits)
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", outputs])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -563,15 +563,59 @@ def test_rounds_score_blocked_and_dense_consumers_alike_in_the_first_round(monke
         assert all((c.parts is None) == (dense > 4) for c in stats.values())
         assert dense > 4 or max(len(c.parts) for c in stats.values()) > 1
         for g in a.prunable:
+            for c in stats.values():
+                c.rounds = 1
             one = obspa_scores(g, view.array, None, stats)
             for c in stats.values():
                 c.rounds = 4
             many = obspa_scores(g, view.array, None, stats)
-            for c in stats.values():
-                c.rounds = 1
             if g.size < 4 or np.allclose(one, one[0]):
                 continue
             first = np.argsort(one, kind="stable")[: -(-g.size // 4)]
             np.testing.assert_allclose(many[first], one[first], rtol=1e-6)
             assert many.min() >= one.min() - 1e-12 and many[first].max() <= np.delete(many, first).min() + 1e-12
+
+
+def _reference_round_costs(c: calib.Consumer, W: np.ndarray, b: np.ndarray | None, cols: list[np.ndarray]) -> np.ndarray:
+    """The rounds written plainly (dense H only): w and H⁻¹ kept whole, removed columns zeroed by the update."""
+    from spa.criteria.obspa import _removal_costs, damping
+
+    W = np.hstack([W, b.reshape(-1, 1)]) if b is not None else W.astype(np.float64)
+    hi = c.hinv(damping(c))[0].astype(np.float64)
+    size = len(cols)
+    step, last = -(-size // c.rounds), int(np.ceil(calib.ROUND_SHARE * size))
+    alive, score, floor = np.ones(size, bool), np.zeros(size), 0.0
+    while alive.any():
+        cost = _removal_costs(W, hi, [p if alive[ch] else np.zeros(0, int) for ch, p in enumerate(cols)], None)
+        idx = np.nonzero(alive)[0]
+        n = step if size - len(idx) + step <= last else len(idx)
+        pick = idx[np.argsort(cost[idx], kind="stable")][:n]
+        score[pick] = np.maximum(cost[pick], floor)
+        floor, alive[pick] = float(score[pick].max()), False
+        P = np.concatenate([cols[ch] for ch in pick])
+        S = np.linalg.solve(hi[np.ix_(P, P)], hi[P, :])
+        W, hi = W - W[:, P] @ S, hi - hi[:, P] @ S
+    return score
+
+
+@pytest.mark.parametrize("outputs", [3, 40])  # w narrower than H (its rows used), wider (its Gram matrix)
+def test_rounds_equal_the_plain_algorithm(outputs):
+    """spa's rounds (compacted blocks, w's Gram matrix when it has more rows than columns, ROUND_SHARE) give the
+    plain algorithm's scores."""
+    from spa.criteria.obspa import _channel_columns, _consumer_members, _round_costs
+
+    m = _redundant_mlp(outputs)
+    view, _ = prepare(m)
+    a = analyze(view)
+    x = np.random.default_rng(2).standard_normal((64, 6)).astype(np.float32)
+    stats = calib.collect(a, "calib", {"x": x}, batch=16)
+    (g,) = a.prunable
+    ((mem, c),) = _consumer_members(g, stats)
+    cols = _channel_columns(mem, c, g.size)
+    W = c.matrix(view.array(c.weight)).astype(np.float64)
+    b = np.asarray(view.array(c.bias), np.float64)
+    for rounds in (2, 3, 8):
+        c.rounds = rounds
+        np.testing.assert_allclose(_round_costs(c, W, view.array, cols), _reference_round_costs(c, W, b, cols),
+                                   rtol=1e-7, atol=1e-12)
 

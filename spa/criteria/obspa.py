@@ -102,35 +102,73 @@ def obspa(group: Group, weights: Callable[[str], np.ndarray], rng, layers: Layer
 
 def _round_costs(c: Consumer, W: np.ndarray, weights: Callable[[str], np.ndarray], cols: list[np.ndarray]) -> np.ndarray:
     """The channels' costs chosen in `c.rounds` rounds (module doc): each round's cheapest share is removed from
-    a float64 copy of w (its bias as H's constant column) and of each block's H⁻¹ before the next is scored."""
+    float64 copies of w and of each block's H⁻¹ (the block's columns, its bias column included, dropped as they
+    go) before the next is scored; past ROUND_SHARE of the channels, the rest are scored in one last round.
+    Where w has more rows than columns, its Gram matrix wᵀw stands in for it (the same costs, fewer products)."""
+    from ..calib import ROUND_SHARE
+
     size = len(cols)
-    W = np.array(W, dtype=np.float64)
-    if c.bias is not None:
+    W = np.asarray(W, dtype=np.float64)
+    if c.bias is not None:  # H's last column is the constant 1
         W = np.hstack([W, np.asarray(weights(c.bias), np.float64).reshape(-1, 1)])
-    parts = _parts(c)
-    his = [np.array(h, dtype=np.float64) for h in c.hinv(damping(c))]  # copies: the cached inverses stay
-    locs = [cols if part is None else _locals(part, cols) for part in parts]
-    step = -(-size // c.rounds)
+    blocks = []  # per block: [H⁻¹, w or wᵀw, is Gram, each channel's positions in the block (compacted as it goes)]
+    for part, hi in zip(_parts(c), c.hinv(damping(c))):
+        ids = np.arange(W.shape[1]) if part is None else part
+        local = cols if part is None else _locals(part, cols)
+        w = W[:, ids]
+        gram = w.shape[0] > w.shape[1]
+        blocks.append([np.array(hi, dtype=np.float64), w.T @ w if gram else w, gram, local])
+    step, last = -(-size // c.rounds), int(np.ceil(ROUND_SHARE * size))
     alive, score, floor = np.ones(size, bool), np.zeros(size), 0.0
     none = np.zeros(0, dtype=np.int64)
     while True:
         cost = np.zeros(size)
-        for part, hi, local in zip(parts, his, locs):
-            cost += _removal_costs(W, hi, [p if alive[ch] else none for ch, p in enumerate(local)], part)
+        for hi, w, gram, local in blocks:
+            live = [p if alive[ch] else none for ch, p in enumerate(local)]
+            cost += _gram_costs(w, hi, live) if gram else _removal_costs(w, hi, live, None)
         idx = np.nonzero(alive)[0]
-        pick = idx[np.argsort(cost[idx], kind="stable")][:step]
+        removed = size - len(idx)
+        pick = idx[np.argsort(cost[idx], kind="stable")][: step if removed + step <= last else len(idx)]
         score[pick] = np.maximum(cost[pick], floor)
         floor = float(score[pick].max())
         alive[pick] = False
         if not alive.any():
             return score
-        for part, hi, local in zip(parts, his, locs):
+        for blk in blocks:
+            hi, w, gram, local = blk
             P = np.concatenate([local[ch] for ch in pick])
-            if len(P):
-                S = np.linalg.solve(hi[np.ix_(P, P)], hi[P, :])
-                cols_w = slice(None) if part is None else part
-                W[:, cols_w] -= W[:, P if part is None else part[P]] @ S
-                hi -= hi[:, P] @ S
+            if not len(P):
+                continue
+            keep = np.ones(len(hi), bool)
+            keep[P] = False
+            # H⁻¹ without P: H⁻¹_kk − L Lᵀ with L = [H⁻¹]_kP C⁻ᵀ, C the Cholesky factor of [H⁻¹]_PP (one
+            # symmetric product, on the kept rows only); w − w_P S with S = ([H⁻¹]_PP)⁻¹ [H⁻¹]_Pk
+            C = np.linalg.cholesky(hi[np.ix_(P, P)])
+            L = np.linalg.solve(C, hi[P][:, keep]).T
+            S = np.linalg.solve(C.T, L.T)
+            if gram:  # (w - w_P S)ᵀ (w - w_P S), on the kept columns
+                GS = w[np.ix_(keep, P)] @ S
+                blk[1] = w[np.ix_(keep, keep)] + S.T @ (w[np.ix_(P, P)] @ S) - GS - GS.T
+            else:
+                blk[1] = w[:, keep] - w[:, P] @ S
+            blk[0] = hi[np.ix_(keep, keep)] - L @ L.T
+            at = np.cumsum(keep) - 1  # old position -> new
+            blk[3] = [at[p] if alive[ch] else none for ch, p in enumerate(local)]
+
+
+def _gram_costs(G: np.ndarray, Hi: np.ndarray, local: list[np.ndarray]) -> np.ndarray:
+    """`_removal_costs` from G = wᵀw: ½ tr(([H⁻¹]_PP)⁻¹ G_PP) for each channel's columns P."""
+    out = np.zeros(len(local))
+    inside = [ch for ch, p in enumerate(local) if len(p)]
+    if inside and len({len(local[ch]) for ch in inside}) == 1:
+        P = np.stack([local[ch] for ch in inside])
+        ix = (P[:, :, None], P[:, None, :])
+        out[np.asarray(inside)] = 0.5 * np.trace(np.linalg.solve(Hi[ix], G[ix]), axis1=1, axis2=2)
+        return out
+    for ch in inside:
+        P = local[ch]
+        out[ch] = 0.5 * float(np.trace(np.linalg.solve(Hi[np.ix_(P, P)], G[np.ix_(P, P)])))
+    return out
 
 
 def invert(layers: LayerInputs) -> None:

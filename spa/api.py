@@ -851,7 +851,8 @@ def _criterion_data(a: Analysis, criterion: str, feeds: dict | None, source: str
 def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict, source: str) -> dict:
     """What `prune --json` says about a data criterion's statistics: the source, the samples and the batch
     they were run in, per kind of H ("dense", "blocked": spa.calib.Consumer.kind) how many consumers, and how many
-    of them only chose channels, without a weight update ("rank_only": spa.calib.BYTE_RANK_ONLY)."""
+    of them only chose channels, without a weight update ("rank_only": spa.calib.BYTE_RANK_ONLY), and for obspa in
+    how many rounds it chose them where that is more than one ("rounds": spa.calib.ROUNDS)."""
     from collections import Counter
 
     from . import calib
@@ -863,6 +864,9 @@ def _calibration_summary(a: Analysis, criterion: str, layers: dict, inputs: dict
         out["consumers"] = dict(sorted(Counter(c.kind for c in cons.values()).items()))
         if any(c.rank_only for c in cons.values()):  # statistics that chose channels but fitted no update
             out["rank_only"] = sum(c.rank_only for c in cons.values())
+        rounds = max((c.rounds for c in cons.values() if not c.rank_only), default=1)
+        if criterion == "obspa" and rounds > 1:  # obspa chose channels in rounds (spa.calib.ROUNDS)
+            out["rounds"] = rounds
     return out
 
 

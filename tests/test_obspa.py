@@ -544,6 +544,7 @@ def test_rounds_keep_one_of_two_redundant_channels(monkeypatch):
         pruned, rep = spa.prune(m, ratio=0.25, criterion="obspa", calib={"x": x}, allocation="local")
         (g,) = rep.plan.groups
         kept[rounds] = set(g.keep)
+        assert rep.calibration.get("rounds") == (None if rounds == 1 else 8)  # prune --json says so
         err[rounds] = float(np.linalg.norm(run(pruned, {"x": x})[0] - y) / np.linalg.norm(y))
     assert not kept[1] & {0, 1} and len(kept[8] & {0, 1}) == 1, kept
     assert err[8] < 0.7 * err[1], err

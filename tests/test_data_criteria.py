@@ -56,7 +56,7 @@ def test_fixed_batch_calibration_is_filled_to_whole_batches():
                        refit=True, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL
     assert rep.calibration == {"source": "calib", "samples": 18, "batch": 2, "consumers": {"dense": 3},
-                               "augment": "rescaled copies of each image (x0.8, x1.2)"}
+                               "augment": "rescaled copies of each image (x0.8, x1.2)", "rounds": 16}
 
 
 @pytest.mark.parametrize("batch", [2, 3])

@@ -351,14 +351,17 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
             return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
         finally:
             priors.SPLICE_SPAN = before
-    rounds = re.search(r"-rounds(\d+)$", method)
-    if rounds:  # obspa's channel choice in R rounds for the calibration sources (spa.calib.ROUNDS)
-        before = spa_calib.ROUNDS
-        spa_calib.ROUNDS = int(rounds.group(1))
+    rounds = re.search(r"-rounds(any)?(\d+)$", method)
+    if rounds:  # obspa's channel choice in R rounds for the calibration sources (spa.calib.ROUNDS); -roundsanyR: for
+        # every source, the data-free ones too
+        before = spa_calib.ROUNDS, spa_calib.ROUND_SOURCES
+        spa_calib.ROUNDS = int(rounds.group(2))
+        if rounds.group(1):
+            spa_calib.ROUND_SOURCES = tuple(spa_calib.SOURCES)
         try:
             return prune_with(m, method.removesuffix(rounds.group(0)), ratio, seed, calib)
         finally:
-            spa_calib.ROUNDS = before
+            spa_calib.ROUNDS, spa_calib.ROUND_SOURCES = before
     blend = re.fullmatch(r"obspa-blend(\d+)", method)
     if blend:  # branch selfcheck, Magika: the default's choice (its OBS costs) and l1's, ranks averaged (weight of l1)
         return _blended(m, ratio, seed, int(blend.group(1)) / 100)

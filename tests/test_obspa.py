@@ -599,11 +599,17 @@ def _reference_round_costs(c: calib.Consumer, W: np.ndarray, b: np.ndarray | Non
     return score
 
 
-@pytest.mark.parametrize("outputs", [3, 40])  # w narrower than H (its rows used), wider (its Gram matrix)
-def test_rounds_equal_the_plain_algorithm(outputs):
-    """spa's rounds (compacted blocks, w's Gram matrix when it has more rows than columns, ROUND_SHARE) give the
-    plain algorithm's scores."""
+@pytest.mark.parametrize(("outputs", "cholesky"), [(3, True), (40, True), (40, False)])
+def test_rounds_equal_the_plain_algorithm(outputs, cholesky, monkeypatch):
+    """spa's rounds (compacted blocks, w's Gram matrix when it has more rows than columns (outputs 40), ROUND_SHARE)
+    give the plain algorithm's scores; so does the fallback when a Cholesky factorisation fails."""
     from spa.criteria.obspa import _channel_columns, _consumer_members, _round_costs
+
+    if not cholesky:
+        def fails(a):
+            raise np.linalg.LinAlgError("not definite")
+
+        monkeypatch.setattr(np.linalg, "cholesky", fails)
 
     m = _redundant_mlp(outputs)
     view, _ = prepare(m)

@@ -143,8 +143,12 @@ def _round_costs(c: Consumer, W: np.ndarray, weights: Callable[[str], np.ndarray
             keep[P] = False
             # H⁻¹ without P: H⁻¹_kk − L Lᵀ with L = [H⁻¹]_kP C⁻ᵀ, C the Cholesky factor of [H⁻¹]_PP (one
             # symmetric product, on the kept rows only); w − w_P S with S = ([H⁻¹]_PP)⁻¹ [H⁻¹]_Pk
-            C = np.linalg.cholesky(hi[np.ix_(P, P)])
-            L = np.linalg.solve(C, hi[P][:, keep]).T
+            try:
+                C = np.linalg.cholesky(hi[np.ix_(P, P)])
+            except np.linalg.LinAlgError:  # rounding left [H⁻¹]_PP short of definite: its symmetric square root
+                vals, vecs = np.linalg.eigh(hi[np.ix_(P, P)])
+                C = vecs * np.sqrt(np.maximum(vals, 1e-12 * max(float(vals.max()), 1e-300)))
+            L = np.linalg.solve(C, hi[P][:, keep]).T  # C Cᵀ = [H⁻¹]_PP either way
             S = np.linalg.solve(C.T, L.T)
             if gram:  # (w - w_P S)ᵀ (w - w_P S), on the kept columns
                 GS = w[np.ix_(keep, P)] @ S

@@ -176,12 +176,11 @@ class Augment:
             elif kind == "noise":
                 sd = y.std(dim=(1, 2, 3), keepdim=True)
                 z = y + torch.randn(y.shape, generator=self.g) * sd * self._u(n, 0, 0.1).view(n, 1, 1, 1)
-            elif kind == "contrast":
-                mean, sd = y.mean(dim=(1, 2, 3), keepdim=True), y.std(dim=(1, 2, 3), keepdim=True)
-                z = mean + (y - mean) * self._u(n, 0.6, 1.2).view(n, 1, 1, 1) + sd * self._u(n, -0.2, 0.2).view(n, 1, 1, 1)
-            elif kind == "colour":  # the contrast change drawn per channel: a tinted background and text
-                mean, sd = y.mean(dim=(2, 3), keepdim=True), y.std(dim=(1, 2, 3), keepdim=True)
-                z = mean + (y - mean) * self._u(n * c, 0.6, 1.2).view(n, c, 1, 1) + sd * self._u(n * c, -0.2, 0.2).view(n, c, 1, 1)
+            elif kind in ("contrast", "colour"):  # colour: the contrast change drawn per channel (a tint)
+                k = c if kind == "colour" else 1
+                mean = y.mean(dim=(2, 3) if k > 1 else (1, 2, 3), keepdim=True)
+                sd = y.std(dim=(1, 2, 3), keepdim=True)
+                z = mean + (y - mean) * self._u(n * k, 0.6, 1.2).view(n, k, 1, 1) + sd * self._u(n * k, -0.2, 0.2).view(n, k, 1, 1)
             elif kind == "invert":
                 lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
                 z = lo + hi - y

@@ -190,6 +190,14 @@ def _per_position(out: onnx.ValueInfoProto, mask: onnx.ValueInfoProto | None) ->
     return len(o) >= 3 and all(a is None or b is None or a == b for a, b in zip(o[:2], m))
 
 
+def _shared_input(t_node: onnx.NodeProto, s_node: onnx.NodeProto | None) -> str | None:
+    """The input of the teacher's output node (a Softmax's or Sigmoid's logits) when the student's same output
+    comes from the same op on the same tensor: that tensor is compared instead, in both graphs."""
+    if s_node is not None and s_node.op_type == t_node.op_type and s_node.input[0] == t_node.input[0]:
+        return t_node.input[0]
+    return None
+
+
 def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[str, str]) -> list[OutputLoss]:
     names = [o.name for o in student.graph.output]
     unknown = sorted(set(overrides) - set(names))
@@ -224,17 +232,12 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
                 if opset < 13:
                     ol.flatten_from, axis = axis, -1
                 ol.axis = axis
-                s_node = s_prod.get(o.name)
-                if s_node is not None and s_node.op_type == op and s_node.input[0] == node.input[0]:
-                    ol.value = node.input[0]  # the logits, in both graphs
-                else:
-                    ol.log = op == "Softmax"
+                ol.value = _shared_input(node, s_prod.get(o.name)) or o.name
+                ol.log = ol.value == o.name and op == "Softmax"
             else:
                 ol.axis = 1 if rank != 3 else 2  # (N, C), (N, T, C) sequences, (N, C, H, W) per-pixel classes
         if kind == "bce" and op == "Sigmoid":
-            s_node = s_prod.get(o.name)
-            if s_node is not None and s_node.op_type == op and s_node.input[0] == node.input[0]:
-                ol.value = node.input[0]  # the logits, in both graphs
+            ol.value = _shared_input(node, s_prod.get(o.name)) or o.name
         plan.append(ol)
     if all(p.kind == "off" for p in plan):
         raise BadArgument("no output is left to distil (all are non-float or --output-loss NAME=off)")

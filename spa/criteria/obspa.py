@@ -120,12 +120,11 @@ def _round_costs(c: Consumer, W: np.ndarray, weights: Callable[[str], np.ndarray
         blocks.append([np.array(hi, dtype=np.float64), w.T @ w if gram else w, gram, local])
     step, last = -(-size // c.rounds), int(np.ceil(ROUND_SHARE * size))
     alive, score, floor = np.ones(size, bool), np.zeros(size), 0.0
-    none = np.zeros(0, dtype=np.int64)
+    none = np.zeros(0, dtype=np.int64)  # a removed channel's positions (compaction leaves it none)
     while True:
         cost = np.zeros(size)
         for hi, w, gram, local in blocks:
-            live = [p if alive[ch] else none for ch, p in enumerate(local)]
-            cost += _gram_costs(w, hi, live) if gram else _removal_costs(w, hi, live, None)
+            cost += _gram_costs(w, hi, local) if gram else _removal_costs(w, hi, local, None)
         idx = np.nonzero(alive)[0]
         removed = size - len(idx)
         pick = idx[np.argsort(cost[idx], kind="stable")][: step if removed + step <= last else len(idx)]

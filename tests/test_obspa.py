@@ -623,6 +623,33 @@ def test_rounds_equal_the_plain_algorithm(outputs, cholesky, monkeypatch):
     b = np.asarray(view.array(c.bias), np.float64)
     for rounds in (2, 3, 8):
         c.rounds = rounds
-        np.testing.assert_allclose(_round_costs(c, W, view.array, cols), _reference_round_costs(c, W, b, cols),
+        np.testing.assert_allclose(_round_costs(c, W, cols), _reference_round_costs(c, W, b, cols),
                                    rtol=1e-7, atol=1e-12)
 
+
+
+@pytest.mark.parametrize("name", ["concat_offsets", "conv_bn_relu", "grouped_conv_concat", "two_gemms"])
+def test_rounds_equal_the_plain_algorithm_on_every_consumer(name):
+    """The same on every consumer of every group of a few patterns: channels of several columns each (conv
+    kernels), groups that feed part of a consumer (a Concat's inputs: the rounds drop the other group's columns
+    and the bias, the plain algorithm keeps them)."""
+    from spa.criteria.obspa import _channel_columns, _consumer_members, _round_costs
+
+    view, _ = prepare(build(name))
+    a = analyze(view)
+    stats = calib.collect(a, "calib", calib.noise_inputs(view, 16, seed=4), batch=8)
+    partial = wide = 0
+    for g in a.prunable:
+        for mem, c in _consumer_members(g, stats):
+            if g.size < 2 or c.rank_only:
+                continue
+            cols = _channel_columns(mem, c, g.size)
+            W = c.matrix(view.array(c.weight)).astype(np.float64)
+            b = None if c.bias is None else np.asarray(view.array(c.bias), np.float64)
+            partial += sum(map(len, cols)) < W.shape[1]
+            wide += max(map(len, cols)) > 1
+            for rounds in (2, 5):
+                c.rounds = rounds
+                np.testing.assert_allclose(_round_costs(c, W, cols), _reference_round_costs(c, W, b, cols),
+                                           rtol=1e-7, atol=1e-12)
+    assert wide and (partial or name != "concat_offsets")  # the patterns exercise what they are here for

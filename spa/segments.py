@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -28,6 +29,8 @@ from . import parallel
 from .view import node_inputs, producers_of, topo_order
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class SegmentedRun:
@@ -83,8 +86,11 @@ class SegmentedRun:
         """A consumer has read `name`: forget it if nothing else will."""
         self._release(name)
 
-    def run_next(self) -> None:
-        """Run the next segment over every batch."""
+    def run_next(self, after: Callable[[int, dict[str, np.ndarray]], T] | None = None,
+                 take: Callable[[T], None] | None = None) -> None:
+        """Run the next segment over every batch. `after(batch index, this segment's outputs)`: more work on each
+        batch's values in the worker that ran it, right after its run (beside the other batches' runs, not after
+        all of them); `take` gets its results on the calling thread, in batch order."""
         from .verify import session
 
         nodes = [self.model.graph.node[i] for i in self.segments[self.done]]
@@ -114,11 +120,15 @@ class SegmentedRun:
         sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False, arena=False)
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
-        runs = parallel.ordered_map(lambda b: sess.run(outs, {t: self.values[t][b] for t in ins}),
-                                    range(self.n_batches), self.workers)
-        for out in runs:
+        def one(b: int) -> tuple[list[np.ndarray], T | None]:
+            out = [np.asarray(v) for v in sess.run(outs, {t: self.values[t][b] for t in ins})]
+            return out, (after(b, dict(zip(outs, out))) if after is not None else None)
+
+        for out, extra in parallel.ordered_map(one, range(self.n_batches), self.workers):
             for t, v in zip(outs, out):
-                got[t].append(np.asarray(v))
+                got[t].append(v)
+            if take is not None:
+                take(extra)
         self.values.update(got)
         for n in nodes:
             for t in set(node_inputs(n)):

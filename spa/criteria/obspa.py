@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -521,28 +520,57 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     pruned_nodes = consumer_nodes(small)
     pruned = SegmentedRun(small, pruned_nodes, batches, sliced)
     workers = parallel.workers()
-    for i in sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i)):
-        c = todo[small.graph.node[i].input[1]]
-        while pruned.done < pruned.consumer_level[i]:  # the segments before this consumer's own
-            pruned.run_next()
+    order = sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i))
+    cons = [todo[small.graph.node[i].input[1]] for i in order]
+    fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per consumer: W (the original's, float32), kept columns K
+    readers: dict[str, list[Consumer]] = defaultdict(list)  # consumer input -> its consumers
+    for c in cons:
         kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
         W = _augmented(c, view, dtype=np.float32)
         # bias column included; the columns of W, not of H: a blocked consumer has no single H (its own H' is dense)
-        K = np.setdiff1d(np.arange(W.shape[1]), c.columns(np.nonzero(~kept)[0]))
-        WC = Hn = None
-        rows0 = (kept_rows.pop(c.node) if kept_rows is not None else
-                 [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
-        batch_products = partial(_refit_products, c, W, len(K), seed)
-        for wc, h1 in parallel.ordered_map(batch_products, enumerate(zip(rows0, pruned.run_until(c.x))), workers):
-            if WC is None:
-                WC, Hn = wc.astype(np.float64), h1.astype(np.float64)
-            else:  # added in float64 in place: the same sums as converting each share first, without the copies
-                np.add(WC, wc, out=WC)
-                np.add(Hn, h1, out=Hn)
+        fixed[c.weight] = W, np.setdiff1d(np.arange(W.shape[1]), c.columns(np.nonzero(~kept)[0]))
+        readers[c.x].append(c)
+    sums: dict[str, list[np.ndarray]] = {}  # per consumer: W C and H' so far (float64)
+
+    def add(weight: str, wc: np.ndarray, h1: np.ndarray) -> None:
+        if weight not in sums:
+            sums[weight] = [wc.astype(np.float64), h1.astype(np.float64)]
+        else:  # added in float64 in place: the same sums as converting each share first, without the copies
+            np.add(sums[weight][0], wc, out=sums[weight][0])
+            np.add(sums[weight][1], h1, out=sums[weight][1])
+
+    def products(c: Consumer, bi: int, r0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        W, K = fixed[c.weight]
+        return _refit_products(c, W, len(K), seed, (bi, (r0, x1)))
+
+    def after(bi: int, values: dict[str, np.ndarray]) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+        """The products of every consumer whose input a segment's batch just gave, in the worker that ran it:
+        beside the other batches' runs rather than in a pass of their own after the segment."""
+        return [(c.weight, products(c, bi, kept_rows[c.node][bi], values[t])) for t in values for c in readers.get(t, ())]
+
+    def take(shares: list[tuple[str, tuple[np.ndarray, np.ndarray]]]) -> None:
+        for weight, (wc, h1) in shares:
+            add(weight, wc, h1)
+
+    # with the original's rows at hand, each consumer's products are made as its input is; where the original
+    # runs again, once its rows are there too
+    hooks = {"after": after, "take": take} if kept_rows is not None else {}
+    for i, c in zip(order, cons):
+        while pruned.done < pruned.consumer_level[i]:  # the segments before this consumer's own
+            pruned.run_next(**hooks)
+        if c.weight not in sums:  # a graph input (no segment gives it), or the original runs again
+            rows0 = (kept_rows[c.node] if kept_rows is not None else
+                     [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
+            pairs = enumerate(zip(rows0, pruned.run_until(c.x)))
+            for wc, h1 in parallel.ordered_map(lambda p, c=c: products(c, p[0], *p[1]), pairs, workers):
+                add(c.weight, wc, h1)
+        if kept_rows is not None:
+            kept_rows.pop(c.node)
         if orig is not None:
             orig.served(c.x)
         pruned.served(c.x)
-        _refit_one(c, view, K, WC, Hn, out)
+        WC, Hn = sums.pop(c.weight)
+        _refit_one(c, view, fixed.pop(c.weight)[1], WC, Hn, out)
         refitted.update(n for n in (c.weight, c.bias) if n)
     log.info("re-fit %d consumers in %d segments", len(todo), len(pruned))
     return out

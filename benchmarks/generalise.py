@@ -111,6 +111,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -336,32 +337,26 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
             bag, k = before(view, feeds, n, seed), len(next(iter(feeds.values())))
             return {name: np.concatenate([out[name], bag[name][k:]]) for name in out}
 
-        spa_calib.token_bag_inputs = with_bag
-        try:
+        with mock.patch.object(spa_calib, "token_bag_inputs", with_bag):
             return prune_with(m, method.removesuffix("-plusbag"), ratio, seed, calib)
-        finally:
-            spa_calib.token_bag_inputs = before
     span = re.search(r"-span(\d+)_(\d+)", method)  # token-splice's span lengths (spa.priors.SPLICE_SPAN)
     if span:
         from spa import priors
 
-        before = priors.SPLICE_SPAN
-        priors.SPLICE_SPAN = (int(span.group(1)), int(span.group(2)))
-        try:
+        with mock.patch.object(priors, "SPLICE_SPAN", (int(span.group(1)), int(span.group(2)))):
             return prune_with(m, method.replace(span.group(0), ""), ratio, seed, calib)
-        finally:
-            priors.SPLICE_SPAN = before
     rounds = re.search(r"-rounds(any)?(\d+)$", method)
     if rounds:  # obspa's channel choice in R rounds for the calibration sources (spa.calib.ROUNDS); -roundsanyR: for
         # every source, the data-free ones too
-        before = spa_calib.ROUNDS, spa_calib.ROUND_SOURCES
-        spa_calib.ROUNDS = int(rounds.group(2))
-        if rounds.group(1):
-            spa_calib.ROUND_SOURCES = tuple(spa_calib.SOURCES)
-        try:
+        sources = tuple(spa_calib.SOURCES) if rounds.group(1) else spa_calib.ROUND_SOURCES
+        with mock.patch.multiple(spa_calib, ROUNDS=int(rounds.group(2)), ROUND_SOURCES=sources):
             return prune_with(m, method.removesuffix(rounds.group(0)), ratio, seed, calib)
-        finally:
-            spa_calib.ROUNDS, spa_calib.ROUND_SOURCES = before
+    copies = re.search(r"-refitcopies(\d+)$", method)
+    if copies:  # the re-fit on the calibration images and this many of their rescaled copies (spa.augment.REFIT_COPIES)
+        from spa import augment
+
+        with mock.patch.object(augment, "REFIT_COPIES", int(copies.group(1))):
+            return prune_with(m, method.removesuffix(copies.group(0)), ratio, seed, calib)
     blend = re.fullmatch(r"obspa-blend(\d+)", method)
     if blend:  # branch selfcheck, Magika: the default's choice (its OBS costs) and l1's, ranks averaged (weight of l1)
         return _blended(m, ratio, seed, int(blend.group(1)) / 100)
@@ -369,12 +364,8 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
         return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
     other = re.fullmatch(r"obspa-default\+(.+)", method)
     if other:  # branch detprior: the data-free default as a user runs it, with another prior as DEFAULT_SOURCE
-        before = spa_calib.DEFAULT_SOURCE
-        spa_calib.DEFAULT_SOURCE = other.group(1)
-        try:
+        with mock.patch.object(spa_calib, "DEFAULT_SOURCE", other.group(1)):
             return spa.prune(m, ratio=ratio, criterion="obspa", seed=seed)
-        finally:
-            spa_calib.DEFAULT_SOURCE = before
     if re.fullmatch(r"obspa-calib\d+(-noaug)?", method):  # spa's plain --calib (obspa-calib64: on 64 inputs)
         return spa.prune(m, ratio=ratio, criterion="obspa", calib=calib, seed=seed,
                          calib_augment=not method.endswith("-noaug"))

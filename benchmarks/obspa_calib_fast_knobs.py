@@ -11,7 +11,8 @@ update); "dampDscore" / "dampDupdate" = D for the scoring (and allocation) only 
 0.01 for the other; "scalesA/B" = spa.augment.SCALES (A, B); "calibalone" = the calibration lines without the prior's
 images (spa.calib.IMAGE_CALIB_SOURCE "calib", the --calib default before branch calprior); "roundsR" = spa.calib.ROUNDS R
 (obspa's channel choice in R rounds, the OBS update between them; its first rows, "greedy8" / "greedy16", came from a
-scratch copy of the same algorithm monkeypatched in).
+scratch copy of the same algorithm monkeypatched in); "refitcopiesK" = spa.augment.REFIT_COPIES K (the re-fit on the
+calibration lines and K of their rescaled copies; the statistics keep both copies).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ VARIANTS = {
     "scales0.7/1.3": [(aug, "SCALES", (0.7, 1.3))],
     "calibalone": [(spa_calib, "IMAGE_CALIB_SOURCE", "calib")],  # the calibration lines alone (before calprior)
     **{f"rounds{r}": [(spa_calib, "ROUNDS", r)] for r in (1, 8, 16)},  # obspa's choice in R rounds (spa.calib.ROUNDS)
+    **{f"refitcopies{k}": [(aug, "REFIT_COPIES", k)] for k in (0, 1)},  # the re-fit on the lines and k of their copies
 }
 
 

@@ -525,10 +525,10 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
+        from .augment import REFIT_COPIES, SCALES, with_rescaled_copies
         # how many real inputs come first, before "calib-prior"'s prior images (None: all are real)
         real = calib_.real_count(a.view, feeds) if source == "calib-prior" and feeds else None
         if _refits(o, source):
-            from .augment import with_rescaled_copies
             from .criteria.obspa import OriginalRows
 
             original_rows = OriginalRows(o.seed)
@@ -546,14 +546,15 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         summary = _calibration_summary(a, o.criterion, layers, inputs,
                                        "calib" if feeds is not None and source not in calib_.WITH_CALIB else source)
         if augmented is not None:
-            from .augment import SCALES
-
             summary["augment"] = f"rescaled copies of each image (x{', x'.join(map(str, SCALES))})"
         if real is not None:  # "calib-prior": how many of the samples are the prior's images (none if it drew none)
             summary["prior_images"] = len(next(iter(inputs.values()))) - real
         refit_inputs = None
         if real is not None and calib_.CALIB_PRIOR_REFIT == "real" and len(next(iter(inputs.values()))) > real:
             refit_inputs = {k: v[:real] for k, v in inputs.items()}
+        elif augmented is not None and real is None and REFIT_COPIES is not None and REFIT_COPIES < len(SCALES):
+            n = len(next(iter(feeds.values()))) * (1 + REFIT_COPIES)  # the real images come first, then each copy
+            refit_inputs = {k: v[:n] for k, v in inputs.items()}
         return _Data(layers, inputs, summary, source, original_rows, refit_inputs)
 
 

@@ -51,6 +51,9 @@ from .errors import BadArgument
 # allocation, seeds 0-2): (0.9, 1.1) 93.5 % of the original on average, worst seed 91.9 %; (0.85, 1.15) 94.2 / 93.0;
 # (0.8, 1.2) 94.1 / 93.6; (0.75, 1.25) 94.0 / 93.7; (0.9, 1.2) 93.4 / 92.4: the middle of the plateau.
 SCALES = (0.8, 1.2)
+# The re-fit (obspa's, after the statistics) runs on the real images and this many of their copies (None: all of them),
+# where it reads the calibration images alone (the "calib" source): the statistics keep every copy.
+REFIT_COPIES: int | None = None
 MIN_SIDE = 8
 
 

@@ -3,6 +3,8 @@ obspa with it still emits a model that passes the zero-group oracle."""
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,27 @@ def test_calibrated_obspa_reports_the_augmentation_and_passes_the_oracle():
     assert rep.oracle is not None and rep.oracle < 1e-4
     _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, calib_augment=False)
     assert "augment" not in rep.calibration and rep.calibration["samples"] == 8
+
+
+@pytest.mark.parametrize("copies", [0, 1, None])
+def test_refit_copies_give_the_refit_the_real_images_and_that_many_copies(copies, monkeypatch):
+    """spa.augment.REFIT_COPIES: the statistics read every copy, the re-fit the real images first and `copies` of
+    their copies (None: all), with the original's rows kept for exactly those (it does not run the original again);
+    the oracle holds."""
+    ob = importlib.import_module("spa.criteria.obspa")
+    seen = []
+    real_refit = ob.refit
+
+    def refit(a, keep, layers, overrides, feeds, **kw):
+        seen.append((len(next(iter(feeds.values()))), kw["original"] is not None))
+        return real_refit(a, keep, layers, overrides, feeds, **kw)
+
+    monkeypatch.setattr(ob, "refit", refit)
+    monkeypatch.setattr(augment, "REFIT_COPIES", copies)
+    m = build("residual_add_chain")
+    x = calib.noise_inputs(prepare(m)[0], 8, seed=1)
+    _, rep = spa.prune(m, ratio=0.5, criterion="obspa", calib=x, oracle=True)
+    n_copies = len(augment.SCALES) if copies is None else copies
+    assert seen == [(8 * (1 + n_copies), True)]
+    assert rep.calibration["samples"] == 8 * (1 + len(augment.SCALES))
+    assert rep.oracle is not None and rep.oracle < 1e-4

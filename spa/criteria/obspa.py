@@ -519,61 +519,76 @@ def refit(a: Analysis, keep: np.ndarray, layers: LayerInputs, overrides: dict[st
     orig = None if kept_rows is not None else SegmentedRun(view.model, consumer_nodes(view.model), batches)
     pruned_nodes = consumer_nodes(small)
     pruned = SegmentedRun(small, pruned_nodes, batches, sliced)
-    workers = parallel.workers()
     order = sorted(pruned_nodes, key=lambda i: (pruned.consumer_level[i], i))
     cons = [todo[small.graph.node[i].input[1]] for i in order]
-    fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per consumer: W (the original's, float32), kept columns K
-    readers: dict[str, list[Consumer]] = defaultdict(list)  # consumer input -> its consumers
-    for c in cons:
-        kept = keep[a.slot_comps[(c.weight, c.in_axis)]]
-        W = _augmented(c, view, dtype=np.float32)
-        # bias column included; the columns of W, not of H: a blocked consumer has no single H (its own H' is dense)
-        fixed[c.weight] = W, np.setdiff1d(np.arange(W.shape[1]), c.columns(np.nonzero(~kept)[0]))
-        readers[c.x].append(c)
-    sums: dict[str, list[np.ndarray]] = {}  # per consumer: W C and H' so far (float64)
-
-    def add(weight: str, wc: np.ndarray, h1: np.ndarray) -> None:
-        if weight not in sums:
-            sums[weight] = [wc.astype(np.float64), h1.astype(np.float64)]
-        else:  # added in float64 in place: the same sums as converting each share first, without the copies
-            np.add(sums[weight][0], wc, out=sums[weight][0])
-            np.add(sums[weight][1], h1, out=sums[weight][1])
-
-    def products(c: Consumer, bi: int, r0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        W, K = fixed[c.weight]
-        return _refit_products(c, W, len(K), seed, (bi, (r0, x1)))
-
-    def after(bi: int, values: dict[str, np.ndarray]) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
-        """The products of every consumer whose input a segment's batch just gave, in the worker that ran it:
-        beside the other batches' runs rather than in a pass of their own after the segment."""
-        return [(c.weight, products(c, bi, kept_rows[c.node][bi], values[t])) for t in values for c in readers.get(t, ())]
-
-    def take(shares: list[tuple[str, tuple[np.ndarray, np.ndarray]]]) -> None:
-        for weight, (wc, h1) in shares:
-            add(weight, wc, h1)
-
+    sums = _RefitProducts(cons, view, {c.weight: keep[a.slot_comps[(c.weight, c.in_axis)]] for c in cons}, seed,
+                          kept_rows)
     # with the original's rows at hand, each consumer's products are made as its input is; where the original
     # runs again, once its rows are there too
-    hooks = {"after": after, "take": take} if kept_rows is not None else {}
+    hooks = {"after": sums.after, "take": sums.take} if kept_rows is not None else {}
     for i, c in zip(order, cons):
         while pruned.done < pruned.consumer_level[i]:  # the segments before this consumer's own
             pruned.run_next(**hooks)
-        if c.weight not in sums:  # a graph input (no segment gives it), or the original runs again
+        if c.weight not in sums.sums:  # a graph input (no segment gives it), or the original runs again
             rows0 = (kept_rows[c.node] if kept_rows is not None else
                      [_refit_rows(c, x0, seed, bi) for bi, x0 in enumerate(orig.run_until(c.x))])
             pairs = enumerate(zip(rows0, pruned.run_until(c.x)))
-            for wc, h1 in parallel.ordered_map(lambda p, c=c: products(c, p[0], *p[1]), pairs, workers):
-                add(c.weight, wc, h1)
+            for wc, h1 in parallel.ordered_map(lambda p, c=c: sums.products(c, p[0], *p[1]), pairs,
+                                               parallel.workers()):
+                sums.add(c.weight, wc, h1)
         if kept_rows is not None:
             kept_rows.pop(c.node)
         if orig is not None:
             orig.served(c.x)
         pruned.served(c.x)
-        WC, Hn = sums.pop(c.weight)
-        _refit_one(c, view, fixed.pop(c.weight)[1], WC, Hn, out)
+        _refit_one(c, view, *sums.pop(c.weight), out)
         refitted.update(n for n in (c.weight, c.bias) if n)
     log.info("re-fit %d consumers in %d segments", len(todo), len(pruned))
     return out
+
+
+class _RefitProducts:
+    """The re-fit's W C and H' of each consumer, summed over the batches in float64 (`refit`), from the original's
+    rows and the pruned network's inputs. W is the original's (float32, bias column included), K the kept columns
+    of W, not of H: a blocked consumer has no single H (its own H' is dense)."""
+
+    def __init__(self, cons: list[Consumer], view, kept: dict[str, np.ndarray], seed: int,
+                 kept_rows: dict[int, list[np.ndarray]] | None) -> None:
+        self.seed, self.kept_rows = seed, kept_rows
+        self.fixed: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per consumer: W, K
+        self.readers: dict[str, list[Consumer]] = defaultdict(list)  # consumer input -> its consumers
+        for c in cons:
+            W = _augmented(c, view, dtype=np.float32)
+            self.fixed[c.weight] = W, np.setdiff1d(np.arange(W.shape[1]), c.columns(np.nonzero(~kept[c.weight])[0]))
+            self.readers[c.x].append(c)
+        self.sums: dict[str, list[np.ndarray]] = {}
+
+    def products(self, c: Consumer, bi: int, r0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        W, K = self.fixed[c.weight]
+        return _refit_products(c, W, len(K), self.seed, (bi, (r0, x1)))
+
+    def add(self, weight: str, wc: np.ndarray, h1: np.ndarray) -> None:
+        if weight not in self.sums:
+            self.sums[weight] = [wc.astype(np.float64), h1.astype(np.float64)]
+        else:  # added in float64 in place: the same sums as converting each share first, without the copies
+            np.add(self.sums[weight][0], wc, out=self.sums[weight][0])
+            np.add(self.sums[weight][1], h1, out=self.sums[weight][1])
+
+    def after(self, bi: int, values: dict[str, np.ndarray]) -> list[tuple[str, tuple[np.ndarray, np.ndarray]]]:
+        """The products of every consumer whose input a segment's batch just gave (with the original's rows kept),
+        in the worker that ran it: beside the other batches' runs rather than in a pass of their own after them."""
+        assert self.kept_rows is not None
+        return [(c.weight, self.products(c, bi, self.kept_rows[c.node][bi], values[t]))
+                for t in values for c in self.readers.get(t, ())]
+
+    def take(self, shares: list[tuple[str, tuple[np.ndarray, np.ndarray]]]) -> None:
+        for weight, (wc, h1) in shares:
+            self.add(weight, wc, h1)
+
+    def pop(self, weight: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """K, W C and H' of a consumer whose batches are all in; forgotten here."""
+        WC, Hn = self.sums.pop(weight)
+        return self.fixed.pop(weight)[1], WC, Hn
 
 
 def _refit_products(c: Consumer, W: np.ndarray, n_kept: int, seed: int,

@@ -513,6 +513,7 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
     if not criteria.get(o.criterion).needs_data:
         return None
     from . import calib as calib_
+    from .augment import REFIT_COPIES, SCALES, with_rescaled_copies
 
     source = o.calib_source or calib_.default_source(a.view, o.criterion, o.calib is not None)
     with run.stage("calibrate", f"collecting layer input statistics "
@@ -525,7 +526,6 @@ def _calibrate(a: Analysis, o: PruneOptions, run: _Run) -> _Data | None:
         # the inputs the statistics (and the re-fit) read, made once
         inputs = calib_.source_feeds(a, source, feeds, seed=o.seed, samples=o.calib_samples)
         original_rows = augmented = None
-        from .augment import REFIT_COPIES, SCALES, with_rescaled_copies
         # how many real inputs come first, before "calib-prior"'s prior images (None: all are real)
         real = calib_.real_count(a.view, feeds) if source == "calib-prior" and feeds else None
         if _refits(o, source):

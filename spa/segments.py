@@ -120,6 +120,7 @@ class SegmentedRun:
         sess = session(m, optimize=True, threads=1 if self.workers > 1 else 0, spinning=False, arena=False)
         self.sessions += 1
         got: dict[str, list[np.ndarray]] = {t: [] for t in outs}
+
         def one(b: int) -> tuple[list[np.ndarray], T | None]:
             out = [np.asarray(v) for v in sess.run(outs, {t: self.values[t][b] for t in ins})]
             return out, (after(b, dict(zip(outs, out))) if after is not None else None)

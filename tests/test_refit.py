@@ -297,3 +297,33 @@ def test_calib_prior_draws_its_images_at_the_calibration_images_shape():
     assert rep.calibration["samples"] == 6 * 3 + calib.CALIB_PRIOR_SAMPLES
     assert rep.calibration["prior_images"] == calib.CALIB_PRIOR_SAMPLES
     assert rep.oracle is not None and rep.oracle < 1e-4
+
+
+def test_run_next_hands_each_batch_to_after_in_its_worker_and_the_results_to_take_in_order(monkeypatch):
+    """SegmentedRun.run_next(after, take): `after` sees each batch's index and the segment's outputs for it (the
+    values the run keeps), on the worker threads when there are several; `take` gets its results on the calling
+    thread in batch order."""
+    import threading
+
+    monkeypatch.setattr(spa.parallel, "workers", lambda: 2)
+    a, feeds, stats, _, _ = _setup(build("residual_add_chain"))
+    batches = list(calib.batches_of(feeds, 1))  # six batches of one sample
+    run = segments.SegmentedRun(a.view.model, {c.node: c.x for c in stats.values()}, batches)
+    seen, taken, threads = {}, [], set()
+
+    def after(b, values):
+        threads.add(threading.get_ident())
+        seen[b] = {k: v.copy() for k, v in values.items()}
+        return b
+
+    while run.done < len(run):
+        seen.clear()
+        run.run_next(after, taken.append)
+        if not seen:  # a segment with no node
+            continue
+        assert sorted(seen) == list(range(len(batches)))
+        for name, per_batch in ((k, run.values.get(k)) for k in seen[0]):
+            if per_batch is not None:  # still read later: the values the run kept are those after saw
+                assert all(np.array_equal(seen[b][name], per_batch[b]) for b in range(len(batches)))
+    assert taken == list(range(len(batches))) * (len(taken) // len(batches)) and taken
+    assert threading.get_ident() not in threads  # beside the calling thread, in the run's workers

@@ -564,8 +564,15 @@ class _RefitProducts:
         self.sums: dict[str, list[np.ndarray]] = {}
 
     def products(self, c: Consumer, bi: int, r0: np.ndarray, x1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Batch `bi`'s share of W C and H' (float32): from the original's rows r0 and the pruned input x1, whose
+        rows are taken at the same positions (kept columns only). Batches are independent: they run side by side."""
         W, K = self.fixed[c.weight]
-        return _refit_products(c, W, len(K), self.seed, (bi, (r0, x1)))
+        r1 = _refit_rows(c, x1, self.seed, bi)
+        if r1.shape[1] != len(K):
+            raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {len(K)}")
+        # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
+        wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
+        return wc, r1.T @ r1
 
     def add(self, weight: str, wc: np.ndarray, h1: np.ndarray) -> None:
         if weight not in self.sums:
@@ -589,19 +596,6 @@ class _RefitProducts:
         """K, W C and H' of a consumer whose batches are all in; forgotten here."""
         WC, Hn = self.sums.pop(weight)
         return self.fixed.pop(weight)[1], WC, Hn
-
-
-def _refit_products(c: Consumer, W: np.ndarray, n_kept: int, seed: int,
-                    batch: tuple[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """One batch's share of W C and H' (float32): from the original's rows r0 and the pruned input x1, whose rows
-    are taken at the same positions (kept columns only). Batches are independent: they run side by side."""
-    bi, (r0, x1) = batch
-    r1 = _refit_rows(c, x1, seed, bi)
-    if r1.shape[1] != n_kept:
-        raise AssertionError(f"re-fit: {c.weight} sees {r1.shape[1]} input columns, expected {n_kept}")
-    # W C = W r0ᵀ r1, multiplied in the cheaper order: (W r0ᵀ) r1 when W has fewer rows than columns
-    wc = (W @ r0.T) @ r1 if W.shape[0] < W.shape[1] else W @ (r0.T @ r1)
-    return wc, r1.T @ r1
 
 
 def _refit_one(c: Consumer, view, K: np.ndarray, WC: np.ndarray, H: np.ndarray, out: dict[str, np.ndarray]) -> None:

@@ -122,7 +122,7 @@ def _round_costs(c: Consumer, W: np.ndarray, cols: list[np.ndarray]) -> np.ndarr
             continue
         w = np.asarray(W[:, sel if part is None else part[sel]], dtype=np.float64)  # never the bias column
         gram = w.shape[0] > w.shape[1]
-        blocks.append(_RoundBlock(np.asarray(hi, dtype=np.float64)[np.ix_(sel, sel)], w.T @ w if gram else w, gram,
+        blocks.append(_RoundBlock(hi[np.ix_(sel, sel)].astype(np.float64), w.T @ w if gram else w, gram,
                                   _buckets([np.searchsorted(sel, p) for p in local])))
     step, last = -(-size // c.rounds), int(np.ceil(ROUND_SHARE * size))
     alive, score, floor = np.ones(size, bool), np.zeros(size), 0.0

@@ -209,11 +209,6 @@ BN_SYNTH_SAMPLES = 32  # bn-synth optimises its inputs through torch: 4x the sam
 BATCH = 8  # samples per onnxruntime run where the model leaves the batch free...
 CAPTURE_BYTES = 256 << 20  # ...fewer where one batch's consumer inputs would exceed this
 RUNS_BYTES = 2 * CAPTURE_BYTES  # consumer inputs of the batches run side by side (and the one being read), together
-# A batch runs in pieces of fewer samples where its largest consumer input would exceed this (`run_samples`): the
-# same values, but each run's activations stay nearer the cores' caches. PP-OCRv4 rec (up to 0.94 MiB per sample),
-# its calibration pass over 96 inputs on 2 cores, two runs side by side: 1.43 s in batches of 8, 1.04 s in runs of 2
-# (/tmp scratch, best of 3); inside its calibrated prune at 0.5, 3.4 against 3.8 CPU s for the calibrate stage.
-RUN_BYTES = 2 << 20
 # input rows held per consumer before they are added to H (one product beats many small ones)... but not many more:
 # the products then run during the pass, beside the next batches' runs, not all after it (PP-OCRv4 rec's widest
 # consumer, 2881 columns, held 3200 of its 3840 rows at 32 MiB)
@@ -831,8 +826,7 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
     n = len(next(iter(feeds.values())))
     limit = min(ROWS_PER_BATCH, max(32 * batch, -(-rows_total * batch // max(n, 1))))
     pending: dict[int, list[np.ndarray]] = {id(c): [] for c in cons.values()}
-    size = batch if fixed_batch(model) else run_samples(sess, names, feeds, batch)
-    runs = parallel.ordered_map(lambda b: run_in_pieces(sess, names, b, size), batches_of(feeds, batch), *workers)
+    runs = parallel.ordered_map(lambda b: sess.run(names, b), batches_of(feeds, batch), *workers)
     for bi, out in enumerate(runs):
         vals = dict(zip(names, out))
         if on_batch is not None:
@@ -853,37 +847,6 @@ def accumulate(model: onnx.ModelProto, cons: dict[tuple[str, int], Consumer], fe
         if total > PENDING_TOTAL:
             _flush(cons, pending)
     _flush(cons, pending)
-
-
-def run_samples(sess, names: list[str], feeds: dict[str, np.ndarray], batch: int) -> int:
-    """Samples per onnxruntime run inside a batch of `batch`: as many as keep every output (a consumer input) of one
-    run within RUN_BYTES, measured on a run of the first sample alone; the whole batch where an output does not run
-    over the samples on its first axis (one sample gives it another first dim than 1: sequence-first layouts)."""
-    if batch <= 1:
-        return 1
-    probe = sess.run(names, {k: v[:1] for k, v in feeds.items()})
-    if any(np.ndim(o) == 0 or np.shape(o)[0] != 1 for o in probe):
-        return batch
-    per = max((np.asarray(o).nbytes for o in probe), default=0)
-    return int(max(1, min(batch, RUN_BYTES // max(1, per))))
-
-
-def run_in_pieces(sess, names: list[str], feeds: dict[str, np.ndarray], size: int) -> list[np.ndarray]:
-    """`sess.run(names, feeds)` as runs of `size` samples, their outputs written into whole-batch arrays (the
-    outputs run over the samples on their first axis: `run_samples`)."""
-    n = len(next(iter(feeds.values())))
-    if size >= n:
-        return sess.run(names, feeds)
-    out: list[np.ndarray] = []
-    for i in range(0, n, size):
-        part = sess.run(names, {k: v[i : i + size] for k, v in feeds.items()})
-        if not out:
-            out = [np.empty((n, *p.shape[1:]), p.dtype) for p in part]
-        for whole, p in zip(out, part):
-            if np.shape(p)[:1] != (min(size, n - i),):
-                raise AssertionError(f"a run of {min(size, n - i)} samples gave an output of shape {np.shape(p)}")
-            whole[i : i + len(p)] = p
-    return out
 
 
 def _flush(cons: dict[tuple[str, int], Consumer], pending: dict[int, list[np.ndarray]]) -> None:

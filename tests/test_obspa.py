@@ -391,7 +391,7 @@ def test_gradients_are_those_of_torch_autograd():
 def test_every_prunable_pattern_obspa_oracle(name):
     """Data-free obspa (default source, few samples to stay quick) on every prunable rule pattern: the
     compensated, pruned graph equals the zeroed original with the same weight updates (oracle in onnxruntime)."""
-    pruned, rep = spa.prune(build(name), ratio=0.5, criterion="obspa", calib_samples=4, oracle=True)
+    _pruned, rep = spa.prune(build(name), ratio=0.5, criterion="obspa", calib_samples=4, oracle=True)
     assert rep.oracle is not None and rep.oracle <= TOL, rep.oracle
 
 

@@ -33,7 +33,10 @@ kind below; each kind is applied to each sample with probability ``P``:
 - ``stroke``: a 3x3 grey-level dilation or erosion, blended in at 0-100 %: strokes get thicker or thinner
   whatever their polarity;
 - ``colour``: ``contrast``'s change drawn for each channel apart, about that channel's mean: a black-on-white
-  image gets a tinted background and tinted text (a grey image only a contrast change).
+  image gets a tinted background and tinted text (a grey image only a contrast change);
+- ``mix``: the sample blended with another sample of the batch, λ x + (1 − λ) x', λ uniform in 0.5-1 (mixup without
+  labels: the teacher's outputs on the blend are the targets, "function matching", Beyer et al. 2022): inputs
+  between the data's, such as faint text over a page.
 
 Inputs are float images, NCHW or NHWC (found from the model's declared shape: the axis of size 1, 3 or 4 next to
 the batch or last).  The augmentations run in torch on the batch, per sample, seeded by ``--seed``.
@@ -93,7 +96,7 @@ def with_rescaled_copies(feeds: dict[str, np.ndarray], scales: tuple[float, ...]
 
 
 # ---------------------------------------------------------------- distillation: random per-sample changes
-KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke", "colour")
+KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke", "colour", "mix")
 P = 0.5  # each kind's probability per sample
 
 
@@ -184,6 +187,9 @@ class Augment:
                 mean = y.mean(dim=(2, 3) if k > 1 else (1, 2, 3), keepdim=True)
                 sd = y.std(dim=(1, 2, 3), keepdim=True)
                 z = mean + (y - mean) * self._u(n * k, 0.6, 1.2).view(n, k, 1, 1) + sd * self._u(n * k, -0.2, 0.2).view(n, k, 1, 1)
+            elif kind == "mix":  # another sample of the batch (a random permutation) blended in
+                lam = self._u(n, 0.5, 1.0).view(n, 1, 1, 1)
+                z = lam * y + (1 - lam) * y[torch.randperm(n, generator=self.g)]
             elif kind == "invert":
                 lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
                 z = lo + hi - y

@@ -115,3 +115,19 @@ def test_bad_augment_options_are_one_line_errors(tmp_path):
 def test_channel_axis_must_be_findable():
     with pytest.raises(BadArgument, match="cannot tell the channel axis"):
         Augment(("blur",), _image_model(["N", 8, 8, 8]), seed=0)
+
+
+def test_mix_blends_each_sample_with_another_of_its_batch():
+    """`mix`: a changed sample is λ x_i + (1 − λ) x_j with λ in [0.5, 1] and j another sample of the batch; a batch of
+    one is left as it is."""
+    n = 32
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 8, 12).contiguous()  # sample i is all i
+    y = Augment(("mix",), _image_model(["N", 3, 8, 12]), seed=1)([x])[0]
+    assert torch.equal(y.amin((1, 2, 3)), y.amax((1, 2, 3)))  # each sample is still one value: a blend of two flat ones
+    v, i = y[:, 0, 0, 0], torch.arange(n, dtype=torch.float32)
+    changed = (v - i).abs() > 1e-6
+    assert 0 < int(changed.sum()) < n
+    # v = λ i + (1 − λ) j lies between i and j, at most halfway to j
+    assert ((v - i).abs() <= (n - 1) / 2 + 1e-5).all()
+    one = torch.full((1, 3, 8, 12), 5.0)
+    assert torch.equal(Augment(("mix",), _image_model(["N", 3, 8, 12]), seed=0)([one])[0], one)

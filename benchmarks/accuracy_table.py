@@ -55,14 +55,16 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
 # validation chose there (distill_rec_heldout_lr_choice.txt), at 0.5 since branch feat with the intermediate features
 # (distill_rec_heldout_features_choice.txt), since branch swa with digit strings in no format (--numbers random, chosen
-# there too, "-rnd"); else the licence lines. PP-OCRv4 det: --augment
+# there too, "-rnd"), since branch mix with --augment invert,contrast,mix at 0.5 (chosen there, "-plusmix"); else the licence
+# lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
 # pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5; since branch fonts at 0.3
 # the pages in 19 DejaVu faces ("-dejavuall", chosen there at 0.3, not run at 0.5). all-MiniLM-L6-v2: since
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 # ("METHOD@R1/R2": that method at those ratios only)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
-             "ocr_rec": ("distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd", "distill-aug-mixed-feat1",
+             "ocr_rec": ("distill-aug-mixed-feat1-rnd-plusmix", "distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd",
+                         "distill-aug-mixed-feat1",
                          "distill-aug-mixed", "distill"),
              "ocr_det": ("distill-aug-pages512-feat1-dejavuall@0.3", "distill-aug-pages512-feat1", "distill-aug", "distill")}
 
@@ -235,12 +237,12 @@ def main() -> None:
                 v = [rel(base, model, d, x[2]) for x in rows if x[0] == d]
                 cells.append(f"{min(v):.3f} / {np.mean(v):.3f} ({len(v)} seeds)" if v else "-")
             out.append(f"| {r} | " + " | ".join(cells) + " |")
-        # every other (method, ratio) run, but the first DISTILLED method where the distilled column shows it (the
+        # every other (method, ratio) run, but the DISTILLED method the distilled column shows at that ratio (the
         # other DISTILLED rows stay listed)
-        first = DISTILLED.get(model, ("distill",))[0].partition("@")[0]
+        shown = {r: next((m for m in distilled_methods(model, r) if rec.get((model, m, r))), None) for r in RATIOS}
         others = [(meth, r) for meth in sorted({k[1] for k in rec if k[0] == model}
                                                - {"l1", *DATA_FREE.get(model, ("obspa-binary",)), "obspa-calib32"})
-                  for r in RATIOS if rec.get((model, meth, r)) and not (meth == first and first in distilled_methods(model, r))]
+                  for r in RATIOS if rec.get((model, meth, r)) and meth != shown[r]]
         if others:
             out += ["", ("Other variants on the same held-out inputs (data-free unless the name says calib; "
                     "worst / mean over seeds and distributions; see the raw file's comments and "

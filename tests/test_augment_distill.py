@@ -124,10 +124,13 @@ def test_mix_blends_each_sample_with_another_of_its_batch():
     x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 8, 12).contiguous()  # sample i is all i
     y = Augment(("mix",), _image_model(["N", 3, 8, 12]), seed=1)([x])[0]
     assert torch.equal(y.amin((1, 2, 3)), y.amax((1, 2, 3)))  # each sample is still one value: a blend of two flat ones
-    v, i = y[:, 0, 0, 0], torch.arange(n, dtype=torch.float32)
-    changed = (v - i).abs() > 1e-6
+    changed = (y[:, 0, 0, 0] - torch.arange(n)).abs() > 1e-6
     assert 0 < int(changed.sum()) < n
-    # v = λ i + (1 − λ) j lies between i and j, at most halfway to j
-    assert ((v - i).abs() <= (n - 1) / 2 + 1e-5).all()
+    # half the samples dark (0), half light (1): a blend stays on its own side of 0.5, and some are blends of both
+    x = (torch.arange(n) >= n // 2).float().view(n, 1, 1, 1).expand(n, 3, 8, 12).contiguous()
+    v = Augment(("mix",), _image_model(["N", 3, 8, 12]), seed=2)([x])[0][:, 0, 0, 0]
+    dark = x[:, 0, 0, 0] == 0
+    assert (v[dark] <= 0.5).all() and (v[~dark] >= 0.5).all()
+    assert ((v > 1e-6) & (v < 1 - 1e-6)).any()
     one = torch.full((1, 3, 8, 12), 5.0)
     assert torch.equal(Augment(("mix",), _image_model(["N", 3, 8, 12]), seed=0)([one])[0], one)

@@ -70,8 +70,14 @@ DISTILLED = {"minilm": ("distill-feat1", "distill"),
 
 
 def distilled(rec: dict, model: str, r: float) -> list:
-    """The rows of the "distilled" column for `model` at ratio `r`: the first of DISTILLED's methods run there."""
-    return next((rows for meth in distilled_methods(model, r) if (rows := rec.get((model, meth, r)))), [])
+    """The rows of the "distilled" column for `model` at ratio `r`: those of `distilled_method`."""
+    meth = distilled_method(rec, model, r)
+    return rec[(model, meth, r)] if meth else []
+
+
+def distilled_method(rec: dict, model: str, r: float) -> str | None:
+    """The method the "distilled" column shows for `model` at ratio `r`: the first of DISTILLED's methods run there."""
+    return next((meth for meth in distilled_methods(model, r) if rec.get((model, meth, r))), None)
 
 
 def distilled_methods(model: str, r: float) -> list[str]:
@@ -239,7 +245,7 @@ def main() -> None:
             out.append(f"| {r} | " + " | ".join(cells) + " |")
         # every other (method, ratio) run, but the DISTILLED method the distilled column shows at that ratio (the
         # other DISTILLED rows stay listed)
-        shown = {r: next((m for m in distilled_methods(model, r) if rec.get((model, m, r))), None) for r in RATIOS}
+        shown = {r: distilled_method(rec, model, r) for r in RATIOS}
         others = [(meth, r) for meth in sorted({k[1] for k in rec if k[0] == model}
                                                - {"l1", *DATA_FREE.get(model, ("obspa-binary",)), "obspa-calib32"})
                   for r in RATIOS if rec.get((model, meth, r)) and meth != shown[r]]

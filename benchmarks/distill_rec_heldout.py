@@ -97,7 +97,7 @@ FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 # invert,contrast) comes last
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
             "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
-            "dejavuall": ", every DejaVu face"}
+            "dejavuall": ", every DejaVu face", "temp": ", temperature {}"}
 
 
 def family(font_file: str) -> str:
@@ -272,7 +272,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
     """How the run differs from the first recipe (licence lines, data-free start, LR, EPOCHS, no features), as
     (R method suffix, log-line option, V label suffix) triples in the order the raw files spell them; "" where
     one of the three does not name the setting (the V labels always name the start and the lr)."""
-    fw, wu, av = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}"
+    fw, wu, av, t = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}", f"{a.temperature:g}"
     return [t for on, t in ((a.data == "mixed", ("mixed", "", "")),
                             (a.start == "calib", ("fromcalib", "", "")),
                             (a.start == "data-free-energy", ("fromenergy", "", "")),
@@ -284,7 +284,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.numbers == "random", ("rnd", "", "rnd")),
                             (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), f"--fonts {a.fonts}",
-                                                   a.fonts.replace("-", ""))))
+                                                   a.fonts.replace("-", ""))),
+                            (a.temperature != TEMPERATURE, (f"temp{t}", f"--temperature {t}", f"temp{t}")))
             if on]
 
 
@@ -320,6 +321,8 @@ def main() -> None:
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the distillation lines' faces: TRAIN_FONTS' six or (dejavu-all, method names end in "
                          f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
+    ap.add_argument("--temperature", type=float, default=TEMPERATURE,
+                    help=f"spa finetune --temperature (default {TEMPERATURE:g}; another: method names end in -tempT)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -375,7 +378,7 @@ def main() -> None:
                 secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
                                                 "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
                                                 str(a.epochs), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
-                                                str(TEMPERATURE), "--augment", spec, "--seed", str(seed)]
+                                                f"{a.temperature:g}", "--augment", spec, "--seed", str(seed)]
                                                + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
                                                    f"{a.feature_weight:g}"] if a.feature_weight else [])
                                                + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])

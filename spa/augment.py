@@ -36,7 +36,10 @@ kind below; each kind is applied to each sample with probability ``P``:
   image gets a tinted background and tinted text (a grey image only a contrast change);
 - ``mix``: the sample blended with another sample of the batch, λ x + (1 − λ) x', λ uniform in 0.5-1 (mixup without
   labels: the teacher's outputs on the blend are the targets, "function matching", Beyer et al. 2022): inputs
-  between the data's, such as faint text over a page.
+  between the data's, such as faint text over a page;
+- ``splice``: the sample's columns from a cut at 25-75 % of its width on replaced by the same columns of another
+  sample of the batch (CutMix along the width, without labels; PaddleOCR trains its recognisers on lines joined
+  side by side, RecConAug): a text line whose second part comes from another line, a page of two halves.
 
 Inputs are float images, NCHW or NHWC (found from the model's declared shape: the axis of size 1, 3 or 4 next to
 the batch or last).  The augmentations run in torch on the batch, per sample, seeded by ``--seed``.
@@ -96,7 +99,7 @@ def with_rescaled_copies(feeds: dict[str, np.ndarray], scales: tuple[float, ...]
 
 
 # ---------------------------------------------------------------- distillation: random per-sample changes
-KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke", "colour", "mix")
+KINDS = ("scale", "shift", "blur", "noise", "contrast", "invert", "stroke", "colour", "mix", "splice")
 P = 0.5  # each kind's probability per sample
 
 
@@ -190,6 +193,9 @@ class Augment:
             elif kind == "mix":  # another sample of the batch (a random permutation) blended in
                 lam = self._u(n, 0.5, 1.0).view(n, 1, 1, 1)
                 z = lam * y + (1 - lam) * y[torch.randperm(n, generator=self.g)]
+            elif kind == "splice":  # columns from a cut on: another sample's (a random permutation)
+                cut = self._u(n, 0.25, 0.75).view(n, 1, 1, 1) * w
+                z = torch.where(torch.arange(w).view(1, 1, 1, w) >= cut, y[torch.randperm(n, generator=self.g)], y)
             elif kind == "invert":
                 lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
                 z = lo + hi - y

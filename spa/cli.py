@@ -530,7 +530,7 @@ def finetune(
     target_key: Annotated[str | None, typer.Option("--target", help="npz key of the targets (default: target, y, labels or label)")] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="--teacher: temperature of the KL on class scores")] = 2.0,
     output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|bce|mse|off for one output (repeatable; default chosen per output; bce: per-element probabilities, e.g. a Sigmoid map)")] = None,
-    augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke,colour,mix (image inputs; default none)")] = None,
+    augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke,colour,mix,splice (image inputs; default none)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
     plan: Annotated[Optional[Path], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries")] = None,
     feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,

@@ -117,6 +117,28 @@ def test_channel_axis_must_be_findable():
         Augment(("blur",), _image_model(["N", 8, 8, 8]), seed=0)
 
 
+def test_splice_takes_the_columns_from_a_cut_on_from_another_sample():
+    """`splice`: a changed sample keeps its own columns left of a cut at 25-75 % of the width and has another
+    sample's from the cut on, in every row and channel; NHWC inputs are cut along their width too."""
+    n, w = 32, 40
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 8, w).contiguous()  # sample i is all i
+    y = Augment(("splice",), _image_model(["N", 3, 8, w]), seed=3)([x])[0]
+    changed = 0
+    for i in range(n):
+        row = y[i, 0, 0]
+        assert torch.equal(y[i], row.expand(3, 8, w))  # the same columns in every row and channel
+        if torch.equal(row, x[i, 0, 0]):
+            continue
+        cut = int((row != i).nonzero()[0])
+        assert 0.25 * w <= cut <= 0.75 * w + 1
+        assert (row[:cut] == i).all() and len(set(row[cut:].tolist())) == 1  # one other sample from the cut on
+        changed += 1
+    assert 0 < changed < n
+    xh = x.permute(0, 2, 3, 1).contiguous()  # NHWC: the same samples, cut along axis 2
+    yh = Augment(("splice",), _image_model(["N", 8, w, 3]), seed=3)([xh])[0]
+    assert torch.equal(yh.permute(0, 3, 1, 2), y)
+
+
 def test_mix_blends_each_sample_with_another_of_its_batch():
     """`mix`: a changed sample is λ x_i + (1 − λ) x_j with λ in [0.5, 1] and j another sample of the batch; a batch of
     one is left as it is."""

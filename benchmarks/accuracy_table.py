@@ -55,7 +55,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # strings and --augment invert,contrast, distill_rec_heldout.py --data mixed, where run, at 0.3 with lr 2e-4, the lr
 # validation chose there (distill_rec_heldout_lr_choice.txt), at 0.5 since branch feat with the intermediate features
 # (distill_rec_heldout_features_choice.txt), since branch swa with digit strings in no format (--numbers random, chosen
-# there too, "-rnd"), since branch mix with --augment invert,contrast,mix at 0.5 (chosen there, "-plusmix"); else the licence
+# there too, "-rnd"), since branch mix with --augment invert,contrast,mix at 0.5 (chosen there, "-plusmix"), since branch temp
+# that recipe at 0.3 with lr 2e-4 (nothing chosen; distill_rec_heldout_features_choice.txt's rule); else the licence
 # lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
 # pages and the intermediate features, chosen there at 0.3 and run held out at 0.3 and 0.5; since branch fonts at 0.3
@@ -63,7 +64,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 # ("METHOD@R1/R2": that method at those ratios only)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
-             "ocr_rec": ("distill-aug-mixed-feat1-rnd-plusmix", "distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd",
+             "ocr_rec": ("distill-aug-mixed-lr2e-4-feat1-rnd-plusmix@0.3", "distill-aug-mixed-feat1-rnd-plusmix",
+                         "distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd",
                          "distill-aug-mixed-feat1",
                          "distill-aug-mixed", "distill"),
              "ocr_det": ("distill-aug-pages512-feat1-dejavuall@0.3", "distill-aug-pages512-feat1", "distill-aug", "distill")}
@@ -201,8 +203,11 @@ def main() -> None:
            "(both chosen on a validation set of other texts, digits and faces), lr 2e-3 at 0.5 (since branch feat "
            "with the intermediate features, \"-feat1\", chosen on the same validation set; since branch swa its digit "
            "strings in no format, runs of digits joined by any punctuation, \"-rnd\", chosen there too; \"-rnd-dejavuall\", the "
-           "lines in all 21 DejaVu faces, led there in branch fonts but lost held out and is only listed) and at 0.3 lr 2e-4 "
-           "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there); \"distill\" = the licence lines "
+           "lines in all 21 DejaVu faces, led there in branch fonts but lost held out and is only listed; since branch mix "
+           "`--augment invert,contrast,mix`, \"-plusmix\", chosen there too) and at 0.3 lr 2e-4 "
+           "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there; since branch temp the 0.5 recipe with that "
+           "lr, \"-lr2e-4-feat1-rnd-plusmix\", nothing chosen: its noisy text, which the lines lack, falls below the "
+           "prune alone: distil only what pruning broke); \"distill\" = the licence lines "
            "alone, which hold few digits and no inverted text, its worst cells. "
            "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines (sentences, pages) "
            "instead of the data-free one (on PP-OCRv4 det it loses: the noisy pages, absent from both, fall; on PP-OCRv4 "

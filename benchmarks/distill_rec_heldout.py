@@ -272,7 +272,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
     """How the run differs from the first recipe (licence lines, data-free start, LR, EPOCHS, no features), as
     (R method suffix, log-line option, V label suffix) triples in the order the raw files spell them; "" where
     one of the three does not name the setting (the V labels always name the start and the lr)."""
-    fw, wu, av, t = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}", f"{a.temperature:g}"
+    fw, wu, av, temp = f"{a.feature_weight:g}", f"{a.warmup:g}", f"{a.average:g}", f"{a.temperature:g}"
     return [t for on, t in ((a.data == "mixed", ("mixed", "", "")),
                             (a.start == "calib", ("fromcalib", "", "")),
                             (a.start == "data-free-energy", ("fromenergy", "", "")),
@@ -285,7 +285,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), f"--fonts {a.fonts}",
                                                    a.fonts.replace("-", ""))),
-                            (a.temperature != TEMPERATURE, (f"temp{t}", f"--temperature {t}", f"temp{t}")))
+                            (a.temperature != TEMPERATURE, (f"temp{temp}", f"--temperature {temp}", f"temp{temp}")))
             if on]
 
 

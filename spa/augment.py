@@ -147,6 +147,12 @@ class Augment:
     def __call__(self, xs: list) -> list:
         return [self.one(x, lay) for x, lay in zip(xs, self.layouts)]
 
+    def _others(self, y):
+        """Each sample's partner for `mix` and `splice`: another sample of the batch (a random permutation)."""
+        import torch
+
+        return y[torch.randperm(len(y), generator=self.g)]
+
     def _u(self, n: int, lo: float, hi: float):
         import torch
 
@@ -190,12 +196,12 @@ class Augment:
                 mean = y.mean(dim=(2, 3) if k > 1 else (1, 2, 3), keepdim=True)
                 sd = y.std(dim=(1, 2, 3), keepdim=True)
                 z = mean + (y - mean) * self._u(n * k, 0.6, 1.2).view(n, k, 1, 1) + sd * self._u(n * k, -0.2, 0.2).view(n, k, 1, 1)
-            elif kind == "mix":  # another sample of the batch (a random permutation) blended in
+            elif kind == "mix":  # another sample of the batch blended in
                 lam = self._u(n, 0.5, 1.0).view(n, 1, 1, 1)
-                z = lam * y + (1 - lam) * y[torch.randperm(n, generator=self.g)]
-            elif kind == "splice":  # columns from a cut on: another sample's (a random permutation)
+                z = lam * y + (1 - lam) * self._others(y)
+            elif kind == "splice":  # columns from a cut on: another sample's
                 cut = self._u(n, 0.25, 0.75).view(n, 1, 1, 1) * w
-                z = torch.where(torch.arange(w).view(1, 1, 1, w) >= cut, y[torch.randperm(n, generator=self.g)], y)
+                z = torch.where(torch.arange(w).view(1, 1, 1, w) >= cut, self._others(y), y)
             elif kind == "invert":
                 lo, hi = y.amin(dim=(1, 2, 3), keepdim=True), y.amax(dim=(1, 2, 3), keepdim=True)
                 z = lo + hi - y

@@ -131,7 +131,7 @@ def test_splice_takes_the_columns_from_a_cut_on_from_another_sample():
             continue
         cut = int((row != i).nonzero()[0])
         assert 0.25 * w <= cut <= 0.75 * w + 1
-        assert (row[:cut] == i).all() and len(set(row[cut:].tolist())) == 1  # one other sample from the cut on
+        assert len(set(row[cut:].tolist())) == 1  # one other sample from the cut on (its own before, by `cut`)
         changed += 1
     assert 0 < changed < n
     xh = x.permute(0, 2, 3, 1).contiguous()  # NHWC: the same samples, cut along axis 2

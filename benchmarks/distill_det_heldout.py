@@ -17,6 +17,9 @@ blur and no coloured background, so pages-noisy measures that shift.
 Calibrate, then distil (`--start calib`, method "distill-fromcalib"; branch detcal): the prune distilled is spa's
 `obspa --calib` default on the first N_CALIB distillation pages instead of the data-free one (the recipe chosen on
 the recogniser's validation set, benchmarks/distill_rec_heldout_calibstart_choice.txt; not chosen on this model).
+A local start (`--start data-free-local`, methods "...-fromlocal"): data-free obspa with `--allocate local`, every
+group losing the ratio, instead of the default's OBS-cost allocation up to 0.3 (on the recogniser at 0.5 the
+energy-allocated start distilled worse than the local one, distill_rec_heldout_features_choice.txt, candidate C).
 
 Augmentation (`--augment SPEC`, passed to `spa finetune --augment`; R rows then carry method "distill-aug"), chosen
 by `--choose 'none|A|B' --choice-file F --validate-only`: each setting is distilled at every ratio and seed and scored
@@ -71,6 +74,7 @@ EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
 METHOD, AUG_METHOD = "distill", "distill-aug"
 AUG_RECIPE = "noise,contrast"  # method distill-aug's --augment (run 1-3); other settings' methods add aug_suffix
 N_CALIB = 32  # --start calib: obspa --calib on the first distillation pages
+START_NAME = {"calib": "obspa --calib", "data-free-local": "data-free obspa --allocate local"}
 OUTPUT = "sigmoid_0.tmp_0"  # the detector's one output, a Sigmoid probability map (--output-loss)
 HELD_FONTS = ("LiberationSans", "LiberationSerif", "FreeSerif", "FreeMono")  # generalise.det_page's held-out faces
 HELD_TEXT = "Apache-2.0"
@@ -87,8 +91,9 @@ def main() -> None:
     ap.add_argument("--ratios", default="0.3,0.5")
     ap.add_argument("--seeds", default="0", help="comma-separated: the prune's and the fine-tune's seed")
     ap.add_argument("--no-header", action="store_true", help="a later part appended to the same file")
-    ap.add_argument("--start", choices=("data-free", "calib"), default="data-free",
-                    help="the prune distilled: spa's data-free default, or obspa --calib on the first 32 pages")
+    ap.add_argument("--start", choices=("data-free", "calib", "data-free-local"), default="data-free",
+                    help="the prune distilled: spa's data-free default, obspa --calib on the first 32 pages, or "
+                         "data-free obspa with --allocate local (method names and V labels end in -fromlocal)")
     ap.add_argument("--augment", default="none", help="spa finetune --augment SPEC (not 'none': method distill-aug)")
     ap.add_argument("--choose", help="'|'-separated --augment settings: distil each, score on the selection pages")
     ap.add_argument("--choice-file", type=Path, help="--choose: where the selection rows and the choice go")
@@ -136,8 +141,8 @@ def main() -> None:
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "pages.npz", **{name: x_tr})
     if not a.no_header:
-        start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
-            "data-free obspa (spa's default)"
+        start = {"calib": f"obspa --calib on the first {N_CALIB} distillation pages",
+                 "data-free-local": "data-free obspa --allocate local"}.get(a.start, "data-free obspa (spa's default)")
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(fonts)} DejaVu faces "
               f"({a.epochs} epochs, lr {a.lr}, batch {BATCH}: distill_det.txt's settings"
@@ -195,7 +200,7 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
     a.choice_file, rewritten after each), and name the setting with the best worst share of the original."""
     sel = ocr_det(selection=True)
     specs = a.choose.split("|")
-    lines = [(f"PP-OCRv4 det, {'obspa --calib' if a.start == 'calib' else 'data-free obspa'} prune + `spa finetune "
+    lines = [(f"PP-OCRv4 det, {START_NAME.get(a.start, 'data-free obspa')} prune + `spa finetune "
               f"--teacher` (as distill_det_heldout.txt, --start {a.start}): --augment chosen among "
               f"{' / '.join(specs)} on the detector's selection pages, never on the held-out ones (pixel F-score "
               "against the original's text pixels; the original scores 1 by definition)"),
@@ -229,6 +234,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
     """How the run differs from distill_det's distillation of the data-free prune, as (R method suffix, V label
     suffix) pairs, in the order the raw files spell them."""
     return [p for on, p in ((a.start == "calib", ("fromcalib", "from calib")),
+                            (a.start == "data-free-local", ("fromlocal", "from local")),
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
                             (a.freeze_bn, ("frozenbn", "frozen-bn")),
                             (a.pages != N_PAGES, (f"pages{a.pages}", f"{a.pages} pages")),

@@ -429,13 +429,15 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
 
 
 # how pruned_only's "# pruned only (obspa HOW)" comment names each start (distill_rec_heldout.summary reads it back)
-PRUNED_HOW = {"data-free": "data-free", "calib": "--calib", "data-free-energy": "data-free energy"}
+PRUNED_HOW = {"data-free": "data-free", "calib": "--calib", "data-free-energy": "data-free energy",
+              "data-free-local": "data-free local"}
 
 
 def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path):
     """The prune a distillation benchmark starts from (benchmarks/distill_{rec,det}_heldout.py): spa's `--calib`
     default on `calib` ("obspa-calib32") for `start` "calib", its data-free obspa with `--allocate energy` (the
-    option's cap) for "data-free-energy", else its data-free default ("obspa-default"); saved to `path`, scored on
+    option's cap) for "data-free-energy", with `--allocate local` (every group loses the ratio) for "data-free-local",
+    else its data-free default ("obspa-default"); saved to `path`, scored on
     `b`'s held-out distributions and reported as a "# pruned only" comment. Returns the pruned model, the params and
     MACs kept and the prune's seconds."""
     t0 = time.perf_counter()
@@ -443,6 +445,8 @@ def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path
         pruned, rep = prune_with(b.model, "obspa-calib32", ratio, seed, calib)
     elif start == "data-free-energy":
         pruned, rep = spa.prune(b.model, ratio=ratio, criterion="obspa", seed=seed, allocation="energy")
+    elif start == "data-free-local":
+        pruned, rep = spa.prune(b.model, ratio=ratio, criterion="obspa", seed=seed, allocation="local")
     else:
         pruned, rep = prune_with(b.model, "obspa-default", ratio, seed, None)
     prune_s = time.perf_counter() - t0

@@ -29,6 +29,8 @@ faces, generalise.DET_WIDE), never on the held-out ones; the setting with the be
 over seeds, ratios and selection pages is chosen, and only that one is then run held out (`--augment`).
 Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side by side merged by `--summarise`):
 `noise,contrast` at 4 epochs, against none, blur,noise,contrast, all, contrast alone, and 8 epochs with or without it.
+At 0.3 with 512 pages, the features and every DejaVu face (the recipe there): `noise,contrast,stroke` (run 24, worst
+0.8957 against 0.8857), against colour, mix, splice, mix+splice added and a local start (runs 17, 20-23).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3 --seeds 0,1,2 \
         --choose 'none|blur,noise,contrast|all' --choice-file benchmarks/distill_det_heldout_choice.txt

@@ -143,8 +143,8 @@ def main() -> None:
     onnx.save(b.model, str(tmp / "orig.onnx"))
     np.savez(tmp / "pages.npz", **{name: x_tr})
     if not a.no_header:
-        start = {"calib": f"obspa --calib on the first {N_CALIB} distillation pages",
-                 "data-free-local": "data-free obspa --allocate local"}.get(a.start, "data-free obspa (spa's default)")
+        start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
+            START_NAME.get(a.start, "data-free obspa (spa's default)")
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
               f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(fonts)} DejaVu faces "
               f"({a.epochs} epochs, lr {a.lr}, batch {BATCH}: distill_det.txt's settings"

@@ -2,10 +2,11 @@
 
 ``finetune(model, data, output)``: the graph becomes a trainable ``spa.onnx_to_torch.OnnxModule``
 (float initializers are parameters; BatchNormalization keeps its running statistics, only its scale and bias
-train), is trained with Adam on the samples in ``data``, re-exported with torch's TorchScript exporter (same
-input and output names, the batch axis symbolic wherever the original's was), checked (onnx.checker,
-onnxruntime output shapes equal the original's, onnxruntime equal to the trained torch module at two batch
-sizes) and written atomically.  Losses before and after are measured with onnxruntime on the two ONNX models,
+train), is trained with Adam on the samples in ``data``, and its weights are written back into the input graph's
+initializers (nodes, names, opset and metadata unchanged, so a later ``spa prune`` or ``--plan`` sees the same
+tensors; torch's TorchScript re-export, same input and output names and batch axis, only where that copy does not
+reproduce the trained module), checked (onnx.checker, onnxruntime output shapes equal the original's, onnxruntime
+equal to the trained torch module at two batch sizes) and written atomically.  Losses before and after are measured with onnxruntime on the two ONNX models,
 over all the samples.
 
 The data file is an ``.npz`` holding one array per graph input (keyed by the input's name, or by ``input_key``
@@ -333,8 +334,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
            average)
     module.eval()
 
-    tuned = _export(torch, module, proto, inputs, dynamic, fixed)
-    err = _check_export(torch, module, tuned, inputs, dynamic, fixed)
+    tuned, err = _written(torch, module, proto, inputs, dynamic, fixed)
     check_model(tuned, proto)
     modelfile.save_atomic(tuned, out_p, input_path=str(src))
     if teacher is None:  # measured on the written model in onnxruntime
@@ -455,6 +455,38 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
                 p.copy_(m)
     if bn == "re-estimated" and epochs:
         reestimate_bn(module, (feed(idx) for idx in all_batches))  # statistics of the final weights
+
+
+def _written(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,
+             fixed: int) -> tuple[onnx.ModelProto, float]:
+    """The model to write and its check (`_check_export`): the input graph with the trained weights written into
+    its initializers (`write_back`), so that nodes, names, opset and metadata stay the user's and a later `spa
+    prune` or `--plan` sees the same tensors; the TorchScript re-export only where that copy does not reproduce
+    the trained module (an initializer dtype the module computes in at another precision)."""
+    tuned = write_back(module, proto)
+    try:
+        return tuned, _check_export(torch, module, tuned, inputs, dynamic, fixed)
+    except VerificationFailed:
+        tuned = _export(torch, module, proto, inputs, dynamic, fixed)
+        return tuned, _check_export(torch, module, tuned, inputs, dynamic, fixed)
+
+
+def write_back(module, proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``proto`` whose initializers hold ``module``'s values (its parameters and buffers, in each
+    initializer's own dtype and shape): the graph itself is untouched."""
+    from onnx import helper, numpy_helper
+
+    values = dict(module.named_parameters()) | dict(module.named_buffers())
+    tuned = onnx.ModelProto()
+    tuned.CopyFrom(proto)
+    for init in tuned.graph.initializer:
+        attr = module.param_names.get(init.name)
+        if attr is None:
+            continue
+        arr = values[attr].detach().cpu().numpy()
+        arr = arr.astype(helper.tensor_dtype_to_np_dtype(init.data_type)).reshape(tuple(init.dims))
+        init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    return tuned
 
 
 def _export(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,

@@ -17,6 +17,7 @@ pytest.importorskip("torch")
 import spa
 from models import patterns
 from spa import modelfile
+from spa import finetune as finetune_mod
 from spa.finetune import _train, finetune, lr_factor
 from spa.verify import session
 
@@ -200,8 +201,35 @@ def test_reshape_to_a_computed_shape_keeps_the_batch_free(tmp_path):
     x = np.random.default_rng(0).standard_normal((8, 4, 2, 3)).astype(np.float32)
     np.savez(tmp_path / "x.npz", x=x)
     # the re-export is checked at batches 2 and 3; before, the example's batch 2 was baked into the first Reshape
-    rep = finetune(tmp_path / "m.onnx", tmp_path / "x.npz", tmp_path / "out.onnx", epochs=0,
-                   teacher=tmp_path / "m.onnx")
-    assert rep.export_error <= 1e-4
-    got = session(onnx.load(str(tmp_path / "out.onnx"))).run(None, {"x": x[:5]})[0]
+    # (the TorchScript re-export is finetune's fallback since the weights are written back into the graph: forced)
+    import torch
+
+    from spa.onnx_to_torch import onnx_to_torch
+
+    module = onnx_to_torch(model).eval()
+    exported = finetune_mod._export(torch, module, model, {"x": x}, True, 0)
+    assert finetune_mod._check_export(torch, module, exported, {"x": x}, True, 0) <= 1e-4
+    got = session(exported).run(None, {"x": x[:5]})[0]
     np.testing.assert_allclose(got, session(model).run(None, {"x": x[:5]})[0], rtol=1e-6)
+
+
+def test_the_trained_weights_are_written_into_the_input_graph(pruned, tmp_path, monkeypatch):
+    """The output is the input graph (nodes, names, opset) with new initializer values, so a later prune or --plan
+    sees the same tensors; where the copy would not reproduce the trained module the re-export is written."""
+    model, data = pruned
+    finetune(model, data, tmp_path / "tuned.onnx", epochs=2, lr=1e-2, batch=8)
+    tuned, orig = onnx.load(str(tmp_path / "tuned.onnx")), onnx.load(str(model))
+    assert tuned.graph.node == orig.graph.node and tuned.opset_import == orig.opset_import
+    assert [i.name for i in tuned.graph.initializer] == [i.name for i in orig.graph.initializer]
+    new = {i.name: onnx.numpy_helper.to_array(i) for i in tuned.graph.initializer}
+    old = {i.name: onnx.numpy_helper.to_array(i) for i in orig.graph.initializer}
+    assert all(new[k].shape == old[k].shape and new[k].dtype == old[k].dtype for k in old)
+    assert any(not np.array_equal(new[k], old[k]) for k in old)
+
+    def wrong(module, proto):  # a copy that does not reproduce the module: the check must catch it
+        return onnx.ModelProto.FromString(proto.SerializeToString())
+
+    monkeypatch.setattr(finetune_mod, "write_back", wrong)
+    rep = finetune(model, data, tmp_path / "exported.onnx", epochs=2, lr=1e-2, batch=8)
+    exported = onnx.load(str(tmp_path / "exported.onnx"))
+    assert rep.export_error <= 1e-4 and exported.graph.node != orig.graph.node  # the TorchScript re-export

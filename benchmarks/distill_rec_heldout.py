@@ -97,7 +97,8 @@ FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 # invert,contrast) comes last
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
             "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
-            "dejavuall": ", every DejaVu face", "temp": ", temperature {}"}
+            "dejavuall": ", every DejaVu face", "temp": ", temperature {}",
+            "step": ", in steps {}"}
 
 
 def family(font_file: str) -> str:
@@ -268,6 +269,36 @@ def summary(path: Path) -> list[str]:
     return out
 
 
+def stepped_start(b, r: float, seed: int, steps: str, tmp: Path, distil) -> tuple[float, float, float]:
+    """`--steps R1:E1` (benchmarks/stepped.py): the two-step prune of `b`'s model to the size of the one-shot prune at
+    `r`, saved where pruned_only saves its prune (with the composed plan), its first distillation's log and its
+    pruned-only scores printed as comments. Returns the params and MACs kept and the two prunes' seconds."""
+    from stepped import stepped
+
+    r1, e1 = steps.split(":")
+    logs = []
+
+    def first(pruned: Path, plan: Path, out: Path, epochs: int) -> None:
+        secs, load, log = distil(pruned, plan, out, epochs)
+        logs.append(f"# steps: first distillation ({epochs} epochs) at {r1}, seed {seed}: wall {secs:.1f}s, {load}"
+                    + "\n#     " + "\n#     ".join(log.strip().splitlines()))
+
+    pruned, plan, f = stepped(b.model, r, float(r1), seed, tmp, first, int(e1))
+    onnx.save(pruned, str(tmp / "pruned.onnx"))
+    plan.save(tmp / "pruned.plan.json")
+    print("\n".join(logs))
+    before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
+    print(f"# steps: data-free obspa at {f['r1']} ({f['prune1_s']:.1f}s), distilled {f['e1']} epochs "
+          f"({f['distil1_s']:.0f}s), then local data-free obspa at {f['r2']} ({f['prune2_s']:.1f}s): params kept "
+          f"{f['params_kept']:.4f}, MACs kept {f['macs_kept']:.4f} (the one-shot local prune at {r}: "
+          f"{f['one_shot_params_kept']:.4f} / {f['one_shot_macs_kept']:.4f}); composed plan of {f['groups']} groups")
+    prune_s = f["prune1_s"] + f["prune2_s"]
+    print(f"# pruned only (obspa {PRUNED_HOW['data-free-stepped']}) at {r}, seed {seed}: "
+          + ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {f['params_kept']:.4f}, MACs kept "
+          f"{f['macs_kept']:.4f}, prune {prune_s:.1f}s", flush=True)
+    return f["params_kept"], f["macs_kept"], prune_s
+
+
 def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
     """How the run differs from the first recipe (licence lines, data-free start, LR, EPOCHS, no features), as
     (R method suffix, log-line option, V label suffix) triples in the order the raw files spell them; "" where
@@ -285,7 +316,9 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), f"--fonts {a.fonts}",
                                                    a.fonts.replace("-", ""))),
-                            (a.temperature != TEMPERATURE, (f"temp{temp}", f"--temperature {temp}", f"temp{temp}")))
+                            (a.temperature != TEMPERATURE, (f"temp{temp}", f"--temperature {temp}", f"temp{temp}")),
+                            (bool(a.steps), (f"step{a.steps.replace(':', 'e')}" if a.steps else "",
+                                             f"--steps {a.steps}", f"step{a.steps}")))
             if on]
 
 
@@ -323,6 +356,8 @@ def main() -> None:
                          f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
     ap.add_argument("--temperature", type=float, default=TEMPERATURE,
                     help=f"spa finetune --temperature (default {TEMPERATURE:g}; another: method names end in -tempT)")
+    ap.add_argument("--steps", help="R1:E1: prune at R1 first and distil E1 epochs, then prune that to the ratio's "
+                                    "size and distil (benchmarks/stepped.py; method names end in -stepR1eE1)")
     ap.add_argument("--feature-weight", type=float, default=0.0,
                     help="spa finetune --plan (the prune's) --feature-weight W: also match the intermediate features "
                          "(method names end in -featW)")
@@ -369,20 +404,26 @@ def main() -> None:
                    "distributions (share of the original's character accuracy, worst over the validation distributions)"),
                   *notes, "# original (teacher): " + ", ".join(f"{d} {v:.4f}" for d, v in base.items()),
                           "# V\tmodel\tdist\taugment\tratio\tseed\tmetric\tshare_of_original\tdistil_wall_s"]
+    def distil(pruned: Path, plan: Path, out: Path, epochs: int, spec: str, seed: int):
+        return finetune_cli([str(pruned), "--teacher", str(tmp / "orig.onnx"), "--data", str(tmp / "lines.npz"),
+                             "-o", str(out), "--epochs", str(epochs), "--lr", a.lr, "--batch", str(BATCH),
+                             "--temperature", f"{a.temperature:g}", "--augment", spec, "--seed", str(seed)]
+                            + (["--plan", str(plan), "--feature-weight", f"{a.feature_weight:g}"]
+                               if a.feature_weight else [])
+                            + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
+                            + (["--average", f"{a.average:g}"] if a.average else []))
+
     for seed in seeds:
         for r in ratios:
-            _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
+            if a.steps:
+                pk, mk, prune_s = stepped_start(b, r, seed, a.steps, tmp,
+                                                lambda p, q, o, e, s=seed: distil(p, q, o, e, specs[0], s))
+            else:
+                _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
             models, worst = {}, {}
             for spec in specs:
                 out = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
-                secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
-                                                "--data", str(tmp / "lines.npz"), "-o", str(out), "--epochs",
-                                                str(a.epochs), "--lr", a.lr, "--batch", str(BATCH), "--temperature",
-                                                f"{a.temperature:g}", "--augment", spec, "--seed", str(seed)]
-                                               + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
-                                                   f"{a.feature_weight:g}"] if a.feature_weight else [])
-                                               + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
-                                               + (["--average", f"{a.average:g}"] if a.average else []))
+                secs, load, log = distil(tmp / "pruned.onnx", tmp / "pruned.plan.json", out, a.epochs, spec, seed)
                 models[spec] = onnx.load(str(out))
                 what = (f"# distillation (--data {a.data}, --augment {spec}{options}) at {r}, seed {seed}: wall {secs:.1f}s, "
                         f"{load}")

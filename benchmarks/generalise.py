@@ -430,7 +430,7 @@ def prune_with(m: onnx.ModelProto, method: str, ratio: float, seed: int, calib) 
 
 # how pruned_only's "# pruned only (obspa HOW)" comment names each start (distill_rec_heldout.summary reads it back)
 PRUNED_HOW = {"data-free": "data-free", "calib": "--calib", "data-free-energy": "data-free energy",
-              "data-free-local": "data-free local"}
+              "data-free-local": "data-free local", "data-free-stepped": "data-free, in steps"}
 
 
 def pruned_only(b: Bench, start: str, ratio: float, seed: int, calib, path: Path):

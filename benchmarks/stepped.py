@@ -1,0 +1,79 @@
+"""Prune in two steps with a distillation between them (`--steps R1:E1` of benchmarks/distill_rec_heldout.py):
+spa's data-free default prunes the original at R1, `spa finetune --teacher` distils that for E1 epochs, data-free
+obspa prunes the distilled model again, every group losing the same share (`--allocate local`, the default's own
+allocation above 0.3), sized so that the result keeps no more parameters and MACs than the one-shot prune at the
+target ratio, and the caller distils the result as it distils a one-shot prune.
+
+Gradual pruning lets the network adapt between the steps; the second prune's choice is made on weights that the
+distillation has already moved towards the teacher.  `spa finetune` writes the trained weights back into the input
+graph, so the distilled model holds the tensors of the first prune and the second prune's groups carry the same keys
+as the original's (a digest of their members' names): `compose` turns the two plans into one plan of the original,
+which `spa finetune --plan` needs to match the intermediate features against the teacher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+import spa
+from spa.plan import GroupPlan, Plan
+
+# the second prune's ratio starts R2_SPAN below 1 - (1 - ratio) / (1 - r1) (the first step's allocation is not local,
+# so the channel shares do not multiply exactly) and rises by R2_STEP until the result is no larger than the one-shot
+R2_STEP, R2_SPAN = 0.01, 0.05
+
+
+def compose(first: Plan, second: Plan) -> Plan:
+    """The plan of the original model that prunes what `first` and then `second` (a plan of the model `first`
+    pruned, same tensors) remove: each group keeps the original indices that `first` kept and `second` keeps."""
+    out = {g.key: g for g in first.groups}
+    for g in second.groups:
+        g1 = out.get(g.key)
+        if g1 is None:  # not pruned by the first step: its size is the original's
+            out[g.key] = g
+            continue
+        if g.size != len(g1.keep):
+            raise SystemExit(f"stepped: group {g.key} has {g.size} channels after the first prune, not "
+                             f"{len(g1.keep)}: the plans are not of one model")
+        out[g.key] = GroupPlan(g.key, g1.size, sorted(g1.keep[i] for i in g.keep), g1.members)
+    return Plan(list(out.values()), second.criterion, second.ratio, "stepped")
+
+
+def stepped(original: onnx.ModelProto, ratio: float, r1: float, seed: int, tmp: Path,
+            distil: Callable[[Path, Path, Path, int], None], e1: int) -> tuple[onnx.ModelProto, Plan, dict]:
+    """Prune `original` at `r1` (data-free default), distil it `e1` epochs (`distil(pruned, plan, out, epochs)`),
+    prune the result with local data-free obspa at the smallest ratio (on a grid of R2_STEP from R2_SPAN below
+    1 - (1 - ratio) / (1 - r1)) that keeps no more params and MACs than the one-shot local prune at `ratio`; returns the final pruned
+    model, the composed plan of the original and facts for the log (ratios, sizes, seconds)."""
+    _, base = spa.prune(original, ratio=0.0, criterion="l1")
+    _, one = spa.prune(original, ratio=ratio, criterion="l1", allocation="local")  # the sizes of the one-shot prune
+    target = (one.after.params / base.before.params, one.after.macs / base.before.macs)
+    t0 = time.perf_counter()
+    first, rep1 = spa.prune(original, ratio=r1, criterion="obspa", seed=seed)
+    prune1_s = time.perf_counter() - t0
+    onnx.save(first, str(tmp / "step1.onnx"))
+    rep1.plan.save(tmp / "step1.plan.json")
+    t1 = time.perf_counter()
+    distil(tmp / "step1.onnx", tmp / "step1.plan.json", tmp / "step1_distilled.onnx", e1)
+    distil1_s = time.perf_counter() - t1
+    mid = onnx.load(str(tmp / "step1_distilled.onnx"))
+    r2 = round(max(0.0, 1 - (1 - ratio) / (1 - r1) - R2_SPAN), 2)
+    while r2 < 0.95:  # local allocation: the sizes do not depend on the criterion, so l1 (fast) finds the ratio
+        _, rep = spa.prune(mid, ratio=r2, criterion="l1", allocation="local")
+        if rep.after.params <= one.after.params and rep.after.macs <= one.after.macs:
+            break
+        r2 = round(r2 + R2_STEP, 2)
+    t2 = time.perf_counter()
+    second, rep2 = spa.prune(mid, ratio=r2, criterion="obspa", seed=seed, allocation="local")
+    prune2_s = time.perf_counter() - t2
+    pk, mk = rep2.after.params / base.before.params, rep2.after.macs / base.before.macs
+    plan = compose(rep1.plan, rep2.plan)
+    facts = {"r1": r1, "e1": e1, "r2": r2, "params_kept": pk, "macs_kept": mk, "one_shot_params_kept": target[0],
+             "one_shot_macs_kept": target[1], "prune1_s": prune1_s, "distil1_s": distil1_s, "prune2_s": prune2_s,
+             "groups": len(plan.groups), "channels_kept": float(np.mean([len(g.keep) / g.size for g in plan.groups]))}
+    return second, plan, facts

@@ -70,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from distill_det import pages
 from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
 from generalise import DET_WIDE, ocr_det, pruned_only
+from stepped import stepped_start
 
 N_PAGES, PAGE_SEED = 256, 1  # distill_det.py's distillation pages
 EPOCHS, LR, BATCH = 4, "1e-3", 8  # distill_det.txt's row
@@ -121,6 +122,9 @@ def main() -> None:
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the pages' faces: TRAIN_FONTS' six or (dejavu-all; method names and V labels end in "
                          f"-dejavuall / every DejaVu face) {len(FONT_SETS['dejavu-all'])} DejaVu faces")
+    ap.add_argument("--steps", help="R1:E1: prune at R1 first and distil E1 epochs, then prune that to the size of the "
+                                    "ratio's one-shot prune and distil (benchmarks/stepped.py; method names end in "
+                                    "-stepR1eE1, V labels in 'steps R1:E1')")
     ap.add_argument("--summarise", nargs="+", type=Path,
                     help="only print the worst and mean share per ratio and setting over these files' V rows")
     a = ap.parse_args()
@@ -166,7 +170,7 @@ def main() -> None:
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
         for r in ratios:
-            _, pk, mk, prune_s = pruned_only(b, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
+            pk, mk, prune_s = start(a, b, r, seed, {name: x_tr[:N_CALIB]}, tmp)
             distilled = distil(a, r, seed, a.augment, tmp)
             for d, x in b.dists.items():
                 v = b.metric(distilled, x)
@@ -174,18 +178,24 @@ def main() -> None:
                       flush=True)
 
 
+def start(a: argparse.Namespace, b, r: float, seed: int, calib: dict, tmp: Path) -> tuple[float, float, float]:
+    """The prune distilled, saved as tmp/pruned.onnx with its plan: `--start`'s one-shot prune (generalise.pruned_only)
+    or, with `--steps`, benchmarks/stepped.py's two steps (the first distilled as `distil` distils, `a.augment`, or the
+    first --choose setting); its pruned-only scores on `b`'s distributions printed. Returns params, MACs kept, seconds."""
+    if not a.steps:
+        return pruned_only(b, a.start, r, seed, calib, tmp / "pruned.onnx")[1:]
+    spec = a.choose.split("|")[0] if a.choose else a.augment
+
+    def first(pruned: Path, plan: Path, out: Path, epochs: int):
+        return finetune_args(a, pruned, plan, out, epochs, spec, seed, tmp)
+
+    return stepped_start(b, r, seed, a.steps, tmp, first)
+
+
 def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out=None) -> onnx.ModelProto:
     """`spa finetune --teacher` of tmp/pruned.onnx on tmp/pages.npz with `--augment spec`; its log as comments."""
     path = tmp / f"distilled_{r}_{seed}_{spec.replace(',', '+')}.onnx"
-    secs, load, log = finetune_cli([str(tmp / "pruned.onnx"), "--teacher", str(tmp / "orig.onnx"),
-                                    "--data", str(tmp / "pages.npz"), "-o", str(path), "--epochs", str(a.epochs),
-                                    "--lr", a.lr, "--batch", str(BATCH), "--augment", spec, "--seed", str(seed)]
-                                   + (["--freeze-bn"] if a.freeze_bn else [])
-                                   + (["--plan", str(tmp / "pruned.plan.json"), "--feature-weight",
-                                       f"{a.feature_weight:g}"] if a.feature_weight else [])
-                                   + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
-                                   + (["--average", f"{a.average:g}"] if a.average else [])
-                                   + (["--output-loss", f"{OUTPUT}={a.output_loss}"] if a.output_loss else []))
+    secs, load, log = finetune_args(a, tmp / "pruned.onnx", tmp / "pruned.plan.json", path, a.epochs, spec, seed, tmp)
     feat = f", --feature-weight {a.feature_weight:g}" if a.feature_weight else ""
     what = (f"# distillation (--augment {spec}, {a.epochs} epochs{feat}) at {r}, seed {seed}: wall {secs:.1f}s, "
             f"{load}\n#     " + "\n#     ".join(log.strip().splitlines()))
@@ -194,6 +204,20 @@ def distil(a: argparse.Namespace, r: float, seed: int, spec: str, tmp: Path, out
     else:
         out(what)
     return onnx.load(str(path))
+
+
+def finetune_args(a: argparse.Namespace, pruned: Path, plan: Path, path: Path, epochs: int, spec: str, seed: int,
+                  tmp: Path) -> tuple[float, str, str]:
+    """finetune_cli (seconds, load, log) of `spa finetune --teacher` of `pruned` on tmp/pages.npz with the run's
+    settings, `epochs` and `--augment spec`, to `path`."""
+    return finetune_cli([str(pruned), "--teacher", str(tmp / "orig.onnx"), "--data", str(tmp / "pages.npz"), "-o",
+                         str(path), "--epochs", str(epochs), "--lr", a.lr, "--batch", str(BATCH), "--augment", spec,
+                         "--seed", str(seed)]
+                        + (["--freeze-bn"] if a.freeze_bn else [])
+                        + (["--plan", str(plan), "--feature-weight", f"{a.feature_weight:g}"] if a.feature_weight else [])
+                        + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
+                        + (["--average", f"{a.average:g}"] if a.average else [])
+                        + (["--output-loss", f"{OUTPUT}={a.output_loss}"] if a.output_loss else []))
 
 
 def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: str, x_tr: np.ndarray,
@@ -217,7 +241,7 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
     for seed in seeds:
         for r in ratios:
             with contextlib.redirect_stdout(io.StringIO()) as said:
-                pruned_only(sel, a.start, r, seed, {name: x_tr[:N_CALIB]}, tmp / "pruned.onnx")
+                start(a, sel, r, seed, {name: x_tr[:N_CALIB]}, tmp)
             note(said.getvalue().rstrip())
             for spec in specs:
                 m = distil(a, r, seed, spec, tmp, out=note)
@@ -245,7 +269,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")),
                             (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")),
-                            (bool(a.output_loss), (f"{a.output_loss}map", f"{a.output_loss} on the map")))
+                            (bool(a.output_loss), (f"{a.output_loss}map", f"{a.output_loss} on the map")),
+                            (bool(a.steps), (f"step{(a.steps or '').replace(':', 'e')}", f"steps {a.steps}")))
             if on]
 
 

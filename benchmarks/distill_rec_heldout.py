@@ -75,6 +75,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
 from generalise import OCR_HELDOUT, PRUNED_HOW, licence_segments, ocr_rec, pruned_only, rec_line
+from stepped import stepped_start
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
 N_CALIB = 32  # --start calib: obspa --calib on the first lines of the distillation set
@@ -267,36 +268,6 @@ def summary(path: Path) -> list[str]:
             out.append(line(f"pruned {r} seed {seed} (obspa {how})", dict(scores)))
             out += [line(f"+ distillation{labels[meth]} {r} seed {seed}", v) for meth, v in runs.items()]
     return out
-
-
-def stepped_start(b, r: float, seed: int, steps: str, tmp: Path, distil) -> tuple[float, float, float]:
-    """`--steps R1:E1` (benchmarks/stepped.py): the two-step prune of `b`'s model to the size of the one-shot prune at
-    `r`, saved where pruned_only saves its prune (with the composed plan), its first distillation's log and its
-    pruned-only scores printed as comments. Returns the params and MACs kept and the two prunes' seconds."""
-    from stepped import stepped
-
-    r1, e1 = steps.split(":")
-    logs = []
-
-    def first(pruned: Path, plan: Path, out: Path, epochs: int) -> None:
-        secs, load, log = distil(pruned, plan, out, epochs)
-        logs.append(f"# steps: first distillation ({epochs} epochs) at {r1}, seed {seed}: wall {secs:.1f}s, {load}"
-                    + "\n#     " + "\n#     ".join(log.strip().splitlines()))
-
-    pruned, plan, f = stepped(b.model, r, float(r1), seed, tmp, first, int(e1))
-    onnx.save(pruned, str(tmp / "pruned.onnx"))
-    plan.save(tmp / "pruned.plan.json")
-    print("\n".join(logs))
-    before = {d: b.metric(pruned, data) for d, data in b.dists.items()}
-    print(f"# steps: data-free obspa at {f['r1']} ({f['prune1_s']:.1f}s), distilled {f['e1']} epochs "
-          f"({f['distil1_s']:.0f}s), then local data-free obspa at {f['r2']} ({f['prune2_s']:.1f}s): params kept "
-          f"{f['params_kept']:.4f}, MACs kept {f['macs_kept']:.4f} (the one-shot local prune at {r}: "
-          f"{f['one_shot_params_kept']:.4f} / {f['one_shot_macs_kept']:.4f}); composed plan of {f['groups']} groups")
-    prune_s = f["prune1_s"] + f["prune2_s"]
-    print(f"# pruned only (obspa {PRUNED_HOW['data-free-stepped']}) at {r}, seed {seed}: "
-          + ", ".join(f"{d} {v:.4f}" for d, v in before.items()) + f"; params kept {f['params_kept']:.4f}, MACs kept "
-          f"{f['macs_kept']:.4f}, prune {prune_s:.1f}s", flush=True)
-    return f["params_kept"], f["macs_kept"], prune_s
 
 
 def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:

@@ -7,7 +7,7 @@ at the target ratio, and the caller distils the result as it distils a one-shot 
 Gradual pruning lets the network adapt between the steps; the second prune's choice is made on weights that the
 distillation has already moved towards the teacher.  `spa finetune` writes the trained weights back into the input
 graph, so the distilled model holds the tensors of the first prune and the second prune's groups carry the same keys
-as the original's (a digest of their members' names): `compose` turns the two plans into one plan of the original,
+as the original's (a digest of their members' names): `spa.plan.Plan.then` turns the two plans into one plan of the original,
 which `spa finetune --plan` needs to match the intermediate features against the teacher.
 """
 
@@ -21,27 +21,11 @@ import numpy as np
 import onnx
 
 import spa
-from spa.plan import GroupPlan, Plan
+from spa.plan import Plan
 
 # the second prune's ratio starts R2_SPAN below 1 - (1 - ratio) / (1 - r1) (the first step's allocation is not local,
 # so the channel shares do not multiply exactly) and rises by R2_STEP until the result is no larger than the one-shot
 R2_STEP, R2_SPAN = 0.01, 0.05
-
-
-def compose(first: Plan, second: Plan) -> Plan:
-    """The plan of the original model that prunes what `first` and then `second` (a plan of the model `first`
-    pruned, same tensors) remove: each group keeps the original indices that `first` kept and `second` keeps."""
-    out = {g.key: g for g in first.groups}
-    for g in second.groups:
-        g1 = out.get(g.key)
-        if g1 is None:  # not pruned by the first step: its size is the original's
-            out[g.key] = g
-            continue
-        if g.size != len(g1.keep):
-            raise SystemExit(f"stepped: group {g.key} has {g.size} channels after the first prune, not "
-                             f"{len(g1.keep)}: the plans are not of one model")
-        out[g.key] = GroupPlan(g.key, g1.size, sorted(g1.keep[i] for i in g.keep), g1.members)
-    return Plan(list(out.values()), second.criterion, second.ratio, "stepped")
 
 
 def stepped(original: onnx.ModelProto, ratio: float, r1: float, seed: int, tmp: Path,
@@ -72,7 +56,7 @@ def stepped(original: onnx.ModelProto, ratio: float, r1: float, seed: int, tmp: 
     second, rep2 = spa.prune(mid, ratio=r2, criterion="obspa", seed=seed, allocation="local")
     prune2_s = time.perf_counter() - t2
     pk, mk = rep2.after.params / base.before.params, rep2.after.macs / base.before.macs
-    plan = compose(rep1.plan, rep2.plan)
+    plan = rep1.plan.then(rep2.plan)
     facts = {"r1": r1, "e1": e1, "r2": r2, "params_kept": pk, "macs_kept": mk, "one_shot_params_kept": target[0],
              "one_shot_macs_kept": target[1], "prune1_s": prune1_s, "distil1_s": distil1_s, "prune2_s": prune2_s,
              "groups": len(plan.groups), "channels_kept": float(np.mean([len(g.keep) / g.size for g in plan.groups]))}

@@ -532,7 +532,7 @@ def finetune(
     output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|bce|mse|off for one output (repeatable; default chosen per output; bce: per-element probabilities, e.g. a Sigmoid map)")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke,colour,mix,splice (image inputs; default none)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
-    plan: Annotated[Optional[Path], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries")] = None,
+    plan: Annotated[Optional[list[Path]], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries. Repeat it for a model pruned again after fine-tuning: the plans in the order they were applied")] = None,
     feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,
     warmup: Annotated[float, typer.Option("--warmup", help="share of the steps over which the learning rate rises linearly to --lr before its cosine decay (0: none)")] = 0.0,
     average: Annotated[float, typer.Option("--average", help="average the weights over this last share of the steps, the learning rate held there (stochastic weight averaging; 0: none)")] = 0.0,
@@ -553,7 +553,7 @@ def finetune(
     from .distill import parse_output_loss
     from .finetune import finetune as run
 
-    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher), ("--plan", plan)],
+    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher), *(("--plan", p) for p in plan or [])],
                        writes=[("-o", output)])
 
     def progress(epoch: int, total: int, value: float, seconds: float) -> None:
@@ -563,7 +563,7 @@ def finetune(
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
               output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
-              progress=None if quiet or as_json else progress, augment=augment, plan=plan,
+              progress=None if quiet or as_json else progress, augment=augment, plan=plan or None,
               feature_weight=feature_weight, warmup=warmup, average=average, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
                                                   "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
                                                   "gray": data_gray}.items() if v} or None)

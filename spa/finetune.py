@@ -283,7 +283,8 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     With ``teacher`` (the original model) no targets are read: the loss matches every teacher output
     (``spa.distill``); ``augment`` ("all" or a comma list of ``spa.augment.KINDS``) then alters each training
     batch at random, the teacher seeing the same altered inputs; ``plan`` (the `spa.plan.Plan` the model was
-    pruned with, or its JSON file) adds the intermediate features at the pruned groups' boundaries to the loss,
+    pruned with, or its JSON file; a list of them for a model pruned again after fine-tuning, composed by
+    `spa.plan.Plan.then`) adds the intermediate features at the pruned groups' boundaries to the loss,
     weighted by ``feature_weight``.  ``warmup`` (a share of the steps, 0 <= warmup < 1) raises the learning
     rate linearly over those first w steps, from lr/w to lr, before the cosine (`lr_factor`).  ``average`` (a share
     of the steps, warmup + average <= 1) holds the learning rate where the last such share begins and averages the
@@ -301,8 +302,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if plan is not None and teacher is None:
         raise BadArgument("--plan applies to distillation (--teacher ORIGINAL.onnx): it names the teacher's channels "
                           "the student kept")
-    if plan is not None and not isinstance(plan, Plan):
-        plan = Plan.load(plan)
+    plan = _one_plan(plan)
     src = Path(model)
     out_p = Path(output)
     if same_file(out_p, src):
@@ -344,6 +344,18 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     return FinetuneReport(out_p, n, epochs, loss if teacher is None else "distill", loss_before, loss_after,
                           acc_before, acc_after, err, time.perf_counter() - t0, bn, _bn_count(proto),
                           obj.outputs_report() if teacher is not None else [], kinds)
+
+
+def _one_plan(plan) -> Plan | None:
+    """`plan` as one Plan of the teacher: a Plan or a file, or a list of them in the order they were applied (a model
+    pruned, fine-tuned and pruned again), composed by `Plan.then`."""
+    if plan is None:
+        return None
+    plans = [p if isinstance(p, Plan) else Plan.load(p) for p in (plan if isinstance(plan, (list, tuple)) else [plan])]
+    out = plans[0]
+    for p in plans[1:]:
+        out = out.then(p)
+    return out
 
 
 def _check_options(teacher, loss: str | None, target_key: str | None, output_loss, epochs: int, batch: int,

@@ -97,6 +97,24 @@ class Plan:
     def removed(self) -> int:
         return sum(g.size - len(g.keep) for g in self.groups)
 
+    def then(self, second: Plan) -> Plan:
+        """The plan of the original model that removes what this plan and then `second` remove, `second` being a
+        plan of the model this one pruned (after any fine-tuning: `spa finetune` keeps the tensors' names, and a group's
+        key is a digest of them): each group keeps the original indices that both keep.  Raises BadArgument if
+        `second` is not a plan of the pruned model (a group whose size is not what this plan kept)."""
+        out = {g.key: g for g in self.groups}
+        for g in second.groups:
+            g1 = out.get(g.key)
+            if g1 is None:  # not pruned by the first plan: its size is the original's
+                out[g.key] = g
+                continue
+            if g.size != len(g1.keep) or max(g.keep, default=-1) >= len(g1.keep):
+                raise BadArgument(f"plan group {g.key} ({', '.join(g.members[:2])}...) has {g.size} channels in the "
+                                  f"second plan, the first kept {len(g1.keep)}: give the plans in the order they were "
+                                  "applied, each of the model the one before produced")
+            out[g.key] = GroupPlan(g.key, g1.size, sorted(g1.keep[i] for i in g.keep), g1.members)
+        return Plan(list(out.values()), second.criterion, second.ratio, "steps")
+
 
 MAX_PLAN_BYTES = 64 << 20  # a plan lists kept channel indices: far below this even for the largest models
 

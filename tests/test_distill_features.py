@@ -170,3 +170,34 @@ def test_view_keeps_element_types() -> None:
     types = ModelView.build(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])).elem_types
     assert (types["x"], types["w"], types["y"]) == (TensorProto.FLOAT,) * 3
     assert (types["s"], types["b"]) == (TensorProto.INT64, TensorProto.BOOL)
+
+
+def test_a_model_pruned_twice_is_distilled_with_the_plans_composed(pruned, tmp_path):
+    """Pruned, then pruned again (spa finetune keeps the tensors' names, so the second plan's groups carry the
+    original's keys): `Plan.then` gives the plan of the original that removes both, the same model as the two prunes
+    in one, and `--plan A --plan B` matches the features on it (exact before training against the zeroed original)."""
+    src, _, data, _, _ = pruned
+    model = onnx.load(str(src))
+    once, rep1 = spa.prune(model, ratio=0.3, criterion="l1")
+    twice, rep2 = spa.prune(once, ratio=0.4, criterion="l1")
+    both = rep1.plan.then(rep2.plan)
+    assert both.removed == rep1.plan.removed + rep2.plan.removed
+    direct, _ = spa.prune(model, plan=both)
+    x = np.load(data)["x"]
+    np.testing.assert_allclose(session(direct).run(None, {"x": x})[0], session(twice).run(None, {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)
+    a = analyze(prepare(model)[0])
+    onnx.save(zeroed_model(a, keep_mask(a, both)), str(tmp_path / "zeroed.onnx"))
+    modelfile.save_atomic(twice, tmp_path / "twice.onnx")
+    for i, p in enumerate((rep1.plan, rep2.plan)):
+        p.save(tmp_path / f"plan{i}.json")
+    rep = finetune(tmp_path / "twice.onnx", data, tmp_path / "d.onnx", teacher=tmp_path / "zeroed.onnx",
+                   plan=[tmp_path / "plan0.json", tmp_path / "plan1.json"], epochs=0, batch=16)
+    assert next(o for o in rep.outputs if o["output"] == "(features)")["before"] < 1e-9
+    r = spa_cli("finetune", tmp_path / "twice.onnx", "--data", data, "-o", tmp_path / "c.onnx", "--teacher", src,
+                "--plan", tmp_path / "plan0.json", "--plan", tmp_path / "plan1.json", "--epochs", "1", "--batch", "16")
+    assert r.returncode == 0 and "features: mse on" in r.stdout, r.stderr
+    # the plans in the wrong order: one line, exit 2
+    assert_one_line_error(spa_cli("finetune", tmp_path / "twice.onnx", "--data", data, "-o", tmp_path / "w.onnx",
+                                  "--teacher", src, "--plan", tmp_path / "plan1.json", "--plan",
+                                  tmp_path / "plan0.json"), 2, "in the order they were applied")

@@ -30,7 +30,9 @@ over seeds, ratios and selection pages is chosen, and only that one is then run 
 Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side by side merged by `--summarise`):
 `noise,contrast` at 4 epochs, against none, blur,noise,contrast, all, contrast alone, and 8 epochs with or without it.
 At 0.3 with 512 pages, the features and every DejaVu face (the recipe there): `noise,contrast,stroke` (run 24, worst
-0.8957 against 0.8857), against colour, mix, splice, mix+splice added and a local start (runs 17, 20-23).
+0.8957 against 0.8857), against colour, mix, splice, mix+splice added and a local start (runs 17, 20-23), and a two-step
+prune (`--steps 0.15:2`, benchmarks/stepped.py, methods "...-step0.15e2": 0.15 first, distilled 2 epochs, then pruned to
+the one-shot prune's size and distilled; run 25, worst 0.8987: ahead on every seed, under its rule's 0.9007).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3 --seeds 0,1,2 \
         --choose 'none|blur,noise,contrast|all' --choice-file benchmarks/distill_det_heldout_choice.txt

@@ -55,7 +55,10 @@ weights averaged over that last share of the steps; "...-avgF"); `--numbers rand
 `random_numbers` (no format) instead of train_numbers' formats ("...-rnd"); `--fonts dejavu-all` spreads the lines
 over all 21 DejaVu text faces instead of six ("...-dejavuall"; led on validation, lost held out: not the recipe);
 `--start data-free-energy` distils data-free obspa with `--allocate energy` instead of the local default
-("...-fromenergy"; lost on validation).
+("...-fromenergy"; lost on validation). `--steps R1:E1` prunes in two steps (benchmarks/stepped.py: data-free obspa at
+R1, distilled E1 epochs, pruned again to no more MACs and params than the one-shot prune, then distilled as usual, the
+plans composed for the features; "...-stepR1eE1"; 0.3:3 with 10 final epochs lost on validation,
+distill_rec_heldout_features_choice.txt).
 """
 
 from __future__ import annotations

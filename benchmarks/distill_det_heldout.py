@@ -172,7 +172,7 @@ def main() -> None:
     print("# R\tmodel\tdist\tmethod\tratio\tseed\tmetric\tparams_kept\tmacs_kept\tprune_s", flush=True)
     for seed in seeds:
         for r in ratios:
-            pk, mk, prune_s = start(a, b, r, seed, {name: x_tr[:N_CALIB]}, tmp)
+            pk, mk, prune_s = start_prune(a, b, r, seed, {name: x_tr[:N_CALIB]}, tmp)
             distilled = distil(a, r, seed, a.augment, tmp)
             for d, x in b.dists.items():
                 v = b.metric(distilled, x)
@@ -180,7 +180,7 @@ def main() -> None:
                       flush=True)
 
 
-def start(a: argparse.Namespace, b, r: float, seed: int, calib: dict, tmp: Path) -> tuple[float, float, float]:
+def start_prune(a: argparse.Namespace, b, r: float, seed: int, calib: dict, tmp: Path) -> tuple[float, float, float]:
     """The prune distilled, saved as tmp/pruned.onnx with its plan: `--start`'s one-shot prune (generalise.pruned_only)
     or, with `--steps`, benchmarks/stepped.py's two steps (the first distilled as `distil` distils, `a.augment`, or the
     first --choose setting); its pruned-only scores on `b`'s distributions printed. Returns params, MACs kept, seconds."""
@@ -243,7 +243,7 @@ def choose(a: argparse.Namespace, ratios: list[float], seeds: list[int], name: s
     for seed in seeds:
         for r in ratios:
             with contextlib.redirect_stdout(io.StringIO()) as said:
-                start(a, sel, r, seed, {name: x_tr[:N_CALIB]}, tmp)
+                start_prune(a, sel, r, seed, {name: x_tr[:N_CALIB]}, tmp)
             note(said.getvalue().rstrip())
             for spec in specs:
                 m = distil(a, r, seed, spec, tmp, out=note)

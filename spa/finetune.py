@@ -52,7 +52,11 @@ __all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "
 LOSSES = ("ce", "mse")
 TARGET_KEYS = ("target", "y", "labels", "label")
 TEMPERATURE = 2.0  # distillation's KL temperature (benchmarks/distill_digits.txt: T 1-8 alike there)
-_TOL = 1e-4  # trained torch module vs its ONNX export in onnxruntime (relative above magnitude 1)
+# trained torch module vs the written ONNX in onnxruntime, relative above magnitude 1: the standard of prune's own self-check
+# (spa.api.SELF_CHECK_TOL). 1e-4 failed a correct run: PP-OCRv4 rec distilled 1 epoch differed by 2.2e-4 written back and
+# 1.7e-4 re-exported (float32 noise of two runtimes on a sharp Softmax, benchmarks/finetune_graph.py); a wrong weight or
+# op is orders of magnitude above either
+_TOL = 1e-3
 
 
 @dataclass

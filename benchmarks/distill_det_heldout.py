@@ -32,7 +32,8 @@ Chosen (benchmarks/distill_det_heldout_choice.txt, at 0.3, seeds 0-2, runs side 
 At 0.3 with 512 pages, the features and every DejaVu face (the recipe there): `noise,contrast,stroke` (run 24, worst
 0.8957 against 0.8857), against colour, mix, splice, mix+splice added and a local start (runs 17, 20-23), and a two-step
 prune (`--steps 0.15:2`, benchmarks/stepped.py, methods "...-step0.15e2": 0.15 first, distilled 2 epochs, then pruned to
-the one-shot prune's size and distilled; run 25, worst 0.8987: ahead on every seed, under its rule's 0.9007).
+the one-shot prune's size and distilled; run 25, worst 0.8987: ahead on every seed, under its rule's 0.9007; held out
+on seeds 3-4 its noisy pages fell to 0.414 / 0.660, distill_det_heldout.txt).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/distill_det_heldout.py --ratios 0.3 --seeds 0,1,2 \
         --choose 'none|blur,noise,contrast|all' --choice-file benchmarks/distill_det_heldout_choice.txt

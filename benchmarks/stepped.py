@@ -7,8 +7,8 @@ at the target ratio, and the caller distils the result as it distils a one-shot 
 Gradual pruning lets the network adapt between the steps; the second prune's choice is made on weights that the
 distillation has already moved towards the teacher.  `spa finetune` writes the trained weights back into the input
 graph, so the distilled model holds the tensors of the first prune and the second prune's groups carry the same keys
-as the original's (a digest of their members' names): `spa.plan.Plan.then` turns the two plans into one plan of the original,
-which `spa finetune --plan` needs to match the intermediate features against the teacher.
+as the original's (a digest of their members' names): `spa.plan.Plan.then` turns the two plans into one plan of the
+original, which `spa finetune --plan` needs to match the intermediate features against the teacher.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 import spa
@@ -32,11 +31,12 @@ def stepped(original: onnx.ModelProto, ratio: float, r1: float, seed: int, tmp: 
             distil: Callable[[Path, Path, Path, int], None], e1: int) -> tuple[onnx.ModelProto, Plan, dict]:
     """Prune `original` at `r1` (data-free default), distil it `e1` epochs (`distil(pruned, plan, out, epochs)`),
     prune the result with local data-free obspa at the smallest ratio (on a grid of R2_STEP from R2_SPAN below
-    1 - (1 - ratio) / (1 - r1)) that keeps no more params and MACs than the one-shot data-free default at `ratio` (local above 0.3); returns the final pruned
-    model, the composed plan of the original and facts for the log (ratios, sizes, seconds)."""
-    _, base = spa.prune(original, ratio=0.0, criterion="l1")
+    1 - (1 - ratio) / (1 - r1)) that keeps no more params and MACs than the one-shot data-free default at `ratio`
+    (local above 0.3); returns the final pruned model, the composed plan of the original and facts for the log
+    (ratios, sizes, seconds)."""
     _, one = spa.prune(original, ratio=ratio, criterion="obspa", seed=seed)  # the one-shot default's sizes
-    target = (one.after.params / base.before.params, one.after.macs / base.before.macs)
+    base = one.before  # the original's params and MACs
+    target = (one.after.params / base.params, one.after.macs / base.macs)
     t0 = time.perf_counter()
     first, rep1 = spa.prune(original, ratio=r1, criterion="obspa", seed=seed)
     prune1_s = time.perf_counter() - t0
@@ -55,11 +55,11 @@ def stepped(original: onnx.ModelProto, ratio: float, r1: float, seed: int, tmp: 
     t2 = time.perf_counter()
     second, rep2 = spa.prune(mid, ratio=r2, criterion="obspa", seed=seed, allocation="local")
     prune2_s = time.perf_counter() - t2
-    pk, mk = rep2.after.params / base.before.params, rep2.after.macs / base.before.macs
+    pk, mk = rep2.after.params / base.params, rep2.after.macs / base.macs
     plan = rep1.plan.then(rep2.plan)
     facts = {"r1": r1, "e1": e1, "r2": r2, "params_kept": pk, "macs_kept": mk, "one_shot_params_kept": target[0],
              "one_shot_macs_kept": target[1], "prune1_s": prune1_s, "distil1_s": distil1_s, "prune2_s": prune2_s,
-             "groups": len(plan.groups), "channels_kept": float(np.mean([len(g.keep) / g.size for g in plan.groups]))}
+             "groups": len(plan.groups)}
     return second, plan, facts
 
 

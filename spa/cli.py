@@ -553,8 +553,8 @@ def finetune(
     from .distill import parse_output_loss
     from .finetune import finetune as run
 
-    io_safety.check_io(models=[model], reads=[("--data", data), ("--teacher", teacher), *(("--plan", p) for p in plan or [])],
-                       writes=[("-o", output)])
+    io_safety.check_io(models=[model], writes=[("-o", output)],
+                       reads=[("--data", data), ("--teacher", teacher), *(("--plan", p) for p in plan or [])])
 
     def progress(epoch: int, total: int, value: float, seconds: float) -> None:
         eta = seconds / epoch * (total - epoch)

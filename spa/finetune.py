@@ -6,8 +6,8 @@ train), is trained with Adam on the samples in ``data``, and its weights are wri
 initializers (nodes, names, opset and metadata unchanged, so a later ``spa prune`` or ``--plan`` sees the same
 tensors; torch's TorchScript re-export, same input and output names and batch axis, only where that copy does not
 reproduce the trained module), checked (onnx.checker, onnxruntime output shapes equal the original's, onnxruntime
-equal to the trained torch module at two batch sizes) and written atomically.  Losses before and after are measured with onnxruntime on the two ONNX models,
-over all the samples.
+equal to the trained torch module at two batch sizes) and written atomically.  Losses before and after are measured
+with onnxruntime on the two ONNX models, over all the samples.
 
 The data file is an ``.npz`` holding one array per graph input (keyed by the input's name, or by ``input_key``
 for a single-input model) and the targets (``target_key``; by default the first of ``target``, ``y``,
@@ -52,10 +52,10 @@ __all__ = ["LOSSES", "TEMPERATURE", "FinetuneReport", "finetune", "load_data", "
 LOSSES = ("ce", "mse")
 TARGET_KEYS = ("target", "y", "labels", "label")
 TEMPERATURE = 2.0  # distillation's KL temperature (benchmarks/distill_digits.txt: T 1-8 alike there)
-# trained torch module vs the written ONNX in onnxruntime, relative above magnitude 1: the standard of prune's own self-check
-# (spa.api.SELF_CHECK_TOL). 1e-4 failed a correct run: PP-OCRv4 rec distilled 1 epoch differed by 2.2e-4 written back and
-# 1.7e-4 re-exported (float32 noise of two runtimes on a sharp Softmax, benchmarks/finetune_graph.py); a wrong weight or
-# op is orders of magnitude above either
+# trained torch module vs the written ONNX in onnxruntime, relative above magnitude 1: the standard of prune's own
+# self-check (spa.api.SELF_CHECK_TOL). 1e-4 failed a correct run: PP-OCRv4 rec distilled 1 epoch differed by 2.2e-4
+# written back and 1.7e-4 re-exported (float32 noise of two runtimes on a sharp Softmax, benchmarks/finetune_graph.py);
+# a wrong weight or op is orders of magnitude above either
 _TOL = 1e-3
 
 

@@ -99,8 +99,8 @@ class Plan:
 
     def then(self, second: Plan) -> Plan:
         """The plan of the original model that removes what this plan and then `second` remove, `second` being a
-        plan of the model this one pruned (after any fine-tuning: `spa finetune` keeps the tensors' names, and a group's
-        key is a digest of them): each group keeps the original indices that both keep.  Raises BadArgument if
+        plan of the model this one pruned (after any fine-tuning: `spa finetune` keeps the tensors' names, and a
+        group's key is a digest of them): each group keeps the original indices that both keep.  Raises BadArgument if
         `second` is not a plan of the pruned model (a group whose size is not what this plan kept)."""
         out = {g.key: g for g in self.groups}
         for g in second.groups:

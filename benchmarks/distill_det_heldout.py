@@ -107,6 +107,9 @@ def main() -> None:
                     help=f"spa finetune --epochs (default {EPOCHS}; another: method names and V labels end in -epN)")
     ap.add_argument("--freeze-bn", action="store_true",
                     help="spa finetune --freeze-bn (method names and V labels end in -frozenbn)")
+    ap.add_argument("--bn-augmented", action="store_true",
+                    help="spa finetune --bn-augmented: the final BatchNorm statistics on augmented batches (method "
+                         "names end in -bnaug, V labels in bn-augmented)")
     ap.add_argument("--pages", type=int, default=N_PAGES,
                     help=f"distillation pages (default {N_PAGES}, distill_det's; another: method names and V labels "
                          "end in -pagesN)")
@@ -217,6 +220,7 @@ def finetune_args(a: argparse.Namespace, pruned: Path, plan: Path, path: Path, e
                          str(path), "--epochs", str(epochs), "--lr", a.lr, "--batch", str(BATCH), "--augment", spec,
                          "--seed", str(seed)]
                         + (["--freeze-bn"] if a.freeze_bn else [])
+                        + (["--bn-augmented"] if a.bn_augmented else [])
                         + (["--plan", str(plan), "--feature-weight", f"{a.feature_weight:g}"] if a.feature_weight else [])
                         + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
                         + (["--average", f"{a.average:g}"] if a.average else [])
@@ -266,6 +270,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.start == "data-free-local", ("fromlocal", "from local")),
                             (a.epochs != EPOCHS, (f"ep{a.epochs}", f"ep{a.epochs}")),
                             (a.freeze_bn, ("frozenbn", "frozen-bn")),
+                            (a.bn_augmented, ("bnaug", "bn-augmented")),
                             (a.pages != N_PAGES, (f"pages{a.pages}", f"{a.pages} pages")),
                             (a.feature_weight > 0, (f"feat{a.feature_weight:g}", f"feat {a.feature_weight:g}")),
                             (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")),

@@ -102,7 +102,7 @@ FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
             "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
             "dejavuall": ", every DejaVu face", "temp": ", temperature {}",
-            "step": ", in steps {}"}
+            "step": ", in steps {}", "bnaug": ", BatchNorm on augmented data{}"}
 
 
 def family(font_file: str) -> str:
@@ -292,7 +292,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                                                    a.fonts.replace("-", ""))),
                             (a.temperature != TEMPERATURE, (f"temp{temp}", f"--temperature {temp}", f"temp{temp}")),
                             (bool(a.steps), (f"step{a.steps.replace(':', 'e')}" if a.steps else "",
-                                             f"--steps {a.steps}", f"step{a.steps}")))
+                                             f"--steps {a.steps}", f"step{a.steps}")),
+                            (a.bn_augmented, ("bnaug", "--bn-augmented", "bnaug")))
             if on]
 
 
@@ -328,6 +329,8 @@ def main() -> None:
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the distillation lines' faces: TRAIN_FONTS' six or (dejavu-all, method names end in "
                          f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
+    ap.add_argument("--bn-augmented", action="store_true",
+                    help="spa finetune --bn-augmented: the final BatchNorm statistics on augmented batches (-bnaug)")
     ap.add_argument("--temperature", type=float, default=TEMPERATURE,
                     help=f"spa finetune --temperature (default {TEMPERATURE:g}; another: method names end in -tempT)")
     ap.add_argument("--steps", help="R1:E1: prune at R1 first and distil E1 epochs, then prune that to the ratio's "
@@ -385,7 +388,8 @@ def main() -> None:
                             + (["--plan", str(plan), "--feature-weight", f"{a.feature_weight:g}"]
                                if a.feature_weight else [])
                             + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
-                            + (["--average", f"{a.average:g}"] if a.average else []))
+                            + (["--average", f"{a.average:g}"] if a.average else [])
+                            + (["--bn-augmented"] if a.bn_augmented else []))
 
     for seed in seeds:
         for r in ratios:

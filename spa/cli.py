@@ -532,6 +532,7 @@ def finetune(
     output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|bce|mse|off for one output (repeatable; default chosen per output; bce: per-element probabilities, e.g. a Sigmoid map)")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke,colour,mix,splice (image inputs; default none)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
+    bn_augmented: Annotated[bool, typer.Option("--bn-augmented", help="--augment: re-estimate the final BatchNorm statistics on augmented batches, as trained on (default: on the data as given)")] = False,
     plan: Annotated[Optional[list[Path]], typer.Option("--plan", help="--teacher: the plan the model was pruned with (spa prune --save-plan): also match the intermediate features at the pruned groups' boundaries. Repeat it for a model pruned again after fine-tuning: the plans in the order they were applied")] = None,
     feature_weight: Annotated[float, typer.Option("--feature-weight", help="--plan: weight of the features' mean loss against one output's")] = 1.0,
     warmup: Annotated[float, typer.Option("--warmup", help="share of the steps over which the learning rate rises linearly to --lr before its cosine decay (0: none)")] = 0.0,
@@ -562,7 +563,7 @@ def finetune(
 
     rep = run(model, data, output, epochs=epochs, lr=lr, batch=batch, loss=loss, input_key=input_key,
               target_key=target_key, seed=seed, teacher=teacher, temperature=temperature,
-              output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn,
+              output_loss=parse_output_loss(output_loss), freeze_bn=freeze_bn, bn_augmented=bn_augmented,
               progress=None if quiet or as_json else progress, augment=augment, plan=plan or None,
               feature_weight=feature_weight, warmup=warmup, average=average, data_preprocess={k: v for k, v in {"size": data_size, "mean": data_mean, "std": data_std,
                                                   "scale": data_scale, "bgr": data_bgr, "layout": data_layout,
@@ -585,7 +586,8 @@ def finetune(
                       f"{o['before']:.4g} -> {o['after']:.4g}")
         bn = {"none": "no BatchNormalization (folded into the convolutions?)",
               "frozen": f"{rep.bn_layers} BatchNorm layers kept their statistics",
-              "re-estimated": f"{rep.bn_layers} BatchNorm layers re-estimated on the data"}[rep.bn]
+              "re-estimated": f"{rep.bn_layers} BatchNorm layers re-estimated on the data",
+              "re-estimated-augmented": f"{rep.bn_layers} BatchNorm layers re-estimated on the augmented data"}[rep.bn]
         _say(f"wrote {rep.path} (onnxruntime matches the trained torch module within {rep.export_error:.1e}; "
               f"{bn}; {rep.seconds:.1f}s)")
 

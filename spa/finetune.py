@@ -71,7 +71,7 @@ class FinetuneReport:
     accuracy_after: float | None
     export_error: float  # max |onnxruntime - torch| / max(1, max|torch|) of the written model
     seconds: float
-    bn: str = "none"  # "re-estimated", "frozen" or "none" (no BatchNormalization node: folded into the convs)
+    bn: str = "none"  # "re-estimated", "re-estimated-augmented", "frozen" or "none" (no BatchNormalization node: folded into the convs)
     bn_layers: int = 0
     outputs: list[dict] = field(default_factory=list)  # distillation: per output its loss kind, before, after
     augment: tuple[str, ...] = ()  # distillation: the augmentations applied to the training batches
@@ -277,7 +277,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
              *, epochs: int = 3, lr: float = 1e-3, batch: int = 32, loss: str | None = None,
              input_key: str | None = None, target_key: str | None = None, seed: int = 0,
              teacher: str | os.PathLike | onnx.ModelProto | None = None, temperature: float = TEMPERATURE,
-             output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False,
+             output_loss: Mapping[str, str] | None = None, freeze_bn: bool = False, bn_augmented: bool = False,
              progress: Callable[[int, int, float, float], None] | None = None,
              data_preprocess: Mapping[str, object] | None = None, augment: str | None = None,
              plan: str | os.PathLike | Plan | None = None, feature_weight: float = FEATURE_WEIGHT,
@@ -306,6 +306,9 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
     if plan is not None and teacher is None:
         raise BadArgument("--plan applies to distillation (--teacher ORIGINAL.onnx): it names the teacher's channels "
                           "the student kept")
+    if bn_augmented and (not kinds or freeze_bn):
+        raise BadArgument("--bn-augmented re-estimates the BatchNorm statistics on the --augment'ed inputs: it needs "
+                          "--augment and no --freeze-bn")
     plan = _one_plan(plan)
     src = Path(model)
     out_p = Path(output)
@@ -331,8 +334,9 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Mapping[str, np
 
     module.eval()
     loss_before, acc_before = obj.measure(module, feed, all_batches)
-    bn = "none" if not _bn_count(proto) else "frozen" if freeze_bn else "re-estimated"
-    if bn == "re-estimated":
+    bn = ("none" if not _bn_count(proto) else "frozen" if freeze_bn
+          else "re-estimated-augmented" if bn_augmented else "re-estimated")
+    if bn.startswith("re-estimated"):  # on the data as given: the loss before training is measured on it
         reestimate_bn(module, (feed(idx) for idx in all_batches))
     _train(torch, module, obj, feed, all_batches, n, step, fixed, epochs, lr, seed, bn, progress, t0, aug, warmup,
            average)
@@ -443,7 +447,7 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
     first_avg = averaged_from(steps, average) if epochs else steps  # no step taken: nothing to average
     mean = [torch.zeros_like(p) for p in params] if first_avg < steps else []
     k = 0  # steps taken
-    module.train(bn == "re-estimated")  # frozen statistics: BatchNorm normalises with its running ones
+    module.train(bn.startswith("re-estimated"))  # frozen statistics: BatchNorm normalises with its running ones
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=g).numpy()
         total = 0.0
@@ -469,8 +473,9 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
         with torch.no_grad():
             for m, p in zip(mean, params):
                 p.copy_(m)
-    if bn == "re-estimated" and epochs:
-        reestimate_bn(module, (feed(idx) for idx in all_batches))  # statistics of the final weights
+    if bn.startswith("re-estimated") and epochs:  # statistics of the final weights, on the inputs as trained on
+        alter = aug if bn == "re-estimated-augmented" and aug is not None else (lambda xs: xs)
+        reestimate_bn(module, (alter(feed(idx)) for idx in all_batches))
 
 
 def _written(torch, module, proto: onnx.ModelProto, inputs: dict[str, np.ndarray], dynamic: bool,

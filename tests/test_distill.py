@@ -193,6 +193,33 @@ def test_bn_reestimation_alone_and_frozen(tmp_path):
     assert rep.outputs[0]["after"] != rep.outputs[0]["before"]
 
 
+def _bn_mean(path: Path) -> np.ndarray:
+    m = onnx.load(str(path))
+    bn = next(n for n in m.graph.node if n.op_type == "BatchNormalization")
+    return next(onnx.numpy_helper.to_array(i) for i in m.graph.initializer if i.name == bn.input[3])
+
+
+def test_bn_reestimated_on_augmented_batches(tmp_path):
+    """--bn-augmented: the final statistics are those of the inputs as trained on (here half of them inverted, which
+    moves the mean that reaches the BatchNorm), not of the data as given; the training itself is the same."""
+    teacher, student, data = _prune(patterns.build("conv_bn_relu"), tmp_path, "bn", n=32)
+    common = dict(teacher=teacher, epochs=1, lr=1e-12, augment="invert", batch=8, seed=3)
+    plain = finetune(student, data, tmp_path / "p.onnx", **common)
+    aug = finetune(student, data, tmp_path / "a.onnx", bn_augmented=True, **common)
+    assert plain.bn == "re-estimated" and aug.bn == "re-estimated-augmented"
+    assert not np.allclose(_bn_mean(tmp_path / "p.onnx"), _bn_mean(tmp_path / "a.onnx"), atol=1e-3)
+    # only the statistics differ: with them set alike, the two models agree
+    epoch0 = finetune(student, data, tmp_path / "z.onnx", teacher=teacher, epochs=0)
+    np.testing.assert_allclose(_bn_mean(tmp_path / "p.onnx"), _bn_mean(tmp_path / "z.onnx"), rtol=1e-4, atol=1e-5)
+    with pytest.raises(BadArgument, match="needs --augment"):
+        finetune(student, data, tmp_path / "e.onnx", teacher=teacher, epochs=1, bn_augmented=True)
+    with pytest.raises(BadArgument, match="no --freeze-bn"):
+        finetune(student, data, tmp_path / "e.onnx", bn_augmented=True, freeze_bn=True, **common)
+    assert epoch0.bn == "re-estimated"
+    assert_one_line_error(spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o",
+                                  tmp_path / "c.onnx", "--bn-augmented"), 2, "needs --augment")
+
+
 def test_cli_distils_with_progress_and_rejects_a_mismatched_teacher(multi, tmp_path):
     teacher, student, data = multi
     out = tmp_path / "d.onnx"

@@ -203,7 +203,7 @@ def test_bn_reestimated_on_augmented_batches(tmp_path):
     """--bn-augmented: the final statistics are those of the inputs as trained on (here half of them inverted, which
     moves the mean that reaches the BatchNorm), not of the data as given; the training itself is the same."""
     teacher, student, data = _prune(patterns.build("conv_bn_relu"), tmp_path, "bn", n=32)
-    common = dict(teacher=teacher, epochs=1, lr=1e-12, augment="invert", batch=8, seed=3)
+    common = {"teacher": teacher, "epochs": 1, "lr": 1e-12, "augment": "invert", "batch": 8, "seed": 3}
     plain = finetune(student, data, tmp_path / "p.onnx", **common)
     aug = finetune(student, data, tmp_path / "a.onnx", bn_augmented=True, **common)
     assert plain.bn == "re-estimated" and aug.bn == "re-estimated-augmented"

@@ -19,8 +19,9 @@ matched (``spa.distill``: softened KL for class scores, relative MSE for maps an
 
 BatchNormalization statistics are re-estimated on the data (before training, used and updated during it with
 batch statistics, and once more for the final weights), since pruning changes what reaches each BatchNorm;
-``freeze_bn`` keeps the original ones.  Exports that fold BatchNorm into the convolutions have none to re-estimate
-(the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps, after an
+``freeze_bn`` keeps the original ones; ``bn_augmented`` (with ``augment``) takes the final ones on the training
+batches as augmented, the inputs the weights were trained under, instead of the data as given.  Exports that fold
+BatchNorm into the convolutions have none to re-estimate (the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps, after an
 optional linear warm-up (``warmup``; off by default: 10 % tied on the validation sets of PP-OCRv4 rec and
 all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages, benchmarks/distill_rec_heldout_features_choice.txt,
 distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).  ``average`` (off by default) averages the weights

@@ -102,7 +102,8 @@ FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
             "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
             "dejavuall": ", every DejaVu face", "temp": ", temperature {}",
-            "step": ", in steps {}", "bnaug": ", BatchNorm on augmented data{}"}
+            "step": ", in steps {}", "bnaug": ", BatchNorm on augmented data{}", "klctc": ", KL and CTC on the text{}"}
+OUTPUT = "softmax_11.tmp_0"  # the recogniser's one output, per-step class probabilities (--output-loss)
 
 
 def family(font_file: str) -> str:
@@ -293,7 +294,8 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.temperature != TEMPERATURE, (f"temp{temp}", f"--temperature {temp}", f"temp{temp}")),
                             (bool(a.steps), (f"step{a.steps.replace(':', 'e')}" if a.steps else "",
                                              f"--steps {a.steps}", f"step{a.steps}")),
-                            (a.bn_augmented, ("bnaug", "--bn-augmented", "bnaug")))
+                            (a.bn_augmented, ("bnaug", "--bn-augmented", "bnaug")),
+                            (a.output_loss == "kl+ctc", ("klctc", "--output-loss kl+ctc", "klctc")))
             if on]
 
 
@@ -331,6 +333,8 @@ def main() -> None:
                          f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
     ap.add_argument("--bn-augmented", action="store_true",
                     help="spa finetune --bn-augmented: the final BatchNorm statistics on augmented batches (-bnaug)")
+    ap.add_argument("--output-loss", choices=("kl+ctc",),
+                    help=f"spa finetune --output-loss {OUTPUT}=KIND (default: finetune's choice, kl; kl+ctc: -klctc)")
     ap.add_argument("--temperature", type=float, default=TEMPERATURE,
                     help=f"spa finetune --temperature (default {TEMPERATURE:g}; another: method names end in -tempT)")
     ap.add_argument("--steps", help="R1:E1: prune at R1 first and distil E1 epochs, then prune that to the ratio's "
@@ -389,7 +393,8 @@ def main() -> None:
                                if a.feature_weight else [])
                             + (["--warmup", f"{a.warmup:g}"] if a.warmup else [])
                             + (["--average", f"{a.average:g}"] if a.average else [])
-                            + (["--bn-augmented"] if a.bn_augmented else []))
+                            + (["--bn-augmented"] if a.bn_augmented else [])
+                            + (["--output-loss", f"{OUTPUT}={a.output_loss}"] if a.output_loss else []))
 
     for seed in seeds:
         for r in ratios:

@@ -529,7 +529,7 @@ def finetune(
     input_key: Annotated[str | None, typer.Option("--input", help="npz key holding the (single) graph input, if not named after it")] = None,
     target_key: Annotated[str | None, typer.Option("--target", help="npz key of the targets (default: target, y, labels or label)")] = None,
     temperature: Annotated[float, typer.Option("--temperature", help="--teacher: temperature of the KL on class scores")] = 2.0,
-    output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|bce|mse|off for one output (repeatable; default chosen per output; bce: per-element probabilities, e.g. a Sigmoid map)")] = None,
+    output_loss: Annotated[list[str] | None, typer.Option("--output-loss", help="--teacher: NAME=kl|kl+ctc|bce|mse|off for one output (repeatable; default chosen per output; kl+ctc: a CTC recogniser's (N, T, C) scores, blank 0, also the CTC loss of the teacher's greedy transcription; bce: per-element probabilities, e.g. a Sigmoid map)")] = None,
     augment: Annotated[str | None, typer.Option("--augment", help="--teacher: alter each training batch at random, the teacher seeing the same: 'all' or a comma list of scale,shift,blur,noise,contrast,invert,stroke,colour,mix,splice (image inputs; default none)")] = None,
     freeze_bn: Annotated[bool, typer.Option("--freeze-bn", help="keep BatchNorm running statistics (default: re-estimate them on the data)")] = False,
     bn_augmented: Annotated[bool, typer.Option("--bn-augmented", help="--augment: re-estimate the final BatchNorm statistics on augmented batches, as trained on (default: on the data as given)")] = False,

@@ -9,6 +9,10 @@ otherwise per batch); every floating-point output of the teacher is matched, eac
   KL(teacher || student) over the class axis, times T², averaged over all other positions.  When the output is
   a Softmax of a tensor both graphs share, that tensor (the logits) is compared, so nothing underflows; else
   probabilities are compared through their logarithms.
+- ``kl+ctc``: a CTC recogniser's per-step distribution (N, T, C), blank at class CTC_BLANK (only when asked,
+  ``--output-loss NAME=kl+ctc``): the ``kl`` above plus the CTC loss of the teacher's greedy transcription
+  (per step the likeliest class, repeats merged, blanks dropped; Kim and Rush's sequence-level distillation):
+  the student is also rewarded for reading the teacher's text along any alignment, not only the teacher's own.
 - ``bce``: per-element probabilities (a Sigmoid output: a detector's text or object map, multi-label scores;
   only when asked, ``--output-loss NAME=bce``).  The Bernoulli KL(teacher || student) of each element, averaged:
   binary cross-entropy against the teacher's probability, less its entropy, so a perfect match scores 0.  Its
@@ -47,7 +51,8 @@ from .errors import BadArgument
 __all__ = ["CACHE_BYTES", "FEATURE_WEIGHT", "KINDS", "Distillation", "FeatureSite", "OutputLoss", "feature_sites",
            "parse_output_loss"]
 
-KINDS = ("kl", "bce", "mse", "off")
+KINDS = ("kl", "kl+ctc", "bce", "mse", "off")
+CTC_BLANK = 0  # kl+ctc: the blank's class index (PaddleOCR's CTC heads; 0 is also torch's default)
 CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
 _CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
 _SOFTMAX = ("Softmax", "LogSoftmax")
@@ -225,7 +230,7 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
         if kind == "mse" and _per_position(o, mask):
             ol.mask = mask.name
             ol.why += f"; positions where {mask.name} is 0 ignored"
-        if kind == "kl":
+        if kind in ("kl", "kl+ctc"):
             rank = len(o.type.tensor_type.shape.dim)
             if op in _SOFTMAX:
                 axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
@@ -304,7 +309,7 @@ class Distillation:
             elif p.kind == "bce" and p.value == p.name and v.size and not (v.min() >= 0 and v.max() <= 1):
                 raise BadArgument(f"--output-loss {p.name}=bce: the teacher's {p.name!r} holds values outside [0, 1] "
                                   f"({float(v.min()):.3g} to {float(v.max()):.3g}); bce compares probabilities")
-            elif p.kind == "kl" and p.value == p.name and not p.log and v.size and v.min() >= 0:
+            elif p.kind in ("kl", "kl+ctc") and p.value == p.name and not p.log and v.size and v.min() >= 0:
                 s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
 
@@ -398,7 +403,28 @@ class Distillation:
         if p.log:
             s, t = torch.log(s.clamp_min(1e-30)), torch.log(t.clamp_min(1e-30))
         ls, lt = F.log_softmax(s / self.T, p.axis), F.log_softmax(t / self.T, p.axis)
-        return (lt.exp() * (lt - ls)).sum(p.axis).mean() * self.T**2
+        kl = (lt.exp() * (lt - ls)).sum(p.axis).mean() * self.T**2
+        return kl + self._ctc(p, s, t) if p.kind == "kl+ctc" else kl
+
+    @staticmethod
+    def _ctc(p: OutputLoss, s, t):
+        """The CTC loss (per target character, averaged over the batch) of the student's per-step log-probabilities
+        ``s`` (N, T, C: logits or log-probabilities) on the teacher's greedy transcription of ``t``."""
+        import torch
+        import torch.nn.functional as F
+
+        if s.dim() != 3 or p.axis not in (-1, 2):
+            raise BadArgument(f"--output-loss {p.name}=kl+ctc: expects per-step class scores (N, T, C), got a "
+                              f"{s.dim()}-d value with the classes on axis {p.axis}")
+        best = t.argmax(-1)  # (N, T)
+        new = torch.ones_like(best, dtype=torch.bool)
+        new[:, 1:] = best[:, 1:] != best[:, :-1]
+        keep = new & (best != CTC_BLANK)
+        targets = best[keep]  # concatenated transcriptions
+        lengths = keep.sum(1)
+        logp = F.log_softmax(s, -1).transpose(0, 1)  # (T, N, C)
+        steps = torch.full((s.shape[0],), s.shape[1], dtype=torch.long)
+        return F.ctc_loss(logp, targets, steps, lengths, blank=CTC_BLANK, reduction="mean", zero_infinity=True)
 
     def torch_loss(self, module, xs, idx):
         pairs, feats = self._pairs(module, xs, idx)

@@ -94,6 +94,52 @@ def test_softmax_output_is_distilled_through_its_logits(tmp_path):
     assert o["after"] < o["before"]
 
 
+def with_ctc_scores() -> onnx.ModelProto:
+    """multi_output whose map y0 (N,4,8,8) becomes per-step class scores 'seq' (N,64,4): a CTC recogniser's shape,
+    64 steps of 4 classes (blank 0), through a Softmax."""
+    m = patterns.build("multi_output")
+    out = next(o for o in m.graph.output if o.name == "y0")
+    m.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0, 4, 64], np.int64), "seq_shape"))
+    m.graph.node.extend([helper.make_node("Reshape", ["y0", "seq_shape"], ["y0_flat"]),
+                         helper.make_node("Transpose", ["y0_flat"], ["y0_steps"], perm=[0, 2, 1]),
+                         helper.make_node("Softmax", ["y0_steps"], ["seq"], axis=-1)])
+    vi = helper.make_tensor_value_info("seq", out.type.tensor_type.elem_type, ["N", 64, 4])
+    outs = [vi if o.name == "y0" else o for o in m.graph.output]
+    del m.graph.output[:]
+    m.graph.output.extend(outs)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_ctc_term_reads_the_teachers_greedy_transcription():
+    """kl+ctc's CTC term: the teacher's per-step best classes 1 1 0 2 2 0 1 read "1 2 1" (repeats merged, blanks
+    dropped), and the student's CTC loss on that text is what torch gives for it, not for the raw path."""
+    import torch
+    import torch.nn.functional as F
+
+    from spa.distill import Distillation, OutputLoss
+
+    path = torch.tensor([[1, 1, 0, 2, 2, 0, 1]])
+    t = F.one_hot(path, 4).float() * 5
+    s = torch.randn(1, 7, 4, generator=torch.Generator().manual_seed(0))
+    got = Distillation._ctc(OutputLoss("seq", "kl+ctc", "", axis=-1), s, t)
+    logp = F.log_softmax(s, -1).transpose(0, 1)
+    want = F.ctc_loss(logp, torch.tensor([1, 2, 1]), torch.tensor([7]), torch.tensor([3]), reduction="mean")
+    raw = F.ctc_loss(logp, torch.tensor([1, 1, 2, 2, 1]), torch.tensor([7]), torch.tensor([5]), reduction="mean")
+    assert torch.isclose(got, want) and not torch.isclose(got, raw)
+    with pytest.raises(BadArgument, match="per-step class scores"):
+        Distillation._ctc(OutputLoss("p", "kl+ctc", "", axis=1), torch.zeros(2, 4), torch.zeros(2, 4))
+
+
+def test_ctc_scores_distil_with_kl_plus_ctc(tmp_path):
+    teacher, student, data = _prune(with_ctc_scores(), tmp_path, "ctc", n=32)
+    rep = finetune(student, data, tmp_path / "d.onnx", teacher=teacher, epochs=8, lr=1e-2, batch=8,
+                   output_loss={"seq": "kl+ctc"})
+    seq = next(o for o in rep.outputs if o["output"] == "seq")
+    assert seq["loss"] == "kl+ctc" and seq["compared"] == "y0_steps"  # the logits the Softmax reads
+    assert seq["after"] < seq["before"]
+
+
 def with_sigmoid_map() -> onnx.ModelProto:
     """multi_output whose map y0 (N,4,8,8) goes through a Sigmoid into the output 'map' (a detector's
     probability map); y1 stays a plain output."""

@@ -199,7 +199,7 @@ def test_bce_refuses_values_outside_zero_one(multi):
     assert_one_line_error(spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o",
                                   Path(data).with_name("o.onnx"), "--output-loss", "y0=bce"), 2, "outside [0, 1]")
     assert_one_line_error(spa_cli("finetune", student, "--teacher", teacher, "--data", data, "-o",
-                                  Path(data).with_name("o.onnx"), "--output-loss", "y0=ce"), 2, "NAME=kl|bce|mse|off")
+                                  Path(data).with_name("o.onnx"), "--output-loss", "y0=ce"), 2, "NAME=kl|kl+ctc|bce|mse|off")
 
 
 def test_batchnorm_statistics_are_buffers_reestimated_on_the_data():
@@ -289,7 +289,7 @@ def test_cli_distils_with_progress_and_rejects_a_mismatched_teacher(multi, tmp_p
     assert_one_line_error(spa_cli(*base, "--teacher", other_in), 2, "--teacher input 'x'")
     assert_one_line_error(spa_cli(*base, "--teacher", other_out), 2, "--teacher gives outputs ['y']")
     assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--loss", "mse"), 2, "--loss and --target")
-    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "y0=l1"), 2, "NAME=kl|bce|mse|off")
+    assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "y0=l1"), 2, "NAME=kl|kl+ctc|bce|mse|off")
     assert_one_line_error(spa_cli(*base, "--teacher", teacher, "--output-loss", "z=kl"), 2, "not outputs")
     assert_one_line_error(spa_cli(*base), 2, "--teacher")  # unlabelled data without a teacher
     assert not o.exists()

@@ -92,6 +92,9 @@ N_VALID, VALID_SEED = 48, 11
 # --data mixed: of the N_LINES distillation lines, N_NUMBER_LINES are digit strings (train_numbers, seed
 # NUMBER_SEED) in the same DejaVu faces, the rest the licence lines as before; method names gain "-mixed"
 N_NUMBER_LINES, NUMBER_SEED = 128, 21
+# --symbol-lines N (methods "...-symN"): N of the licence lines replaced by lines of random printable ASCII (symbol_lines,
+# seed SYMBOL_SEED), so that every letter, digit and punctuation glyph appears in the faces tens of times
+SYMBOL_SEED = 23
 # --fonts dejavu-all (methods "...-dejavuall"): the same lines spread over every DejaVu text face (21: the six of
 # TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
 # validation or held-out family is previewed
@@ -100,7 +103,7 @@ FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
 # its label in `summary` ("{}": the value that follows the name, "-lr2e-4" -> "2e-4"); "-plusK" (augmentation beyond
 # invert,contrast) comes last
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
-            "num": ", {} digit strings", "rnd": ", random digit strings", "avg": ", averaged {}",
+            "num": ", {} digit strings", "rnd": ", random digit strings", "sym": ", {} symbol lines", "avg": ", averaged {}",
             "dejavuall": ", every DejaVu face", "temp": ", temperature {}",
             "step": ", in steps {}", "bnaug": ", BatchNorm on augmented data{}", "klctc": ", KL and CTC on the text{}"}
 OUTPUT = "softmax_11.tmp_0"  # the recogniser's one output, per-step class probabilities (--output-loss)
@@ -187,16 +190,29 @@ def random_numbers(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+def symbol_lines(rng: np.random.Generator, n: int) -> list[str]:
+    """Lines of random printable ASCII (`--symbol-lines`): 2-6 words of 1-8 characters drawn uniformly from Python's
+    string.ascii_letters, digits and punctuation, joined by spaces: every glyph of the faces about equally often (the
+    licence lines hold '%', '$', '#' or capitals next to digits rarely), no word or format of any set previewed."""
+    import string
+
+    chars = string.ascii_letters + string.digits + string.punctuation
+    return [" ".join("".join(chars[i] for i in rng.integers(0, len(chars), rng.integers(1, 9)))
+                     for _ in range(rng.integers(2, 7))) for _ in range(n)]
+
+
 def distillation_lines(data: str, n_numbers: int = N_NUMBER_LINES, numbers: str = "formats",
-                       fonts: list[str] = TRAIN_FONTS) -> tuple[np.ndarray, list[str]]:
+                       fonts: list[str] = TRAIN_FONTS, n_symbols: int = 0) -> tuple[np.ndarray, list[str]]:
     """The unlabelled distillation lines in the faces `fonts`: distill_ocr's licence lines ("licence"), or ("mixed")
-    fewer of them and `n_numbers` digit strings (of train_numbers, or of random_numbers with `numbers` "random")."""
+    fewer of them, `n_numbers` digit strings (of train_numbers, or of random_numbers with `numbers` "random") and
+    `n_symbols` symbol_lines."""
     if data == "licence":
         return lines(TRAIN_TEXTS, fonts, N_LINES, seed=SAMPLE_SEED)
     from obspa_ocr import render
 
-    x, t = lines(TRAIN_TEXTS, fonts, N_LINES - n_numbers, seed=SAMPLE_SEED)
+    x, t = lines(TRAIN_TEXTS, fonts, N_LINES - n_numbers - n_symbols, seed=SAMPLE_SEED)
     nums = (random_numbers if numbers == "random" else train_numbers)(np.random.default_rng(NUMBER_SEED), n_numbers)
+    nums += symbol_lines(np.random.default_rng(SYMBOL_SEED), n_symbols)
     xn = np.stack([render(s, f"../{fonts[k % len(fonts)]}") for k, s in enumerate(nums)])
     order = np.random.default_rng(NUMBER_SEED).permutation(N_LINES)  # numbers spread through the epochs' batches
     texts = t + nums
@@ -288,6 +304,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str, str]]:
                             (a.warmup > 0, (f"wu{wu}", f"--warmup {wu}", f"wu{wu}")),
                             (a.number_lines != N_NUMBER_LINES, (f"num{a.number_lines}", "", f"num{a.number_lines}")),
                             (a.numbers == "random", ("rnd", "", "rnd")),
+                            (a.symbol_lines > 0, (f"sym{a.symbol_lines}", "", f"sym{a.symbol_lines}")),
                             (a.average > 0, (f"avg{av}", f"--average {av}", f"avg{av}")),
                             (a.fonts != "dejavu", (a.fonts.replace("-", ""), f"--fonts {a.fonts}",
                                                    a.fonts.replace("-", ""))),
@@ -321,6 +338,9 @@ def main() -> None:
     ap.add_argument("--number-lines", type=int, default=N_NUMBER_LINES,
                     help=f"--data mixed: digit strings among the {N_LINES} lines (default {N_NUMBER_LINES}; another: "
                          "method names end in -numN)")
+    ap.add_argument("--symbol-lines", type=int, default=0,
+                    help=f"--data mixed: lines of random printable ASCII among the {N_LINES}, in place of licence lines "
+                         "(default none; another: method names end in -symN)")
     ap.add_argument("--warmup", type=float, default=0.0,
                     help="spa finetune --warmup F (default none; another: method names end in -wuF)")
     ap.add_argument("--numbers", choices=("formats", "random"), default="formats",
@@ -351,10 +371,10 @@ def main() -> None:
     ratios, seeds = [float(r) for r in a.ratios.split(",")], [int(s) for s in a.seeds.split(",")]
     b = ocr_rec()
     name = b.model.graph.input[0].name
-    if (a.number_lines != N_NUMBER_LINES or a.numbers != "formats") and a.data != "mixed":
-        ap.error("--number-lines and --numbers need --data mixed")
+    if (a.number_lines != N_NUMBER_LINES or a.numbers != "formats" or a.symbol_lines) and a.data != "mixed":
+        ap.error("--number-lines, --numbers and --symbol-lines need --data mixed")
     fonts = FONT_SETS[a.fonts]
-    x_tr, t_tr = distillation_lines(a.data, a.number_lines, a.numbers, fonts)
+    x_tr, t_tr = distillation_lines(a.data, a.number_lines, a.numbers, fonts, a.symbol_lines)
     v = variant(a)
     mixed = "".join(f"-{m}" for m, _, _ in v)  # the R rows' method suffix
     options = "".join(f", {o}" for _, o, _ in v if o)  # the log line's
@@ -369,8 +389,9 @@ def main() -> None:
               f"held-out distributions (% of the original's character accuracy)")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     if a.data == "mixed":
-        print(f"# --data mixed: {N_LINES - a.number_lines} of the licence lines and {a.number_lines} digit strings "
-              f"({'random_numbers' if a.numbers == 'random' else 'train_numbers'}, seed {NUMBER_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
+        print(f"# --data mixed: {N_LINES - a.number_lines - a.symbol_lines} of the licence lines, {a.number_lines} digit "
+              f"strings ({'random_numbers' if a.numbers == 'random' else 'train_numbers'}, seed {NUMBER_SEED}) and "
+              f"{a.symbol_lines} symbol lines (seed {SYMBOL_SEED}) in the same faces; methods {METHOD}{mixed} / {AUG_METHOD}{mixed}")
     if not a.no_header or a.data == "mixed":
         print("\n".join(leak_check(t_tr, {d: list(data[1]) for d, data in b.dists.items()}, fonts)))
     print(f"# {b.name}: {b.what}")

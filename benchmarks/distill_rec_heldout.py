@@ -58,7 +58,10 @@ over all 21 DejaVu text faces instead of six ("...-dejavuall"; led on validation
 ("...-fromenergy"; lost on validation). `--steps R1:E1` prunes in two steps (benchmarks/stepped.py: data-free obspa at
 R1, distilled E1 epochs, pruned again to no more MACs and params than the one-shot prune, then distilled as usual, the
 plans composed for the features; "...-stepR1eE1"; 0.3:3 with 10 final epochs lost on validation,
-distill_rec_heldout_features_choice.txt).
+distill_rec_heldout_features_choice.txt). `--symbol-lines N` replaces N licence lines by lines of random printable
+ASCII (symbol_lines; "...-symN"; 128 chosen on validation and, held out, the data-free recipe at 0.5 since stop 38).
+`--bn-augmented` and `--output-loss kl+ctc` pass those `spa finetune` options ("...-bnaug", "...-klctc"; both lost on
+validation).
 """
 
 from __future__ import annotations

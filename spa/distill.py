@@ -52,6 +52,7 @@ __all__ = ["CACHE_BYTES", "FEATURE_WEIGHT", "KINDS", "Distillation", "FeatureSit
            "parse_output_loss"]
 
 KINDS = ("kl", "kl+ctc", "bce", "mse", "off")
+_KL_KINDS = ("kl", "kl+ctc")  # the kinds compared by the softened KL (kl+ctc adds the CTC term)
 CTC_BLANK = 0  # kl+ctc: the blank's class index (PaddleOCR's CTC heads; 0 is also torch's default)
 CACHE_BYTES = 1 << 30  # teacher values kept in memory (else recomputed per batch)
 _CLASS_NAME = re.compile(r"logit|class|cls|prob|score", re.IGNORECASE)
@@ -230,7 +231,7 @@ def _plan(student: onnx.ModelProto, teacher: onnx.ModelProto, overrides: dict[st
         if kind == "mse" and _per_position(o, mask):
             ol.mask = mask.name
             ol.why += f"; positions where {mask.name} is 0 ignored"
-        if kind in ("kl", "kl+ctc"):
+        if kind in _KL_KINDS:
             rank = len(o.type.tensor_type.shape.dim)
             if op in _SOFTMAX:
                 axis = next((a.i for a in node.attribute if a.name == "axis"), -1 if opset >= 13 else 1)
@@ -309,7 +310,7 @@ class Distillation:
             elif p.kind == "bce" and p.value == p.name and v.size and not (v.min() >= 0 and v.max() <= 1):
                 raise BadArgument(f"--output-loss {p.name}=bce: the teacher's {p.name!r} holds values outside [0, 1] "
                                   f"({float(v.min()):.3g} to {float(v.max()):.3g}); bce compares probabilities")
-            elif p.kind in ("kl", "kl+ctc") and p.value == p.name and not p.log and v.size and v.min() >= 0:
+            elif p.kind in _KL_KINDS and p.value == p.name and not p.log and v.size and v.min() >= 0:
                 s = v.sum(axis=p.axis) if p.flatten_from is None else v.reshape(*v.shape[: p.flatten_from], -1).sum(-1)
                 p.log = bool(np.allclose(s, 1, atol=1e-3))  # probabilities (e.g. a softmax inside a custom op)
 

@@ -21,10 +21,10 @@ BatchNormalization statistics are re-estimated on the data (before training, use
 batch statistics, and once more for the final weights), since pruning changes what reaches each BatchNorm;
 ``freeze_bn`` keeps the original ones; ``bn_augmented`` (with ``augment``) takes the final ones on the training
 batches as augmented, the inputs the weights were trained under, instead of the data as given.  Exports that fold
-BatchNorm into the convolutions have none to re-estimate (the report's ``bn`` says "none").  Adam's learning rate decays to 0 along a cosine over all the steps, after an
-optional linear warm-up (``warmup``; off by default: 10 % tied on the validation sets of PP-OCRv4 rec and
-all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages, benchmarks/distill_rec_heldout_features_choice.txt,
-distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).  ``average`` (off by default) averages the weights
+BatchNorm into the convolutions have none to re-estimate (the report's ``bn`` says "none").  Adam's learning rate
+decays to 0 along a cosine over all the steps, after an optional linear warm-up (``warmup``; off by default: 10 %
+tied on the validation sets of PP-OCRv4 rec and all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages,
+benchmarks/distill_rec_heldout_features_choice.txt, distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).  ``average`` (off by default) averages the weights
 over the last share of the steps, the learning rate held where the averaging begins (stochastic weight averaging,
 Izmailov et al. 2018), before the final BatchNorm statistics.
 """
@@ -475,7 +475,7 @@ def _train(torch, module, obj, feed, all_batches: list[np.ndarray], n: int, step
             for m, p in zip(mean, params):
                 p.copy_(m)
     if bn.startswith("re-estimated") and epochs:  # statistics of the final weights, on the inputs as trained on
-        alter = aug if bn == "re-estimated-augmented" and aug is not None else (lambda xs: xs)
+        alter = aug if bn == "re-estimated-augmented" else (lambda xs: xs)  # finetune() refuses it without aug
         reestimate_bn(module, (alter(feed(idx)) for idx in all_batches))
 
 

@@ -24,9 +24,10 @@ batches as augmented, the inputs the weights were trained under, instead of the 
 BatchNorm into the convolutions have none to re-estimate (the report's ``bn`` says "none").  Adam's learning rate
 decays to 0 along a cosine over all the steps, after an optional linear warm-up (``warmup``; off by default: 10 %
 tied on the validation sets of PP-OCRv4 rec and all-MiniLM-L6-v2 and on PP-OCRv4 det's selection pages,
-benchmarks/distill_rec_heldout_features_choice.txt, distill_minilm_choice.txt, distill_det_heldout_choice.txt run 14).  ``average`` (off by default) averages the weights
-over the last share of the steps, the learning rate held where the averaging begins (stochastic weight averaging,
-Izmailov et al. 2018), before the final BatchNorm statistics.
+benchmarks/distill_rec_heldout_features_choice.txt, distill_minilm_choice.txt, distill_det_heldout_choice.txt run
+14).  ``average`` (off by default) averages the weights over the last share of the steps, the learning rate held
+where the averaging begins (stochastic weight averaging, Izmailov et al. 2018), before the final BatchNorm
+statistics.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class FinetuneReport:
     accuracy_after: float | None
     export_error: float  # max |onnxruntime - torch| / max(1, max|torch|) of the written model
     seconds: float
-    bn: str = "none"  # "re-estimated", "re-estimated-augmented", "frozen" or "none" (no BatchNormalization node: folded into the convs)
+    # "re-estimated", "re-estimated-augmented", "frozen" or "none" (no BatchNormalization node: folded into the convs)
+    bn: str = "none"
     bn_layers: int = 0
     outputs: list[dict] = field(default_factory=list)  # distillation: per output its loss kind, before, after
     augment: tuple[str, ...] = ()  # distillation: the augmentations applied to the training batches

@@ -92,6 +92,10 @@ METHOD, AUG_METHOD = "distill", "distill-aug"
 VALID_TEXTS = ("BSD", "LGPL-2.1", "Artistic")
 VALID_FONTS = ("NotoSerif-Regular.ttf", "FreeSans.ttf", "NotoSerif-Italic.ttf", "FreeSansOblique.ttf")
 N_VALID, VALID_SEED = 48, 11
+# and (since stop 39) the validation text lines in a thin typewriter face, blurred as generalise's mono-blur renders
+# its lines (Gaussian radius 1.2): Latin Modern Mono Light 10 (fonts-lmodern, from Computer Modern Typewriter, no URW or
+# FreeFont design), a stand-in for the held-out set that stays the weakest (mono-blur) with another face and text
+VALID_MONO_BLUR = ("/usr/share/texmf/fonts/opentype/public/lm/lmmonolt10-regular.otf", 1.2)
 # --data mixed: of the N_LINES distillation lines, N_NUMBER_LINES are digit strings (train_numbers, seed
 # NUMBER_SEED) in the same DejaVu faces, the rest the licence lines as before; method names gain "-mixed"
 N_NUMBER_LINES, NUMBER_SEED = 128, 21
@@ -101,13 +105,23 @@ SYMBOL_SEED = 23
 # --fonts dejavu-all (methods "...-dejavuall"): the same lines spread over every DejaVu text face (21: the six of
 # TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
 # validation or held-out family is previewed
-FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL}
+# --fonts families (methods "...-families"): the same lines spread over the six DejaVu faces and the regular face of ten
+# other families from Debian font packages (apt-get install fonts-go fonts-inconsolata fonts-roboto fonts-open-sans
+# fonts-linuxlibertine fonts-cantarell fonts-lato fonts-crosextra-caladea fonts-crosextra-carlito): sans, serif, slab
+# and monospaced designs, none derived from a held-out or validation face (the URW base-35 fonts and their TeX Gyre
+# versions, which FreeFont derives from, and croscore, Liberation's designs, are left out); found under /usr/share/fonts
+# by file name
+OTHER_FAMILIES = ["fonts-go/Go-Regular.ttf", "fonts-go/Go-Mono.ttf", "inconsolata/Inconsolata.otf",
+                  "roboto/unhinted/RobotoTTF/Roboto-Regular.ttf", "open-sans/OpenSans-Regular.ttf",
+                  "linux-libertine/LinLibertine_R.otf", "cantarell/Cantarell-Regular.otf", "lato/Lato-Regular.ttf",
+                  "crosextra/Caladea-Regular.ttf", "crosextra/Carlito-Regular.ttf"]
+FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL, "families": [*TRAIN_FONTS, *OTHER_FAMILIES]}
 # the R methods' suffixes after "-mixed" / "-fromcalib" / "-fromenergy", in the order `variant` writes them, each with
 # its label in `summary` ("{}": the value that follows the name, "-lr2e-4" -> "2e-4"); "-plusK" (augmentation beyond
 # invert,contrast) comes last
 SUFFIXES = {"lr": ", lr {}", "feat": ", features {}", "ep": ", {} epochs", "wu": ", warm-up {}",
             "num": ", {} digit strings", "rnd": ", random digit strings", "sym": ", {} symbol lines", "avg": ", averaged {}",
-            "dejavuall": ", every DejaVu face", "temp": ", temperature {}",
+            "dejavuall": ", every DejaVu face", "families": ", ten more font families", "temp": ", temperature {}",
             "step": ", in steps {}", "bnaug": ", BatchNorm on augmented data{}", "klctc": ", KL and CTC on the text{}"}
 OUTPUT = "softmax_11.tmp_0"  # the recogniser's one output, per-step class probabilities (--output-loss)
 
@@ -228,7 +242,7 @@ def validation(train: list[str], heldout: dict[str, list[str]],
     the distillation (`fonts`) or held-out sets, and how many texts coincide with theirs."""
     held_files = {f for f, _, _ in OCR_HELDOUT.values()}
     used = {family(f) for f in held_files} | {family(f) for f in fonts}
-    if same := used & {family(f) for f in VALID_FONTS}:
+    if same := used & {family(f) for f in (*VALID_FONTS, VALID_MONO_BLUR[0])}:
         raise SystemExit(f"validation fonts of a distillation or held-out family: {sorted(same)}")
     rng = np.random.default_rng(VALID_SEED)
     segs = sorted({s for t in VALID_TEXTS for s in licence_segments(f"/usr/share/common-licenses/{t}")})
@@ -238,9 +252,12 @@ def validation(train: list[str], heldout: dict[str, list[str]],
         for inv in (False, True):
             x = np.stack([rec_line(t, VALID_FONTS[k % len(VALID_FONTS)], invert=inv) for k, t in enumerate(texts)])
             dists[f"val-{kind}" + ("-inverted" if inv else "")] = (x, texts)
+    mono, radius = VALID_MONO_BLUR
+    dists["val-mono-blur"] = (np.stack([rec_line(t, mono, blur=radius) for t in kinds["text"]]), kinds["text"])
     seen = set(train) | {t for ts in heldout.values() for t in ts}
     notes = [(f"# validation: {', '.join(dists)} ({N_VALID} lines each; text = {'/'.join(VALID_TEXTS)} segments, "
-             f"numbers = val_numbers seed {VALID_SEED}; fonts {', '.join(VALID_FONTS)}: no family of the "
+             f"numbers = val_numbers seed {VALID_SEED}; fonts {', '.join(VALID_FONTS)}; val-mono-blur: the text in "
+             f"{Path(mono).name}, blur {radius:g}: no family of the "
              f"distillation or held-out fonts); {len(set(kinds['text']) & seen)} text and "
              f"{len(set(kinds['numbers']) & seen)} number lines also among the distillation or held-out lines")]
     return dists, notes
@@ -353,7 +370,8 @@ def main() -> None:
                     help="spa finetune --average F (default none; another: method names end in -avgF)")
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the distillation lines' faces: TRAIN_FONTS' six or (dejavu-all, method names end in "
-                         f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces")
+                         f"-dejavuall) all {len(DEJAVU_ALL)} DejaVu text faces, or (families, -families) the six and "
+                         f"{len(OTHER_FAMILIES)} faces of other families")
     ap.add_argument("--bn-augmented", action="store_true",
                     help="spa finetune --bn-augmented: the final BatchNorm statistics on augmented batches (-bnaug)")
     ap.add_argument("--output-loss", choices=("kl+ctc",),
@@ -387,7 +405,7 @@ def main() -> None:
     np.savez(tmp / "lines.npz", **{name: x_tr})
     if not a.no_header:
         print(f"PP-OCRv4 rec pruned by data-free obspa (spa's default), distilled by `spa finetune --teacher` on "
-              f"{N_LINES} unlabelled {'+'.join(TRAIN_TEXTS)} lines in {len(fonts)} DejaVu faces "
+              f"{N_LINES} unlabelled {'+'.join(TRAIN_TEXTS)} lines in {len(fonts)} faces "
               f"({EPOCHS} epochs, lr {LR}, T {TEMPERATURE:g}, batch {BATCH}), scored on generalise.py's ocr_rec "
               f"held-out distributions (% of the original's character accuracy)")
         print(f"# cores {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")

@@ -554,7 +554,7 @@ def _energy_plan(m: onnx.ModelProto, source: str, calib, ratio: float, kind: str
 def font(name: str, size: int):
     from PIL import ImageFont
 
-    return ImageFont.truetype(str(next(FONTS.rglob(name))), size)
+    return ImageFont.truetype(name if Path(name).is_absolute() else str(next(FONTS.rglob(name))), size)
 
 
 def licence_segments(path: str, maxlen: int = 16) -> list[str]:

@@ -71,7 +71,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_det import pages
-from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
+from distill_ocr import DEJAVU_ALL, OTHER_FAMILIES, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli
 from generalise import DET_WIDE, ocr_det, pruned_only
 from stepped import stepped_start
 
@@ -90,6 +90,11 @@ HELD_TEXT = "Apache-2.0"
 SELECTION_FACES = {f for _, faces in DET_WIDE.values() for f in faces}
 FONT_SETS = {"dejavu": TRAIN_FONTS,
              "dejavu-all": [f for f in DEJAVU_ALL if f in TRAIN_FONTS or Path(f).name not in SELECTION_FACES]}
+# --fonts dejavu-all-families (methods "...-dejavuallfamilies"; stop 39): those 19 and the regular face of ten other
+# families (distill_ocr.OTHER_FAMILIES: Go, Go Mono, Inconsolata, Roboto, Open Sans, Linux Libertine, Cantarell, Lato,
+# Caladea, Carlito; none of a held-out or selection design)
+FONT_SETS["dejavu-all-families"] = [*FONT_SETS["dejavu-all"], *OTHER_FAMILIES]
+FONT_LABELS = {"dejavu-all": "every DejaVu face", "dejavu-all-families": "every DejaVu face and ten families"}
 
 
 def main() -> None:
@@ -127,7 +132,8 @@ def main() -> None:
                          "method names end in -KINDmap, V labels in 'KIND on the map')")
     ap.add_argument("--fonts", choices=tuple(FONT_SETS), default="dejavu",
                     help=f"the pages' faces: TRAIN_FONTS' six or (dejavu-all; method names and V labels end in "
-                         f"-dejavuall / every DejaVu face) {len(FONT_SETS['dejavu-all'])} DejaVu faces")
+                         f"-dejavuall / every DejaVu face) {len(FONT_SETS['dejavu-all'])} DejaVu faces, or "
+                         f"(dejavu-all-families, -dejavuallfamilies) those and {len(OTHER_FAMILIES)} other families")
     ap.add_argument("--steps", help="R1:E1: prune at R1 first and distil E1 epochs, then prune that to the size of the "
                                     "ratio's one-shot prune and distil (benchmarks/stepped.py; method names end in "
                                     "-stepR1eE1, V labels in 'steps R1:E1')")
@@ -156,7 +162,7 @@ def main() -> None:
         start = f"obspa --calib on the first {N_CALIB} distillation pages" if a.start == "calib" else \
             START_NAME.get(a.start, "data-free obspa (spa's default)")
         print(f"PP-OCRv4 det pruned by {start}, distilled by `spa finetune --teacher` on "
-              f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(fonts)} DejaVu faces "
+              f"{a.pages} unlabelled 320x320 pages of {'+'.join(TRAIN_TEXTS)} words in {len(fonts)} faces "
               f"({a.epochs} epochs, lr {a.lr}, batch {BATCH}: distill_det.txt's settings"
               f"{'' if a.epochs == EPOCHS else f' but its {EPOCHS} epochs'}"
               f"{'' if a.lr == LR else f' but its lr {LR}'}"
@@ -276,7 +282,7 @@ def variant(a: argparse.Namespace) -> list[tuple[str, str]]:
                             (a.lr != LR, (f"lr{a.lr}", f"lr {a.lr}")),
                             (a.warmup > 0, (f"wu{a.warmup:g}", f"warm-up {a.warmup:g}")),
                             (a.average > 0, (f"avg{a.average:g}", f"averaged {a.average:g}")),
-                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), "every DejaVu face")),
+                            (a.fonts != "dejavu", (a.fonts.replace("-", ""), FONT_LABELS.get(a.fonts, a.fonts))),
                             (bool(a.output_loss), (f"{a.output_loss}map", f"{a.output_loss} on the map")),
                             (bool(a.steps), (f"step{(a.steps or '').replace(':', 'e')}", f"steps {a.steps}")))
             if on]

@@ -60,6 +60,16 @@ WIDE_FONTS = [*TRAIN_FONTS, "dejavu/DejaVuSans-ExtraLight.ttf", "dejavu/DejaVuSe
 # every DejaVu text face (21: TRAIN_FONTS' six and their light, bold, oblique, condensed and mono siblings; not the
 # maths face): --fonts dejavu-all of distill_rec_heldout.py and (less the detector's selection faces) distill_det_heldout.py
 DEJAVU_ALL = sorted(f"dejavu/{p.name}" for p in (FONT_DIR / "dejavu").glob("DejaVu*.ttf") if "Math" not in p.name)
+# distill_rec_heldout.py / distill_det_heldout.py --fonts families / dejavu-all-families: the regular face of ten
+# families from Debian font packages (apt-get install fonts-go fonts-inconsolata fonts-roboto fonts-open-sans
+# fonts-linuxlibertine fonts-cantarell fonts-lato fonts-crosextra-caladea fonts-crosextra-carlito): sans, serif, slab
+# and monospaced designs, none derived from a held-out or validation face (the URW base-35 fonts and their TeX Gyre
+# versions, which FreeFont derives from, and croscore, Liberation's designs, are left out); found under /usr/share/fonts
+# by file name
+OTHER_FAMILIES = ["fonts-go/Go-Regular.ttf", "fonts-go/Go-Mono.ttf", "inconsolata/Inconsolata.otf",
+                  "roboto/unhinted/RobotoTTF/Roboto-Regular.ttf", "open-sans/OpenSans-Regular.ttf",
+                  "linux-libertine/LinLibertine_R.otf", "cantarell/Cantarell-Regular.otf", "lato/Lato-Regular.ttf",
+                  "crosextra/Caladea-Regular.ttf", "crosextra/Carlito-Regular.ttf"]
 VALID_FONTS = ["noto/NotoSans-Regular.ttf", "noto/NotoSerif-Regular.ttf", "dejavu/DejaVuSansCondensed.ttf",
                "dejavu/DejaVuSerif-Italic.ttf", "dejavu/DejaVuSansMono-Oblique.ttf", "noto/NotoSerif-Italic.ttf"]
 TRAIN_TEXTS, HELD_TEXTS, VALID_TEXTS = ["GPL-3", "GPL-2"], ["Apache-2.0", "MPL-2.0"], ["LGPL-2.1", "Artistic", "BSD"]

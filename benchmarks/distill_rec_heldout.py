@@ -79,7 +79,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from distill_ocr import DEJAVU_ALL, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
+from distill_ocr import DEJAVU_ALL, OTHER_FAMILIES, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
 from generalise import OCR_HELDOUT, PRUNED_HOW, licence_segments, ocr_rec, pruned_only, rec_line
 from stepped import stepped_start
 
@@ -105,16 +105,8 @@ SYMBOL_SEED = 23
 # --fonts dejavu-all (methods "...-dejavuall"): the same lines spread over every DejaVu text face (21: the six of
 # TRAIN_FONTS and their light, bold, oblique, condensed and mono siblings) instead of six; one family still, so no
 # validation or held-out family is previewed
-# --fonts families (methods "...-families"): the same lines spread over the six DejaVu faces and the regular face of ten
-# other families from Debian font packages (apt-get install fonts-go fonts-inconsolata fonts-roboto fonts-open-sans
-# fonts-linuxlibertine fonts-cantarell fonts-lato fonts-crosextra-caladea fonts-crosextra-carlito): sans, serif, slab
-# and monospaced designs, none derived from a held-out or validation face (the URW base-35 fonts and their TeX Gyre
-# versions, which FreeFont derives from, and croscore, Liberation's designs, are left out); found under /usr/share/fonts
-# by file name
-OTHER_FAMILIES = ["fonts-go/Go-Regular.ttf", "fonts-go/Go-Mono.ttf", "inconsolata/Inconsolata.otf",
-                  "roboto/unhinted/RobotoTTF/Roboto-Regular.ttf", "open-sans/OpenSans-Regular.ttf",
-                  "linux-libertine/LinLibertine_R.otf", "cantarell/Cantarell-Regular.otf", "lato/Lato-Regular.ttf",
-                  "crosextra/Caladea-Regular.ttf", "crosextra/Carlito-Regular.ttf"]
+# --fonts families (methods "...-families"): the same lines spread over the six DejaVu faces and OTHER_FAMILIES' ten
+# faces of other families (distill_ocr.py)
 FONT_SETS = {"dejavu": TRAIN_FONTS, "dejavu-all": DEJAVU_ALL, "families": [*TRAIN_FONTS, *OTHER_FAMILIES]}
 # the R methods' suffixes after "-mixed" / "-fromcalib" / "-fromenergy", in the order `variant` writes them, each with
 # its label in `summary` ("{}": the value that follows the name, "-lr2e-4" -> "2e-4"); "-plusK" (augmentation beyond

@@ -35,7 +35,7 @@ on a VALIDATION set, never on the held-out rows: `--choose "none|invert,contrast
 per setting (same prune, seed, epochs, lr, T and batch), scores each on `validation()` (texts BSD / LGPL-2.1 /
 Artistic and digit strings of `val_numbers`, a generator of other formats and seed than generalise.numbers, in
 Noto Serif (regular, italic) and FreeSans (regular, oblique): none of them a held-out or distillation text or font family; each
-dark on light and inverted), writes the V rows and the choice (the best worst-over-distributions) to FILE, and only
+dark on light and inverted; since stop 39 also the text lines in Latin Modern Mono Light, blurred, val-mono-blur), writes the V rows and the choice (the best worst-over-distributions) to FILE, and only
 then scores the chosen setting on the held-out distributions (nothing if it is "none": the "distill" rows are that):
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/distill_rec_heldout.py --ratios 0.5 --seeds 0 --no-header \
@@ -61,7 +61,8 @@ plans composed for the features; "...-stepR1eE1"; 0.3:3 with 10 final epochs los
 distill_rec_heldout_features_choice.txt). `--symbol-lines N` replaces N licence lines by lines of random printable
 ASCII (symbol_lines; "...-symN"; 128 chosen on validation and, held out, the data-free recipe at 0.5 since stop 38).
 `--bn-augmented` and `--output-loss kl+ctc` pass those `spa finetune` options ("...-bnaug", "...-klctc"; both lost on
-validation).
+validation). `--fonts families` spreads the lines over the six DejaVu faces and ten faces of other families
+(distill_ocr.OTHER_FAMILIES, Debian font packages: see there; "...-families"; chosen on validation in stop 39).
 """
 
 from __future__ import annotations

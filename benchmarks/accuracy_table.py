@@ -56,7 +56,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # validation chose there (distill_rec_heldout_lr_choice.txt), at 0.5 since branch feat with the intermediate features
 # (distill_rec_heldout_features_choice.txt), since branch swa with digit strings in no format (--numbers random, chosen
 # there too, "-rnd"), since branch mix with --augment invert,contrast,mix at 0.5 (chosen there, "-plusmix"), since stop 38 with
-# 128 of the licence lines replaced by lines of random printable ASCII at 0.5 ("-sym128", chosen there), since branch temp
+# 128 of the licence lines replaced by lines of random printable ASCII at 0.5 ("-sym128", chosen there), since stop 39 with
+# the lines in ten more font families as well at 0.5 ("-families", chosen there), since branch temp
 # that recipe at 0.3 with lr 2e-4 (nothing chosen; distill_rec_heldout_features_choice.txt's rule); else the licence
 # lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
@@ -66,7 +67,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 # ("METHOD@R1/R2": that method at those ratios only)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
-             "ocr_rec": ("distill-aug-mixed-lr2e-4-feat1-rnd-plusmix@0.3", "distill-aug-mixed-feat1-rnd-sym128-plusmix@0.5",
+             "ocr_rec": ("distill-aug-mixed-lr2e-4-feat1-rnd-plusmix@0.3", "distill-aug-mixed-feat1-rnd-sym128-families-plusmix@0.5",
+                         "distill-aug-mixed-feat1-rnd-sym128-plusmix@0.5",
                          "distill-aug-mixed-feat1-rnd-plusmix",
                          "distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd",
                          "distill-aug-mixed-feat1",
@@ -212,7 +214,8 @@ def main() -> None:
            "lines in all 21 DejaVu faces, led there in branch fonts but lost held out and is only listed; since branch mix "
            "`--augment invert,contrast,mix`, \"-plusmix\", chosen there too; since stop 38 128 of the licence lines "
            "replaced by lines of random printable ASCII, \"-sym128\", chosen there too: the student had misread '%' "
-           "and capitals beside digits) and at 0.3 lr 2e-4 "
+           "and capitals beside digits; since stop 39 the lines spread over ten more font families as well, \"-families\", "
+           "chosen there too, on a validation set that gained blurred thin mono text) and at 0.3 lr 2e-4 "
            "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there; since branch temp the 0.5 recipe with that "
            "lr, \"-lr2e-4-feat1-rnd-plusmix\", nothing chosen: its noisy text, which the lines lack, falls below the "
            "prune alone: distil only what pruning broke); \"distill\" = the licence lines "

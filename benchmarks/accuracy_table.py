@@ -57,7 +57,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # (distill_rec_heldout_features_choice.txt), since branch swa with digit strings in no format (--numbers random, chosen
 # there too, "-rnd"), since branch mix with --augment invert,contrast,mix at 0.5 (chosen there, "-plusmix"), since stop 38 with
 # 128 of the licence lines replaced by lines of random printable ASCII at 0.5 ("-sym128", chosen there), since stop 39 with
-# the lines in ten more font families as well at 0.5 ("-families", chosen there), since branch temp
+# the lines in ten more font families as well at 0.5 ("-families", chosen there) and that recipe at 0.3 with lr 2e-4
+# (nothing chosen, the rule of stop 39), since branch temp
 # that recipe at 0.3 with lr 2e-4 (nothing chosen; distill_rec_heldout_features_choice.txt's rule); else the licence
 # lines. PP-OCRv4 det: --augment
 # noise,contrast, chosen on the detector's selection pages, distill_det_heldout_choice.txt; since branch feat with 512
@@ -67,7 +68,8 @@ DATA_FREE = {"minilm": ("obspa-default",), "ocr_rec": ("obspa-default", "obspa-s
 # branch feat2 with the intermediate features at 0.3 and 0.5, chosen on its validation sentences, distill_minilm_choice.txt)
 # ("METHOD@R1/R2": that method at those ratios only)
 DISTILLED = {"minilm": ("distill-feat1", "distill"),
-             "ocr_rec": ("distill-aug-mixed-lr2e-4-feat1-rnd-plusmix@0.3", "distill-aug-mixed-feat1-rnd-sym128-families-plusmix@0.5",
+             "ocr_rec": ("distill-aug-mixed-lr2e-4-feat1-rnd-sym128-families-plusmix@0.3",
+                         "distill-aug-mixed-lr2e-4-feat1-rnd-plusmix@0.3", "distill-aug-mixed-feat1-rnd-sym128-families-plusmix@0.5",
                          "distill-aug-mixed-feat1-rnd-sym128-plusmix@0.5",
                          "distill-aug-mixed-feat1-rnd-plusmix",
                          "distill-aug-mixed-lr2e-4", "distill-aug-mixed-feat1-rnd",
@@ -218,7 +220,8 @@ def main() -> None:
            "chosen there too, on a validation set that gained blurred thin mono text) and at 0.3 lr 2e-4 "
            "(\"-lr2e-4\"; validation: 2e-3 loses to the prune alone there; since branch temp the 0.5 recipe with that "
            "lr, \"-lr2e-4-feat1-rnd-plusmix\", nothing chosen: its noisy text, which the lines lack, falls below the "
-           "prune alone: distil only what pruning broke); \"distill\" = the licence lines "
+           "prune alone: distil only what pruning broke; since stop 39 the families recipe with that lr, "
+           "\"-lr2e-4-feat1-rnd-sym128-families-plusmix\", nothing chosen: the noisy text falls less); \"distill\" = the licence lines "
            "alone, which hold few digits and no inverted text, its worst cells. "
            "\"-fromcalib\" variants distil the `--calib 32` prune on 32 of the same lines (sentences, pages) "
            "instead of the data-free one (on PP-OCRv4 det it loses: the noisy pages, absent from both, fall; on PP-OCRv4 "

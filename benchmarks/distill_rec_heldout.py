@@ -35,8 +35,9 @@ on a VALIDATION set, never on the held-out rows: `--choose "none|invert,contrast
 per setting (same prune, seed, epochs, lr, T and batch), scores each on `validation()` (texts BSD / LGPL-2.1 /
 Artistic and digit strings of `val_numbers`, a generator of other formats and seed than generalise.numbers, in
 Noto Serif (regular, italic) and FreeSans (regular, oblique): none of them a held-out or distillation text or font family; each
-dark on light and inverted; since stop 39 also the text lines in Latin Modern Mono Light, blurred, val-mono-blur), writes the V rows and the choice (the best worst-over-distributions) to FILE, and only
-then scores the chosen setting on the held-out distributions (nothing if it is "none": the "distill" rows are that):
+dark on light and inverted; since stop 39 also the text lines in Latin Modern Mono Light, blurred, val-mono-blur),
+writes the V rows and the choice (the best worst-over-distributions) to FILE, and only then scores the chosen setting
+on the held-out distributions (nothing if it is "none": the "distill" rows are that):
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/distill_rec_heldout.py --ratios 0.5 --seeds 0 --no-header \
         --choose "none|invert,contrast" --choice-file benchmarks/distill_rec_heldout_choice.txt \
@@ -81,7 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from distill_ocr import DEJAVU_ALL, OTHER_FAMILIES, TRAIN_FONTS, TRAIN_TEXTS, finetune_cli, lines
-from generalise import OCR_HELDOUT, PRUNED_HOW, licence_segments, ocr_rec, pruned_only, rec_line
+from generalise import LM, OCR_HELDOUT, PRUNED_HOW, licence_segments, ocr_rec, pruned_only, rec_line
 from stepped import stepped_start
 
 N_LINES, SAMPLE_SEED = 512, 1  # distill_ocr.py's distillation set
@@ -96,7 +97,7 @@ N_VALID, VALID_SEED = 48, 11
 # and (since stop 39) the validation text lines in a thin typewriter face, blurred as generalise's mono-blur renders
 # its lines (Gaussian radius 1.2): Latin Modern Mono Light 10 (fonts-lmodern, from Computer Modern Typewriter, no URW or
 # FreeFont design), a stand-in for the held-out set that stays the weakest (mono-blur) with another face and text
-VALID_MONO_BLUR = ("/usr/share/texmf/fonts/opentype/public/lm/lmmonolt10-regular.otf", 1.2)
+VALID_MONO_BLUR = (LM + "lmmonolt10-regular.otf", 1.2)
 # --data mixed: of the N_LINES distillation lines, N_NUMBER_LINES are digit strings (train_numbers, seed
 # NUMBER_SEED) in the same DejaVu faces, the rest the licence lines as before; method names gain "-mixed"
 N_NUMBER_LINES, NUMBER_SEED = 128, 21

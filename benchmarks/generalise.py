@@ -800,7 +800,7 @@ DET_WIDE = {"contrast": ("MPL-2.0", ("FreeSans.ttf", "DejaVuSansCondensed.ttf"))
 # a selection stand-in for the held-out noisy pages (stop 39, after they stayed the distilled detector's worst set):
 # their rendering conditions, but the Artistic licence in Latin Modern Roman 10 and Mono Light 10 (fonts-lmodern: the
 # Computer Modern designs, no URW or FreeFont face) instead of Apache-2.0 in FreeSerif / FreeMono
-LM = "/usr/share/texmf/fonts/opentype/public/lm/"
+LM = "/usr/share/texmf/fonts/opentype/public/lm/"  # fonts-lmodern's faces (also distill_rec_heldout's val-mono-blur)
 DET_NOISY_PROXY = ("Artistic", (LM + "lmroman10-regular.otf", LM + "lmmonolt10-regular.otf"))
 
 
